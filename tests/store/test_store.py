@@ -1,0 +1,112 @@
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from medspace.connect import Quarantined, Reason, complete
+from medspace.store import SCHEMA_VERSION, SchemaVersionError, Store, StoreError, StoreOpenError, node_stats
+
+
+def _patient(pid: str, family: str = "Wang", born: date = date(1980, 1, 2)) -> dict:
+    return complete("patient", {"id": pid, "family_name": family, "birth_date": born}, "test")
+
+
+def _condition(cid: str, pid: str, code: str) -> dict:
+    return complete("condition", {"id": cid, "patient_id": pid, "code": code, "code_system": "ICD-10"}, "test")
+
+
+def test_schema_created_and_versioned(tmp_path: Path) -> None:
+    with Store(tmp_path / "n.duckdb") as st:
+        assert st.schema_version == SCHEMA_VERSION
+        assert st.count("patient") == 0
+    with Store(tmp_path / "n.duckdb", read_only=True) as st:
+        assert st.schema_version == SCHEMA_VERSION
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "n.duckdb"
+    Store(p).close()
+    con = duckdb.connect(str(p))
+    con.execute("UPDATE _medspace_meta SET value = '999' WHERE key = 'schema_version'")
+    con.close()
+    with pytest.raises(SchemaVersionError, match="999"):
+        Store(p)
+
+
+def test_read_only_missing_store(tmp_path: Path) -> None:
+    with pytest.raises(StoreOpenError):
+        Store(tmp_path / "absent.duckdb", read_only=True)
+
+
+def test_batch_commits_and_reingest_changes_nothing(tmp_path: Path) -> None:
+    with Store(tmp_path / "n.duckdb") as st:
+        for round_ in range(2):
+            with st.batch("b") as b:
+                b.add("patient", _patient("p1"))
+                b.add("patient", _patient("p2", "Li"))
+                b.add("condition", _condition("c1", "p1", "B20"))
+                b.quarantine(Quarantined("csv", "f.csv", "row 3", Reason.BAD_DATE, "d", b"raw-bytes"))
+            r = b.report
+            assert r.committed
+            if round_ == 0:
+                assert (r.rows_new, r.rows_updated, r.quarantined_new) == (3, 0, 1)
+                first = st.arrow("SELECT * FROM patient ORDER BY id")
+            else:
+                assert (r.rows_new, r.rows_updated, r.quarantined_new) == (0, 0, 0)
+                assert r.tables["patient"].unchanged == 2
+                assert st.arrow("SELECT * FROM patient ORDER BY id") == first
+        assert st.count("patient") == 2 and st.count("quarantine") == 1
+        raw = st.con.execute("SELECT raw, reason FROM quarantine").fetchall()
+        assert raw == [(b"raw-bytes", "bad_date")]
+
+
+def test_update_replaces_row(tmp_path: Path) -> None:
+    with Store(tmp_path / "n.duckdb") as st:
+        with st.batch("a") as b:
+            b.add("patient", _patient("p1"))
+        with st.batch("b") as b:
+            b.add("patient", _patient("p1", "Zhang"))
+        assert b.report.rows_updated == 1
+        assert st.con.execute("SELECT family_name FROM patient").fetchall() == [("Zhang",)]
+
+
+def test_batch_is_all_or_nothing(tmp_path: Path) -> None:
+    with Store(tmp_path / "n.duckdb") as st:
+        with pytest.raises(RuntimeError), st.batch("fails") as b:
+            for i in range(60_000):  # more than one flush reaches DuckDB before the failure
+                b.add("patient", _patient(f"p{i}"))
+            raise RuntimeError("crash mid-batch")
+        assert st.count("patient") == 0
+        assert st.con.execute("SELECT count(*) FROM ingest_batch").fetchall() == [(0,)]
+
+
+def test_duplicates_within_a_batch_keep_the_last(tmp_path: Path) -> None:
+    with Store(tmp_path / "n.duckdb") as st:
+        with st.batch("a") as b:
+            for i in range(120_000):
+                b.add("patient", _patient(f"p{i % 70_000}", family=f"F{i}"))
+        assert st.count("patient") == 70_000
+        assert st.con.execute("SELECT family_name FROM patient WHERE id = 'p0'").fetchall() == [("F70000",)]
+        dup = st.con.execute("SELECT count(*) FROM (SELECT id FROM patient GROUP BY id HAVING count(*) > 1)")
+        assert dup.fetchall() == [(0,)]
+
+
+def test_stats_counts_levels_and_quarantine(tmp_path: Path) -> None:
+    with Store(tmp_path / "n.duckdb") as st:
+        with st.batch("a") as b:
+            b.add("patient", _patient("p1"))
+            b.add("condition", _condition("c1", "p1", "B20"))
+            b.add("condition", _condition("c2", "p1", "E11.9"))
+            b.quarantine(Quarantined("hl7v2", "x.hl7", "message 2", Reason.PARSE_ERROR, "no MSH", b"junk"))
+        s = node_stats(st)
+    assert s["tables"]["condition"] == {"rows": 2, "by_level": {"L1": 1, "L2": 1}}
+    assert s["rows_by_level"]["L1"] == 1
+    assert s["quarantine"] == {"total": 1, "by_reason": {"parse_error": 1}, "by_connector": {"hl7v2": 1}}
+    assert s["batches"] == 1
+
+
+def test_read_only_store_refuses_batches(tmp_path: Path) -> None:
+    Store(tmp_path / "n.duckdb").close()
+    with Store(tmp_path / "n.duckdb", read_only=True) as st, pytest.raises(StoreError):
+        st.batch("x")
