@@ -1,0 +1,69 @@
+"""The `medspace` command, run as a real process."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+MEDSPACE = shutil.which("medspace", path=str(Path(sys.executable).parent)) or "medspace"
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run([MEDSPACE, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.fixture
+def csv_source(tmp_path: Path) -> Path:
+    (tmp_path / "patients.csv").write_text(
+        "pid,surname,dob,gender\nP1,Wang,1980-01-02,M\nP2,Li,1980-02-31,F\nP3,Chen,1990-05-06,F\n"
+    )
+    (tmp_path / "dx.csv").write_text("id,pid,icd\nD1,P1,E11.9\nD2,P3,F32.1\nD3,P3,NOTACODE\n")
+    (tmp_path / "site.toml").write_text(
+        '[source]\nformat = "csv"\n\n[[table]]\nfile = "patients.csv"\ntable = "patient"\n[table.columns]\n'
+        'id = "pid"\nfamily_name = "surname"\nbirth_date = "dob"\n'
+        'sex = { column = "gender", values = { M = "male", F = "female" } }\n\n'
+        '[[table]]\nfile = "dx.csv"\ntable = "condition"\n[table.columns]\nid = "id"\npatient_id = "pid"\n'
+        'code = "icd"\ncode_system = { value = "ICD-10" }\n'
+    )
+    return tmp_path
+
+
+def test_ingest_then_stats(csv_source: Path) -> None:
+    r = run("ingest", "site.toml", "--store", "node.duckdb", "--json", cwd=csv_source)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["tables"]["patient"]["new"] == 2 and rep["tables"]["condition"]["new"] == 2
+    assert rep["quarantined"] == {"bad_date": 1, "invalid_code": 1}
+    again = json.loads(run("ingest", "site.toml", "--store", "node.duckdb", "--json", cwd=csv_source).stdout)
+    assert again["tables"]["patient"] == {"received": 2, "new": 0, "updated": 0, "unchanged": 2}
+    assert again["quarantined_new"] == 0
+    s = run("node", "stats", "--store", "node.duckdb", "--json", cwd=csv_source)
+    stats = json.loads(s.stdout)
+    assert stats["tables"]["condition"]["by_level"] == {"L1": 1, "L2": 1}  # F32.1 is psychiatric: L1
+    assert stats["quarantine"]["total"] == 2
+    table = run("node", "stats", "--store", "node.duckdb", cwd=csv_source)
+    assert table.returncode == 0 and "condition" in table.stdout and "bad_date" in table.stdout
+    for out in (r.stdout, s.stdout, table.stdout):  # counts only: no name or date from the data
+        assert "Wang" not in out and "1980" not in out
+
+
+def test_missing_path_is_one_clear_line(tmp_path: Path) -> None:
+    r = run("ingest", "nowhere", "--store", "n.duckdb", cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["error: nowhere: no such file or directory"]
+
+
+def test_bad_mapping_writes_nothing(csv_source: Path) -> None:
+    m = csv_source / "site.toml"
+    m.write_text(m.read_text().replace('table = "condition"', 'table = "diagnoses"'))
+    r = run("ingest", "site.toml", "--store", "node.duckdb", cwd=csv_source)
+    assert r.returncode == 2
+    assert "site.toml:15: table 'diagnoses' is not a model table" in r.stderr
+    stats = json.loads(run("node", "stats", "--store", "node.duckdb", "--json", cwd=csv_source).stdout)
+    assert stats["tables"]["patient"]["rows"] == 0 and stats["batches"] == 0
