@@ -1,0 +1,1165 @@
+"""FHIR R4 connector: Bundles, single resources and bulk-export NDJSON into the clinical model.
+
+Every input unit (a bundle entry, an NDJSON line, a lone resource) ends as rows, as a skip (a valid
+resource type the model does not hold) or in quarantine with a reason. Mapping reads the JSON
+directly, checking types as it goes; the pydantic R4B models are only used in strict mode, because
+they cost two orders of magnitude more time per resource.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import gzip
+import hashlib
+import re
+import zlib
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from datetime import date, datetime
+from functools import lru_cache, partial
+from pathlib import Path
+from typing import IO, Any, cast
+
+import orjson
+
+from medspace.connect.base import Quarantined, Sink, complete, pick_coding
+from medspace.connect.errors import MappingError, Reason, SourceError
+from medspace.model import canonical_system
+from medspace.model.errors import ValueFormatError
+from medspace.model.values import parse_fhir_date, parse_fhir_datetime
+
+__all__ = [
+    "MAPPED_TYPES",
+    "ingest_fhir_bundle",
+    "ingest_fhir_bytes",
+    "ingest_fhir_file",
+    "ingest_fhir_ndjson",
+    "map_resource",
+]
+
+CONNECTOR = "fhir"
+
+Json = dict[str, Any]
+Row = dict[str, Any]
+Rows = list[tuple[str, Row]]
+# Medication resources seen so far, keyed by fullUrl and by "Medication/<id>", so that a
+# medicationReference can be resolved to its code.
+MedicationIndex = MutableMapping[str, Json]
+
+_system = lru_cache(maxsize=4096)(canonical_system)
+_TYPE_NAME = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
+_ELEMENT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
+
+
+# --- typed access to JSON: every wrong type is a WRONG_TYPE naming the path, never the value ---
+
+
+def _wrong(path: str, expected: str) -> MappingError:
+    return MappingError(Reason.WRONG_TYPE, f"{path} must be {expected}")
+
+
+def _obj(v: Any, path: str) -> Json | None:
+    if v is None or isinstance(v, dict):
+        return v
+    raise _wrong(path, "an object")
+
+
+def _arr(v: Any, path: str) -> list[Any]:
+    if v is None:
+        return []
+    if isinstance(v, list):
+        return v
+    raise _wrong(path, "an array")
+
+
+def _str(v: Any, path: str) -> str | None:
+    if v is None or isinstance(v, str):
+        return v
+    raise _wrong(path, "a string")
+
+
+def _num(v: Any, path: str) -> float | None:
+    # FHIR JSON writes decimals as JSON numbers; a string or boolean there is a type error.
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise _wrong(path, "a number")
+    return float(v)
+
+
+def _date(v: Any, path: str) -> date | None:
+    if v is None:
+        return None
+    if not isinstance(v, str):
+        raise _wrong(path, "a date string")
+    try:
+        if "T" in v:
+            # A dateTime in a date field: check all of it, but keep the calendar date as recorded
+            # locally (a birth at 01:00+08:00 is that day, not the previous day in UTC).
+            parse_fhir_datetime(v)
+            return parse_fhir_date(v[:10])
+        return parse_fhir_date(v)
+    except ValueFormatError:
+        raise MappingError(Reason.BAD_DATE, f"{path} is not a valid FHIR date") from None
+
+
+def _datetime(v: Any, path: str) -> datetime | None:
+    if v is None:
+        return None
+    if not isinstance(v, str):
+        raise _wrong(path, "a dateTime string")
+    try:
+        return parse_fhir_datetime(v)
+    except ValueFormatError:
+        raise MappingError(Reason.BAD_DATE, f"{path} is not a valid FHIR dateTime") from None
+
+
+def _elem(items: list[Any], path: str) -> Json | None:
+    """The first element of an array of objects (most R4 cardinality-* elements use only the first)."""
+    if not items:
+        return None
+    return _obj(items[0], f"{path}[0]")
+
+
+def _codings(cc: Any, path: str) -> list[tuple[str | None, str | None, str | None]]:
+    """(system, code, display) of a CodeableConcept's codings, type-checked."""
+    if cc is None:
+        return []
+    if not isinstance(cc, dict):
+        raise _wrong(path, "a CodeableConcept object")
+    coding = cc.get("coding")
+    if coding is None:
+        return []
+    if not isinstance(coding, list):
+        raise _wrong(f"{path}.coding", "an array")
+    out = []
+    for i, c in enumerate(coding):
+        if not isinstance(c, dict):
+            raise _wrong(f"{path}.coding[{i}]", "an object")
+        system, code, display = c.get("system"), c.get("code"), c.get("display")
+        if not (system is None or isinstance(system, str)):
+            raise _wrong(f"{path}.coding[{i}].system", "a string")
+        if not (code is None or isinstance(code, str)):
+            raise _wrong(f"{path}.coding[{i}].code", "a string")
+        if not (display is None or isinstance(display, str)):
+            raise _wrong(f"{path}.coding[{i}].display", "a string")
+        out.append((system, code, display))
+    return out
+
+
+def _label(cc: Any, path: str) -> str | None:
+    """A CodeableConcept as words: its text, else the first coding's display, else its code."""
+    codings = _codings(cc, path)
+    text = _str(cc.get("text"), f"{path}.text") if cc is not None else None
+    if text:
+        return text
+    for _, _code, display in codings:
+        if display:
+            return display
+    for _, code, _ in codings:
+        if code:
+            return code
+    return None
+
+
+def _first_code(cc: Any, path: str) -> str | None:
+    """A CodeableConcept's first code (for status-like concepts), else its text."""
+    codings = _codings(cc, path)
+    for _, code, _ in codings:
+        if code:
+            return code
+    return _str(cc.get("text"), f"{path}.text") if cc is not None else None
+
+
+def _has_loinc(codings: list[tuple[str | None, str | None, str | None]], code: str) -> bool:
+    return any(c == code and _system(s) == "LOINC" for s, c, _ in codings)
+
+
+# --- references and ids ---
+
+
+def _last_id(url: str) -> str:
+    """The id at the end of a literal reference or fullUrl, without any /_history/<vid> suffix."""
+    parts = url.rstrip("/").split("/")
+    if len(parts) >= 3 and parts[-2] == "_history":
+        parts = parts[:-2]
+    return parts[-1]
+
+
+def _reference(v: Any, path: str, target: str, refs: Mapping[str, str] | None) -> str | None:
+    """The id a Reference points at (None if it has no literal reference)."""
+    ref = _obj(v, path)
+    if ref is None:
+        return None
+    r = ref.get("reference")
+    if r is None:
+        return None
+    if not isinstance(r, str):
+        raise _wrong(f"{path}.reference", "a string")
+    if refs:
+        hit = refs.get(r)
+        if hit is not None:
+            return hit
+    if r.startswith("urn:"):
+        # An unresolved urn:uuid still names the resource uniquely: use the uuid itself.
+        rid = r[9:] if r.startswith("urn:uuid:") else r[8:] if r.startswith("urn:oid:") else r
+    elif r.startswith("#"):
+        raise MappingError(Reason.BAD_REFERENCE, f"{path} points at a contained resource, not a {target}")
+    else:
+        parts = r.rstrip("/").split("/")
+        if len(parts) >= 4 and parts[-2] == "_history":
+            parts = parts[:-2]
+        if len(parts) >= 2 and parts[-2] != target:
+            raise MappingError(Reason.BAD_REFERENCE, f"{path} must reference a {target}")
+        rid = parts[-1]
+    if not rid:
+        raise MappingError(Reason.BAD_REFERENCE, f"{path} has an empty reference")
+    return rid
+
+
+def _subject(r: Json, key: str, rt: str, refs: Mapping[str, str] | None) -> str:
+    v = r.get(key)
+    if v is None:
+        raise MappingError(Reason.MISSING_FIELD, f"{rt}.{key} is required")
+    pid = _reference(v, f"{rt}.{key}", "Patient", refs)
+    if pid is None:
+        raise MappingError(Reason.BAD_REFERENCE, f"{rt}.{key} has no literal reference to a Patient")
+    return pid
+
+
+def _row_id(r: Json, rt: str, full_url: str | None) -> str:
+    rid = r.get("id")
+    if rid is not None:
+        if not isinstance(rid, str):
+            raise _wrong(f"{rt}.id", "a string")
+        if rid:
+            return rid
+    if full_url:
+        fid = full_url[9:] if full_url.startswith("urn:uuid:") else _last_id(full_url)
+        if fid:
+            return fid
+    # No identity at all: a content hash keeps re-ingesting the same resource idempotent.
+    try:
+        canonical = orjson.dumps(r, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        raise MappingError(Reason.WRONG_TYPE, f"{rt} is not serialisable JSON") from None
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _put(row: Row, key: str, value: Any) -> None:
+    if value is not None and value != "":
+        row[key] = value
+
+
+# --- Patient ---
+
+_ID_TYPE_FIELD = {
+    "NI": "national_id", "SS": "national_id", "NNCHN": "national_id", "CZ": "national_id",
+    "MR": "mrn", "PPN": "passport_id", "MB": "insurance_id", "SN": "insurance_id",
+}
+_NATIONAL_SYSTEMS = ("http://hl7.org/fhir/sid/us-ssn", "urn:oid:2.16.840.1.113883.4.1",
+                     "urn:oid:1.2.156.112604.1.2")
+_GENDERS = frozenset({"male", "female", "other", "unknown"})
+_MARITAL = {
+    "A": "annulled", "D": "divorced", "I": "interlocutory", "L": "legally separated", "M": "married",
+    "C": "common law", "P": "polygamous", "T": "domestic partner", "U": "unmarried",
+    "S": "never married", "W": "widowed", "UNK": "unknown",
+}
+_RACE_URLS = ("http://hl7.org/fhir/us/core/StructureDefinition/us-core-race",
+              "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity")
+
+
+def _identifier_field(ident: Json, path: str) -> str | None:
+    """Which patient field an Identifier fills, from its type code first, then its system."""
+    for _, code, _ in _codings(ident.get("type"), f"{path}.type"):
+        if code:
+            field = _ID_TYPE_FIELD.get(code)
+            if field:
+                return field
+            # v2 table 0203 national-number types are NN + ISO 3166 alpha-3 (NNCHN, NNGBR, ...).
+            if len(code) == 5 and code.startswith("NN"):
+                return "national_id"
+    system = _str(ident.get("system"), f"{path}.system")
+    if not system:
+        return None
+    s = system.lower()
+    if s.startswith(_NATIONAL_SYSTEMS):
+        return "national_id"
+    if "mrn" in s:
+        return "mrn"
+    if "insur" in s:
+        return "insurance_id"
+    if "ssn" in s or "resident" in s or "citizen" in s or "china" in s:
+        return "national_id"
+    return None
+
+
+def _ethnicity(r: Json) -> str | None:
+    parts = []
+    for i, ext in enumerate(_arr(r.get("extension"), "Patient.extension")):
+        path = f"Patient.extension[{i}]"
+        e = _obj(ext, path)
+        if e is None:
+            continue
+        url = _str(e.get("url"), f"{path}.url") or ""
+        if url in _RACE_URLS:
+            # US Core: the "text" sub-extension is the required human-readable summary.
+            for j, sub in enumerate(_arr(e.get("extension"), f"{path}.extension")):
+                se = _obj(sub, f"{path}.extension[{j}]")
+                if se is not None and se.get("url") == "text":
+                    text = _str(se.get("valueString"), f"{path}.extension[{j}].valueString")
+                    if text:
+                        parts.append(text)
+        elif "ethnic" in url.lower():
+            # Other national profiles (e.g. China's ethnic group) carry a coded or string value.
+            value = e.get("valueCodeableConcept")
+            text = (_label(value, f"{path}.valueCodeableConcept") if value is not None
+                    else _str(e.get("valueString"), f"{path}.valueString"))
+            if text is None and e.get("valueCoding") is not None:
+                text = _label({"coding": [e["valueCoding"]]}, f"{path}.valueCoding")
+            if text:
+                parts.append(text)
+    return "; ".join(parts) if parts else None
+
+
+def _map_patient(r: Json, rid: str, ctx: _Context) -> Rows:
+    row: Row = {"id": rid}
+    for i, ident in enumerate(_arr(r.get("identifier"), "Patient.identifier")):
+        path = f"Patient.identifier[{i}]"
+        idn = _obj(ident, path)
+        if idn is None:
+            continue
+        value = _str(idn.get("value"), f"{path}.value")
+        if not value:
+            continue
+        field = _identifier_field(idn, path)
+        if field is not None and field not in row:
+            row[field] = value
+
+    names = _arr(r.get("name"), "Patient.name")
+    chosen: Json | None = None
+    for i, n in enumerate(names):
+        name = _obj(n, f"Patient.name[{i}]")
+        if name is None:
+            continue
+        use = name.get("use")
+        if use == "official":
+            chosen = name
+            break
+        if chosen is None and use != "old":
+            chosen = name
+    if chosen is not None:
+        _put(row, "family_name", _str(chosen.get("family"), "Patient.name.family"))
+        given = _arr(chosen.get("given"), "Patient.name.given")
+        for j, g in enumerate(given):
+            if not isinstance(g, str):
+                raise _wrong(f"Patient.name.given[{j}]", "a string")
+        _put(row, "given_name", " ".join(given))
+
+    for i, t in enumerate(_arr(r.get("telecom"), "Patient.telecom")):
+        cp = _obj(t, f"Patient.telecom[{i}]")
+        if cp is None:
+            continue
+        system = _str(cp.get("system"), f"Patient.telecom[{i}].system")
+        key = "phone" if system == "phone" else "email" if system == "email" else None
+        if key is not None and key not in row:
+            _put(row, key, _str(cp.get("value"), f"Patient.telecom[{i}].value"))
+
+    addr = _elem(_arr(r.get("address"), "Patient.address"), "Patient.address")
+    if addr is not None:
+        lines = _arr(addr.get("line"), "Patient.address[0].line")
+        for j, ln in enumerate(lines):
+            if not isinstance(ln, str):
+                raise _wrong(f"Patient.address[0].line[{j}]", "a string")
+        _put(row, "address_line", ", ".join(lines))
+        _put(row, "district", _str(addr.get("district"), "Patient.address[0].district"))
+        _put(row, "city", _str(addr.get("city"), "Patient.address[0].city"))
+        _put(row, "province", _str(addr.get("state"), "Patient.address[0].state"))
+        _put(row, "postal_code", _str(addr.get("postalCode"), "Patient.address[0].postalCode"))
+        _put(row, "country", _str(addr.get("country"), "Patient.address[0].country"))
+
+    gender = _str(r.get("gender"), "Patient.gender")
+    if gender is not None:
+        if gender not in _GENDERS:
+            raise MappingError(Reason.BAD_VALUE, "Patient.gender is not a FHIR administrative gender")
+        row["sex"] = gender
+    _put(row, "birth_date", _date(r.get("birthDate"), "Patient.birthDate"))
+    _put(row, "deceased_date", _date(r.get("deceasedDateTime"), "Patient.deceasedDateTime"))
+
+    marital = r.get("maritalStatus")
+    if marital is not None:
+        codings = _codings(marital, "Patient.maritalStatus")
+        words = next((_MARITAL[c] for _, c, _ in codings if c in _MARITAL), None)
+        _put(row, "marital_status", words or _label(marital, "Patient.maritalStatus"))
+    if "extension" in r:
+        _put(row, "ethnicity", _ethnicity(r))
+    return [("patient", row)]
+
+
+# --- Encounter ---
+
+_ENCOUNTER_CLASS = {
+    "AMB": "ambulatory", "IMP": "inpatient", "ACUTE": "inpatient", "NONAC": "inpatient",
+    "EMER": "emergency", "VR": "virtual",
+    "ambulatory": "ambulatory", "outpatient": "ambulatory", "inpatient": "inpatient",
+    "emergency": "emergency", "virtual": "virtual",
+}
+
+
+def _map_encounter(r: Json, rid: str, ctx: _Context) -> Rows:
+    row: Row = {"id": rid, "patient_id": _subject(r, "subject", "Encounter", ctx.refs)}
+    cls = _obj(r.get("class"), "Encounter.class")
+    if cls is not None:
+        code = _str(cls.get("code"), "Encounter.class.code")
+        if code:
+            row["encounter_class"] = _ENCOUNTER_CLASS.get(code, "other")
+    period = _obj(r.get("period"), "Encounter.period")
+    if period is not None:
+        _put(row, "start_time", _datetime(period.get("start"), "Encounter.period.start"))
+        _put(row, "end_time", _datetime(period.get("end"), "Encounter.period.end"))
+    dept = None
+    if r.get("serviceType") is not None:
+        dept = _label(r["serviceType"], "Encounter.serviceType")
+    if dept is None:
+        for i, t in enumerate(_arr(r.get("type"), "Encounter.type")):
+            dept = _label(t, f"Encounter.type[{i}]")
+            if dept:
+                break
+    _put(row, "department", dept)
+    reasons = []
+    for i, rc in enumerate(_arr(r.get("reasonCode"), "Encounter.reasonCode")):
+        text = _label(rc, f"Encounter.reasonCode[{i}]")
+        if text:
+            reasons.append(text)
+    _put(row, "reason", "; ".join(reasons))
+    hosp = _obj(r.get("hospitalization"), "Encounter.hospitalization")
+    if hosp is not None and hosp.get("dischargeDisposition") is not None:
+        _put(row, "discharge_disposition",
+             _label(hosp["dischargeDisposition"], "Encounter.hospitalization.dischargeDisposition"))
+    return [("encounter", row)]
+
+
+# --- Condition, Procedure, AllergyIntolerance ---
+
+
+def _map_condition(r: Json, rid: str, ctx: _Context) -> Rows:
+    row: Row = {"id": rid, "patient_id": _subject(r, "subject", "Condition", ctx.refs)}
+    _put(row, "encounter_id", _reference(r.get("encounter"), "Condition.encounter", "Encounter", ctx.refs))
+    system, code, display = pick_coding("condition", _codings(r.get("code"), "Condition.code"))
+    row["code"], row["code_system"] = code, system
+    _put(row, "display", display)
+    if r.get("clinicalStatus") is not None:
+        _put(row, "clinical_status", _first_code(r["clinicalStatus"], "Condition.clinicalStatus"))
+    onset = _date(r.get("onsetDateTime"), "Condition.onsetDateTime")
+    if onset is None and r.get("onsetPeriod") is not None:
+        period = _obj(r["onsetPeriod"], "Condition.onsetPeriod")
+        onset = _date(period.get("start") if period else None, "Condition.onsetPeriod.start")
+    _put(row, "onset_date", onset)
+    _put(row, "recorded_date", _date(r.get("recordedDate"), "Condition.recordedDate"))
+    return [("condition", row)]
+
+
+def _map_procedure(r: Json, rid: str, ctx: _Context) -> Rows:
+    row: Row = {"id": rid, "patient_id": _subject(r, "subject", "Procedure", ctx.refs)}
+    _put(row, "encounter_id", _reference(r.get("encounter"), "Procedure.encounter", "Encounter", ctx.refs))
+    system, code, display = pick_coding("procedure", _codings(r.get("code"), "Procedure.code"))
+    row["code"], row["code_system"] = code, system
+    _put(row, "display", display)
+    _put(row, "status", _str(r.get("status"), "Procedure.status"))
+    performed = _datetime(r.get("performedDateTime"), "Procedure.performedDateTime")
+    if performed is None and r.get("performedPeriod") is not None:
+        period = _obj(r["performedPeriod"], "Procedure.performedPeriod")
+        performed = _datetime(period.get("start") if period else None, "Procedure.performedPeriod.start")
+    _put(row, "performed_time", performed)
+    return [("procedure", row)]
+
+
+def _map_allergy(r: Json, rid: str, ctx: _Context) -> Rows:
+    row: Row = {"id": rid, "patient_id": _subject(r, "patient", "AllergyIntolerance", ctx.refs)}
+    system, code, display = pick_coding("allergy", _codings(r.get("code"), "AllergyIntolerance.code"))
+    row["code"], row["code_system"] = code, system
+    _put(row, "display", display)
+    categories = _arr(r.get("category"), "AllergyIntolerance.category")
+    for i, c in enumerate(categories):
+        if not isinstance(c, str):
+            raise _wrong(f"AllergyIntolerance.category[{i}]", "a string")
+    _put(row, "category", ",".join(categories))
+    _put(row, "criticality", _str(r.get("criticality"), "AllergyIntolerance.criticality"))
+    reaction = _elem(_arr(r.get("reaction"), "AllergyIntolerance.reaction"), "AllergyIntolerance.reaction")
+    if reaction is not None:
+        manifestations = _arr(reaction.get("manifestation"), "AllergyIntolerance.reaction[0].manifestation")
+        words = [_label(m, f"AllergyIntolerance.reaction[0].manifestation[{i}]")
+                 for i, m in enumerate(manifestations)]
+        _put(row, "reaction", "; ".join(w for w in words if w))
+    _put(row, "recorded_date", _date(r.get("recordedDate"), "AllergyIntolerance.recordedDate"))
+    return [("allergy", row)]
+
+
+# --- MedicationRequest / MedicationStatement / MedicationAdministration ---
+
+
+def _medication_concept(r: Json, rt: str, ctx: _Context) -> Any:
+    cc = r.get("medicationCodeableConcept")
+    if cc is not None:
+        return cc
+    mref = _obj(r.get("medicationReference"), f"{rt}.medicationReference")
+    if mref is None:
+        raise MappingError(Reason.MISSING_FIELD, f"{rt}.medication[x] is required")
+    ref = _str(mref.get("reference"), f"{rt}.medicationReference.reference")
+    if not ref:
+        raise MappingError(Reason.BAD_REFERENCE, f"{rt}.medicationReference has no literal reference")
+    med: Json | None = None
+    if ref.startswith("#"):
+        for i, c in enumerate(_arr(r.get("contained"), f"{rt}.contained")):
+            res = _obj(c, f"{rt}.contained[{i}]")
+            if res is not None and res.get("resourceType") == "Medication" and res.get("id") == ref[1:]:
+                med = res
+                break
+    elif ctx.medications:
+        med = ctx.medications.get(ref)
+        if med is None and not ref.startswith("urn:"):
+            med = ctx.medications.get(f"Medication/{_last_id(ref)}")
+    if med is None:
+        raise MappingError(Reason.BAD_REFERENCE, f"{rt}.medicationReference cannot be resolved")
+    return med.get("code")
+
+
+def _frequency(timing: Json | None, path: str) -> str | None:
+    if timing is None:
+        return None
+    if timing.get("code") is not None:
+        text = _label(timing["code"], f"{path}.code")
+        if text:
+            return text
+    repeat = _obj(timing.get("repeat"), f"{path}.repeat")
+    if repeat is None:
+        return None
+    freq = repeat.get("frequency")
+    period = _num(repeat.get("period"), f"{path}.repeat.period")
+    unit = _str(repeat.get("periodUnit"), f"{path}.repeat.periodUnit")
+    if freq is None or period is None or not unit:
+        return None
+    if isinstance(freq, bool) or not isinstance(freq, int):
+        raise _wrong(f"{path}.repeat.frequency", "an integer")
+    return f"{freq} per {period:g} {unit}"
+
+
+def _map_medication(r: Json, rid: str, ctx: _Context) -> Rows:
+    rt: str = r["resourceType"]
+    if rt != "MedicationRequest":
+        # Statements and administrations share the table with orders: keep their ids apart.
+        rid = f"{rt}/{rid}"
+    row: Row = {"id": rid, "patient_id": _subject(r, "subject", rt, ctx.refs)}
+    enc_key = "encounter" if rt == "MedicationRequest" else "context"
+    _put(row, "encounter_id", _reference(r.get(enc_key), f"{rt}.{enc_key}", "Encounter", ctx.refs))
+    concept = _medication_concept(r, rt, ctx)
+    system, code, display = pick_coding("medication", _codings(concept, f"{rt}.medication"))
+    row["code"], row["code_system"] = code, system
+    _put(row, "display", display)
+    _put(row, "status", _str(r.get("status"), f"{rt}.status"))
+
+    start: date | None = None
+    end: date | None = None
+    if rt == "MedicationRequest":
+        start = _date(r.get("authoredOn"), "MedicationRequest.authoredOn")
+    else:
+        start = _date(r.get("effectiveDateTime"), f"{rt}.effectiveDateTime")
+        period = _obj(r.get("effectivePeriod"), f"{rt}.effectivePeriod")
+        if period is not None:
+            start = start or _date(period.get("start"), f"{rt}.effectivePeriod.start")
+            end = _date(period.get("end"), f"{rt}.effectivePeriod.end")
+
+    dose: Json | None = None
+    route: Any = None
+    timing: Json | None = None
+    if rt == "MedicationAdministration":
+        dosage = _obj(r.get("dosage"), f"{rt}.dosage")
+        if dosage is not None:
+            dose = _obj(dosage.get("dose"), f"{rt}.dosage.dose")
+            route = dosage.get("route")
+        dpath = f"{rt}.dosage"
+    else:
+        dkey = "dosageInstruction" if rt == "MedicationRequest" else "dosage"
+        dpath = f"{rt}.{dkey}[0]"
+        dosage = _elem(_arr(r.get(dkey), f"{rt}.{dkey}"), f"{rt}.{dkey}")
+        if dosage is not None:
+            dr = _elem(_arr(dosage.get("doseAndRate"), f"{dpath}.doseAndRate"), f"{dpath}.doseAndRate")
+            if dr is not None:
+                dose = _obj(dr.get("doseQuantity"), f"{dpath}.doseAndRate[0].doseQuantity")
+            route = dosage.get("route")
+            timing = _obj(dosage.get("timing"), f"{dpath}.timing")
+    if dose is not None:
+        _put(row, "dose_value", _num(dose.get("value"), f"{dpath}.dose.value"))
+        _put(row, "dose_unit", _str(dose.get("unit"), f"{dpath}.dose.unit")
+             or _str(dose.get("code"), f"{dpath}.dose.code"))
+    if route is not None:
+        _put(row, "route", _label(route, f"{dpath}.route"))
+    if timing is not None:
+        _put(row, "frequency", _frequency(timing, f"{dpath}.timing"))
+        repeat = timing.get("repeat")
+        if isinstance(repeat, dict) and repeat.get("boundsPeriod") is not None:
+            bounds = _obj(repeat["boundsPeriod"], f"{dpath}.timing.repeat.boundsPeriod")
+            if bounds is not None:
+                start = start or _date(bounds.get("start"), f"{dpath}.timing.repeat.boundsPeriod.start")
+                end = end or _date(bounds.get("end"), f"{dpath}.timing.repeat.boundsPeriod.end")
+    _put(row, "start_date", start)
+    _put(row, "end_date", end)
+    return [("medication", row)]
+
+
+# --- Observation (and genomics) ---
+
+_GENE, _DNA_CHANGE, _AA_CHANGE, _VARIANT_ID = "48018-6", "48004-6", "48005-3", "81252-9"
+_ZYGOSITY, _SIGNIFICANCE, _VARIANT_ASSESSMENT = "53034-5", "53037-8", "69548-6"
+_GENOMIC_PARTS = frozenset({_GENE, _DNA_CHANGE, _AA_CHANGE, _VARIANT_ID, _ZYGOSITY, _SIGNIFICANCE})
+# LOINC answer lists LL381-5 (zygosity) and LL4034-6 (clinical significance).
+_ANSWERS = {
+    "LA6705-3": "homozygous", "LA6706-1": "heterozygous", "LA6707-9": "hemizygous",
+    "LA6668-3": "pathogenic", "LA26332-9": "likely pathogenic", "LA26333-7": "uncertain significance",
+    "LA26334-5": "likely benign", "LA6675-8": "benign",
+}
+
+
+def _quantity_value(q: Any, path: str, row: Row) -> None:
+    qty = _obj(q, path)
+    if qty is None:
+        return
+    value = qty.get("value")
+    _put(row, "value_num", _num(value, f"{path}.value"))
+    _put(row, "unit", _str(qty.get("unit"), f"{path}.unit") or _str(qty.get("code"), f"{path}.code"))
+    comparator = _str(qty.get("comparator"), f"{path}.comparator")
+    if comparator and value is not None:
+        # "<0.1" is a censored result, not 0.1: keep the comparator visible next to the number.
+        row["value_text"] = f"{comparator}{value:g}"
+
+
+def _observed(src: Json, path: str, row: Row) -> None:
+    """value[x], referenceRange and interpretation of an Observation or one of its components."""
+    if src.get("valueQuantity") is not None:
+        _quantity_value(src["valueQuantity"], f"{path}.valueQuantity", row)
+    elif src.get("valueCodeableConcept") is not None:
+        _put(row, "value_text", _label(src["valueCodeableConcept"], f"{path}.valueCodeableConcept"))
+    elif src.get("valueString") is not None:
+        _put(row, "value_text", _str(src["valueString"], f"{path}.valueString"))
+    elif src.get("valueBoolean") is not None:
+        if not isinstance(src["valueBoolean"], bool):
+            raise _wrong(f"{path}.valueBoolean", "a boolean")
+        row["value_text"] = "true" if src["valueBoolean"] else "false"
+    elif src.get("valueInteger") is not None:
+        v = src["valueInteger"]
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise _wrong(f"{path}.valueInteger", "an integer")
+        row["value_num"] = float(v)
+    rr = src.get("referenceRange")
+    if rr is not None:
+        rng = _elem(_arr(rr, f"{path}.referenceRange"), f"{path}.referenceRange")
+        if rng is not None:
+            low = _obj(rng.get("low"), f"{path}.referenceRange[0].low")
+            high = _obj(rng.get("high"), f"{path}.referenceRange[0].high")
+            if low is not None:
+                _put(row, "ref_low", _num(low.get("value"), f"{path}.referenceRange[0].low.value"))
+            if high is not None:
+                _put(row, "ref_high", _num(high.get("value"), f"{path}.referenceRange[0].high.value"))
+    interp = src.get("interpretation")
+    if interp is not None:
+        first = _arr(interp, f"{path}.interpretation")
+        if first:
+            _put(row, "interpretation", _first_code(first[0], f"{path}.interpretation[0]"))
+
+
+def _has_value(src: Json) -> bool:
+    return any(k.startswith("value") for k in src)
+
+
+def _part(comp: Json, path: str, prefer_code: bool) -> str | None:
+    """The answer of a genomics component as text: a code (HGVS, ClinVar id) or a label (gene symbol)."""
+    cc = comp.get("valueCodeableConcept")
+    if cc is None:
+        return _str(comp.get("valueString"), f"{path}.valueString")
+    codings = _codings(cc, f"{path}.valueCodeableConcept")
+    for _, code, display in codings:
+        if code in _ANSWERS:
+            return _ANSWERS[code]
+        if prefer_code and code:
+            return code
+        if display:
+            return display
+        if code:
+            return code
+    return _str(cc.get("text"), f"{path}.valueCodeableConcept.text")
+
+
+def _map_variant(r: Json, rid: str, patient: str, components: list[Json],
+                 comp_codings: list[list[tuple[str | None, str | None, str | None]]]) -> Rows:
+    parts: dict[str, tuple[Json, str]] = {}
+    for i, (comp, codings) in enumerate(zip(components, comp_codings, strict=True)):
+        for system, code, _ in codings:
+            if code in _GENOMIC_PARTS and _system(system) == "LOINC":
+                parts.setdefault(code, (comp, f"Observation.component[{i}]"))
+                break
+
+    def answer(code: str, prefer_code: bool) -> str | None:
+        found = parts.get(code)
+        return _part(found[0], found[1], prefer_code) if found else None
+
+    row: Row = {"id": rid, "patient_id": patient}
+    _put(row, "gene", answer(_GENE, False))
+    _put(row, "hgvs", answer(_DNA_CHANGE, True) or answer(_AA_CHANGE, True))
+    _put(row, "variant_id", answer(_VARIANT_ID, True))
+    zyg = answer(_ZYGOSITY, False)
+    _put(row, "zygosity", zyg.lower() if zyg else None)
+    sig = answer(_SIGNIFICANCE, False)
+    _put(row, "significance", sig.lower() if sig else None)
+    recorded = _date(r.get("effectiveDateTime"), "Observation.effectiveDateTime")
+    _put(row, "recorded_date", recorded or _date(r.get("issued"), "Observation.issued"))
+    return [("genetic_variant", row)]
+
+
+def _map_observation(r: Json, rid: str, ctx: _Context) -> Rows:
+    patient = _subject(r, "subject", "Observation", ctx.refs)
+    codings = _codings(r.get("code"), "Observation.code")
+    components = _arr(r.get("component"), "Observation.component")
+    comp_codings = []
+    for i, comp in enumerate(components):
+        if not isinstance(comp, dict):
+            raise _wrong(f"Observation.component[{i}]", "an object")
+        comp_codings.append(_codings(comp.get("code"), f"Observation.component[{i}].code"))
+    if _has_loinc(codings, _VARIANT_ASSESSMENT) or any(_has_loinc(c, _GENE) for c in comp_codings):
+        return _map_variant(r, rid, patient, components, comp_codings)
+
+    base: Row = {"patient_id": patient}
+    _put(base, "encounter_id", _reference(r.get("encounter"), "Observation.encounter", "Encounter", ctx.refs))
+    _put(base, "status", _str(r.get("status"), "Observation.status"))
+    category = _arr(r.get("category"), "Observation.category")
+    if category:
+        _put(base, "category", _first_code(category[0], "Observation.category[0]"))
+    effective = _datetime(r.get("effectiveDateTime"), "Observation.effectiveDateTime")
+    if effective is None and r.get("effectivePeriod") is not None:
+        period = _obj(r["effectivePeriod"], "Observation.effectivePeriod")
+        effective = _datetime(period.get("start") if period else None, "Observation.effectivePeriod.start")
+    if effective is None:
+        effective = _datetime(r.get("effectiveInstant"), "Observation.effectiveInstant")
+    _put(base, "effective_time", effective)
+
+    rows: Rows = []
+    # A panel (blood pressure 85354-9) carries its results in components; the panel code itself
+    # holds no value, so it only becomes a row if it has a value of its own.
+    if not components or _has_value(r):
+        row = {"id": rid, **base}
+        system, code, display = pick_coding("observation", codings)
+        row["code"], row["code_system"] = code, system
+        _put(row, "display", display)
+        _observed(r, "Observation", row)
+        rows.append(("observation", row))
+    for i, comp in enumerate(components):
+        row = {"id": f"{rid}.{i}", **base}
+        system, code, display = pick_coding("observation", comp_codings[i])
+        row["code"], row["code_system"] = code, system
+        _put(row, "display", display)
+        _observed(comp, f"Observation.component[{i}]", row)
+        rows.append(("observation", row))
+    return rows
+
+
+# --- DocumentReference ---
+
+_TEXTUAL = ("text/", "application/xhtml", "application/xml", "application/json", "application/fhir")
+
+
+class _BinaryAttachment(Exception):
+    """An attachment whose content type is not text (a PDF, an image): no note text in it."""
+
+
+def _attachment_text(att: Json, path: str) -> str | None:
+    ctype = _str(att.get("contentType"), f"{path}.contentType") or ""
+    data = _str(att.get("data"), f"{path}.data")
+    if not data:
+        # Not an R4 element, but some exporters put plain text in the attachment.
+        return _str(att.get("text"), f"{path}.text")
+    mime, _, params = ctype.partition(";")
+    if mime and not mime.strip().lower().startswith(_TEXTUAL):
+        raise _BinaryAttachment
+    charset = "utf-8-sig"
+    for param in params.split(";"):
+        key, _, val = param.partition("=")
+        if key.strip().lower() == "charset" and val.strip():
+            charset = val.strip().strip('"')
+    try:
+        raw = base64.b64decode("".join(data.split()).encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise MappingError(Reason.BAD_VALUE, f"{path}.data is not valid base64") from None
+    try:
+        codecs.lookup(charset)
+        return raw.decode(charset)
+    except LookupError:
+        raise MappingError(Reason.BAD_VALUE, f"{path}.contentType names an unknown charset") from None
+    except UnicodeDecodeError:
+        raise MappingError(Reason.BAD_VALUE, f"{path}.data is not text in its charset") from None
+
+
+def _map_note(r: Json, rid: str, ctx: _Context) -> Rows:
+    row: Row = {"id": rid, "patient_id": _subject(r, "subject", "DocumentReference", ctx.refs)}
+    context = _obj(r.get("context"), "DocumentReference.context")
+    if context is not None:
+        enc = _elem(_arr(context.get("encounter"), "DocumentReference.context.encounter"),
+                    "DocumentReference.context.encounter")
+        _put(row, "encounter_id",
+             _reference(enc, "DocumentReference.context.encounter[0]", "Encounter", ctx.refs))
+    if r.get("type") is not None:
+        _put(row, "note_type", _label(r["type"], "DocumentReference.type"))
+    language = _str(r.get("language"), "DocumentReference.language")
+    binary_only = False
+    # The first textual rendering is the note; a PDF or image next to it is not an error.
+    for i, c in enumerate(_arr(r.get("content"), "DocumentReference.content")):
+        path = f"DocumentReference.content[{i}]"
+        content = _obj(c, path)
+        att = _obj(content.get("attachment"), f"{path}.attachment") if content is not None else None
+        if att is None:
+            continue
+        try:
+            text = _attachment_text(att, f"{path}.attachment")
+        except _BinaryAttachment:
+            binary_only = True
+            continue
+        if text:
+            row["text"] = text
+            language = _str(att.get("language"), f"{path}.attachment.language") or language
+            break
+    if "text" not in row and binary_only:
+        raise MappingError(Reason.BAD_VALUE, "DocumentReference.content has no text attachment, only binary ones")
+    _put(row, "language", language)
+    _put(row, "authored_time", _datetime(r.get("date"), "DocumentReference.date"))
+    author = _elem(_arr(r.get("author"), "DocumentReference.author"), "DocumentReference.author")
+    if author is not None:
+        who = _str(author.get("display"), "DocumentReference.author[0].display")
+        if not who:
+            ref = _str(author.get("reference"), "DocumentReference.author[0].reference")
+            who = ref[9:] if ref and ref.startswith("urn:uuid:") else ref
+        _put(row, "author", who)
+    return [("note", row)]
+
+
+# --- dispatch ---
+
+
+class _Context:
+    """What a mapper may consult beyond the resource: the bundle's reference map and medications."""
+
+    __slots__ = ("medications", "refs")
+
+    def __init__(self, refs: Mapping[str, str] | None, medications: Mapping[str, Json] | None) -> None:
+        self.refs = refs
+        self.medications = medications
+
+
+_MAPPERS: dict[str, Callable[[Json, str, _Context], Rows]] = {
+    "Patient": _map_patient,
+    "Encounter": _map_encounter,
+    "Condition": _map_condition,
+    "MedicationRequest": _map_medication,
+    "MedicationStatement": _map_medication,
+    "MedicationAdministration": _map_medication,
+    "Observation": _map_observation,
+    "Procedure": _map_procedure,
+    "AllergyIntolerance": _map_allergy,
+    "DocumentReference": _map_note,
+}
+MAPPED_TYPES: frozenset[str] = frozenset(_MAPPERS)
+
+
+def map_resource(
+    resource: dict[str, Any],
+    source: str,
+    refs: dict[str, str] | None = None,
+    *,
+    full_url: str | None = None,
+    medications: Mapping[str, dict[str, Any]] | None = None,
+) -> list[tuple[str, dict[str, Any]]]:
+    """Map one FHIR R4 resource to (table, row) pairs; [] for types the model does not hold."""
+    # `source` names where the resource came from for the caller's records; rows carry the
+    # connector name instead, as the catalogue's `source` field asks.
+    if not isinstance(resource, dict):
+        raise MappingError(Reason.WRONG_TYPE, "a FHIR resource must be a JSON object")
+    rt = resource.get("resourceType")
+    if rt is None:
+        raise MappingError(Reason.PARSE_ERROR, "not a FHIR resource: no resourceType")
+    if not isinstance(rt, str):
+        raise _wrong("resourceType", "a string")
+    mapper = _MAPPERS.get(rt)
+    if mapper is None:
+        return []
+    try:
+        if full_url is not None and not isinstance(full_url, str):
+            raise _wrong("Bundle.entry.fullUrl", "a string")
+        rid = _row_id(resource, rt, full_url)
+        rows = mapper(resource, rid, _Context(refs, medications))
+        for table, row in rows:
+            complete(table, row, CONNECTOR)
+        return rows
+    except MappingError:
+        raise
+    except ValueFormatError:
+        raise MappingError(Reason.BAD_DATE, f"{rt} has a malformed date or number") from None
+    except Exception as e:
+        # Any JSON can arrive here; a shape no check above anticipated must still end in quarantine.
+        raise MappingError(Reason.WRONG_TYPE, f"{rt} has an unexpected structure ({type(e).__name__})") from None
+
+
+# --- strict mode: the R4B resource models ---
+
+_MODELS: dict[str, Any] = {}
+
+
+def _loc(rt: str, loc: Iterable[Any]) -> str:
+    out = rt
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and _ELEMENT_NAME.match(part):
+            out += f".{part}"
+        else:
+            out += ".<element>"
+    return out
+
+
+def _validate_strict(resource: Json) -> None:
+    """Validate a whole resource against its fhir.resources R4B model; INVALID_RESOURCE if it fails."""
+    from pydantic import ValidationError  # only strict mode pays for pydantic
+
+    rt: str = resource["resourceType"]
+    model = _MODELS.get(rt)
+    if model is None:
+        from fhir.resources.R4B import get_fhir_model_class
+
+        try:
+            model = get_fhir_model_class(rt)
+        except (ValueError, KeyError, AttributeError, ImportError):
+            raise MappingError(Reason.INVALID_RESOURCE, f"{rt} is not an R4B resource type") from None
+        _MODELS[rt] = model
+    try:
+        model.model_validate(resource)
+    except ValidationError as e:
+        errors = e.errors(include_url=False, include_context=False, include_input=False)
+        shown = "; ".join(f"{_loc(rt, err['loc'])}: {err['type']}" for err in errors[:5])
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        raise MappingError(Reason.INVALID_RESOURCE, f"fails the R4B {rt} model: {shown}{more}") from None
+    except Exception as e:
+        raise MappingError(Reason.INVALID_RESOURCE, f"fails the R4B {rt} model ({type(e).__name__})") from None
+
+
+# --- ingest ---
+
+
+def _dumps(v: Any) -> bytes:
+    try:
+        return orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        return repr(v).encode("utf-8", "backslashreplace")
+
+
+def _index_medication(res: Json, full_url: Any, medications: MedicationIndex) -> None:
+    if isinstance(full_url, str) and full_url:
+        medications[full_url] = res
+    rid = res.get("id")
+    if isinstance(rid, str) and rid:
+        medications[f"Medication/{rid}"] = res
+
+
+def _ingest_resource(
+    res: Any,
+    source: str,
+    sink: Sink,
+    position: str,
+    raw: Callable[[], bytes],
+    strict: bool,
+    refs: dict[str, str] | None = None,
+    medications: MedicationIndex | None = None,
+    full_url: str | None = None,
+) -> None:
+    """One input unit: rows, a skip or a quarantine record, never an exception."""
+    try:
+        rt = res.get("resourceType") if isinstance(res, dict) else None
+        if isinstance(rt, str) and rt not in _MAPPERS:
+            if not _TYPE_NAME.match(rt):
+                raise MappingError(Reason.WRONG_TYPE, "resourceType is not a resource type name")
+            if rt == "Medication" and medications is not None:
+                _index_medication(res, full_url, medications)
+            sink.skip(rt)
+            return
+        rows = map_resource(res, source, refs, full_url=full_url, medications=medications)
+        if strict:
+            _validate_strict(res)
+    except MappingError as e:
+        sink.quarantine(Quarantined(CONNECTOR, source, position, e.reason, e.detail, raw()))
+        return
+    for table, row in rows:
+        sink.add(table, row)
+
+
+def _ingest_bundle(
+    bundle: Json,
+    source: str,
+    sink: Sink,
+    strict: bool,
+    prefix: str,
+    raw: Callable[[], bytes],
+    medications: MedicationIndex,
+) -> None:
+    entries = bundle.get("entry")
+    if entries is None or entries == []:
+        # An empty bundle (a search with no hits) is valid; count it so every document is accounted.
+        sink.skip("Bundle")
+        return
+    if not isinstance(entries, list):
+        sink.quarantine(Quarantined(CONNECTOR, source, prefix.rstrip() or "document", Reason.WRONG_TYPE,
+                                    "Bundle.entry must be an array", raw()))
+        return
+    # References may point forward, so the fullUrl -> id map is complete before any entry maps.
+    refs: dict[str, str] = {}
+    for e in entries:
+        if not isinstance(e, dict):
+            continue
+        full_url, res = e.get("fullUrl"), e.get("resource")
+        if not isinstance(res, dict):
+            continue
+        if res.get("resourceType") == "Medication":
+            _index_medication(res, full_url, medications)
+        if not isinstance(full_url, str) or not full_url:
+            continue
+        rid = res.get("id")
+        if isinstance(rid, str) and rid:
+            refs[full_url] = rid
+        else:
+            fid = full_url[9:] if full_url.startswith("urn:uuid:") else _last_id(full_url)
+            if fid:
+                refs[full_url] = fid
+    for n, e in enumerate(entries, 1):
+        position = f"{prefix}entry {n}"
+        if not isinstance(e, dict):
+            sink.quarantine(Quarantined(CONNECTOR, source, position, Reason.WRONG_TYPE,
+                                        "Bundle.entry must be an object", _dumps(e)))
+            continue
+        res = e.get("resource")
+        if res is None:
+            # A transaction DELETE or a history tombstone: valid, but nothing to hold.
+            sink.skip("Bundle.entry without resource")
+            continue
+        full_url = e.get("fullUrl")
+        if full_url is not None and not isinstance(full_url, str):
+            sink.quarantine(Quarantined(CONNECTOR, source, position, Reason.WRONG_TYPE,
+                                        "Bundle.entry.fullUrl must be a string", _dumps(res)))
+            continue
+        _ingest_resource(res, source, sink, position, partial(_dumps, res), strict,
+                         refs, medications, full_url)
+
+
+def ingest_fhir_bundle(
+    bundle: dict[str, Any],
+    source: str,
+    sink: Sink,
+    *,
+    strict: bool = False,
+    medications: MedicationIndex | None = None,
+) -> None:
+    """Map every entry of a parsed Bundle; failing entries are quarantined alone ("entry N", from 1)."""
+    meds: MedicationIndex = medications if medications is not None else {}
+    _ingest_bundle(bundle, source, sink, strict, "", lambda: _dumps(bundle), meds)
+
+
+def _parse_error(e: orjson.JSONDecodeError) -> str:
+    return f"not well-formed JSON (line {e.lineno}, column {e.colno})"
+
+
+def ingest_fhir_bytes(data: bytes, source: str, sink: Sink, *, strict: bool = False) -> None:
+    """Ingest one JSON document: a Bundle of any type or a single resource."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        sink.quarantine(Quarantined(CONNECTOR, source, "document", Reason.PARSE_ERROR, _parse_error(e),
+                                    bytes(data)))
+        return
+    if isinstance(doc, dict) and doc.get("resourceType") == "Bundle":
+        _ingest_bundle(doc, source, sink, strict, "", lambda: bytes(data), {})
+    else:
+        _ingest_resource(doc, source, sink, "document", lambda: bytes(data), strict)
+
+
+def _open_stream(path: Path) -> IO[bytes]:
+    try:
+        if path.name.lower().endswith(".gz"):
+            return cast(IO[bytes], gzip.open(path, "rb"))
+        return path.open("rb")
+    except OSError as e:
+        raise SourceError(f"cannot open {path}: {e.strerror or type(e).__name__}") from None
+
+
+def _ingest_lines(lines: Iterable[bytes | str], source: str, sink: Sink, strict: bool,
+                  medications: MedicationIndex) -> None:
+    it = iter(lines)
+    n = 0
+    while True:
+        try:
+            line = next(it)
+        except StopIteration:
+            break
+        except (OSError, EOFError, zlib.error) as e:
+            # Truncated gzip or a failing disk: what was read so far is ingested, the rest is not.
+            raise SourceError(f"{source}: cannot read past line {n} ({type(e).__name__})") from None
+        n += 1
+        raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else bytes(line)
+        raw = raw.rstrip(b"\r\n")
+        if not raw.strip():
+            continue
+        position = f"line {n}"
+        try:
+            res = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            sink.quarantine(Quarantined(CONNECTOR, source, position, Reason.PARSE_ERROR,
+                                        _parse_error(e), raw))
+            continue
+        if isinstance(res, dict) and res.get("resourceType") == "Bundle":
+            _ingest_bundle(res, source, sink, strict, f"{position} ", partial(bytes, raw), medications)
+        else:
+            _ingest_resource(res, source, sink, position, partial(bytes, raw), strict, None, medications)
+
+
+def ingest_fhir_ndjson(
+    path_or_stream: str | Path | IO[bytes] | Iterable[bytes | str],
+    source: str,
+    sink: Sink,
+    *,
+    strict: bool = False,
+    medications: MedicationIndex | None = None,
+) -> None:
+    """Stream bulk-export NDJSON (plain or .gz) line by line; a bad line is quarantined as "line N"."""
+    # Passing one `medications` dict across the files of one export resolves medicationReferences
+    # whose Medication came in an earlier file.
+    meds: MedicationIndex = medications if medications is not None else {}
+    if isinstance(path_or_stream, str | Path):
+        with _open_stream(Path(path_or_stream)) as stream:
+            _ingest_lines(stream, source, sink, strict, meds)
+    else:
+        _ingest_lines(path_or_stream, source, sink, strict, meds)
+
+
+_NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")
+_JSON_SUFFIXES = (".json", ".json.gz")
+
+
+def ingest_fhir_file(path: Path, sink: Sink, *, strict: bool = False) -> None:
+    """Ingest a .json (Bundle or resource) or .ndjson/.ndjson.gz/.jsonl (bulk export) file."""
+    path = Path(path)
+    name = path.name.lower()
+    source = str(path)
+    if name.endswith(_NDJSON_SUFFIXES):
+        ingest_fhir_ndjson(path, source, sink, strict=strict)
+        return
+    if not name.endswith(_JSON_SUFFIXES):
+        raise SourceError(f"{path}: unsupported file type (expected .json, .ndjson, .ndjson.gz or .jsonl)")
+    try:
+        with _open_stream(path) as stream:
+            data = stream.read()
+    except (OSError, EOFError, zlib.error) as e:
+        raise SourceError(f"cannot read {path}: {type(e).__name__}") from None
+    ingest_fhir_bytes(data, source, sink, strict=strict)
