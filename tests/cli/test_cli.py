@@ -67,3 +67,22 @@ def test_bad_mapping_writes_nothing(csv_source: Path) -> None:
     assert "site.toml:15: table 'diagnoses' is not a model table" in r.stderr
     stats = json.loads(run("node", "stats", "--store", "node.duckdb", "--json", cwd=csv_source).stdout)
     assert stats["tables"]["patient"]["rows"] == 0 and stats["batches"] == 0
+
+
+def test_ingest_carebundle_files_into_a_store(tmp_path: Path) -> None:
+    import carebundle
+
+    src = tmp_path / "bundles"
+    src.mkdir()
+    for i, b in enumerate(carebundle.generate_cohort(count=30, seed=11)):
+        doc = carebundle.to_json(b)
+        (src / f"b{i:03d}.json").write_bytes(doc.encode() if isinstance(doc, str) else doc)
+    first = run("ingest", "bundles", "--store", "n.duckdb", "--json", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    rep = json.loads(first.stdout)
+    assert rep["quarantined"] == {} and rep["files"] == {"ingested": 30, "ignored": 0}
+    assert rep["tables"]["patient"]["new"] == 30 and rep["tables"]["observation"]["new"] > 300
+    again = json.loads(run("ingest", "bundles", "--store", "n.duckdb", "--json", cwd=tmp_path).stdout)
+    assert all(t["new"] == 0 and t["updated"] == 0 for t in again["tables"].values())
+    strict = json.loads(run("ingest", "bundles", "--store", "n.duckdb", "--strict", "--json", cwd=tmp_path).stdout)
+    assert strict["quarantined"] == {}
