@@ -78,13 +78,13 @@ def pick_coding(
     """From (system, code, display) candidates, the first in a code system the table accepts,
     canonicalised and checked. Raises MappingError naming what was wrong."""
     accepted = TABLES[table].code_systems
-    seen_systems: list[str] = []
+    unaccepted = 0
     best: tuple[int, str, str, str | None] | None = None
     invalid: str | None = None
     for raw_system, code, display in codings:
         system = canonical_system(raw_system)
         if system is None or system not in accepted:
-            seen_systems.append(str(raw_system or "none")[:60])
+            unaccepted += 1
             continue
         if not code or not isinstance(code, str):
             invalid = f"{system} coding without a code"
@@ -100,11 +100,12 @@ def pick_coding(
         return best[1], best[2], best[3]
     if invalid is not None:
         raise MappingError(Reason.INVALID_CODE, invalid)
-    if not seen_systems:
+    if not unaccepted:
         raise MappingError(Reason.MISSING_FIELD, f"{table} has no coding")
+    # The systems as sent are not echoed: in a misaligned field they can be a patient's data.
     raise MappingError(
         Reason.UNKNOWN_CODE_SYSTEM,
-        f"{table} coded only in {', '.join(sorted(set(seen_systems)))}; accepted: {', '.join(accepted)}",
+        f"{table}: {unaccepted} coding(s), none in an accepted system ({', '.join(accepted)})",
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 
 import pyarrow as pa
 
@@ -102,17 +103,17 @@ class Table:
     def __iter__(self) -> Iterator[Field]:
         return iter(self.fields)
 
-    @property
+    @cached_property
     def names(self) -> tuple[str, ...]:
         """Field names in storage order."""
         return tuple(f.name for f in self.fields)
 
-    @property
+    @cached_property
     def required(self) -> tuple[str, ...]:
         """Names of the fields a row must have."""
         return tuple(f.name for f in self.fields if f.required)
 
-    @property
+    @cached_property
     def arrow_schema(self) -> pa.Schema:
         """The Arrow schema of the table."""
         return pa.schema([pa.field(f.name, f.arrow_type, nullable=not f.required) for f in self.fields])

@@ -1,0 +1,158 @@
+"""Ingest throughput and memory, per connector, on synthetic hospitals. Prints a table.
+
+    python bench/ingest.py [--patients 20000] [--hospitals 5] [--workdir /tmp/medspace-bench]
+
+Figures (issue 3): FHIR default >= 20,000 resources/s on one core (strict measured); HL7 v2 >= 3,000
+messages/s; CSV >= 300,000 rows/s; 5 hospitals x 20,000 patients generated and ingested < 3 min on
+2 cores (`medspace demo`); peak memory of an NDJSON ingest flat in the input size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from medspace.connect.hl7v2 import split_messages
+from medspace.connect.sources import SourceKind, detect, discover, ingest_file
+from medspace.store import Store
+
+console = Console()
+
+
+def units_in(path: Path, kind: SourceKind) -> int:
+    """Input units in a source file: resources, messages or data rows."""
+    if kind is SourceKind.FHIR_NDJSON:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as fh:
+            return sum(1 for line in fh if line.strip())
+    if kind is SourceKind.FHIR_BUNDLE:
+        doc = json.loads(path.read_bytes())
+        return len(doc.get("entry", [])) if doc.get("resourceType") == "Bundle" else 1
+    if kind is SourceKind.HL7V2:
+        with path.open("rb") as fh:
+            return sum(1 for _ in split_messages(fh))
+    from medspace.connect.mapping import load_mapping
+
+    total = 0
+    for tm in load_mapping(path).tables:
+        for f in tm.files:
+            with f.open("rb") as fh:
+                total += sum(1 for _ in fh) - 1
+    return total
+
+
+def ingest_timed(files: list[tuple[Path, SourceKind]], store: Path, *, strict: bool = False) -> tuple[float, dict]:
+    """Ingest files into a fresh store in one batch; (seconds, report)."""
+    for f in (store, Path(f"{store}.wal")):
+        f.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    with Store(store) as st, st.batch("bench") as batch:
+        for path, kind in files:
+            ingest_file(path, kind, batch, strict=strict)
+    return time.perf_counter() - t0, batch.report.to_dict()
+
+
+def peak_rss_of_ingest(path: Path, store: Path) -> float:
+    """Peak resident memory (MiB) of a separate process ingesting one file."""
+    store.unlink(missing_ok=True)
+    code = (
+        "import sys, resource; from pathlib import Path; from medspace.store import Store;"
+        "from medspace.connect.sources import detect, ingest_file\n"
+        "p = Path(sys.argv[1]); st = Store(sys.argv[2])\n"
+        "with st.batch('mem') as b: ingest_file(p, detect(p), b)\n"
+        "st.close(); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(path), str(store)], capture_output=True, text=True,
+                         check=True)
+    return float(out.stdout.strip())
+
+
+def replicate_ndjson(src: Path, dst: Path, times: int) -> int:
+    """Write `times` copies of an NDJSON file with distinct ids; returns lines written."""
+    n = 0
+    with src.open("rb") as fh, dst.open("wb") as out:
+        lines = [ln for ln in fh if ln.strip()]
+        for k in range(times):
+            tag = f'"id":"r{k}-'.encode()
+            for ln in lines:
+                out.write(ln.replace(b'"id":"', tag, 1))
+                n += 1
+    return n
+
+
+def main() -> None:
+    """Run the benchmark and print its table."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--patients", type=int, default=20000)
+    ap.add_argument("--hospitals", type=int, default=5)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/medspace-bench"))
+    ap.add_argument("--skip-demo", action="store_true", help="skip the end-to-end demo timing")
+    args = ap.parse_args()
+    work: Path = args.workdir
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    results = Table(title="medspace ingest benchmark (one process, one core unless stated)", title_justify="left")
+    for col in ("what", "units", "seconds", "rate", "target"):
+        results.add_column(col, justify="left" if col in ("what", "target") else "right")
+
+    # End-to-end first: generation + ingest of every hospital, as a user runs it.
+    if not args.skip_demo:
+        medspace = shutil.which("medspace", path=str(Path(sys.executable).parent)) or "medspace"
+        t0 = time.perf_counter()
+        subprocess.run([medspace, "demo", "--dir", str(work / "demo"), "--hospitals", str(args.hospitals),
+                        "--patients", str(args.patients)], check=True, stdout=subprocess.DEVNULL)
+        dt = time.perf_counter() - t0
+        results.add_row(f"medspace demo: {args.hospitals} hospitals x {args.patients:,} patients, 2 cores",
+                        f"{args.hospitals * args.patients:,} patients", f"{dt:.1f}", f"{dt:.0f} s", "< 180 s")
+        src_root = work / "demo" / "sources"
+    else:
+        from medspace.synth import generate
+
+        src_root = work / "sources"
+        generate(src_root, args.hospitals, args.patients)
+
+    by_kind: dict[SourceKind, list[tuple[Path, SourceKind]]] = {}
+    for path, kind in discover([src_root]):
+        if kind is not None:
+            by_kind.setdefault(kind, []).append((path, kind))
+    targets = {SourceKind.FHIR_BUNDLE: "resources/s >= 20,000", SourceKind.FHIR_NDJSON: "resources/s >= 20,000",
+               SourceKind.HL7V2: "messages/s >= 3,000", SourceKind.MAPPING: "rows/s >= 300,000"}
+    for kind, files in sorted(by_kind.items()):
+        units = sum(units_in(p, k) for p, k in files)
+        dt, rep = ingest_timed(files, work / f"{kind.value}.duckdb")
+        q = sum(rep["quarantined"].values())
+        results.add_row(f"{kind.value} ({len(files)} files, {q} quarantined)", f"{units:,}", f"{dt:.2f}",
+                        f"{units / dt:,.0f}", targets[kind])
+        if kind is SourceKind.FHIR_NDJSON:
+            dt_s, rep_s = ingest_timed(files, work / "strict.duckdb", strict=True)
+            q = sum(rep_s["quarantined"].values())
+            results.add_row(f"fhir-ndjson --strict (R4B models, {q} quarantined)", f"{units:,}", f"{dt_s:.2f}",
+                            f"{units / dt_s:,.0f}", "measured")
+
+    # Memory: the same NDJSON at 1x, 4x and 16x: peak RSS should not grow with the input.
+    obs = next((p for p, _ in by_kind.get(SourceKind.FHIR_NDJSON, []) if p.name.startswith("Observation")), None)
+    if obs is not None:
+        for times in (1, 4, 16):
+            big = work / f"obs-x{times}.ndjson"
+            n = replicate_ndjson(obs, big, times)
+            assert detect(big) is SourceKind.FHIR_NDJSON
+            mib = peak_rss_of_ingest(big, work / "mem.duckdb")
+            results.add_row(f"peak RSS, Observation NDJSON x{times} ({big.stat().st_size / 2**20:,.0f} MiB)",
+                            f"{n:,}", "", f"{mib:,.0f} MiB", "flat in input size")
+            big.unlink()
+    console.print(results)
+    console.print(f"bench process max RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
