@@ -86,3 +86,26 @@ def test_ingest_carebundle_files_into_a_store(tmp_path: Path) -> None:
     assert all(t["new"] == 0 and t["updated"] == 0 for t in again["tables"].values())
     strict = json.loads(run("ingest", "bundles", "--store", "n.duckdb", "--strict", "--json", cwd=tmp_path).stdout)
     assert strict["quarantined"] == {}
+
+
+def test_demo_end_to_end(tmp_path: Path) -> None:
+    r = run("demo", "--dir", "d", "--patients", "300", "--hospitals", "5", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = " ".join(r.stdout.split())
+    assert "every node holds exactly the rows generated: yes" in out
+    assert "study counts equal the ground truth: yes" in out
+    for h in ("h1", "h2", "h3", "h4", "h5"):
+        assert (tmp_path / "d" / "nodes" / f"{h}.duckdb").exists()
+    stats = json.loads(run("node", "stats", "--store", "d/nodes/h3.duckdb", "--json", cwd=tmp_path).stdout)
+    assert stats["tables"]["patient"]["rows"] == 300 and stats["quarantine"]["total"] == 0
+    assert stats["rows_by_level"]["L1"] > 0  # genetic variants at least
+
+
+def test_synth_is_deterministic(tmp_path: Path) -> None:
+    for d in ("a", "b"):
+        assert run("synth", d, "--hospitals", "2", "--patients", "50", "--seed", "3", cwd=tmp_path).returncode == 0
+    files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    assert files_a == files_b and files_a
+    for f in files_a:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()

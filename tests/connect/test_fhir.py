@@ -693,3 +693,16 @@ def test_bundle_entries_are_independent(resources: list[dict[str, Any]]) -> None
     assert sorted((t, row["id"]) for t, table_rows in whole.rows.items() for row in table_rows) == sorted(rows)
     assert [q.reason for q in whole.quarantined] == reasons
     assert sum(whole.skipped.values()) == skipped
+
+
+def test_treatment_response_extension_maps_to_response() -> None:
+    from medspace.model.extensions import TREATMENT_RESPONSE
+
+    res = {
+        "resourceType": "MedicationRequest", "id": "m1", "status": "completed", "intent": "order",
+        "subject": {"reference": "Patient/p1"}, "authoredOn": "2020-01-02",
+        "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc", "code": "A10BA02"}]},
+        "extension": [{"url": TREATMENT_RESPONSE, "valueString": "responder"}],
+    }
+    rows = map_resource(res, "t")
+    assert rows[0][1]["response"] == "responder"

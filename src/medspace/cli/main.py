@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -22,7 +23,8 @@ app = typer.Typer(help="medspace: a trusted medical data space. Usable, not visi
 node_app = typer.Typer(help="A hospital node's local store.", no_args_is_help=True)
 app.add_typer(node_app, name="node")
 
-console = Console()
+# Piped output (CI logs, files) gets room for the tables instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 120)))
 err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -27,6 +27,7 @@ from medspace.connect.base import Quarantined, Sink, complete, pick_coding
 from medspace.connect.errors import MappingError, Reason, SourceError
 from medspace.model import canonical_system
 from medspace.model.errors import ValueFormatError
+from medspace.model.extensions import TREATMENT_RESPONSE
 from medspace.model.values import parse_fhir_date, parse_fhir_datetime
 
 __all__ = [
@@ -558,6 +559,10 @@ def _map_medication(r: Json, rid: str, ctx: _Context) -> Rows:
     row["code"], row["code_system"] = code, system
     _put(row, "display", display)
     _put(row, "status", _str(r.get("status"), f"{rt}.status"))
+    for i, ext in enumerate(_arr(r.get("extension"), f"{rt}.extension")):
+        e = _obj(ext, f"{rt}.extension[{i}]")
+        if e is not None and e.get("url") == TREATMENT_RESPONSE:
+            _put(row, "response", _str(e.get("valueString", e.get("valueCode")), f"{rt}.extension[{i}].value[x]"))
 
     start: date | None = None
     end: date | None = None

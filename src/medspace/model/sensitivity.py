@@ -31,6 +31,11 @@ L1_PREFIXES: dict[tuple[str, str], dict[str, str]] = {
         "N05A": "psychiatric", "N06A": "psychiatric", "N05AN": "psychiatric", "N06B": "psychiatric",
         "G03A": "sexual_health", "G03XB": "sexual_health", "G04BE": "sexual_health",
     },
+    ("medication", "RxNorm"): {
+        "1999563": "hiv", "1546888": "hiv", "1721613": "hiv",
+        "312940": "psychiatric", "351249": "psychiatric", "314155": "psychiatric", "312830": "psychiatric",
+        "197889": "psychiatric",
+    },
     ("observation", "LOINC"): {
         "7917-8": "hiv", "7918-6": "hiv", "5221-7": "hiv", "25836-8": "hiv", "20447-9": "hiv",
         "56888-1": "hiv", "75622-1": "hiv", "48345-3": "hiv", "48346-1": "hiv", "68961-2": "hiv",
@@ -53,7 +58,7 @@ def l1_category(table: str, system: str | None, code: str | None) -> str | None:
     prefixes = L1_PREFIXES.get((table, system))
     if not prefixes:
         return None
-    if system in ("SNOMED", "LOINC"):
+    if system in ("SNOMED", "LOINC", "RxNorm"):
         return prefixes.get(code)
     for p, cat in prefixes.items():
         if code.startswith(p):
