@@ -5,6 +5,7 @@ import duckdb
 import pytest
 
 from medspace.connect import Quarantined, Reason, complete
+from medspace.model import TABLES
 from medspace.store import SCHEMA_VERSION, SchemaVersionError, Store, StoreError, StoreOpenError, node_stats
 
 
@@ -110,3 +111,16 @@ def test_read_only_store_refuses_batches(tmp_path: Path) -> None:
     Store(tmp_path / "n.duckdb").close()
     with Store(tmp_path / "n.duckdb", read_only=True) as st, pytest.raises(StoreError):
         st.batch("x")
+
+
+def test_a_failing_write_rolls_back_the_whole_batch(tmp_path: Path) -> None:
+    # The writes run on a background thread: a failure there must still surface and undo everything.
+    import pyarrow as pa
+
+    with Store(tmp_path / "n.duckdb") as st:
+        with pytest.raises(Exception, match="NOT NULL constraint failed"), st.batch("bad") as b:
+            for i in range(60_000):
+                b.add("patient", _patient(f"p{i}"))
+            bad = pa.table({f.name: pa.nulls(1, f.arrow_type) for f in TABLES["condition"]})
+            b.add_arrow("condition", bad)  # NULL in NOT NULL columns
+        assert st.count("patient") == 0 and st.count("condition") == 0

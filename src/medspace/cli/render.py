@@ -30,12 +30,7 @@ def ingest_report(console: Console, report: dict[str, Any]) -> None:
         t.add_row(name, f"{c['received']:,}", f"{c['new']:,}", f"{c['updated']:,}", f"{c['unchanged']:,}")
     console.print(t)
     if report["quarantined"]:
-        q = Table(title="quarantined", title_justify="left")
-        q.add_column("reason")
-        q.add_column("count", justify="right")
-        for reason, n in report["quarantined"].items():
-            q.add_row(reason, f"{n:,}")
-        console.print(q)
+        console.print(_counts("quarantined", report["quarantined"]))
     else:
         console.print("quarantined: none")
     if report["skipped"]:
@@ -59,11 +54,15 @@ def node_stats(console: Console, data: dict[str, Any]) -> None:
     console.print(t)
     q = data["quarantine"]
     if q["total"]:
-        qt = Table(title=f"quarantine: {q['total']:,}", title_justify="left")
-        qt.add_column("reason")
-        qt.add_column("count", justify="right")
-        for reason, n in q["by_reason"].items():
-            qt.add_row(reason, f"{n:,}")
-        console.print(qt)
+        console.print(_counts(f"quarantine: {q['total']:,}", q["by_reason"]))
     else:
         console.print("quarantine: empty")
+
+
+def _counts(title: str, by_reason: dict[str, int]) -> Table:
+    t = Table(title=title, title_justify="left")
+    t.add_column("reason")
+    t.add_column("count", justify="right")
+    for reason, n in by_reason.items():
+        t.add_row(reason, f"{n:,}")
+    return t

@@ -164,9 +164,12 @@ def _convert(col: pa.Array, ftype: FieldType, rule: ColumnRule, mapping: Mapping
             return out
         fmt = rule.format or (mapping.date_format if ftype is FieldType.DATE else mapping.timestamp_format)
         ts = _strict_strptime(col, fmt)
-        if ftype is FieldType.TIMESTAMP and rule.format is None:
-            # A timestamp column holding bare dates is common in exports: accept the date format too.
-            ts = pc.coalesce(ts, _strict_strptime(col, mapping.date_format))
+        failed = pc.and_(pc.is_valid(col), pc.is_null(ts))
+        if ftype is FieldType.TIMESTAMP and rule.format is None and pc.any(failed).as_py():
+            # A timestamp column holding bare dates is common in exports: accept the date format too,
+            # for the values the timestamp format did not read.
+            retry = pc.if_else(failed, col, pa.scalar(None, pa.string()))
+            ts = pc.coalesce(ts, _strict_strptime(retry, mapping.date_format))
         fails.mark(pc.and_(pc.is_valid(col), pc.is_null(ts)), Reason.BAD_DATE, idx)
         return ts.cast(pa.date32()) if ftype is FieldType.DATE else ts
     if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
@@ -180,22 +183,26 @@ def _convert(col: pa.Array, ftype: FieldType, rule: ColumnRule, mapping: Mapping
 
 def _strict_strptime(col: pa.Array, fmt: str) -> pa.Array:
     """Arrow's strptime, but impossible dates (31/02) are rejected instead of rolled over."""
-    ts = pc.strptime(col, format=fmt, unit="us", error_is_null=True)
-    # Arrow normalises out-of-range days; a value that does not print back the same is re-checked
-    # with Python's strict strptime (rare: only unpadded or impossible values get here).
-    back = pc.strftime(ts, format=fmt)
-    differs = pc.fill_null(pc.not_equal(back, col), False).to_numpy(zero_copy_only=False)
-    if not differs.any():
-        return ts
-    idx = np.nonzero(differs)[0]
-    values = ts.to_pylist()
-    texts = pc.take(col, pa.array(idx)).to_pylist()
-    for i, text in zip(idx.tolist(), texts, strict=True):
-        try:
-            values[i] = datetime.strptime(text, fmt)
-        except ValueError:
-            values[i] = None
-    return pa.array(values, pa.timestamp("us"))
+    # Seconds resolution: at "us", strftime's %S prints a fraction and no value would print back the same.
+    ts = pc.strptime(col, format=fmt, unit="s", error_is_null=True)
+    # Arrow rolls an impossible day over into the next month's first days (31/02 -> 02/03, 31/04 ->
+    # 01/05), so only values landing on days 1-3 can be such; those must print back the same, and
+    # the few that do not (unpadded or impossible) are re-checked with Python's strict strptime.
+    suspect = np.flatnonzero(pc.fill_null(pc.less_equal(pc.day(ts), 3), False).to_numpy(zero_copy_only=False))
+    if len(suspect):
+        idx = pa.array(suspect)
+        texts = pc.take(col, idx)
+        differs = pc.fill_null(pc.not_equal(pc.strftime(pc.take(ts, idx), format=fmt), texts), False)
+        bad = suspect[differs.to_numpy(zero_copy_only=False)]
+        if len(bad):
+            values = ts.cast(pa.timestamp("us")).to_pylist()
+            for i, text in zip(bad.tolist(), pc.take(col, pa.array(bad)).to_pylist(), strict=True):
+                try:
+                    values[i] = datetime.strptime(text, fmt)
+                except ValueError:
+                    values[i] = None
+            return pa.array(values, pa.timestamp("us"))
+    return ts.cast(pa.timestamp("us"))
 
 
 def _lookup(keys: pa.Array, fn: Any, out_type: pa.DataType) -> pa.Array:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 from medspace.model.errors import ValueFormatError
 
@@ -34,6 +34,15 @@ def parse_fhir_datetime(text: str) -> datetime:
     """A FHIR `dateTime` or `instant` as a naive UTC datetime (a bare date means its midnight)."""
     if not isinstance(text, str):
         raise ValueFormatError(f"expected a dateTime string, got {type(text).__name__}")
+    if len(text) >= 16 and text[10:11] == "T" and text[4:5] == "-":
+        # Fast path (C parser) for the common full form; FHIR's partial forms take the regex below.
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            off = dt.utcoffset()
+            return dt.replace(tzinfo=None) - off if off else dt.replace(tzinfo=None)
     m = _FHIR_DT.match(text)
     if not m:
         return datetime.combine(parse_fhir_date(text), datetime.min.time())
@@ -50,9 +59,7 @@ def _to_utc(dt: datetime, tz: str | None) -> datetime:
     if not tz or tz == "Z":
         return dt
     sign = 1 if tz[0] == "+" else -1
-    hh, mm = int(tz[1:3]), int(tz[-2:])
-    offset = timezone(sign * timedelta(hours=hh, minutes=mm))
-    return dt.replace(tzinfo=offset).astimezone(UTC).replace(tzinfo=None)
+    return dt - sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[-2:]))
 
 
 def parse_hl7_ts(text: str) -> datetime:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -12,6 +15,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from medspace.connect.base import Quarantined
 from medspace.model import TABLES
@@ -166,6 +170,10 @@ class BatchWriter:
         row = self.con.execute("SELECT coalesce(max(id), 0) + 1 FROM ingest_batch").fetchall()[0]
         self.report = IngestReport(batch_id=int(row[0]) if row else 1, label=label)
         self._open = False
+        # DuckDB releases the GIL while it writes, so writes run on one background thread while the
+        # connector maps the next rows; one thread keeps them in order, at most two wait (memory).
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medspace-store")
+        self._pending: deque[Future[None]] = deque()
 
     def __enter__(self) -> BatchWriter:
         self.con.execute("BEGIN")
@@ -183,10 +191,13 @@ class BatchWriter:
             return
         self._open = False
         if exc_type is not None:
+            self._drain(raise_errors=False)
+            self._writer.shutdown(wait=True)
             self.con.execute("ROLLBACK")
             return
         try:
             self.flush()
+            self._drain()
             r = self.report
             self.con.execute(
                 "UPDATE ingest_batch SET finished_at = ?, rows_received = ?, rows_new = ?, rows_updated = ?,"
@@ -197,8 +208,11 @@ class BatchWriter:
             self.con.execute("COMMIT")
             r.committed = True
         except BaseException:
+            self._drain(raise_errors=False)
             self.con.execute("ROLLBACK")
             raise
+        finally:
+            self._writer.shutdown(wait=True)
 
     # --- Sink -------------------------------------------------------------------------------
     def add(self, table: str, row: dict[str, Any]) -> None:
@@ -211,7 +225,7 @@ class BatchWriter:
     def add_arrow(self, table: str, data: pa.Table) -> None:
         """Add many checked rows at once."""
         self._buf_flush_if_any(table)
-        self._upsert(table, data.select(list(TABLES[table].names)))
+        self._submit(self._upsert, table, data.select(list(TABLES[table].names)))
 
     def quarantine(self, item: Quarantined) -> None:
         """Keep an input unit that did not parse or map."""
@@ -242,7 +256,23 @@ class BatchWriter:
         spec = TABLES[table]
         values = list(rows.values())
         arrays = [pa.array([r.get(f.name) for r in values], type=f.arrow_type) for f in spec.fields]
-        self._upsert(table, pa.Table.from_arrays(arrays, schema=spec.arrow_schema))
+        self._submit(self._upsert, table, pa.Table.from_arrays(arrays, schema=spec.arrow_schema))
+
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+        while len(self._pending) >= 2:
+            self._pending.popleft().result()  # re-raises a failed write here, in the caller's thread
+        self._pending.append(self._writer.submit(fn, *args))
+
+    def _drain(self, *, raise_errors: bool = True) -> None:
+        """Wait for every queued write; the first failure is raised unless the batch is failing anyway."""
+        while self._pending:
+            fut = self._pending.popleft()
+            try:
+                fut.result()
+            except BaseException:
+                if raise_errors:
+                    self._drain(raise_errors=False)
+                    raise
 
     def _upsert(self, table: str, data: pa.Table) -> None:
         if data.num_rows == 0:
@@ -251,16 +281,29 @@ class BatchWriter:
         counts = self.report.tables.setdefault(table, TableCounts())
         counts.received += data.num_rows
         con = self.con
-        con.register("_stg_raw", data)
-        try:
-            # Within one Arrow chunk a later row with the same id wins, as in `add`.
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE _stg AS SELECT * EXCLUDE (_n) FROM "
-                "(SELECT *, row_number() OVER () AS _n FROM _stg_raw) "
-                "QUALIFY row_number() OVER (PARTITION BY id ORDER BY _n DESC) = 1"
+        ids = data.column("id")
+        if pc.count_distinct(ids).as_py() < len(ids):
+            # Within one chunk a later row with the same id wins, as in `add`.
+            keep = pa.table({"id": ids, "_n": pa.array(range(len(ids)), pa.int64())}).group_by("id").aggregate(
+                [("_n", "max")]
             )
+            last = keep.column("_n_max").combine_chunks()
+            data = data.take(pc.take(last, pc.array_sort_indices(last)))
+        con.register("_stg", data)
+        try:
+            known = con.execute(f"SELECT EXISTS (SELECT 1 FROM _stg s SEMI JOIN {table} t ON s.id = t.id)")
+            if not known.fetchall()[0][0]:
+                # The common bulk-load case: every id is new, nothing to compare.
+                con.execute(f"INSERT INTO {table} SELECT * FROM _stg").fetchall()
+                counts.new += data.num_rows
+                return
+            self._merge(table, cols, counts)
         finally:
-            con.unregister("_stg_raw")
+            _unregister(con, "_stg")
+
+    def _merge(self, table: str, cols: tuple[str, ...], counts: TableCounts) -> None:
+        """Upsert `_stg` into a non-empty table: insert new ids, replace changed rows, leave the rest."""
+        con = self.con
         s_row = "row(" + ", ".join(f"s.{c}" for c in cols) + ")"
         t_row = "row(" + ", ".join(f"t.{c}" for c in cols) + ")"
         row = con.execute(
@@ -277,7 +320,6 @@ class BatchWriter:
             )
         if new or changed:
             con.execute(f"INSERT INTO {table} SELECT s.* FROM _stg s ANTI JOIN {table} t ON s.id = t.id")
-        con.execute("DROP TABLE _stg")
 
     def _flush_quarantine(self) -> None:
         if not self._quarantine:
@@ -302,6 +344,9 @@ class BatchWriter:
                 "received_at": pa.array([now] * len(items), pa.timestamp("us")),
             }
         )
+        self._submit(self._insert_quarantine, data)
+
+    def _insert_quarantine(self, data: pa.Table) -> None:
         self.con.register("_q", data)
         try:
             before = self.store.count("quarantine")
@@ -311,4 +356,11 @@ class BatchWriter:
             )
             self.report.quarantined_new += self.store.count("quarantine") - before
         finally:
-            self.con.unregister("_q")
+            _unregister(self.con, "_q")
+
+
+def _unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    # After a failed statement the transaction is aborted and even unregistering fails; the original
+    # error is the one worth reporting, and ROLLBACK follows.
+    with contextlib.suppress(duckdb.Error):
+        con.unregister(name)
