@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -175,3 +176,24 @@ def test_unreachable_server_raises_source_error() -> None:
         port = s.getsockname()[1]
     with pytest.raises(SourceError, match="cannot reach"):
         pull_fhir_server(f"http://127.0.0.1:{port}/fhir", MemorySink(), resource_types=["Patient"])
+
+
+def test_medspace_pull_command_into_a_store(server: tuple[str, FakeFhir], tmp_path: Path) -> None:
+    # The command, as a real process, against the real server on loopback.
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    base, state = server
+    medspace = shutil.which("medspace", path=str(Path(sys.executable).parent)) or "medspace"
+    cmd = [medspace, "pull", base, "--store", str(tmp_path / "n.duckdb"), "--json"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["tables"]["patient"]["new"] == 7 and rep["tables"]["observation"]["new"] == 14
+    assert rep["quarantined"] == {"wrong_type": 1}
+    state.fail_types = {"Condition"}
+    failed = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 2 and failed.stderr.startswith("error:")
+    assert len(failed.stderr.strip().splitlines()) == 1

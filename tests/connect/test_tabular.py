@@ -197,3 +197,17 @@ def test_no_csv_content_makes_the_connector_raise(tmp_path: Path, table: list[li
     sink = MemorySink()
     ingest_mapping(tmp_path / "m.toml", sink)
     assert len(sink.rows.get("observation", [])) + len(sink.quarantined) >= 0
+
+
+def test_quoted_newlines_in_values(tmp_path: Path) -> None:
+    (tmp_path / "notes.csv").write_text(
+        'nid,pid,body\nN1,P1,"line one\nline two"\nN2,P2,"single"\n'
+    )
+    (tmp_path / "m.toml").write_text(
+        '[source]\n\n[[table]]\nfile = "notes.csv"\ntable = "note"\n[table.columns]\n'
+        'id = "nid"\npatient_id = "pid"\ntext = "body"\n'
+    )
+    sink = MemorySink()
+    ingest_mapping(tmp_path / "m.toml", sink)
+    assert [r["text"] for r in sink.rows["note"]] == ["line one\nline two", "single"]
+    assert not sink.quarantined

@@ -99,7 +99,8 @@ def _csv_batches(mapping: Mapping, tm: TableMapping, path: Path, sink: Sink) -> 
         reader = pacsv.open_csv(
             path,
             read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, encoding=mapping.encoding),
-            parse_options=pacsv.ParseOptions(delimiter=mapping.delimiter, invalid_row_handler=bad_row),
+            parse_options=pacsv.ParseOptions(delimiter=mapping.delimiter, invalid_row_handler=bad_row,
+                                             newlines_in_values=True),  # notes span lines
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in names}, strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
