@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections import Counter, deque
 from collections.abc import Callable
@@ -289,19 +288,19 @@ class BatchWriter:
             )
             last = keep.column("_n_max").combine_chunks()
             data = data.take(pc.take(last, pc.array_sort_indices(last)))
-        con.register("_stg", data)
-        try:
-            known = con.execute(f"SELECT EXISTS (SELECT 1 FROM _stg s SEMI JOIN {table} t ON s.id = t.id)")
-            if not known.fetchall()[0][0]:
-                # The common bulk-load case: every id is new, nothing to compare.
-                con.execute(f"INSERT INTO {table} SELECT * FROM _stg").fetchall()
-                counts.new += data.num_rows
-                return
-            self._merge(table, cols, counts)
-        finally:
-            _unregister(con, "_stg")
+        # `_stg` is found by DuckDB's replacement scan of this frame's locals. Unlike register(), that
+        # lets DuckDB release the Arrow buffers after each statement instead of at commit, which keeps
+        # a large batch's memory flat.
+        _stg = data
+        known = con.execute(f"SELECT EXISTS (SELECT 1 FROM _stg s SEMI JOIN {table} t ON s.id = t.id)")
+        if not known.fetchall()[0][0]:
+            # The common bulk-load case: every id is new, nothing to compare.
+            con.execute(f"INSERT INTO {table} SELECT * FROM _stg").fetchall()
+            counts.new += data.num_rows
+            return
+        self._merge(table, cols, counts, data)
 
-    def _merge(self, table: str, cols: tuple[str, ...], counts: TableCounts) -> None:
+    def _merge(self, table: str, cols: tuple[str, ...], counts: TableCounts, _stg: pa.Table) -> None:
         """Upsert `_stg` into a non-empty table: insert new ids, replace changed rows, leave the rest."""
         con = self.con
         s_row = "row(" + ", ".join(f"s.{c}" for c in cols) + ")"
@@ -347,20 +346,10 @@ class BatchWriter:
         self._submit(self._insert_quarantine, data)
 
     def _insert_quarantine(self, data: pa.Table) -> None:
-        self.con.register("_q", data)
-        try:
-            before = self.store.count("quarantine")
-            self.con.execute(
-                "INSERT INTO quarantine SELECT q.* FROM (SELECT DISTINCT ON (id) * FROM _q) q "
-                "ANTI JOIN quarantine t ON q.id = t.id"
-            )
-            self.report.quarantined_new += self.store.count("quarantine") - before
-        finally:
-            _unregister(self.con, "_q")
-
-
-def _unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    # After a failed statement the transaction is aborted and even unregistering fails; the original
-    # error is the one worth reporting, and ROLLBACK follows.
-    with contextlib.suppress(duckdb.Error):
-        con.unregister(name)
+        _q = data
+        before = self.store.count("quarantine")
+        self.con.execute(
+            "INSERT INTO quarantine SELECT q.* FROM (SELECT DISTINCT ON (id) * FROM _q) q "
+            "ANTI JOIN quarantine t ON q.id = t.id"
+        ).fetchall()
+        self.report.quarantined_new += self.store.count("quarantine") - before
