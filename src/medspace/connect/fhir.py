@@ -17,7 +17,7 @@ import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from datetime import date, datetime
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -48,7 +48,42 @@ Rows = list[tuple[str, Row]]
 # medicationReference can be resolved to its code.
 MedicationIndex = MutableMapping[str, Json]
 
-_system = lru_cache(maxsize=4096)(canonical_system)
+# Caches of pure functions of a string, as plain dicts (a hit is one dict lookup). Each is cleared
+# when it grows past _CACHE_MAX, so memory stays bounded whatever the input.
+_CACHE_MAX = 65536
+_SYSTEMS: dict[str | None, str | None] = {}
+_DATETIMES: dict[str, datetime] = {}
+_DATES: dict[str, date] = {}
+_REF_IDS: dict[str, dict[str, str]] = {}
+
+
+_PICKED: dict[tuple[Any, ...], tuple[str, str, str | None]] = {}
+
+
+def _pick(table: str, codings: list[tuple[str | None, str | None, str | None]]) -> tuple[str, str, str | None]:
+    """pick_coding, remembered: it is a pure function of the table and the (system, code, display)
+    tuples, and the same few codes recur across thousands of resources. Failures are not kept."""
+    key = (table, *codings)
+    hit = _PICKED.get(key)
+    if hit is not None:
+        return hit
+    picked = pick_coding(table, codings)
+    if len(_PICKED) >= _CACHE_MAX:
+        _PICKED.clear()
+    _PICKED[key] = picked
+    return picked
+
+
+def _system(name_or_uri: str | None) -> str | None:
+    try:
+        return _SYSTEMS[name_or_uri]
+    except KeyError:
+        pass
+    system = canonical_system(name_or_uri)
+    if len(_SYSTEMS) >= _CACHE_MAX:
+        _SYSTEMS.clear()
+    _SYSTEMS[name_or_uri] = system
+    return system
 _TYPE_NAME = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 _ELEMENT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
 
@@ -94,6 +129,17 @@ def _date(v: Any, path: str) -> date | None:
         return None
     if not isinstance(v, str):
         raise _wrong(path, "a date string")
+    hit = _DATES.get(v)
+    if hit is not None:
+        return hit
+    d = _parse_date(v, path)
+    if len(_DATES) >= _CACHE_MAX:
+        _DATES.clear()
+    _DATES[v] = d
+    return d
+
+
+def _parse_date(v: str, path: str) -> date:
     try:
         if "T" in v:
             # A dateTime in a date field: check all of it, but keep the calendar date as recorded
@@ -110,10 +156,17 @@ def _datetime(v: Any, path: str) -> datetime | None:
         return None
     if not isinstance(v, str):
         raise _wrong(path, "a dateTime string")
+    hit = _DATETIMES.get(v)
+    if hit is not None:
+        return hit
     try:
-        return parse_fhir_datetime(v)
+        dt = parse_fhir_datetime(v)
     except ValueFormatError:
         raise MappingError(Reason.BAD_DATE, f"{path} is not a valid FHIR dateTime") from None
+    if len(_DATETIMES) >= _CACHE_MAX:
+        _DATETIMES.clear()
+    _DATETIMES[v] = dt
+    return dt
 
 
 def _elem(items: list[Any], path: str) -> Json | None:
@@ -134,6 +187,22 @@ def _codings(cc: Any, path: str) -> list[tuple[str | None, str | None, str | Non
         return []
     if not isinstance(coding, list):
         raise _wrong(f"{path}.coding", "an array")
+    out = []
+    for c in coding:
+        # Fast path: exact dicts holding exact strings (what a JSON parser gives); anything else
+        # takes the checked loop below, which names the offending element.
+        if c.__class__ is not dict:
+            return _codings_checked(coding, path)
+        system, code, display = t = c.get("system"), c.get("code"), c.get("display")
+        if ((system is None or system.__class__ is str) and (code is None or code.__class__ is str)
+                and (display is None or display.__class__ is str)):
+            out.append(t)
+        else:
+            return _codings_checked(coding, path)
+    return out
+
+
+def _codings_checked(coding: list[Any], path: str) -> list[tuple[str | None, str | None, str | None]]:
     out = []
     for i, c in enumerate(coding):
         if not isinstance(c, dict):
@@ -174,7 +243,10 @@ def _first_code(cc: Any, path: str) -> str | None:
 
 
 def _has_loinc(codings: list[tuple[str | None, str | None, str | None]], code: str) -> bool:
-    return any(c == code and _system(s) == "LOINC" for s, c, _ in codings)
+    for s, c, _ in codings:  # noqa: SIM110 - a loop, not any(<generator>), on this hot path
+        if c == code and _system(s) == "LOINC":
+            return True
+    return False
 
 
 # --- references and ids ---
@@ -202,6 +274,21 @@ def _reference(v: Any, path: str, target: str, refs: Mapping[str, str] | None) -
         hit = refs.get(r)
         if hit is not None:
             return hit
+    ids = _REF_IDS.get(target)
+    if ids is None:
+        ids = _REF_IDS.setdefault(target, {})
+    hit = ids.get(r)
+    if hit is not None:
+        return hit
+    rid = _reference_id(r, path, target)
+    if len(ids) >= _CACHE_MAX:
+        ids.clear()
+    ids[r] = rid
+    return rid
+
+
+def _reference_id(r: str, path: str, target: str) -> str:
+    """The id in a literal reference that no bundle fullUrl resolved (a pure function of r, target)."""
     if r.startswith("urn:"):
         # An unresolved urn:uuid still names the resource uniquely: use the uuid itself.
         rid = r[9:] if r.startswith("urn:uuid:") else r[8:] if r.startswith("urn:oid:") else r
@@ -223,6 +310,13 @@ def _subject(r: Json, key: str, rt: str, refs: Mapping[str, str] | None) -> str:
     v = r.get(key)
     if v is None:
         raise MappingError(Reason.MISSING_FIELD, f"{rt}.{key} is required")
+    if refs and v.__class__ is dict:
+        # Fast path: a reference to a fullUrl of the same bundle.
+        ref = v.get("reference")
+        if ref.__class__ is str:
+            hit = refs.get(ref)
+            if hit is not None:
+                return hit
     pid = _reference(v, f"{rt}.{key}", "Patient", refs)
     if pid is None:
         raise MappingError(Reason.BAD_REFERENCE, f"{rt}.{key} has no literal reference to a Patient")
@@ -447,7 +541,7 @@ def _map_encounter(r: Json, rid: str, ctx: _Context) -> Rows:
 def _map_condition(r: Json, rid: str, ctx: _Context) -> Rows:
     row: Row = {"id": rid, "patient_id": _subject(r, "subject", "Condition", ctx.refs)}
     _put(row, "encounter_id", _reference(r.get("encounter"), "Condition.encounter", "Encounter", ctx.refs))
-    system, code, display = pick_coding("condition", _codings(r.get("code"), "Condition.code"))
+    system, code, display = _pick("condition", _codings(r.get("code"), "Condition.code"))
     row["code"], row["code_system"] = code, system
     _put(row, "display", display)
     if r.get("clinicalStatus") is not None:
@@ -464,7 +558,7 @@ def _map_condition(r: Json, rid: str, ctx: _Context) -> Rows:
 def _map_procedure(r: Json, rid: str, ctx: _Context) -> Rows:
     row: Row = {"id": rid, "patient_id": _subject(r, "subject", "Procedure", ctx.refs)}
     _put(row, "encounter_id", _reference(r.get("encounter"), "Procedure.encounter", "Encounter", ctx.refs))
-    system, code, display = pick_coding("procedure", _codings(r.get("code"), "Procedure.code"))
+    system, code, display = _pick("procedure", _codings(r.get("code"), "Procedure.code"))
     row["code"], row["code_system"] = code, system
     _put(row, "display", display)
     _put(row, "status", _str(r.get("status"), "Procedure.status"))
@@ -478,7 +572,7 @@ def _map_procedure(r: Json, rid: str, ctx: _Context) -> Rows:
 
 def _map_allergy(r: Json, rid: str, ctx: _Context) -> Rows:
     row: Row = {"id": rid, "patient_id": _subject(r, "patient", "AllergyIntolerance", ctx.refs)}
-    system, code, display = pick_coding("allergy", _codings(r.get("code"), "AllergyIntolerance.code"))
+    system, code, display = _pick("allergy", _codings(r.get("code"), "AllergyIntolerance.code"))
     row["code"], row["code_system"] = code, system
     _put(row, "display", display)
     categories = _arr(r.get("category"), "AllergyIntolerance.category")
@@ -555,7 +649,7 @@ def _map_medication(r: Json, rid: str, ctx: _Context) -> Rows:
     enc_key = "encounter" if rt == "MedicationRequest" else "context"
     _put(row, "encounter_id", _reference(r.get(enc_key), f"{rt}.{enc_key}", "Encounter", ctx.refs))
     concept = _medication_concept(r, rt, ctx)
-    system, code, display = pick_coding("medication", _codings(concept, f"{rt}.medication"))
+    system, code, display = _pick("medication", _codings(concept, f"{rt}.medication"))
     row["code"], row["code_system"] = code, system
     _put(row, "display", display)
     _put(row, "status", _str(r.get("status"), f"{rt}.status"))
@@ -626,23 +720,36 @@ _ANSWERS = {
 }
 
 
-def _quantity_value(q: Any, path: str, row: Row) -> None:
-    qty = _obj(q, path)
-    if qty is None:
-        return
+def _quantity_value(qty: Any, path: str, row: Row) -> None:
+    """A valueQuantity (not None) of the element at `path`; paths are only built for errors."""
+    if not isinstance(qty, dict):
+        raise _wrong(f"{path}.valueQuantity", "an object")
     value = qty.get("value")
-    _put(row, "value_num", _num(value, f"{path}.value"))
-    _put(row, "unit", _str(qty.get("unit"), f"{path}.unit") or _str(qty.get("code"), f"{path}.code"))
-    comparator = _str(qty.get("comparator"), f"{path}.comparator")
-    if comparator and value is not None:
-        # "<0.1" is a censored result, not 0.1: keep the comparator visible next to the number.
-        row["value_text"] = f"{comparator}{value:g}"
+    if value is not None:
+        row["value_num"] = value if type(value) is float else _num(value, f"{path}.valueQuantity.value")
+    unit = qty.get("unit")
+    if unit is not None and not isinstance(unit, str):
+        raise _wrong(f"{path}.valueQuantity.unit", "a string")
+    if not unit:
+        unit = qty.get("code")
+        if unit is not None and not isinstance(unit, str):
+            raise _wrong(f"{path}.valueQuantity.code", "a string")
+    if unit:
+        row["unit"] = unit
+    comparator = qty.get("comparator")
+    if comparator is not None:
+        if not isinstance(comparator, str):
+            raise _wrong(f"{path}.valueQuantity.comparator", "a string")
+        if comparator and value is not None:
+            # "<0.1" is a censored result, not 0.1: keep the comparator visible next to the number.
+            row["value_text"] = f"{comparator}{value:g}"
 
 
 def _observed(src: Json, path: str, row: Row) -> None:
     """value[x], referenceRange and interpretation of an Observation or one of its components."""
-    if src.get("valueQuantity") is not None:
-        _quantity_value(src["valueQuantity"], f"{path}.valueQuantity", row)
+    vq = src.get("valueQuantity")
+    if vq is not None:
+        _quantity_value(vq, path, row)
     elif src.get("valueCodeableConcept") is not None:
         _put(row, "value_text", _label(src["valueCodeableConcept"], f"{path}.valueCodeableConcept"))
     elif src.get("valueString") is not None:
@@ -658,14 +765,26 @@ def _observed(src: Json, path: str, row: Row) -> None:
         row["value_num"] = float(v)
     rr = src.get("referenceRange")
     if rr is not None:
-        rng = _elem(_arr(rr, f"{path}.referenceRange"), f"{path}.referenceRange")
+        # The checks of _arr/_elem/_obj/_num, inline so that paths are only built for errors.
+        if not isinstance(rr, list):
+            raise _wrong(f"{path}.referenceRange", "an array")
+        rng = rr[0] if rr else None
         if rng is not None:
-            low = _obj(rng.get("low"), f"{path}.referenceRange[0].low")
-            high = _obj(rng.get("high"), f"{path}.referenceRange[0].high")
+            if not isinstance(rng, dict):
+                raise _wrong(f"{path}.referenceRange[0]", "an object")
+            low, high = rng.get("low"), rng.get("high")
+            if not (low is None or isinstance(low, dict)):
+                raise _wrong(f"{path}.referenceRange[0].low", "an object")
+            if not (high is None or isinstance(high, dict)):
+                raise _wrong(f"{path}.referenceRange[0].high", "an object")
             if low is not None:
-                _put(row, "ref_low", _num(low.get("value"), f"{path}.referenceRange[0].low.value"))
+                v = low.get("value")
+                if v is not None:
+                    row["ref_low"] = v if type(v) is float else _num(v, f"{path}.referenceRange[0].low.value")
             if high is not None:
-                _put(row, "ref_high", _num(high.get("value"), f"{path}.referenceRange[0].high.value"))
+                v = high.get("value")
+                if v is not None:
+                    row["ref_high"] = v if type(v) is float else _num(v, f"{path}.referenceRange[0].high.value")
     interp = src.get("interpretation")
     if interp is not None:
         first = _arr(interp, f"{path}.interpretation")
@@ -674,7 +793,10 @@ def _observed(src: Json, path: str, row: Row) -> None:
 
 
 def _has_value(src: Json) -> bool:
-    return any(k.startswith("value") for k in src)
+    for k in src:  # noqa: SIM110 - a loop, not any(<generator>), on this hot path
+        if k.startswith("value"):
+            return True
+    return False
 
 
 def _part(comp: Json, path: str, prefer_code: bool) -> str | None:
@@ -721,16 +843,24 @@ def _map_variant(r: Json, rid: str, patient: str, components: list[Json],
     return [("genetic_variant", row)]
 
 
+_COMPONENT_PATHS = tuple(f"Observation.component[{i}]" for i in range(16))
+
+
 def _map_observation(r: Json, rid: str, ctx: _Context) -> Rows:
     patient = _subject(r, "subject", "Observation", ctx.refs)
     codings = _codings(r.get("code"), "Observation.code")
     components = _arr(r.get("component"), "Observation.component")
     comp_codings = []
+    genomic = _has_loinc(codings, _VARIANT_ASSESSMENT)
     for i, comp in enumerate(components):
         if not isinstance(comp, dict):
             raise _wrong(f"Observation.component[{i}]", "an object")
-        comp_codings.append(_codings(comp.get("code"), f"Observation.component[{i}].code"))
-    if _has_loinc(codings, _VARIANT_ASSESSMENT) or any(_has_loinc(c, _GENE) for c in comp_codings):
+        cc = comp.get("code")
+        cod = _codings(cc, f"Observation.component[{i}].code") if cc is not None else []
+        comp_codings.append(cod)
+        if not genomic and _has_loinc(cod, _GENE):
+            genomic = True
+    if genomic:
         return _map_variant(r, rid, patient, components, comp_codings)
 
     base: Row = {"patient_id": patient}
@@ -752,17 +882,17 @@ def _map_observation(r: Json, rid: str, ctx: _Context) -> Rows:
     # holds no value, so it only becomes a row if it has a value of its own.
     if not components or _has_value(r):
         row = {"id": rid, **base}
-        system, code, display = pick_coding("observation", codings)
+        system, code, display = _pick("observation", codings)
         row["code"], row["code_system"] = code, system
         _put(row, "display", display)
         _observed(r, "Observation", row)
         rows.append(("observation", row))
     for i, comp in enumerate(components):
         row = {"id": f"{rid}.{i}", **base}
-        system, code, display = pick_coding("observation", comp_codings[i])
+        system, code, display = _pick("observation", comp_codings[i])
         row["code"], row["code_system"] = code, system
         _put(row, "display", display)
-        _observed(comp, f"Observation.component[{i}]", row)
+        _observed(comp, _COMPONENT_PATHS[i] if i < 16 else f"Observation.component[{i}]", row)
         rows.append(("observation", row))
     return rows
 
@@ -894,11 +1024,17 @@ def map_resource(
     mapper = _MAPPERS.get(rt)
     if mapper is None:
         return []
+    return _map(resource, rt, mapper, full_url, _Context(refs, medications))
+
+
+def _map(resource: Json, rt: str, mapper: Callable[[Json, str, _Context], Rows], full_url: Any,
+         ctx: _Context) -> Rows:
+    """map_resource once the resource is known to be an object with a mapped resourceType."""
     try:
         if full_url is not None and not isinstance(full_url, str):
             raise _wrong("Bundle.entry.fullUrl", "a string")
         rid = _row_id(resource, rt, full_url)
-        rows = mapper(resource, rid, _Context(refs, medications))
+        rows = mapper(resource, rid, ctx)
         for table, row in rows:
             complete(table, row, CONNECTOR)
         return rows
@@ -1039,10 +1175,12 @@ def _ingest_bundle(
             fid = full_url[9:] if full_url.startswith("urn:uuid:") else _last_id(full_url)
             if fid:
                 refs[full_url] = fid
+    ctx = _Context(refs, medications)
+    mappers = _MAPPERS
+    add = sink.add
     for n, e in enumerate(entries, 1):
-        position = f"{prefix}entry {n}"
         if not isinstance(e, dict):
-            sink.quarantine(Quarantined(CONNECTOR, source, position, Reason.WRONG_TYPE,
+            sink.quarantine(Quarantined(CONNECTOR, source, f"{prefix}entry {n}", Reason.WRONG_TYPE,
                                         "Bundle.entry must be an object", _dumps(e)))
             continue
         res = e.get("resource")
@@ -1052,11 +1190,24 @@ def _ingest_bundle(
             continue
         full_url = e.get("fullUrl")
         if full_url is not None and not isinstance(full_url, str):
-            sink.quarantine(Quarantined(CONNECTOR, source, position, Reason.WRONG_TYPE,
+            sink.quarantine(Quarantined(CONNECTOR, source, f"{prefix}entry {n}", Reason.WRONG_TYPE,
                                         "Bundle.entry.fullUrl must be a string", _dumps(res)))
             continue
-        _ingest_resource(res, source, sink, position, partial(_dumps, res), strict,
-                         refs, medications, full_url)
+        rt = res.get("resourceType") if isinstance(res, dict) else None
+        mapper = mappers.get(rt) if isinstance(rt, str) else None
+        if mapper is None or strict:
+            # Skips, malformed resources and strict mode: the general path.
+            _ingest_resource(res, source, sink, f"{prefix}entry {n}", partial(_dumps, res), strict,
+                             refs, medications, full_url)
+            continue
+        try:
+            rows = _map(res, cast(str, rt), mapper, full_url, ctx)
+        except MappingError as err:
+            sink.quarantine(Quarantined(CONNECTOR, source, f"{prefix}entry {n}", err.reason, err.detail,
+                                        _dumps(res)))
+            continue
+        for table, row in rows:
+            add(table, row)
 
 
 def ingest_fhir_bundle(
@@ -1103,6 +1254,9 @@ def _ingest_lines(lines: Iterable[bytes | str], source: str, sink: Sink, strict:
                   medications: MedicationIndex) -> None:
     it = iter(lines)
     n = 0
+    ctx = _Context(None, medications)
+    mappers = _MAPPERS
+    add = sink.add
     while True:
         try:
             line = next(it)
@@ -1112,21 +1266,32 @@ def _ingest_lines(lines: Iterable[bytes | str], source: str, sink: Sink, strict:
             # Truncated gzip or a failing disk: what was read so far is ingested, the rest is not.
             raise SourceError(f"{source}: cannot read past line {n} ({type(e).__name__})") from None
         n += 1
-        raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else bytes(line)
+        # bytes are immutable: an exact bytes line is used as it is, anything else is copied.
+        raw = (line if type(line) is bytes
+               else line.encode("utf-8", "surrogatepass") if isinstance(line, str) else bytes(line))
         raw = raw.rstrip(b"\r\n")
-        if not raw.strip():
+        if not raw or raw.isspace():
             continue
-        position = f"line {n}"
         try:
             res = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
-            sink.quarantine(Quarantined(CONNECTOR, source, position, Reason.PARSE_ERROR,
+            sink.quarantine(Quarantined(CONNECTOR, source, f"line {n}", Reason.PARSE_ERROR,
                                         _parse_error(e), raw))
             continue
-        if isinstance(res, dict) and res.get("resourceType") == "Bundle":
-            _ingest_bundle(res, source, sink, strict, f"{position} ", partial(bytes, raw), medications)
+        rt = res.get("resourceType") if type(res) is dict else None
+        mapper = mappers.get(rt) if type(rt) is str else None
+        if mapper is not None and not strict:
+            try:
+                rows = _map(res, cast(str, rt), mapper, None, ctx)
+            except MappingError as err:
+                sink.quarantine(Quarantined(CONNECTOR, source, f"line {n}", err.reason, err.detail, raw))
+                continue
+            for table, row in rows:
+                add(table, row)
+        elif isinstance(res, dict) and res.get("resourceType") == "Bundle":
+            _ingest_bundle(res, source, sink, strict, f"line {n} ", partial(bytes, raw), medications)
         else:
-            _ingest_resource(res, source, sink, position, partial(bytes, raw), strict, None, medications)
+            _ingest_resource(res, source, sink, f"line {n}", partial(bytes, raw), strict, None, medications)
 
 
 def ingest_fhir_ndjson(
