@@ -538,35 +538,38 @@ def _map_encounter(r: Json, rid: str, ctx: _Context) -> Rows:
 # --- Condition, Procedure, AllergyIntolerance ---
 
 
-def _map_condition(r: Json, rid: str, ctx: _Context) -> Rows:
-    row: Row = {"id": rid, "patient_id": _subject(r, "subject", "Condition", ctx.refs)}
-    _put(row, "encounter_id", _reference(r.get("encounter"), "Condition.encounter", "Encounter", ctx.refs))
-    system, code, display = _pick("condition", _codings(r.get("code"), "Condition.code"))
+def _coded_event(r: Json, rid: str, ctx: _Context, rt: str, table: str) -> Row:
+    """The fields Condition and Procedure share: ids, subject, encounter and the coded concept."""
+    row: Row = {"id": rid, "patient_id": _subject(r, "subject", rt, ctx.refs)}
+    _put(row, "encounter_id", _reference(r.get("encounter"), f"{rt}.encounter", "Encounter", ctx.refs))
+    system, code, display = _pick(table, _codings(r.get("code"), f"{rt}.code"))
     row["code"], row["code_system"] = code, system
     _put(row, "display", display)
+    return row
+
+
+def _when(r: Json, rt: str, element: str, parse: Callable[[Any, str], Any]) -> Any:
+    """`<element>DateTime`, else the start of `<element>Period`."""
+    value = parse(r.get(f"{element}DateTime"), f"{rt}.{element}DateTime")
+    if value is None and r.get(f"{element}Period") is not None:
+        period = _obj(r[f"{element}Period"], f"{rt}.{element}Period")
+        value = parse(period.get("start") if period else None, f"{rt}.{element}Period.start")
+    return value
+
+
+def _map_condition(r: Json, rid: str, ctx: _Context) -> Rows:
+    row = _coded_event(r, rid, ctx, "Condition", "condition")
     if r.get("clinicalStatus") is not None:
         _put(row, "clinical_status", _first_code(r["clinicalStatus"], "Condition.clinicalStatus"))
-    onset = _date(r.get("onsetDateTime"), "Condition.onsetDateTime")
-    if onset is None and r.get("onsetPeriod") is not None:
-        period = _obj(r["onsetPeriod"], "Condition.onsetPeriod")
-        onset = _date(period.get("start") if period else None, "Condition.onsetPeriod.start")
-    _put(row, "onset_date", onset)
+    _put(row, "onset_date", _when(r, "Condition", "onset", _date))
     _put(row, "recorded_date", _date(r.get("recordedDate"), "Condition.recordedDate"))
     return [("condition", row)]
 
 
 def _map_procedure(r: Json, rid: str, ctx: _Context) -> Rows:
-    row: Row = {"id": rid, "patient_id": _subject(r, "subject", "Procedure", ctx.refs)}
-    _put(row, "encounter_id", _reference(r.get("encounter"), "Procedure.encounter", "Encounter", ctx.refs))
-    system, code, display = _pick("procedure", _codings(r.get("code"), "Procedure.code"))
-    row["code"], row["code_system"] = code, system
-    _put(row, "display", display)
+    row = _coded_event(r, rid, ctx, "Procedure", "procedure")
     _put(row, "status", _str(r.get("status"), "Procedure.status"))
-    performed = _datetime(r.get("performedDateTime"), "Procedure.performedDateTime")
-    if performed is None and r.get("performedPeriod") is not None:
-        period = _obj(r["performedPeriod"], "Procedure.performedPeriod")
-        performed = _datetime(period.get("start") if period else None, "Procedure.performedPeriod.start")
-    _put(row, "performed_time", performed)
+    _put(row, "performed_time", _when(r, "Procedure", "performed", _datetime))
     return [("procedure", row)]
 
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 import gzip
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, TypeVar, cast
 
 from medspace.connect.base import Quarantined, Sink, complete, pick_coding
 from medspace.connect.errors import MappingError, Reason, SourceError
@@ -330,24 +330,12 @@ class _Message:
     def ts(self, seg: _Seg, n: int, k: int = 1) -> datetime | None:
         """A DTM/TS field as a naive UTC datetime, None if empty; BAD_DATE if malformed."""
         v = self.get(seg, n, k)
-        if not v:
-            return None
-        try:
-            return parse_hl7_ts(v)
-        except ValueFormatError:
-            raise MappingError(Reason.BAD_DATE, f"{seg.at(n, k if k > 1 else None)} is not a valid HL7 "
-                                                "date/time") from None
+        return _temporal(parse_hl7_ts, v, seg.at(n, k if k > 1 else None), "date/time") if v else None
 
     def date(self, seg: _Seg, n: int, k: int = 1) -> date | None:
         """A DT/DTM field as a date, None if empty; BAD_DATE if malformed."""
         v = self.get(seg, n, k)
-        if not v:
-            return None
-        try:
-            return parse_hl7_date(v)
-        except ValueFormatError:
-            raise MappingError(Reason.BAD_DATE, f"{seg.at(n, k if k > 1 else None)} is not a valid HL7 "
-                                                "date") from None
+        return _temporal(parse_hl7_date, v, seg.at(n, k if k > 1 else None), "date") if v else None
 
     def num(self, seg: _Seg, n: int, k: int = 1) -> float | None:
         """An NM field as a float, None if empty; BAD_VALUE if not a finite number."""
@@ -917,3 +905,13 @@ def ingest_hl7_file(path: Path, sink: Sink) -> None:
             # GzipFile reads like a binary file; typeshed just does not call it a BinaryIO.
             fh = cast(BinaryIO, stack.enter_context(gzip.GzipFile(fileobj=fh, mode="rb")))
         ingest_hl7_stream(fh, str(path), sink)
+
+
+_T = TypeVar("_T")
+
+
+def _temporal(parse: Callable[[str], _T], value: str, where: str, what: str) -> _T:
+    try:
+        return parse(value)
+    except ValueFormatError:
+        raise MappingError(Reason.BAD_DATE, f"{where} is not a valid HL7 {what}") from None
