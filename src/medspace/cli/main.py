@@ -2,50 +2,22 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from medspace.cli import render
-from medspace.connect.errors import ConnectError
-from medspace.model.errors import ModelError
-from medspace.store.errors import StoreError
+from medspace.cli.common import DEFAULT_STORE, JsonOpt, StoreOpt, clear_errors, console
+from medspace.cli.deid import deid_app
 
 app = typer.Typer(help="medspace: a trusted medical data space. Usable, not visible.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 node_app = typer.Typer(help="A hospital node's local store.", no_args_is_help=True)
 app.add_typer(node_app, name="node")
-
-# Piped output (CI logs, files) gets room for the tables instead of rich's 80-column default.
-console = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 120)))
-err = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-DEFAULT_STORE = Path(os.environ.get("MEDSPACE_STORE", "medspace-node.duckdb"))
-StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="The node's DuckDB store file (env MEDSPACE_STORE).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of tables.")]
-
-
-def clear_errors(fn: F) -> F:
-    """Turn medspace's typed errors into one clear line on stderr and exit status 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (ConnectError, StoreError, ModelError) as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False, markup=True)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
-
+app.add_typer(deid_app, name="deid")
 
 @app.command()
 @clear_errors

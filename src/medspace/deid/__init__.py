@@ -1,0 +1,1 @@
+"""De-identification: policies, transforms, pseudonyms, generalisation, k-anonymity family, risk, notes."""

@@ -1,0 +1,391 @@
+"""Apply a de-identification policy to a node's store: one schema of de-identified tables per policy.
+
+The view of policy ``safe-harbor`` is the schema ``deid_safe_harbor`` inside the node's DuckDB file, with
+one table per model table. It is rebuilt as a whole in one transaction: readers see the old view or the new
+one, never half of each. Field transforms run as DuckDB SQL over the store; only what SQL cannot do runs in
+Python, vectorised or once per distinct value: keyed pseudonyms (HMAC), resident-ID parsing, free-text
+scrubbing and the k-anonymity search. The report says what each rule changed, in counts, never values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from medspace.deid import keys as K
+from medspace.deid.errors import DeidError
+from medspace.deid.policy import Policy, Rule
+from medspace.deid.resident_id import parse as parse_resident_ids
+from medspace.deid.safe_harbor import zip3_sql
+from medspace.model.catalogue import TABLES, FieldType, Level, Table
+from medspace.store import Store
+
+APPLICATIONS_DDL = """
+CREATE TABLE IF NOT EXISTS deid_application (
+    view VARCHAR NOT NULL,          -- the schema holding the view
+    policy VARCHAR NOT NULL,
+    policy_sha256 VARCHAR NOT NULL,
+    policy_text VARCHAR NOT NULL,   -- so that key rotation can rebuild the view exactly
+    node_key_version INTEGER,
+    applied_at TIMESTAMP NOT NULL,
+    report VARCHAR NOT NULL         -- JSON, counts only
+)"""
+# A patient's own identifiers, and the PHI type each is, for record-aware scrubbing of their notes.
+PATIENT_KNOWN = {"family_name": "NAME", "given_name": "NAME", "national_id": "ID", "mrn": "MRN", "phone": "PHONE",
+                 "email": "EMAIL", "address_line": "ADDRESS", "insurance_id": "ID", "passport_id": "ID"}
+
+
+def view_schema(policy_name: str) -> str:
+    """The schema a policy's view lives in."""
+    return "deid_" + policy_name.replace("-", "_")
+
+
+@dataclass
+class FieldChange:
+    """What one rule did to one field."""
+
+    table: str
+    field: str
+    action: str
+    values: int  # non-null source values the rule applied to
+    output: str | None  # the view's column (None when dropped)
+    line: int | None  # policy line of the rule, None when a default decided
+
+
+@dataclass
+class DeidReport:
+    """What applying a policy did, in counts."""
+
+    policy: str
+    view: str
+    policy_sha256: str
+    as_of: str
+    rows_in: dict[str, int] = field(default_factory=dict)
+    rows_out: dict[str, int] = field(default_factory=dict)
+    l1_rows_excluded: dict[str, int] = field(default_factory=dict)
+    tables_excluded: list[str] = field(default_factory=list)
+    changes: list[FieldChange] = field(default_factory=list)
+    notes: dict[str, int] = field(default_factory=dict)  # placeholders per PHI type in scrubbed text
+    anonymity: dict[str, Any] | None = None
+    remarks: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        d = self.__dict__.copy()
+        d["changes"] = [c.__dict__ for c in self.changes]
+        return d
+
+
+class _Ctx:
+    """What one application needs while it builds the view."""
+
+    def __init__(self, st: Store, policy: Policy, keyring: K.Keyring | None, as_of: date) -> None:
+        self.st = st
+        self.con = st.con
+        self.policy = policy
+        self.keyring = keyring
+        self.as_of = as_of
+        self.registered: list[str] = []
+
+    def key_for(self, action: str) -> bytes:
+        if self.keyring is None:
+            raise DeidError(f"the policy pseudonymises ({action}) but no keyring was given")
+        return self.keyring.active.key
+
+    def register(self, name: str, data: pa.Table) -> None:
+        self.con.register(name, data)
+        self.registered.append(name)
+
+
+def _uses(policy: Policy, action: str) -> bool:
+    return any(r.action == action for r in policy.rules.values()) or action in policy.defaults.values()
+
+
+def _included_fields(policy: Policy, t: Table) -> list[str]:
+    admitted = policy.admits_l1(t.name)
+    return [f.name for f in t if admitted or f.level != Level.L1]
+
+
+def _ids(ctx: _Ctx, domain: str, sql: str, action: str) -> None:
+    """Register a map `_map_<domain>(src, dst)` from source identifiers to surrogates or pseudonyms."""
+    src = ctx.con.sql(sql).to_arrow_table().column(0).combine_chunks()
+    if action == "surrogate":
+        dst = pa.array(K.surrogates(len(src)), pa.string())
+    else:
+        dst = K.pseudonymise(ctx.key_for(action), domain, src) if len(src) else pa.array([], pa.string())
+    ctx.register(f"_map_{domain}", pa.table({"src": src, "dst": dst}))
+
+
+def _id_sources(column: str, tables: list[str], own: str | None) -> str:
+    parts = [f"SELECT {column} AS v FROM main.{t}" for t in tables if column in TABLES[t]]
+    if own:
+        parts.append(f"SELECT id AS v FROM main.{own}")
+    return "SELECT DISTINCT v FROM (" + " UNION ALL ".join(parts) + ") WHERE v IS NOT NULL"
+
+
+def _patient_extras(ctx: _Ctx) -> None:
+    """`_patient_x(id, rid_area, rid_birth, rid_sex, linkage_id, shift)`: what Python adds per patient."""
+    pts = ctx.con.sql("SELECT id, national_id FROM main.patient").to_arrow_table()
+    rid = parse_resident_ids(pts.column("national_id"))
+    cols: dict[str, Any] = {"id": pts.column("id"), "rid_area": rid.area, "rid_birth": rid.birth_date,
+                            "rid_sex": rid.sex}
+    link = ctx.policy.rules.get("patient.linkage_id")
+    if link is not None and link.action == "linkage" and ctx.keyring is not None and ctx.keyring.linkage:
+        cols["linkage_id"] = K.linkage_ids(ctx.keyring.linkage, pts.column("national_id"))
+    else:
+        cols["linkage_id"] = pa.nulls(len(pts), pa.string())
+    ctx.register("_patient_x", pa.table(cols))
+
+
+def _shift_map(ctx: _Ctx, tables: list[str]) -> None:
+    sql = _id_sources("patient_id", tables, "patient")
+    pids = ctx.con.sql(sql).to_arrow_table().column(0).combine_chunks()
+    max_days = max([int(r.options.get("max_days", 365)) for r in ctx.policy.rules.values() if r.action == "shift"]
+                   or [365])
+    shifts = K.date_shifts(ctx.key_for("pseudonym"), pids, max_days)
+    ctx.register("_shift", pa.table({"pid": pids, "days": pa.array(shifts, pa.int32())}))
+
+
+def _age_sql(birth: str, death: str, as_of: date) -> str:
+    # Full years lived: at death if the patient died, else on the reference date.
+    end = f"least(coalesce({death}, DATE '{as_of.isoformat()}'), DATE '{as_of.isoformat()}')"
+    return f"date_sub('year', {birth}, {end})"
+
+
+def _year_name(name: str) -> str:
+    for suffix in ("_date", "_time"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)] + "_year"
+    return name + "_year"
+
+
+def _column(ctx: _Ctx, t: Table, name: str, rule: Rule) -> tuple[str | None, str | None]:
+    """The SQL expression and output name for one field under its rule (None: dropped)."""
+    f = t[name]
+    col = f"s.{name}"
+    a = rule.action
+    if t.name == "patient" and name == "birth_date":
+        col = "coalesce(s.birth_date, x.rid_birth)"
+    if t.name == "patient" and name == "sex":
+        col = "coalesce(s.sex, x.rid_sex)"
+    if a == "drop":
+        return None, None
+    if name in ("id", "patient_id", "encounter_id"):
+        if a in ("surrogate", "pseudonym"):
+            return f"m_{name}.dst", name
+        return col, name
+    if a == "keep":
+        return col, name
+    if a in ("surrogate", "pseudonym"):
+        return f"m_{name}.dst", name
+    if a == "year":
+        top = rule.options.get("top_age")
+        expr = f"CAST(year({col}) AS INTEGER)"
+        if top is not None and t.name == "patient":
+            expr = f"CASE WHEN {_age_sql(col, 's.deceased_date', ctx.as_of)} >= {int(top)} THEN NULL ELSE {expr} END"
+        return expr, _year_name(name)
+    if a == "month":
+        return f"CAST(date_trunc('month', {col}) AS DATE)", name
+    if a == "shift":
+        cast = "DATE" if f.type == FieldType.DATE else "TIMESTAMP"
+        return f"CAST({col} + to_days(coalesce(sh.days, 0)) AS {cast})", name
+    if a == "zip3":
+        return f"CASE WHEN coalesce(s.country, 'US') IN ('US', 'USA') THEN {zip3_sql(col)} END", name
+    if a == "prefix":
+        return f"left({col}, {int(rule.options['keep'])})", name
+    if a == "scrub":
+        return "nt.text", name
+    raise DeidError(f"action {a} cannot apply to {t.name}.{name}")  # the policy check prevents this
+
+
+def _domain(table: str, name: str) -> str:
+    """Which identifier space a record identifier belongs to: patients, encounters or the table's own rows."""
+    if name == "patient_id" or (table == "patient" and name == "id"):
+        return "patient"
+    if name == "encounter_id" or (table == "encounter" and name == "id"):
+        return "encounter"
+    return table
+
+
+def _derived(ctx: _Ctx, rules: dict[str, Rule]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    birth = "coalesce(s.birth_date, x.rid_birth)"
+    for key, rule in rules.items():
+        name = key.split(".", 1)[1]
+        if name == "age":
+            age = _age_sql(birth, "s.deceased_date", ctx.as_of)
+            if rule.action == "top_code":
+                top = int(rule.options.get("top", 90))
+                out.append((f"CASE WHEN {age} >= {top} THEN '{top}+' ELSE CAST({age} AS VARCHAR) END", "age"))
+            else:
+                out.append((f"CAST({age} AS INTEGER)", "age"))
+        elif name == "area":
+            if rule.action == "prefix":
+                keep = int(rule.options["keep"])
+                out.append((f"rpad(left(x.rid_area, {keep}), 6, '0')", "area"))
+            else:
+                out.append(("x.rid_area", "area"))
+        elif name == "linkage_id" and ctx.keyring is not None and ctx.keyring.linkage:
+            out.append(("x.linkage_id", "linkage_id"))
+    return out
+
+
+def _scrub_notes(ctx: _Ctx, report: DeidReport) -> None:
+    """Scrub every note's text, knowing each patient's own identifiers; registers `_notes(id, text)`."""
+    from medspace.deid import text as T
+
+    known_cols = ", ".join(f"p.{c}" for c in PATIENT_KNOWN)
+    notes = ctx.con.sql(
+        f"SELECT n.id, n.language, n.text, n.author, {known_cols} FROM main.note n "
+        "LEFT JOIN main.patient p ON p.id = n.patient_id").to_arrow_table()
+    known: list[list[tuple[str, str]]] = [[] for _ in range(len(notes))]
+    for c, phi in (("author", "NAME"), *PATIENT_KNOWN.items()):
+        for i, v in enumerate(notes.column(c).to_pylist()):
+            if v:
+                known[i].append((v, phi))
+    scrubbed, counts = T.scrub_batch(notes.column("text"), notes.column("language"), known)
+    report.notes = dict(counts)
+    ctx.register("_notes", pa.table({"id": notes.column("id"), "text": scrubbed}))
+
+
+def apply_policy(st: Store, policy: Policy, keyring: K.Keyring | None = None, *, as_of: date | None = None,
+                 progress: Callable[[str], None] | None = None) -> DeidReport:
+    """Build (or rebuild) the policy's de-identified view inside the store, in one transaction."""
+    started = datetime.now(UTC)
+    ref = as_of or policy.as_of or date.today()
+    ctx = _Ctx(st, policy, keyring, ref)
+    schema = view_schema(policy.name)
+    sha = hashlib.sha256(policy.text.encode()).hexdigest()
+    report = DeidReport(policy.name, schema, sha, ref.isoformat())
+    say = progress or (lambda _m: None)
+    tables = [t for t in TABLES if policy.admits_l1(t) or TABLES[t].base_level != Level.L1]
+    report.tables_excluded = [t for t in TABLES if t not in tables]
+
+    say("identifiers")
+    pid_action = policy.rule_for("patient", "id").action
+    if pid_action in ("surrogate", "pseudonym"):
+        _ids(ctx, "patient", _id_sources("patient_id", tables, "patient"), pid_action)
+    enc_action = policy.rule_for("encounter", "id").action
+    if enc_action in ("surrogate", "pseudonym"):
+        _ids(ctx, "encounter", _id_sources("encounter_id", tables, "encounter"), enc_action)
+    _patient_extras(ctx)
+    if _uses(policy, "shift"):
+        _shift_map(ctx, tables)
+    if "note" in tables and policy.rule_for("note", "text").action == "scrub":
+        say("notes")
+        _scrub_notes(ctx, report)
+
+    statements: list[str] = []
+    for tname in tables:
+        t = TABLES[tname]
+        fields = _included_fields(policy, t)
+        select: list[str] = []
+        joins: list[str] = []
+        counted: list[tuple[str, str, Rule, str | None]] = []
+        for name in fields:
+            rule = policy.rule_for(tname, name)
+            expr, out = _column(ctx, t, name, rule)
+            if expr is not None and expr.startswith("m_"):
+                domain = _domain(tname, name) if name in ("id", "patient_id", "encounter_id") else f"{tname}_{name}"
+                if name == "id" and domain not in ("patient", "encounter") and rule.action == "surrogate":
+                    # Rows nothing refers to: their storage position is a code not derived from the record.
+                    expr = "CAST(s.rowid + 1 AS VARCHAR)"
+                else:
+                    if domain not in ("patient", "encounter"):
+                        _ids(ctx, domain, f"SELECT DISTINCT {name} FROM main.{tname} WHERE {name} IS NOT NULL",
+                             rule.action)
+                    joins.append(f"LEFT JOIN _map_{domain} m_{name} ON m_{name}.src = s.{name}")
+            if expr is not None:
+                select.append(f"{expr} AS {out}")
+            counted.append((name, rule.action, rule, out))
+        if any(policy.rule_for(tname, n).action == "shift" for n in fields):
+            pid = "s.id" if tname == "patient" else "s.patient_id"
+            joins.append(f"LEFT JOIN _shift sh ON sh.pid = {pid}")
+        if tname == "patient":
+            joins.append("LEFT JOIN _patient_x x ON x.id = s.id")
+            for expr, out in _derived(ctx, policy.derived()):
+                select.append(f"{expr} AS {out}")
+        if tname == "note" and policy.rule_for("note", "text").action == "scrub":
+            joins.append("LEFT JOIN _notes nt ON nt.id = s.id")
+        where = "" if policy.admits_l1(tname) else f" WHERE s.sensitivity <> '{Level.L1.value}'"
+        statements.append(f"CREATE TABLE {schema}.{tname} AS SELECT {', '.join(select)} "
+                          f"FROM main.{tname} s {' '.join(joins)}{where}")
+        # Counts of what each rule touched: one aggregate per table.
+        aggs = ", ".join([f"count(s.{n})" for n, *_ in counted] + ["count(*)",
+                         f"count(*) FILTER (WHERE s.sensitivity = '{Level.L1.value}')"])
+        row = ctx.con.sql(f"SELECT {aggs} FROM main.{tname} s").fetchall()[0]
+        report.rows_in[tname] = int(row[-2])
+        if not policy.admits_l1(tname):
+            report.l1_rows_excluded[tname] = int(row[-1])
+        for (name, action, rule, out), n in zip(counted, row[:-2], strict=True):
+            if action != "keep" or rule.line is not None:
+                report.changes.append(FieldChange(tname, name, action, int(n), out, rule.line))
+        for key, rule in policy.derived().items():
+            if key.startswith(f"{tname}."):
+                report.changes.append(FieldChange(tname, key.split(".", 1)[1], f"derive+{rule.action}", 0,
+                                                  key.split(".", 1)[1], rule.line))
+    link = policy.rules.get("patient.linkage_id")
+    if link is not None and link.action == "linkage" and (keyring is None or keyring.linkage is None):
+        report.remarks.append("no linkage key installed: the view has no linkage_id column")
+
+    say("writing view")
+    con = ctx.con
+    con.execute("BEGIN")
+    try:
+        con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        con.execute(f"CREATE SCHEMA {schema}")
+        for sql in statements:
+            con.execute(sql)
+        if policy.anonymity is not None:
+            say("k-anonymity")
+            from medspace.deid.enforce import enforce_patient_view
+
+            report.anonymity = enforce_patient_view(ctx.con, schema, policy)
+        for tname in tables:
+            report.rows_out[tname] = int(con.sql(f"SELECT count(*) FROM {schema}.{tname}").fetchall()[0][0])
+        report.seconds = (datetime.now(UTC) - started).total_seconds()
+        con.execute(APPLICATIONS_DDL)
+        con.execute("DELETE FROM deid_application WHERE view = ?", [schema])
+        nkv = keyring.active.version if keyring is not None and keyring.node_keys else None
+        con.execute("INSERT INTO deid_application VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [schema, policy.name, sha, policy.text, nkv, started.replace(tzinfo=None),
+                     json.dumps(report.to_dict())])
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        for name in ctx.registered:
+            con.unregister(name)
+    return report
+
+
+def applied_views(st: Store) -> list[tuple[str, str, str, int | None]]:
+    """Views built in this store: (schema, policy name, policy text, node key version)."""
+    exists = st.con.sql("SELECT count(*) FROM information_schema.tables WHERE table_name = 'deid_application'"
+                        ).fetchall()[0][0]
+    if not exists:
+        return []
+    return [(r[0], r[1], r[2], r[3]) for r in
+            st.con.sql("SELECT view, policy, policy_text, node_key_version FROM deid_application ORDER BY view")
+            .fetchall()]
+
+
+def rotate_node_key(st: Store, keyring: K.Keyring, *, as_of: date | None = None) -> list[DeidReport]:
+    """Rotate the node key and rebuild every view from the store (no re-ingest); returns their reports."""
+    from medspace.deid.policy import parse_policy
+
+    keyring.rotate()
+    reports = []
+    for _schema, _name, text, _v in applied_views(st):
+        policy = parse_policy(text, f"<stored {_name}>")
+        reports.append(apply_policy(st, policy, keyring, as_of=as_of))
+    keyring.save()
+    return reports

@@ -1,0 +1,1 @@
+"""Privacy engine: disclosure control (and, later, differential privacy and secure aggregation)."""
