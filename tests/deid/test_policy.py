@@ -96,3 +96,13 @@ def test_wildcards_and_explicit_rules() -> None:
     assert p.rule_for("note", "patient_id").action == "surrogate"
     assert p.rule_for("patient", "phone").action == "drop"
     assert p.rule_for("patient", "sex").action == "keep"
+
+
+def test_the_readme_example_policy_is_valid() -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", readme, re.S)
+    example = next(b for b in blocks if "[anonymity]" in b)
+    p = parse_policy(example, "README.md")
+    assert p.name == "mine" and p.anonymity is not None and p.anonymity.k == 5
