@@ -253,3 +253,18 @@ def test_l1_only_where_the_policy_names_it(stores: dict[str, Path], tmp_path: Pa
         # still no L1 condition rows: only the named table is admitted
         assert st.con.sql("SELECT count(*) FROM deid_sh_genes.condition WHERE sensitivity = 'L1'"
                           ).fetchall()[0][0] == 0
+
+
+def test_notes_scrubbed_in_parallel_equal_one_process(stores: dict[str, Path], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import medspace.deid.apply as A
+
+    path = _copy(stores["h2"], tmp_path)
+    monkeypatch.setattr(A, "PARALLEL_NOTES", 10)  # the small store then takes the multi-process path
+    with Store(path) as st:
+        one = apply_policy(st, load_policy("safe-harbor"), None, as_of=AS_OF, workers=1)
+        texts_one = st.con.sql("SELECT text FROM deid_safe_harbor.note ORDER BY text").fetchall()
+        two = apply_policy(st, load_policy("safe-harbor"), None, as_of=AS_OF, workers=2)
+        texts_two = st.con.sql("SELECT text FROM deid_safe_harbor.note ORDER BY text").fetchall()
+    assert one.notes == two.notes and sum(one.notes.values()) > 0
+    assert texts_one == texts_two

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
+from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -237,27 +241,61 @@ def _derived(ctx: _Ctx, rules: dict[str, Rule]) -> list[tuple[str, str]]:
     return out
 
 
-def _scrub_notes(ctx: _Ctx, report: DeidReport) -> None:
-    """Scrub every note's text, knowing each patient's own identifiers; registers `_notes(id, text)`."""
+PARALLEL_NOTES = 4_000  # below this many notes, one process is quicker than starting workers
+
+
+def _scrub_chunk(args: tuple[list[str | None], list[str | None], list[list[tuple[str, str]]]]
+                 ) -> tuple[list[str | None], dict[str, int]]:
     from medspace.deid import text as T
 
+    out, counts = T.scrub_batch(*args)
+    return out.to_pylist(), counts
+
+
+def _scrub_notes(ctx: _Ctx, report: DeidReport, workers: int) -> None:
+    """Scrub every note's text, knowing each patient's own identifiers; registers `_notes(id, text)`.
+
+    Large stores are scrubbed by several processes (regex matching holds the GIL); notes are ordered by
+    patient so that each chunk sees a patient's notes together.
+    """
     known_cols = ", ".join(f"p.{c}" for c in PATIENT_KNOWN)
     notes = ctx.con.sql(
         f"SELECT n.id, n.language, n.text, n.author, {known_cols} FROM main.note n "
-        "LEFT JOIN main.patient p ON p.id = n.patient_id").to_arrow_table()
-    known: list[list[tuple[str, str]]] = [[] for _ in range(len(notes))]
+        "LEFT JOIN main.patient p ON p.id = n.patient_id ORDER BY n.patient_id").to_arrow_table()
+    n = len(notes)
+    known: list[list[tuple[str, str]]] = [[] for _ in range(n)]
     for c, phi in (("author", "NAME"), *PATIENT_KNOWN.items()):
         for i, v in enumerate(notes.column(c).to_pylist()):
             if v:
                 known[i].append((v, phi))
-    scrubbed, counts = T.scrub_batch(notes.column("text"), notes.column("language"), known)
+    texts = notes.column("text").to_pylist()
+    langs = notes.column("language").to_pylist()
+    workers = max(1, min(workers, n // (PARALLEL_NOTES // 2) or 1))
+    if workers == 1 or n < PARALLEL_NOTES:
+        scrubbed, counts = _scrub_chunk((texts, langs, known))
+    else:
+        # forkserver: the workers do not inherit the parent's DuckDB threads; the preload compiles the patterns once.
+        mpctx = multiprocessing.get_context("forkserver")
+        mpctx.set_forkserver_preload(["medspace.deid.text"])
+        step = -(-n // (workers * 4))
+        chunks = [(texts[i: i + step], langs[i: i + step], known[i: i + step]) for i in range(0, n, step)]
+        scrubbed, total = [], Counter[str]()
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mpctx) as pool:
+            for part, part_counts in pool.map(_scrub_chunk, chunks):
+                scrubbed.extend(part)
+                total.update(part_counts)
+        counts = dict(total)
     report.notes = dict(counts)
-    ctx.register("_notes", pa.table({"id": notes.column("id"), "text": scrubbed}))
+    ctx.register("_notes", pa.table({"id": notes.column("id"), "text": pa.array(scrubbed, pa.string())}))
 
 
 def apply_policy(st: Store, policy: Policy, keyring: K.Keyring | None = None, *, as_of: date | None = None,
-                 progress: Callable[[str], None] | None = None) -> DeidReport:
-    """Build (or rebuild) the policy's de-identified view inside the store, in one transaction."""
+                 progress: Callable[[str], None] | None = None, workers: int | None = None) -> DeidReport:
+    """Build (or rebuild) the policy's de-identified view inside the store, in one transaction.
+
+    `workers` processes scrub the notes (default: the machine's cores, at most 4).
+    """
+    workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
     started = datetime.now(UTC)
     ref = as_of or policy.as_of or date.today()
     ctx = _Ctx(st, policy, keyring, ref)
@@ -280,7 +318,7 @@ def apply_policy(st: Store, policy: Policy, keyring: K.Keyring | None = None, *,
         _shift_map(ctx, tables)
     if "note" in tables and policy.rule_for("note", "text").action == "scrub":
         say("notes")
-        _scrub_notes(ctx, report)
+        _scrub_notes(ctx, report, workers)
 
     statements: list[str] = []
     for tname in tables:
