@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from medspace.connect.errors import ConnectError
 from medspace.deid.errors import DeidError
+from medspace.ledger.errors import LedgerError
 from medspace.model.errors import ModelError
 from medspace.store.errors import StoreError
 
@@ -26,7 +27,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_STORE = Path(os.environ.get("MEDSPACE_STORE", "medspace-node.duckdb"))
 StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="The node's DuckDB store file (env MEDSPACE_STORE).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of tables.")]
-ERRORS: tuple[type[Exception], ...] = (ConnectError, StoreError, ModelError, DeidError)
+ERRORS: tuple[type[Exception], ...] = (ConnectError, StoreError, ModelError, DeidError, LedgerError)
 
 
 def clear_errors(fn: F) -> F:

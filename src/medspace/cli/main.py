@@ -12,12 +12,16 @@ import typer
 from medspace.cli import render
 from medspace.cli.common import DEFAULT_STORE, JsonOpt, StoreOpt, clear_errors, console
 from medspace.cli.deid import deid_app
+from medspace.cli.ledger import audit_app, ledger_app, witness_app
 
 app = typer.Typer(help="medspace: a trusted medical data space. Usable, not visible.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 node_app = typer.Typer(help="A hospital node's local store.", no_args_is_help=True)
 app.add_typer(node_app, name="node")
 app.add_typer(deid_app, name="deid")
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(witness_app, name="witness")
+app.add_typer(audit_app, name="audit")
 
 @app.command()
 @clear_errors
