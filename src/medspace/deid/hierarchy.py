@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,14 +235,14 @@ def _level0(values: pa.Array) -> tuple[np.ndarray, pa.Array]:
 
 # --- specs -----------------------------------------------------------------------------------------------
 
-class HierarchySpec:
+class HierarchySpec(ABC):
     """A declarative hierarchy; ``fit`` builds it over the distinct values of a column."""
 
     kind: ClassVar[str] = ""
 
+    @abstractmethod
     def fit(self, attribute: str, column: Column) -> Hierarchy:
         """The hierarchy over the column's distinct values."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)
