@@ -214,3 +214,40 @@ def test_quoted_newlines_in_values(tmp_path: Path) -> None:
     ingest_mapping(tmp_path / "m.toml", sink)
     assert [r["text"] for r in sink.rows["note"]] == ["line one\nline two", "single"]
     assert not sink.quarantined
+
+
+# --- the vectorised fast paths give exactly what the general ones do -----------------------------
+
+_date_like = st.one_of(
+    st.dates(min_value=date(1, 1, 1), max_value=date(9999, 12, 31)).map(lambda d: d.strftime("%Y-%m-%d")),
+    st.datetimes().map(lambda d: d.strftime("%Y-%m-%d %H:%M:%S")),
+    st.datetimes().map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%S")),  # a form the cast reads and %S does not
+    st.datetimes().map(lambda d: d.strftime("%Y-%m-%d %H:%M")),
+    st.builds(lambda y, m, d: f"{y:04d}-{m:02d}-{d:02d}", st.integers(0, 9999), st.integers(0, 13),
+              st.integers(0, 32)),  # impossible days and months
+    st.builds(lambda y, m, d: f"{y}-{m}-{d}", st.integers(1, 9999), st.integers(1, 12), st.integers(1, 28)),
+    st.text(alphabet="0123456789-: T+Z", min_size=8, max_size=20),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.none(), _date_like), max_size=20), st.sampled_from(["%Y-%m-%d", "%Y-%m-%d %H:%M:%S"]))
+def test_iso_dates_fast_path_matches_strptime(values: list[str | None], fmt: str) -> None:
+    from medspace.connect.tabular import _strict_strptime, _strptime_checked
+
+    col = pa.array(values, pa.string())
+    assert _strict_strptime(col, fmt).equals(_strptime_checked(col, fmt))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(alphabet=" \t\u3000ab\u00e9", max_size=4)), max_size=20))
+def test_blank_to_null_nulls_blank_and_trims(values: list[str | None]) -> None:
+    import pyarrow.compute as pc
+
+    from medspace.connect.tabular import _blank_to_null
+
+    col = pa.array(values, pa.string())
+    trimmed = pc.utf8_trim_whitespace(col)
+    expected = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+    assert _blank_to_null(col).equals(expected)
+    assert _blank_to_null(col.slice(1)).equals(expected.slice(1))

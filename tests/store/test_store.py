@@ -124,3 +124,19 @@ def test_a_failing_write_rolls_back_the_whole_batch(tmp_path: Path) -> None:
             bad = pa.table({f.name: pa.nulls(1, f.arrow_type) for f in TABLES["condition"]})
             b.add_arrow("condition", bad)  # NULL in NOT NULL columns
         assert st.count("patient") == 0 and st.count("condition") == 0
+
+
+def test_complete_levels_rows_as_the_catalogue_does() -> None:
+    # complete() skips the code lookup for tables whose rows cannot be L1: it must agree with row_level.
+    from medspace.model import row_level
+    from medspace.model.sensitivity import L1_PREFIXES
+
+    codes = [(None, None), ("ICD-10", "E11.9"), ("LOINC", "4548-4"), ("SNOMED", "73211009")]
+    codes += [(system, prefix) for (_, system), prefixes in L1_PREFIXES.items() for prefix in list(prefixes)[:3]]
+    for table, spec in TABLES.items():
+        for system, code in codes:
+            row = {f: "x" for f in spec.required}
+            if system is not None:
+                row |= {"code_system": system, "code": code}
+            got = complete(table, row, "test")["sensitivity"]
+            assert got == row_level(table, row.get("code_system"), row.get("code")).value, (table, system, code)

@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache, lru_cache
 from typing import Any, Protocol
 
 import pyarrow as pa
 
 from medspace.connect.errors import MappingError, Reason
 from medspace.model import TABLES, canonical_system, code_valid, normalise_code, row_level
+from medspace.model.sensitivity import L1_PREFIXES
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,9 @@ class Sink(Protocol):
     def skip(self, kind: str, n: int = 1) -> None:
         """Count valid input that the model does not hold (e.g. FHIR Organization)."""
 
+    def end_source(self) -> None:
+        """A source file is done: a hint that what it gave may be written out now."""
+
 
 @dataclass
 class MemorySink:
@@ -66,10 +71,17 @@ class MemorySink:
         """Count skipped input."""
         self.skipped[kind] += n
 
+    def end_source(self) -> None:
+        """Nothing to write out: everything is in memory already."""
+
     @property
     def reasons(self) -> Counter[str]:
         """Quarantine counts per reason."""
         return Counter(q.reason.value for q in self.quarantined)
+
+
+# Senders repeat a handful of system URIs and names: remember what each one canonicalises to.
+_canonical_system = lru_cache(maxsize=4096)(canonical_system)
 
 
 def pick_coding(
@@ -82,7 +94,7 @@ def pick_coding(
     best: tuple[int, str, str, str | None] | None = None
     invalid: str | None = None
     for raw_system, code, display in codings:
-        system = canonical_system(raw_system)
+        system = _canonical_system(raw_system)
         if system is None or system not in accepted:
             unaccepted += 1
             continue
@@ -109,12 +121,19 @@ def pick_coding(
     )
 
 
+@cache
+def _completion(table: str) -> tuple[tuple[str, ...], str | None]:
+    """A table's required fields, and its rows' level when no code can change it (None if one can)."""
+    can_be_l1 = table == "genetic_variant" or any(t == table for t, _ in L1_PREFIXES)
+    return TABLES[table].required, None if can_be_l1 else row_level(table).value
+
+
 def complete(table: str, row: dict[str, Any], source: str) -> dict[str, Any]:
     """Fill in the row's sensitivity level and source, and check the catalogue's required fields."""
-    spec = TABLES[table]
-    row["sensitivity"] = row_level(table, row.get("code_system"), row.get("code")).value
+    required, level = _completion(table)
+    row["sensitivity"] = level or row_level(table, row.get("code_system"), row.get("code")).value
     row["source"] = source
-    for name in spec.required:
+    for name in required:
         v = row.get(name)
         if v is None or v == "":
             raise MappingError(Reason.MISSING_FIELD, f"{table}.{name} is required")

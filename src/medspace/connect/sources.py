@@ -65,8 +65,9 @@ def ingest_file(path: Path, kind: SourceKind, sink: Sink, *, strict: bool = Fals
     if kind is SourceKind.MAPPING:
         from medspace.connect.tabular import ingest_mapping
 
-        ingest_mapping(path, sink)
-    elif kind in (SourceKind.FHIR_BUNDLE, SourceKind.FHIR_NDJSON):
+        ingest_mapping(path, sink)  # tells the sink where each data file ends itself
+        return
+    if kind in (SourceKind.FHIR_BUNDLE, SourceKind.FHIR_NDJSON):
         from medspace.connect.fhir import ingest_fhir_file
 
         ingest_fhir_file(path, sink, strict=strict)
@@ -74,3 +75,4 @@ def ingest_file(path: Path, kind: SourceKind, sink: Sink, *, strict: bool = Fals
         from medspace.connect.hl7v2 import ingest_hl7_file
 
         ingest_hl7_file(path, sink)
+    sink.end_source()

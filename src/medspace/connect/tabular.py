@@ -50,6 +50,7 @@ def ingest_mapping(path: str | Path, sink: Sink) -> None:
             for batch in batches:
                 _map_batch(mapping, tm, f, batch, first, sink)
                 first += batch.num_rows
+            sink.end_source()
 
 
 @dataclass
@@ -122,7 +123,18 @@ def _parquet_batches(mapping: Mapping, tm: TableMapping, path: Path) -> Iterator
 
 def _blank_to_null(col: pa.Array) -> pa.Array:
     trimmed = pc.utf8_trim_whitespace(col)
-    return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+    if trimmed.offset != 0 or not pa.types.is_string(trimmed.type):
+        return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+    # Empty strings become nulls by their offsets alone: a new validity bitmap over the same buffers
+    # (no copy of the strings, unlike a comparison and a select).
+    offsets = np.frombuffer(trimmed.buffers()[1], np.int32, len(trimmed) + 1)
+    keep = np.diff(offsets) > 0
+    if keep.all():
+        return trimmed
+    if trimmed.null_count:
+        keep &= trimmed.is_valid().to_numpy(zero_copy_only=False)
+    validity = pa.array(keep, pa.bool_()).buffers()[1]
+    return pa.StringArray.from_buffers(len(trimmed), trimmed.buffers()[1], trimmed.buffers()[2], validity)
 
 
 def _as_string(col: pa.Array) -> pa.Array:
@@ -182,8 +194,38 @@ def _convert(col: pa.Array, ftype: FieldType, rule: ColumnRule, mapping: Mapping
     return clean.cast(pa.float64() if ftype is FieldType.FLOAT else pa.int64())
 
 
+# ISO formats Arrow's cast parses (much faster than strptime): width of a value and the cast's type.
+_ISO = {"%Y-%m-%d": (10, pa.date32()), "%Y-%m-%d %H:%M:%S": (19, pa.timestamp("s"))}
+
+
+def _iso_cast(col: pa.Array, fmt: str) -> pa.Array | None:
+    """The column parsed by Arrow's cast where that reads exactly what `fmt` does, else None.
+
+    The cast is strict (zero-padded fields, real calendar days) but also takes forms the format does
+    not ('T' between date and time, a time without seconds): every value must have the format's
+    width and no 'T', or the caller falls back to strptime; so does a column with any bad value.
+    """
+    width, typ = _ISO[fmt]
+    bounds = pc.min_max(pc.binary_length(col))
+    if bounds["min"].as_py() not in (None, width) or bounds["max"].as_py() not in (None, width):
+        return None
+    if width > 10 and pc.any(pc.match_substring(col, "T")).as_py():
+        return None
+    try:
+        return col.cast(typ).cast(pa.timestamp("us"))
+    except pa.ArrowException:
+        return None
+
+
 def _strict_strptime(col: pa.Array, fmt: str) -> pa.Array:
     """Arrow's strptime, but impossible dates (31/02) are rejected instead of rolled over."""
+    if fmt in _ISO and (fast := _iso_cast(col, fmt)) is not None:
+        return fast
+    return _strptime_checked(col, fmt)
+
+
+def _strptime_checked(col: pa.Array, fmt: str) -> pa.Array:
+    """`_strict_strptime` for any format, by strptime and a check of the values it may have rolled over."""
     # Seconds resolution: at "us", strftime's %S prints a fraction and no value would print back the same.
     ts = pc.strptime(col, format=fmt, unit="s", error_is_null=True)
     # Arrow rolls an impossible day over into the next month's first days (31/02 -> 02/03, 31/04 ->
@@ -196,13 +238,18 @@ def _strict_strptime(col: pa.Array, fmt: str) -> pa.Array:
         differs = pc.fill_null(pc.not_equal(pc.strftime(pc.take(ts, idx), format=fmt), texts), False)
         bad = suspect[differs.to_numpy(zero_copy_only=False)]
         if len(bad):
-            values = ts.cast(pa.timestamp("us")).to_pylist()
-            for i, text in zip(bad.tolist(), pc.take(col, pa.array(bad)).to_pylist(), strict=True):
+            fixed: list[datetime | None] = []
+            for text in pc.take(col, pa.array(bad)).to_pylist():
                 try:
-                    values[i] = datetime.strptime(text, fmt)
+                    fixed.append(datetime.strptime(text, fmt))
                 except ValueError:
-                    values[i] = None
-            return pa.array(values, pa.timestamp("us"))
+                    fixed.append(None)
+            mask = np.zeros(len(col), np.bool_)
+            mask[bad] = True
+            # Only the re-checked values go through Python: the others may be outside its datetime's
+            # range (year 0), which Arrow holds and Python cannot.
+            repl = pa.array(fixed, pa.timestamp("us"))
+            return pc.replace_with_mask(ts.cast(pa.timestamp("us")), pa.array(mask), repl)
     return ts.cast(pa.timestamp("us"))
 
 

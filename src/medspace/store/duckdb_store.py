@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import secrets
+import sys
+import threading
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -19,16 +25,75 @@ import pyarrow.compute as pc
 from medspace.connect.base import Quarantined
 from medspace.model import TABLES
 from medspace.store.errors import SchemaVersionError, StoreError, StoreOpenError
-from medspace.store.schema import MIGRATIONS, SCHEMA_VERSION
+from medspace.store.schema import MIGRATIONS, SCHEMA_VERSION, quarantine_ddl, table_ddl
 
-FLUSH_ROWS = 50_000  # rows buffered per table before they go to DuckDB: bounds an ingest's memory
+PIECE_ROWS = 4_096  # rows added one at a time become Arrow this many at a time: bounds Python's memory
+CHUNK_ROWS = 8_192  # a table's buffered rows go to its staging table this many at a time
+CHUNK_BYTES = 4 << 20  # ... or at this many bytes (free text), whichever comes first
+BUFFER_BYTES = 16 << 20  # Arrow buffered over all tables before the biggest table is staged anyway
+SOURCE_FLUSH_ROWS = 8_192  # at a source file's end, a table it gave this many rows is staged at once
+MAX_PENDING = 2  # chunks handed to the writer thread at once (the connector fills the next meanwhile)
+QUARANTINE_CHUNK = 5_000
+# DuckDB's row group, in rows: staging commits when a table's staging table has a full one.
+ROW_GROUP_ROWS = 122_880
+# Staged bytes (of Arrow) after which the staging transaction commits anyway: bounds the uncommitted
+# rows DuckDB holds when many tables grow at once, each short of a row group.
+STAGE_COMMIT_BYTES = 40 << 20
+# While a batch stages, DuckDB runs on the cores the connector leaves it (restored before the final
+# transaction, whose joins may use more). No memory_limit: with one too tight for a row group of long
+# notes, DuckDB's checkpoint fails fatally and invalidates the database.
+STAGING_THREADS = max(1, (os.cpu_count() or 2) - 1)
+# DuckDB's Python client takes the GIL back between vectors of a running statement (to notice
+# Ctrl-C). At Python's 5 ms switch interval the writer thread then spends most of an INSERT waiting
+# for the connector to let go of it. A vectorised connector (CSV, Parquet) mostly runs in Arrow with
+# the GIL released, so while the writer runs a statement for one, the process's interval is this
+# instead (put back after); a connector that maps row by row in Python is the bottleneck itself and
+# would only lose time to the extra hand-overs, so its writes keep the default.
+WRITER_SWITCH_INTERVAL = 0.0005
+
+STAGE_PREFIX = "_medspace_stage_"
+_live_tokens: set[str] = set()  # staging tokens of batches open in this process: not stale
+_live_lock = threading.Lock()
+# Store file -> (batches open on it in this process, DuckDB settings to restore when the last ends).
+_limited: dict[str, tuple[int, dict[str, str]]] = {}
+_handoff = [0, 0.0]  # writer statements running in this process, switch interval before the first
+
+
+@contextlib.contextmanager
+def _quick_gil_handoff() -> Iterator[None]:
+    """Shorten Python's switch interval while a writer thread runs a DuckDB statement."""
+    with _live_lock:
+        if _handoff[0] == 0:
+            _handoff[1] = sys.getswitchinterval()
+            sys.setswitchinterval(min(_handoff[1], WRITER_SWITCH_INTERVAL))
+        _handoff[0] += 1
+    try:
+        yield
+    finally:
+        with _live_lock:
+            _handoff[0] -= 1
+            if _handoff[0] == 0:
+                sys.setswitchinterval(_handoff[1])
+
+
+@cache
+def _buffer_schema(table: str) -> pa.Schema:
+    """The Arrow schema rows are buffered in: the catalogue's types, every column nullable (DuckDB
+    checks NOT NULL, so a missing value fails the batch with DuckDB's message)."""
+    return pa.schema([pa.field(f.name, f.arrow_type) for f in TABLES[table].fields])
+
+
+@cache
+def _row_type(table: str) -> pa.StructType:
+    """A table's row as an Arrow struct: dict rows convert to it in one call, in C++."""
+    return pa.struct(list(_buffer_schema(table)))
 
 
 @dataclass
 class TableCounts:
     """What one batch did to one table."""
 
-    received: int = 0
+    received: int = 0  # rows, an id given more than once in the batch counting once (its last values win)
     new: int = 0
     updated: int = 0
 
@@ -95,6 +160,8 @@ class Store:
             raise StoreOpenError(f"cannot open store {self.path}: {e}") from None
         self.read_only = read_only
         self._migrate()
+        if not read_only:
+            self._drop_stale_staging()
 
     def __enter__(self) -> Store:
         return self
@@ -139,6 +206,18 @@ class Store:
             self.con.execute("ROLLBACK")
             raise
 
+    def _drop_stale_staging(self) -> None:
+        """Drop staging tables a crashed or killed batch left behind: its rows were never visible."""
+        with _live_lock:
+            live = set(_live_tokens)
+        rows = self.con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, ?)", [STAGE_PREFIX]
+        ).fetchall()
+        for (name,) in rows:
+            token = str(name)[len(STAGE_PREFIX):].split("_", 1)[0]
+            if token not in live:
+                self.con.execute(f'DROP TABLE IF EXISTS "{name}"')
+
     def batch(self, label: str) -> BatchWriter:
         """A transactional batch: everything added commits together, or nothing does."""
         if self.read_only:
@@ -157,30 +236,66 @@ class Store:
         return self.con.sql(sql, params=params).to_arrow_table()
 
 
+class _Pending:
+    """One table's rows waiting to be staged: dicts not yet turned into Arrow, then Arrow pieces."""
+
+    __slots__ = ("from_arrow", "from_source", "n", "nbytes", "pieces", "rows")
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.pieces: list[pa.Table] = []
+        self.n = 0  # rows in pieces
+        self.nbytes = 0  # bytes in pieces
+        self.from_source = 0  # rows the current source file gave
+        self.from_arrow = False  # whether the rows came as Arrow (a vectorised connector) or as dicts
+
+
 class BatchWriter:
-    """The store's sink for connectors: buffers rows per table, upserts them by `id` in bounded
-    chunks, all inside one transaction. Implements `medspace.connect.base.Sink`."""
+    """The store's sink for connectors: all or nothing, upsert by row `id`, memory flat in the batch's
+    size. Implements `medspace.connect.base.Sink`.
+
+    Rows are buffered per table and appended, a few thousand at a time, to the batch's own staging
+    tables by a background thread while the connector parses on. The staging transaction commits
+    each time a staging table fills a DuckDB row group (or holds too much), so the rows go to the
+    file, compressed once, instead of piling up in the memory of one long transaction. No reader of
+    the model's tables sees a staging table. At the end one transaction moves the batch in: a table
+    that was empty becomes its staging table (a rename, nothing copied); into any other, new ids are
+    inserted and changed rows replaced. A failure drops the staging tables; a crash leaves them to
+    the store's next opening, which drops them: no part of a batch is ever visible.
+    """
 
     def __init__(self, store: Store, label: str) -> None:
         self.store = store
         self.con = store.con
-        self._buf: dict[str, dict[str, dict[str, Any]]] = {}
+        self._token = secrets.token_hex(4)
+        self._tables: dict[str, _Pending] = {}
+        self._buffered = 0  # Arrow bytes over all tables' pieces
         self._quarantine: list[Quarantined] = []
+        self._staged: dict[str, str] = {}  # table (or "quarantine") -> its staging table
+        self._dups: set[str] = set()  # tables given an id more than once in this batch
+        self._max_id: dict[str, str] = {}  # table -> greatest id staged (writer thread only)
         row = self.con.execute("SELECT coalesce(max(id), 0) + 1 FROM ingest_batch").fetchall()[0]
         self.report = IngestReport(batch_id=int(row[0]) if row else 1, label=label)
         self._open = False
-        # DuckDB releases the GIL while it writes, so writes run on one background thread while the
-        # connector maps the next rows; one thread keeps them in order, at most two wait (memory).
+        self._started = datetime.now()
+        self._wcon: duckdb.DuckDBPyConnection | None = None
+        self._uncommitted = (0, 0)  # staged rows and bytes not yet committed (writer thread only)
+        self._submitted: dict[str, int] = {}  # table -> rows handed to the writer so far
+        self._quick = False  # whether the last chunk came from a vectorised connector (writer thread)
+        self._limited = False  # whether this batch holds DuckDB's staging settings
+        # DuckDB releases the GIL while it writes, so staging runs on one background thread (with its
+        # own connection: its commits are not the batch's) while the connector maps the next rows;
+        # one thread keeps the chunks in order.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medspace-store")
         self._pending: deque[Future[None]] = deque()
 
     def __enter__(self) -> BatchWriter:
-        self.con.execute("BEGIN")
+        with _live_lock:
+            _live_tokens.add(self._token)
+        self._started = datetime.now()
+        self._limit_resources()
+        self._wcon = self.con.cursor()
         self._open = True
-        self.con.execute(
-            "INSERT INTO ingest_batch (id, label, started_at) VALUES (?, ?, ?)",
-            [self.report.batch_id, self.report.label, datetime.now()],
-        )
         return self
 
     def __exit__(
@@ -189,76 +304,159 @@ class BatchWriter:
         if not self._open:
             return
         self._open = False
-        if exc_type is not None:
-            self._drain(raise_errors=False)
-            self._writer.shutdown(wait=True)
-            self.con.execute("ROLLBACK")
-            return
         try:
-            self.flush()
-            self._drain()
-            r = self.report
-            self.con.execute(
-                "UPDATE ingest_batch SET finished_at = ?, rows_received = ?, rows_new = ?, rows_updated = ?,"
-                " quarantined = ?, skipped = ? WHERE id = ?",
-                [datetime.now(), r.rows_received, r.rows_new, r.rows_updated,
-                 sum(r.quarantined.values()), sum(r.skipped.values()), r.batch_id],
-            )
-            self.con.execute("COMMIT")
-            r.committed = True
-        except BaseException:
-            self._drain(raise_errors=False)
-            self.con.execute("ROLLBACK")
-            raise
+            if exc_type is None:
+                try:
+                    self.flush()
+                    self._submit(self._commit_staging)
+                    self._drain()
+                except BaseException:
+                    self._drain(raise_errors=False)
+                    raise
+                self._restore_resources()
+                self._finish()
+            else:
+                self._drain(raise_errors=False)
         finally:
             self._writer.shutdown(wait=True)
+            self._drop_staging()
+            self._restore_resources()
+            with _live_lock:
+                _live_tokens.discard(self._token)
+
+    def _limit_resources(self) -> None:
+        """Leave a core to the connector while the batch stages. DuckDB's threads are a setting of the
+        whole database, so the first open batch on a store file saves it and the last one restores it."""
+        key = str(self.store.path.resolve())
+        with _live_lock:
+            count, saved = _limited.get(key, (0, {}))
+            if count == 0:
+                threads = int(self.con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+                saved = {"threads": str(threads)}
+                if threads > STAGING_THREADS:
+                    self.con.execute(f"SET threads = {STAGING_THREADS}")
+            _limited[key] = (count + 1, saved)
+        self._limited = True
+
+    def _restore_resources(self) -> None:
+        if not self._limited:
+            return
+        self._limited = False
+        key = str(self.store.path.resolve())
+        with _live_lock:
+            count, saved = _limited.pop(key)
+            if count > 1:
+                _limited[key] = (count - 1, saved)
+                return
+            for name, value in saved.items():
+                self.con.execute(f"SET {name} = {value}")
 
     # --- Sink -------------------------------------------------------------------------------
     def add(self, table: str, row: dict[str, Any]) -> None:
         """Add one checked row; a later row with the same id in the batch replaces it."""
-        buf = self._buf.setdefault(table, {})
-        buf[row["id"]] = row
-        if len(buf) >= FLUSH_ROWS:
-            self._flush_rows(table)
+        p = self._tables.get(table)
+        if p is None:
+            p = self._tables[table] = _Pending()
+        p.rows.append(row)
+        p.from_source += 1
+        p.from_arrow = False
+        if len(p.rows) >= PIECE_ROWS:
+            self._buffer(table, p, self._to_arrow(table, p))
 
     def add_arrow(self, table: str, data: pa.Table) -> None:
-        """Add many checked rows at once."""
-        self._buf_flush_if_any(table)
-        self._submit(self._upsert, table, data.select(list(TABLES[table].names)))
+        """Add many checked rows at once; a later row with an id already added replaces it."""
+        p = self._tables.get(table)
+        if p is None:
+            p = self._tables[table] = _Pending()
+        if p.rows:  # keep the order rows came in: the last row of an id wins
+            self._take(table, p, self._to_arrow(table, p))
+        p.from_source += data.num_rows
+        p.from_arrow = True
+        piece = data.select(list(TABLES[table].names))
+        schema = _buffer_schema(table)
+        if piece.schema != schema:
+            piece = piece.cast(schema)
+        self._buffer(table, p, piece)
 
     def quarantine(self, item: Quarantined) -> None:
         """Keep an input unit that did not parse or map."""
         self._quarantine.append(item)
         self.report.quarantined[item.reason.value] += 1
-        if len(self._quarantine) >= 5_000:
+        if len(self._quarantine) >= QUARANTINE_CHUNK:
             self._flush_quarantine()
 
     def skip(self, kind: str, n: int = 1) -> None:
         """Count valid input outside the model."""
         self.report.skipped[kind] += n
 
+    def end_source(self) -> None:
+        """A source file is done: stage the tables it gave many rows now, while the next one is read."""
+        for table, p in self._tables.items():
+            if p.from_source >= SOURCE_FLUSH_ROWS:
+                self._write(table, p)
+            p.from_source = 0
+
     # --- internals ---------------------------------------------------------------------------
     def flush(self) -> None:
-        """Write everything buffered (still inside the batch's transaction)."""
-        for table in list(self._buf):
-            self._flush_rows(table)
+        """Stage everything buffered (the batch still commits, or not, as a whole)."""
+        for table, p in self._tables.items():
+            self._write(table, p)
         self._flush_quarantine()
 
-    def _buf_flush_if_any(self, table: str) -> None:
-        if self._buf.get(table):
-            self._flush_rows(table)
+    def _to_arrow(self, table: str, p: _Pending) -> pa.Table:
+        rows, p.rows = p.rows, []
+        try:
+            return pa.Table.from_struct_array(pa.array(rows, type=_row_type(table)))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            # Arrow's message quotes the value: name the field instead.
+            for f in _buffer_schema(table):
+                try:
+                    pa.array([r.get(f.name) for r in rows], type=f.type)
+                except (pa.ArrowInvalid, pa.ArrowTypeError):
+                    raise StoreError(f"{table}.{f.name}: a value is not of the field's type ({f.type})") from None
+            raise StoreError(f"{table}: rows do not fit the catalogue's types") from None
 
-    def _flush_rows(self, table: str) -> None:
-        rows = self._buf.pop(table, None)
-        if not rows:
+    def _take(self, table: str, p: _Pending, piece: pa.Table) -> None:
+        p.pieces.append(piece)
+        p.n += piece.num_rows
+        size = piece.nbytes
+        p.nbytes += size
+        self._buffered += size
+        counts = self.report.tables.get(table)
+        if counts is None:
+            counts = self.report.tables[table] = TableCounts()
+        counts.received += piece.num_rows
+
+    def _buffer(self, table: str, p: _Pending, piece: pa.Table) -> None:
+        self._take(table, p, piece)
+        if p.n >= CHUNK_ROWS or p.nbytes >= CHUNK_BYTES:
+            self._write(table, p)
+        elif self._buffered >= BUFFER_BYTES:
+            name = max(self._tables, key=lambda t: self._tables[t].nbytes)
+            self._write(name, self._tables[name])
+
+    def _write(self, table: str, p: _Pending) -> None:
+        if p.rows:
+            self._take(table, p, self._to_arrow(table, p))
+        if not p.pieces:
             return
-        spec = TABLES[table]
-        values = list(rows.values())
-        arrays = [pa.array([r.get(f.name) for r in values], type=f.arrow_type) for f in spec.fields]
-        self._submit(self._upsert, table, pa.Table.from_arrays(arrays, schema=spec.arrow_schema))
+        data = pa.concat_tables(p.pieces)
+        self._buffered -= p.nbytes
+        p.pieces, p.n, p.nbytes = [], 0, 0
+        # Chunks end where the staging table's row groups do, and the staging transaction commits
+        # when one is full: DuckDB then writes that row group once, compressed, and never again. A
+        # commit in the middle of a row group would have it decompressed and written again at the
+        # next one, which costs time and, above all, memory.
+        done = self._submitted.get(table, 0)
+        while data.num_rows:
+            room = ROW_GROUP_ROWS - done % ROW_GROUP_ROWS
+            part, data = data.slice(0, room), data.slice(room)
+            done += part.num_rows
+            self._submit(self._stage_chunk, table, part, done % ROW_GROUP_ROWS == 0, p.from_arrow)
+        self._submitted[table] = done
 
     def _submit(self, fn: Callable[..., None], *args: Any) -> None:
-        while len(self._pending) >= 2:
+        while len(self._pending) >= MAX_PENDING:
             self._pending.popleft().result()  # re-raises a failed write here, in the caller's thread
         self._pending.append(self._writer.submit(fn, *args))
 
@@ -273,52 +471,164 @@ class BatchWriter:
                     self._drain(raise_errors=False)
                     raise
 
-    def _upsert(self, table: str, data: pa.Table) -> None:
-        if data.num_rows == 0:
-            return
-        cols = TABLES[table].names
-        counts = self.report.tables.setdefault(table, TableCounts())
-        counts.received += data.num_rows
-        con = self.con
-        ids = data.column("id")
-        if pc.count_distinct(ids).as_py() < len(ids):
-            # Within one chunk a later row with the same id wins, as in `add`.
-            keep = pa.table({"id": ids, "_n": pa.array(range(len(ids)), pa.int64())}).group_by("id").aggregate(
-                [("_n", "max")]
-            )
-            last = keep.column("_n_max").combine_chunks()
-            data = data.take(pc.take(last, pc.array_sort_indices(last)))
+    def _stage_chunk(self, table: str, data: pa.Table, fills_group: bool = False, quick: bool = False) -> None:
+        """Append a chunk to the table's staging table (on the writer thread); commit the staging
+        transaction when the chunk fills a row group, or when it holds too much."""
+        con = self._wcon
+        assert con is not None
+        rows, size = self._uncommitted
+        if rows == 0 and size == 0:
+            con.execute("BEGIN")
         # `_stg` is found by DuckDB's replacement scan of this frame's locals. Unlike register(), that
-        # lets DuckDB release the Arrow buffers after each statement instead of at commit, which keeps
-        # a large batch's memory flat.
+        # lets DuckDB release the Arrow buffers as soon as the statement is done.
         _stg = data
-        known = con.execute(f"SELECT EXISTS (SELECT 1 FROM _stg s SEMI JOIN {table} t ON s.id = t.id)")
-        if not known.fetchall()[0][0]:
-            # The common bulk-load case: every id is new, nothing to compare.
-            con.execute(f"INSERT INTO {table} SELECT * FROM _stg").fetchall()
-            counts.new += data.num_rows
-            return
-        self._merge(table, cols, counts, data)
+        stage = self._staged.get(table)
+        if stage is None:
+            stage = f"{STAGE_PREFIX}{self._token}_{table}"
+            con.execute(quarantine_ddl(stage) if table == "quarantine" else table_ddl(table, stage))
+            self._staged[table] = stage
+        if table != "quarantine" and table not in self._dups and self._again(con, table, stage, data):
+            self._dups.add(table)
+        try:
+            self._quick = quick
+            with _quick_gil_handoff() if quick else contextlib.nullcontext():
+                con.execute(f"INSERT INTO {stage} SELECT * FROM _stg").fetchall()
+        except duckdb.Error as e:
+            # DuckDB names the column, never a value; the staging table is named as the table it is for.
+            raise StoreError(f"cannot write {table}: {str(e).replace(stage, table)}") from None
+        self._uncommitted = (rows + data.num_rows, size + data.nbytes)
+        if fills_group or self._uncommitted[1] >= STAGE_COMMIT_BYTES:
+            self._commit_staging()
 
-    def _merge(self, table: str, cols: tuple[str, ...], counts: TableCounts, _stg: pa.Table) -> None:
-        """Upsert `_stg` into a non-empty table: insert new ids, replace changed rows, leave the rest."""
+    def _again(self, con: duckdb.DuckDBPyConnection, table: str, stage: str, data: pa.Table) -> bool:
+        """Whether a chunk repeats an id, in itself or from an earlier chunk (on the writer thread).
+
+        Checked as chunks come so that the end needs no aggregate over the whole batch, whose memory
+        would grow with it. Ids mostly ascend within a source: a chunk whose ids all sort after every
+        id staged so far needs no look at the staging table; otherwise the semi-join probes it, and
+        DuckDB skips the row groups whose min/max id cannot match. A chunk whose ids ascend strictly
+        (the usual case, again) needs no hashing to know it repeats none.
+        """
+        ids = data.column("id").combine_chunks()
+        n = len(ids)
+        if n > 1 and ids.null_count == 0 and pc.all(pc.less(ids.slice(0, n - 1), ids.slice(1))).as_py():
+            lo, hi = ids[0].as_py(), ids[n - 1].as_py()  # strictly ascending: no id twice, bounds at the ends
+        else:
+            if pc.count_distinct(ids).as_py() < n:
+                return True
+            bounds = pc.min_max(ids)
+            lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
+        top = self._max_id.get(table)
+        if hi is not None and (top is None or hi > top):
+            self._max_id[table] = hi
+        if top is None or lo is None or lo > top:
+            return False
+        _ids = data.select(["id"])
+        query = f"SELECT EXISTS (SELECT 1 FROM _ids s SEMI JOIN {stage} t ON s.id = t.id)"
+        return bool(con.execute(query).fetchall()[0][0])
+
+    def _commit_staging(self) -> None:
+        """Commit what is staged so far (on the writer thread)."""
+        if self._uncommitted != (0, 0):
+            assert self._wcon is not None
+            with _quick_gil_handoff() if self._quick else contextlib.nullcontext():
+                self._wcon.execute("COMMIT")
+            self._uncommitted = (0, 0)
+
+    def _finish(self) -> None:
+        """Move every staging table into its table and record the batch, in one transaction."""
         con = self.con
+        r = self.report
+        moved: dict[str, tuple[int, int, int]] = {}
+        con.execute("BEGIN")
+        try:
+            defs = dict(con.execute(
+                "SELECT table_name, sql FROM duckdb_tables() WHERE schema_name = current_schema()"
+            ).fetchall())
+            indexed = {row[0] for row in con.execute("SELECT DISTINCT table_name FROM duckdb_indexes()").fetchall()}
+            for table in TABLES:
+                if table in self._staged:
+                    stage = self._staged[table]
+                    # The staging table can become the table only if it is defined exactly like it.
+                    same = table not in indexed and defs.get(stage, "").replace(stage, table, 1) == defs.get(table)
+                    moved[table] = self._move(table, stage, same)
+            quarantined_new = self._move_quarantine() if "quarantine" in self._staged else 0
+            con.execute(
+                "INSERT INTO ingest_batch (id, label, started_at, finished_at, rows_received, rows_new,"
+                " rows_updated, quarantined, skipped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [r.batch_id, r.label, self._started, datetime.now(), sum(m[0] for m in moved.values()),
+                 sum(m[1] for m in moved.values()), sum(m[2] for m in moved.values()),
+                 sum(r.quarantined.values()), sum(r.skipped.values())],
+            )
+            for stage in self._staged.values():
+                con.execute(f"DROP TABLE IF EXISTS {stage}")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        for table, (received, new, updated) in moved.items():
+            r.tables[table] = TableCounts(received=received, new=new, updated=updated)
+        r.quarantined_new += quarantined_new
+        r.committed = True
+
+    def _move(self, table: str, stage: str, same_definition: bool) -> tuple[int, int, int]:
+        """Upsert a staging table into its table by `id`; (rows received, new, updated), where an id
+        given more than once in the batch is received once, with its last values."""
+        con = self.con
+        if table in self._dups:
+            # A later row with an id already staged replaces it, as in `add`: staging appends in
+            # arrival order, so the last rowid of an id is the one to keep.
+            con.execute(
+                f"DELETE FROM {stage} WHERE rowid IN (SELECT rowid FROM {stage} "
+                "QUALIFY row_number() OVER (PARTITION BY id ORDER BY rowid DESC) > 1)"
+            )
+        received, has_rows = con.execute(
+            f"SELECT (SELECT count(*) FROM {stage}), EXISTS (SELECT 1 FROM {table})"
+        ).fetchall()[0]
+        received = int(received)
+        if not has_rows:
+            if same_definition:
+                # The common bulk load: the table is empty, so the staged rows simply become it.
+                con.execute(f"DROP TABLE {table}")
+                con.execute(f"ALTER TABLE {stage} RENAME TO {table}")
+            else:
+                con.execute(f"INSERT INTO {table} SELECT * FROM {stage}")
+            return received, received, 0
+        cols = TABLES[table].names
         s_row = "row(" + ", ".join(f"s.{c}" for c in cols) + ")"
         t_row = "row(" + ", ".join(f"t.{c}" for c in cols) + ")"
-        row = con.execute(
+        counts = con.execute(
             f"SELECT count(*) FILTER (WHERE t.id IS NULL), "
             f"count(*) FILTER (WHERE t.id IS NOT NULL AND {s_row} IS DISTINCT FROM {t_row}) "
-            f"FROM _stg s LEFT JOIN {table} t ON s.id = t.id"
+            f"FROM {stage} s LEFT JOIN {table} t ON s.id = t.id"
         ).fetchall()[0]
-        new, changed = (int(row[0]), int(row[1])) if row else (0, 0)
-        counts.new += new
-        counts.updated += changed
+        new, changed = int(counts[0]), int(counts[1])
         if changed:
             con.execute(
-                f"DELETE FROM {table} t USING _stg s WHERE t.id = s.id AND {s_row} IS DISTINCT FROM {t_row}"
+                f"DELETE FROM {table} t USING {stage} s WHERE t.id = s.id AND {s_row} IS DISTINCT FROM {t_row}"
             )
         if new or changed:
-            con.execute(f"INSERT INTO {table} SELECT s.* FROM _stg s ANTI JOIN {table} t ON s.id = t.id")
+            con.execute(f"INSERT INTO {table} SELECT s.* FROM {stage} s ANTI JOIN {table} t ON s.id = t.id")
+        return received, new, changed
+
+    def _move_quarantine(self) -> int:
+        """Add the staged quarantine's new units; how many were new."""
+        stage = self._staged["quarantine"]
+        row = self.con.execute(
+            f"INSERT INTO quarantine SELECT q.* FROM (SELECT DISTINCT ON (id) * FROM {stage}) q "
+            "ANTI JOIN quarantine t ON q.id = t.id"
+        ).fetchall()
+        return int(row[0][0]) if row else 0
+
+    def _drop_staging(self) -> None:
+        """Drop what is left of the staging tables (after a failure; a no-op after a commit)."""
+        if self._wcon is not None:
+            self._wcon.close()  # rolls back what was staged and not committed
+            self._wcon = None
+        for stage in self._staged.values():
+            with contextlib.suppress(duckdb.Error):  # if not, the store's next opening drops it
+                self.con.execute(f"DROP TABLE IF EXISTS {stage}")
+        self._staged.clear()
 
     def _flush_quarantine(self) -> None:
         if not self._quarantine:
@@ -343,13 +653,4 @@ class BatchWriter:
                 "received_at": pa.array([now] * len(items), pa.timestamp("us")),
             }
         )
-        self._submit(self._insert_quarantine, data)
-
-    def _insert_quarantine(self, data: pa.Table) -> None:
-        _q = data
-        before = self.store.count("quarantine")
-        self.con.execute(
-            "INSERT INTO quarantine SELECT q.* FROM (SELECT DISTINCT ON (id) * FROM _q) q "
-            "ANTI JOIN quarantine t ON q.id = t.id"
-        ).fetchall()
-        self.report.quarantined_new += self.store.count("quarantine") - before
+        self._submit(self._stage_chunk, "quarantine", data)

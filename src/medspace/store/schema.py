@@ -11,7 +11,7 @@ from medspace.model import TABLES
 SCHEMA_VERSION = 1
 
 QUARANTINE_DDL = """
-CREATE TABLE IF NOT EXISTS quarantine (
+CREATE TABLE IF NOT EXISTS {name} (
     id VARCHAR NOT NULL,          -- sha256 of connector, position and raw bytes: re-ingest adds nothing
     batch_id BIGINT NOT NULL,
     connector VARCHAR NOT NULL,
@@ -22,6 +22,12 @@ CREATE TABLE IF NOT EXISTS quarantine (
     raw BLOB NOT NULL,
     received_at TIMESTAMP NOT NULL
 )"""
+
+
+def quarantine_ddl(name: str = "quarantine") -> str:
+    """CREATE TABLE for the quarantine, or for a table shaped like it (a batch's staging table)."""
+    return QUARANTINE_DDL.format(name=name)
+
 
 BATCH_DDL = """
 CREATE TABLE IF NOT EXISTS ingest_batch (
@@ -37,8 +43,9 @@ CREATE TABLE IF NOT EXISTS ingest_batch (
 )"""
 
 
-def table_ddl(name: str) -> str:
-    """CREATE TABLE for one model table.
+def table_ddl(name: str, as_name: str | None = None) -> str:
+    """CREATE TABLE for one model table, under its own name or `as_name` (a batch's staging table,
+    which must be defined exactly like the table it is staged for).
 
     No PRIMARY KEY: the batch writer keeps `id` unique itself (it upserts by anti-join), which keeps
     memory flat in the table size instead of holding an ART index of every key in RAM.
@@ -47,13 +54,13 @@ def table_ddl(name: str) -> str:
     cols = ",\n    ".join(
         f"{f.name} {f.sql_type}{' NOT NULL' if f.required else ''}" for f in spec.fields
     )
-    return f"CREATE TABLE IF NOT EXISTS {name} (\n    {cols}\n)"
+    return f"CREATE TABLE IF NOT EXISTS {as_name or name} (\n    {cols}\n)"
 
 
 def _v1(con: duckdb.DuckDBPyConnection) -> None:
     for name in TABLES:
         con.execute(table_ddl(name))
-    con.execute(QUARANTINE_DDL)
+    con.execute(quarantine_ddl())
     con.execute(BATCH_DDL)
 
 
