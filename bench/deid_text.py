@@ -9,7 +9,8 @@ written to disk. Scores: "overlap" counts a gold span as found when a prediction
 it; "exact" needs the same start, end and type; "removed" counts a gold span touched by any placeholder.
 Throughput is UTF-8 megabytes of note text through `scrub_batch` on one core, per second of CPU time (the
 process's own, so other load on the machine counts less) and of wall clock, best of runs; "patterns + known"
-passes each note's identifiers as bare strings, the way the policy engine does.
+passes each note's identifiers as (value, PHI type) pairs, the way the policy engine does (`apply._scrub_notes`);
+"+ known, bare" passes the same values as bare strings, whose types are guessed from their shape.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from medspace.deid import text as T
+from medspace.deid.apply import PATIENT_KNOWN
 from medspace.synth.clinical import simulate
 from medspace.synth.generate import patient_frame, population
 from medspace.synth.notes import doctor_names, write_notes
@@ -69,12 +71,22 @@ def corpus(hospitals: int, patients: int, seed: int) -> Corpus:
                   [g for c in parts for g in c.gold], [k for c in parts for k in c.known])
 
 
-def throughput(c: Corpus, known: bool, runs: int, lang: str | None = None) -> tuple[float, float]:
-    """MB/s of UTF-8 note text through scrub_batch, per CPU second and per wall-clock second (best of runs)."""
+def engine_known(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A note's known identifiers as the policy engine passes them: (value, PHI type)."""
+    return [(v, "NAME" if f == "author" else PATIENT_KNOWN[f]) for v, f in items]
+
+
+def throughput(c: Corpus, known: str | None, runs: int, lang: str | None = None) -> tuple[float, float]:
+    """MB/s of UTF-8 note text through scrub_batch, per CPU second and per wall-clock second (best of runs);
+    known: None, "typed" ((value, type) pairs, as the policy engine passes them) or "bare" (values only)."""
     idx = [i for i, x in enumerate(c.langs) if lang is None or x == lang]
     texts = [c.texts[i] for i in idx]
     langs = [c.langs[i] for i in idx]
-    kn = [[v for v, _ in c.known[i]] for i in idx] if known else None  # bare strings, as the policy engine passes
+    kn: list[Any] | None = None
+    if known == "typed":
+        kn = [engine_known(c.known[i]) for i in idx]
+    elif known == "bare":
+        kn = [[v for v, _ in c.known[i]] for i in idx]
     size = sum(len(t.encode()) for t in texts)
     cpu = wall = float("inf")
     for _ in range(runs):
@@ -86,7 +98,7 @@ def throughput(c: Corpus, known: bool, runs: int, lang: str | None = None) -> tu
 
 def table(c: Corpus, known: bool, title: str) -> dict[str, T.TypeScore]:
     """Print the per-type table for one configuration and return the scores."""
-    pred = T.detect_batch(c.texts, c.langs, c.known if known else None)
+    pred = T.detect_batch(c.texts, c.langs, [engine_known(k) for k in c.known] if known else None)
     rows = []
     for lang in ("zh", "en", None):
         idx = [i for i, x in enumerate(c.langs) if lang is None or x == lang]
@@ -125,9 +137,8 @@ def main() -> None:
                       if without[t].gold) + "  (patterns / + known)")
     print("\nthroughput of scrub_batch, MB/s of UTF-8 note text on one core: CPU time (wall clock), best of runs")
     print(f"{'':18s} {'all':>15s} {'zh':>15s} {'en':>15s}")
-    for known in (False, True):
+    for known, label in ((None, "patterns only"), ("typed", "patterns + known"), ("bare", "+ known, bare")):
         cells = [throughput(c, known, args.runs, lang) for lang in (None, "zh", "en")]
-        label = "patterns + known" if known else "patterns only"
         print(f"{label:18s} " + " ".join(f"{cpu:6.2f} ({wall:5.2f})" for cpu, wall in cells))
 
 if __name__ == "__main__":

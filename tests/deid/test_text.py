@@ -247,6 +247,37 @@ def test_short_latin_names_are_replaced_as_whole_words_only() -> None:
     assert out == "[NAME] reports Lisinopril was stopped; Mr. [NAME] agrees."
 
 
+def test_known_long_numbers_are_found_in_other_layouts_but_not_other_numbers() -> None:
+    for written in ("(781) 747-6803", "781.747.6803", "+1 781 747 6803", "781-747-6803", "7817476803"):
+        out = T.scrub(f"Call back on {written} today.", "en", [("7817476803", "PHONE")])
+        assert "747" not in out and "6803" not in out, (written, out)
+    # Same last four digits, another number: left alone (no pattern takes a bare 7-digit run with a dash).
+    assert T.scrub("Lot 555-6803 used.", "en", [("7817476803", "PHONE")]) == "Lot 555-6803 used."
+
+
+def test_known_items_in_every_accepted_shape() -> None:
+    note = "Seen by Dr. Ruiz; MRN A77-1234 on file; ruiz@example.org"
+    typed = [("Ruiz", "NAME"), ("A77-1234", "mrn"), ("ruiz@example.org", "EMAIL")]
+    expected = T.scrub(note, "en", typed)
+    assert "Ruiz" not in expected and "A77-1234" not in expected and "example.org" not in expected
+    as_lists = [list(x) for x in typed]  # what a list<list<string>> Arrow column gives back
+    assert T.scrub(note, "en", as_lists) == expected
+    assert T.scrub(note, "en", (x for x in typed)) == expected
+    out, _ = T.scrub_batch([note, note], ["en", "en"], pa.array([as_lists, [list(typed[0])]]))
+    assert out.to_pylist()[0] == expected and "Ruiz" not in out.to_pylist()[1]
+    # Junk is ignored, not fatal: no letter or digit, a non-string value; an unknown type is guessed.
+    out = T.scrub(note + " -- ", "en", [("--", "ID"), (None, "NAME"), ("Ruiz", "nickname"), ("A77-1234", None)])
+    assert out.endswith(" -- ") and "Ruiz" not in out and "A77-1234" not in out
+
+
+def test_a_note_that_changes_length_when_lower_cased_is_searched_case_by_case() -> None:
+    # "İ" lower-cases to two characters, so offsets in the lower-cased note would be wrong.
+    note = "İstanbul clinic: patient ruiz, MRN ab-123456, seen by Dr. Ruiz; call 617.555.0199."
+    spans = T.detect(note, "en", [("Ruiz", "NAME"), ("AB-123456", "MRN"), ("6175550199", "PHONE")])
+    got = {note[s.start:s.end] for s in spans}
+    assert {"ab-123456", "Ruiz", "617.555.0199"} <= got
+    assert "ruiz" not in got  # a name in another case is replaced only in upper or title case
+
 # --- batches ---
 
 
@@ -327,3 +358,29 @@ def test_long_repetitive_input_is_scanned_without_backtracking_blowup(text: str)
     for lang in ("en", "zh"):
         out = T.scrub(text, lang, ["Smith"])
         assert "Smith" not in PLACEHOLDER.sub("\x00", out)
+
+
+_PEOPLE = st.lists(st.tuples(st.sampled_from(["Moore", "Li", "Ann Lee", "O'Neil", "王", "秀英", "欧阳"]),
+                             st.text("0123456789", min_size=7, max_size=11)), min_size=1, max_size=3)
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(_PEOPLE, st.lists(st.tuples(st.integers(0, 2), _TEXT), min_size=1, max_size=6), st.sampled_from(["en", "zh"]))
+def test_a_batch_finds_what_each_note_alone_finds(people: list[tuple[str, str]], notes: list[tuple[int, str]],
+                                                   lang: str) -> None:
+    # Notes of the same patient share identifiers (the batch works them out once); each note still only gets
+    # its own patient's, and the batch gives exactly what note-by-note detection gives.
+    texts, known = [], []
+    for who, filler in notes:
+        name, number = people[who % len(people)]
+        texts.append(f"{filler} {name} {number[:3]}-{number[3:]} {filler[::-1]}")
+        known.append([(name, "NAME"), (number, "PHONE"), ("Dr Grey", "NAME")])
+    batch = T.detect_batch(texts, lang, known)
+    assert batch == [T.detect(t, lang, k) for t, k in zip(texts, known, strict=True)]
+    scrubbed, _ = T.scrub_batch(texts, lang, known)
+    for text, out, k in zip(texts, scrubbed.to_pylist(), known, strict=True):
+        rest = PLACEHOLDER.sub("\x00", out)
+        if k[1][0] not in text:  # a number found as written is not looked for in other layouts too
+            assert f"{k[1][0][:3]}-{k[1][0][3:]}" not in rest
+        if len(k[0][0]) >= 2 and not ("\u4e00" <= k[0][0][0] <= "\u9fff" and len(k[0][0]) == 1):
+            assert k[0][0] not in rest

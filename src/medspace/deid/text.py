@@ -38,11 +38,15 @@ Ages: only ages over 89 are PHI (HIPAA §164.514(b)(2)(i)(C)); the span covers t
 
 from __future__ import annotations
 
+import gc
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+from itertools import compress, repeat
+from operator import and_, contains, itemgetter, not_
 from typing import Any, NamedTuple
 
 import pyarrow as pa
@@ -309,24 +313,29 @@ def _han_categories() -> list[tuple[str, Iterable[str], str]]:
 
 
 def _leaf_trie(categories: Iterable[tuple[str, Iterable[str], str]]) -> dict[str, str]:
-    """For each first character, a trie of the rest of the words whose leaves carry their rules'
-    continuations, so a word is read once whatever rules it may start."""
-    root: dict[str | None, Any] = {}
+    """For each first character, each rule's words starting with it as a trie of the rest, then the rule's
+    continuation. One group per first character and rule, not per word: a match costs the engine time in
+    proportion to the number of groups in the pattern."""
+    by_first: dict[str, dict[tuple[str, str], dict[str | None, Any]]] = {}
     for rule, words, cont in categories:
         for w in words:
-            node = root
-            for ch in w:
+            node = by_first.setdefault(w[0], {}).setdefault((rule, cont), {})
+            for ch in w[1:]:
                 node = node.setdefault(ch, {})
-            node.setdefault(None, []).append((rule, cont, w[-1].isascii() and w[-1].isalpha()))
+            node[None] = w[-1].isascii() and w[-1].isalpha()
 
     def emit(node: dict[str | None, Any]) -> str:
         alts = [(r"[ \t]+" if ch == " " else re.escape(ch)) + emit(node[ch]) for ch in sorted(k for k in node if k)]
-        for rule, cont, bounded in node.get(None, ()):
+        if None in node:
             # A word ending in a Latin letter must end at a word boundary ("Ann" is not the start of "Anna").
-            alts.append((r"(?![A-Za-z'])" if bounded else "") + _g(cont, rule))
+            alts.append(r"(?![A-Za-z'])" if node[None] else "")
         return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
 
-    return {first: emit(child) for first, child in root.items() if first is not None}
+    out: dict[str, str] = {}
+    for first, rules in by_first.items():
+        alts = [emit(trie) + _g(cont, rule) for (rule, cont), trie in rules.items()]
+        out[first] = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+    return out
 
 
 def _name_branches() -> dict[str, str]:
@@ -355,14 +364,14 @@ def _master(categories: Sequence[tuple[str, Iterable[str], str]], names: bool, z
     if not zh:
         complete.append(_CSZ_BRANCH)
     # The engine tries the top-level branches in order at every stop: frequent first characters go first
-    # (for Chinese text, "，" and the Chinese anchors before the Latin letters).
+    # (for Chinese text, "，" and the Chinese anchors before the Latin letters). The word branches also come
+    # before the digit ones so that their groups get low numbers: a repeat inside an open group saves the
+    # marks of every group numbered below it, many times per match.
     order = {c: i for i, c in enumerate(_FREQUENT_FIRST)}
     firsts = sorted(by_first, key=lambda c: (zh and c.isascii(), order.get(c, len(order)), c))
     branches = [re.escape(first) + (by_first[first][0] if len(by_first[first]) == 1 else
                                     "(?:" + "|".join(by_first[first]) + ")") for first in firsts]
-    if zh:
-        return re.compile("|".join([branches[0], *complete, *branches[1:]]))
-    return re.compile("|".join(complete + branches))
+    return re.compile("|".join(branches + complete))
 
 
 _FREQUENT_FIRST = "，PSMCDATRHEBLNFGOIWJKUVYQZX"
@@ -616,6 +625,9 @@ _ZH_KNOWN_TITLES = ("先生", "女士", "小姐", "医生", "医师", "大夫", 
 _PHONE_SEPARATORS = str.maketrans("", "", "0123456789 +-().")
 _DIGIT_GAP = frozenset(" +-().")
 _ZH_ADDRESS_CHARS = frozenset("路街巷弄道号室栋村区镇乡楼")
+# Deletes ASCII non-digits; a sequence table is read faster than a dict, and characters past its end
+# (non-ASCII) are kept.
+_ASCII_NON_DIGITS = [chr(c) if chr(c).isdigit() else None for c in range(128)]
 
 
 def _guess_type(v: str) -> str:
@@ -624,7 +636,7 @@ def _guess_type(v: str) -> str:
         return "NAME"
     if "@" in v:
         return "EMAIL"
-    nd = sum(map(str.isdigit, v))
+    nd = len(v) if v.isdigit() else sum(map(str.isdigit, v))
     if nd == 0:
         return "URL" if v[:4].lower() in ("http", "www.") else "NAME"
     if nd >= 7:
@@ -642,94 +654,68 @@ def _is_han(ch: str) -> bool:
     return "\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff"
 
 
-# A needle: (text searched in the lower-cased note, type, for names the exact form and the other case forms
-# accepted as whole words (None: any case), whole words only).
-_Needle = tuple[str, str, "tuple[str, frozenset[str]] | None", bool]
+# Record-aware matching runs over a whole batch at once: every (note, known item) pair is one row, and the
+# rows are searched column by column (C-level map over str methods) so that Python only handles the rows
+# found in their note. Latin-script names are looked for as written, in upper and in title case; everything
+# else case-insensitively in the lower-cased note.
+_Raw = list[tuple[int, int, int, str]]  # (start, end, source priority, type)
+_DIGIT_TYPES = frozenset(("PHONE", "ID", "MRN"))
+_ASCII_NON_ALNUM = "".join(chr(c) for c in range(128) if not chr(c).isalnum())
+# A Latin-script name's forms: (text, whole words only); a Chinese name as a string; None if no letter or digit.
+_NameForms = tuple[tuple[str, bool], ...] | str | None
 
 
-# A known item expanded: its needles, the digits of a long number, a Chinese name.
-_Item = tuple[tuple[_Needle, ...], "tuple[str, str] | None", "str | None"]
+def _has_alnum(v: str) -> bool:
+    if v.isascii():
+        return bool(v.strip(_ASCII_NON_ALNUM))
+    return any(map(str.isalnum, v))
 
 
-def _expand(item: KnownItem) -> _Item | None:
-    value: Any
-    if isinstance(item, tuple):
-        value, declared = item
-        phi: str | None = _FIELD_TYPES.get(declared)
-    else:
+def _known_pairs(flat: list[Any]) -> tuple[list[str], list[str | None]]:
+    """Each known item as its value (stripped; "" if not a string) and its declared type (None: to guess)."""
+    if set(map(type, flat)) == {tuple} and set(map(len, flat)) == {2}:
+        try:
+            return (list(map(str.strip, map(itemgetter(0), flat))),
+                    list(map(_FIELD_TYPES.get, map(itemgetter(1), flat))))
+        except TypeError:  # a value that is not a string, or an unhashable type
+            pass
+    out_values: list[str] = []
+    out_types: list[str | None] = []
+    for item in flat:
         value, phi = item, None
-    if not isinstance(value, str):
+        if isinstance(item, tuple | list):
+            value, declared_type = item if len(item) == 2 else (None, None)
+            phi = _FIELD_TYPES.get(declared_type) if isinstance(declared_type, str) else None
+        out_values.append(value.strip() if isinstance(value, str) else "")
+        out_types.append(phi)
+    return out_values, out_types
+
+
+def _name_forms(v: str) -> _NameForms:
+    if not _has_alnum(v):
         return None
-    v = value.strip()
-    if not v or not (v.isalnum() or any(map(str.isalnum, v))):
-        return None
-    if phi is None:
-        phi = _guess_type(v)
-    if phi == "NAME":
-        if not v.isascii() and _is_han(v[0]):
-            return (), None, v
-        # Names keep their case (Hill is a name, hill a word): as written anywhere, in upper or title case
-        # as whole words only ("MARY" is not the end of "SUMMARY").
-        needle: _Needle = (v.lower(), "NAME", (v, frozenset((v.upper(), v.title()))), len(v) < 4)
-        if " " not in v and "," not in v:
-            return (needle,), None, None
-        return (needle, *((t.lower(), "NAME", (t, frozenset((t.upper(),))), True)
-                          for t in v.replace(",", " ").split() if len(t) >= 2)), None, None
-    digits = None
-    if phi in ("PHONE", "ID", "MRN"):
-        d = v.translate(_ASCII_NON_DIGITS)
-        if len(d) >= 7 and d.isdigit():
-            digits = (d, phi)
-    return ((v.lower(), phi, None, False),) if len(v) >= 2 else (), digits, None
+    if not v.isascii() and _is_han(v[0]):
+        return v
+    # Names keep their case (Hill is a name, hill a word): as written anywhere, in upper or title case
+    # as whole words only ("MARY" is not the end of "SUMMARY"); the pieces of a longer name as whole words.
+    forms = {v: len(v) < 4}
+    for f in (v.upper(), v.title()):
+        forms.setdefault(f, True)
+    if " " in v or "," in v:
+        for t in v.replace(",", " ").split():
+            if len(t) >= 2:
+                forms.setdefault(t, True)
+                forms.setdefault(t.upper(), True)
+    return tuple(forms.items())
 
 
-_ASCII_NON_DIGITS = str.maketrans("", "", "".join(chr(c) for c in range(128) if not chr(c).isdigit()))
+def _digits_of(v: str) -> str | None:
+    """The digits of a long number (seven or more), or None."""
+    d = v if v.isdigit() else v.translate(_ASCII_NON_DIGITS)
+    return d if len(d) >= 7 and d.isdigit() else None
 
 
-class _Known:
-    """One note's known identifiers, expanded to what to look for."""
-
-    __slots__ = ("digits", "items", "needles", "surnames")
-
-    def __init__(self, items: Sequence[_Item]) -> None:
-        self.items = items
-        self.needles: list[_Needle] = []  # Chinese names put together
-        self.digits: list[tuple[str, str]] = [it[1] for it in items if it[1] is not None]
-        self.surnames: list[str] = []  # short Chinese surnames: replaced before a title (先生, 女士...)
-        han = [it[2] for it in items if it[2] is not None]
-        # Chinese surname and given name are separate fields: find them together; a one-character string
-        # alone is too common to replace everywhere.
-        for a in han:
-            if len(a) >= 2:
-                self.needles.append((a, "NAME", None, False))
-            if len(a) <= 2:
-                self.surnames.append(a)
-                self.needles.extend((a + b, "NAME", None, False) for b in han if b is not a and len(b) <= 2)
-
-    def __bool__(self) -> bool:
-        return bool(self.items)
-
-
-def compile_known(items: Iterable[KnownItem] | None, cache: dict[Any, _Item | None] | None = None) -> _Known:
-    """Expand one note's known identifiers into what to search for (cache: expansions shared across notes)."""
-    if not items:
-        return _Known(())
-    if cache is None:
-        return _Known([x for x in map(_expand, items) if x is not None])
-    expanded = []
-    for item in items:
-        x = cache.get(item, _MISSING)
-        if x is _MISSING:
-            x = cache[item] = _expand(item)
-        if x is not None:
-            expanded.append(x)
-    return _Known(expanded)
-
-
-_MISSING: Any = object()
-
-
-def _find_digits(text: str, digits: str, phi: str, out: list[tuple[int, int, int, str]]) -> None:
+def _find_digits(text: str, digits: str, phi: str, out: _Raw) -> None:
     # A long number is found by its last four digits, then checked leftwards allowing separators, so
     # "(781) 747-6803", "781.747.6803" and "+1 781 747 6803" all match 7817476803.
     tail = digits[-4:]
@@ -744,7 +730,7 @@ def _find_digits(text: str, digits: str, phi: str, out: list[tuple[int, int, int
             if c == digits[k - 1]:
                 k -= 1
                 j -= 1
-            elif c in _DIGIT_GAP and j - 1 > 0 and k < len(digits) - 4:
+            elif c in _DIGIT_GAP and j - 1 > 0:
                 j -= 1
             else:
                 break
@@ -753,54 +739,175 @@ def _find_digits(text: str, digits: str, phi: str, out: list[tuple[int, int, int
         i = find(tail, i + 1)
 
 
-def _accept(text: str, i: int, j: int, forms: tuple[str, frozenset[str]] | None, word: bool) -> bool:
-    """Whether an occurrence of a known string (found case-insensitively) counts."""
-    if forms is None:
-        return True
-    occ = text[i:j]
-    if occ != forms[0]:
-        if occ not in forms[1]:
-            return False
-        word = True
-    return not word or ((i == 0 or not text[i - 1].isalpha()) and (j >= len(text) or not text[j].isalpha()))
+def _find_chinese(text: str, names: list[str], out: _Raw) -> None:
+    """The patient's Chinese names that occur in the note: each of two or more characters; a surname and given
+    name together; a one-character name (too common alone) only before a title (朱先生)."""
+    append = out.append
+    find = text.find
+    for x, a in enumerate(names):
+        n = len(a)
+        i = find(a)
+        if n == 1:
+            while i >= 0:
+                if text.startswith(_ZH_KNOWN_TITLES, i + 1):
+                    append((i, i + 1, 0, "NAME"))
+                i = find(a, i + 1)
+        else:
+            while i >= 0:
+                append((i, i + n, 0, "NAME"))
+                i = find(a, i + 1)
+        if n <= 2:
+            for y, b in enumerate(names):
+                if y != x and len(b) <= 2:
+                    ab = a + b
+                    if ab in text:
+                        i = find(ab)
+                        while i >= 0:
+                            append((i, i + len(ab), 0, "NAME"))
+                            i = find(ab, i + 1)
 
 
-def _find_needles(text: str, low: str, needles: Iterable[_Needle], out: list[tuple[int, int, int, str]]) -> bool:
-    """Append every accepted occurrence of the needles; whether there was one."""
+def _known_spans(texts: Sequence[str], known: Sequence[Any]) -> list[_Raw]:
+    """For each note (a non-empty string), every occurrence of its own known identifiers, as raw spans."""
+    out: list[_Raw] = [[] for _ in texts]
+    owner: list[int] = []  # the note of each row
+    flat: list[Any] = []
+    for i, items in enumerate(known):
+        if items:
+            if not isinstance(items, list | tuple):
+                items = list(items)
+            flat += items
+            owner += repeat(i, len(items))
+    if not flat:
+        return out
+    values, types = _known_pairs(flat)
+    if None in types:  # bare strings: the type from the shape
+        guessed: dict[str, str] = {}
+        for j in [j for j, p in enumerate(types) if p is None]:
+            v = values[j]
+            if v:
+                p = guessed.get(v)
+                if p is None:
+                    p = guessed[v] = _guess_type(v)
+                types[j] = p
+    lows = [""] * len(texts)
+    folded: set[int] = set()  # notes where a character changes length when lower-cased: searched case by case
+    for i in set(owner):
+        low = texts[i].lower()
+        if len(low) == len(texts[i]):
+            lows[i] = low
+        else:
+            folded.add(i)
+    # Any occurrence of a row's value (a name as written, in upper or title case too) contains its lower-cased
+    # form: rows whose lower-cased value is not in the lower-cased note can only be found as a long number in
+    # another layout or as a piece of a longer name.
+    needles = list(map(str.lower, values))
+    hays = list(map(lows.__getitem__, owner))
+    found = list(map(contains, hays, needles))
+    forms_of: dict[str, _NameForms] = {}
+    chinese: dict[int, list[str]] = {}
+    for j in compress(range(len(flat)), found):
+        phi = types[j]
+        v = values[j]
+        if phi == "NAME":
+            forms = forms_of.get(v, _MISSING)
+            if forms is _MISSING:
+                forms = forms_of[v] = _name_forms(v)
+            if forms is None:
+                continue
+            i = owner[j]
+            text = texts[i]
+            if isinstance(forms, str):
+                if v in text:
+                    chinese.setdefault(i, []).append(v)
+                continue
+            dst = out[i]
+            for form, word in forms:
+                if form in text:
+                    n = len(form)
+                    s = text.find(form)
+                    while s >= 0:
+                        e = s + n
+                        if not word or ((s == 0 or not text[s - 1].isalpha())
+                                        and (e >= len(text) or not text[e].isalpha())):
+                            dst.append((s, e, 0, "NAME"))
+                        s = text.find(form, s + 1)
+            continue
+        if phi is None or len(v) < 2 or not (v.isalnum() or _has_alnum(v)):
+            continue
+        needle, low, dst = needles[j], hays[j], out[owner[j]]
+        n = len(needle)
+        i = low.find(needle)
+        while i >= 0:
+            dst.append((i, i + n, 0, phi))
+            i = low.find(needle, i + 1)
+    for j in compress(range(len(flat)), map(and_, map(not_, found), map(_MORE_TYPES.__contains__, types))):
+        i = owner[j]
+        if i in folded:
+            continue
+        v = values[j]
+        if types[j] == "NAME":
+            if " " in v or "," in v:  # its pieces may occur alone
+                forms = forms_of.get(v, _MISSING)
+                if forms is _MISSING:
+                    forms = forms_of[v] = _name_forms(v)
+                if forms is not None:
+                    _find_name(texts[i], v, forms, i, out, chinese)
+        elif len(v) >= 7 and (v[-4:] in texts[i] or not v[-4:].isdigit()):
+            # A long number not found as written, in another layout: looked for by its last four digits.
+            digits = _digits_of(v)
+            if digits is not None:
+                _find_digits(texts[i], digits, types[j], out[i])  # type: ignore[arg-type]
+    for j in [j for j, i in enumerate(owner) if i in folded] if folded else ():
+        i = owner[j]
+        if types[j] == "NAME":
+            forms = _name_forms(values[j])
+            if forms is not None:
+                _find_name(texts[i], values[j], forms, i, out, chinese)
+        elif types[j] is not None:
+            _find_folded(texts[i], values[j], types[j], out[i])  # type: ignore[arg-type]
+    for i, names in chinese.items():
+        _find_chinese(texts[i], names, out[i])
+    return out
+
+
+_MORE_TYPES = frozenset(("PHONE", "ID", "MRN", "NAME"))
+
+
+def _find_name(text: str, v: str, forms: tuple[tuple[str, bool], ...] | str, i: int, out: list[_Raw],
+               chinese: dict[int, list[str]]) -> None:
+    """A name's occurrences in note i; a Chinese name is kept for combining with the patient's others."""
+    if isinstance(forms, str):
+        if v in text:
+            chinese.setdefault(i, []).append(v)
+        return
+    dst = out[i]
+    for form, word in forms:
+        if form in text:
+            n = len(form)
+            s = text.find(form)
+            while s >= 0:
+                e = s + n
+                if not word or ((s == 0 or not text[s - 1].isalpha()) and (e >= len(text) or not text[e].isalpha())):
+                    dst.append((s, e, 0, "NAME"))
+                s = text.find(form, s + 1)
+
+
+def _find_folded(text: str, v: str, phi: str, out: _Raw) -> None:
+    """A known string other than a name in a note that changes length when lower-cased."""
+    if len(v) < 2 or not _has_alnum(v):
+        return
     found = False
-    if len(low) != len(text):  # a few characters change length when lower-cased: search case by case
-        for needle, phi, forms, word in needles:
-            for m in re.finditer(re.escape(needle), text, re.IGNORECASE):
-                if _accept(text, m.start(), m.end(), forms, word):
-                    out.append((m.start(), m.end(), 0, phi))
-                    found = True
-        return found
-    find = low.find
-    for needle, phi, forms, word in needles:
-        i = find(needle)
-        while i >= 0:
-            j = i + len(needle)
-            if forms is None or _accept(text, i, j, forms, word):
-                out.append((i, j, 0, phi))
-                found = True
-            i = find(needle, i + 1)
-    return found
+    for m in re.finditer(re.escape(v.lower()), text, re.IGNORECASE):
+        out.append((m.start(), m.end(), 0, phi))
+        found = True
+    if not found and len(v) >= 7 and phi in _DIGIT_TYPES:
+        digits = _digits_of(v)
+        if digits is not None:
+            _find_digits(text, digits, phi, out)
 
 
-def _find_known(text: str, kn: _Known, out: list[tuple[int, int, int, str]]) -> None:
-    low = text.lower()
-    for needles, digits, _ in kn.items:
-        # A long number is also looked for in other layouts, unless it was found as written.
-        if not _find_needles(text, low, needles, out) and digits is not None:
-            _find_digits(text, digits[0], digits[1], out)
-    if kn.needles:
-        _find_needles(text, low, kn.needles, out)
-    for surname in kn.surnames:
-        i = text.find(surname)
-        while i >= 0:
-            if text.startswith(_ZH_KNOWN_TITLES, i + len(surname)):
-                out.append((i, i + len(surname), 0, "NAME"))
-            i = text.find(surname, i + 1)
+_MISSING: Any = object()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -809,20 +916,24 @@ def _find_known(text: str, kn: _Known, out: list[tuple[int, int, int, str]]) -> 
 
 
 def _lang(lang: str | None, text: str) -> str:
+    return _lang_code(lang) or ("zh" if _has_han(text) else "en")
+
+
+def _lang_code(lang: str | None) -> str | None:
+    """ "zh" or "en" for a language tag, None when it names neither (the text decides)."""
     if lang:
         low = lang.lower()
         if low.startswith(("zh", "cn", "chi", "cmn")):
             return "zh"
         if low.startswith("en"):
             return "en"
-    return "zh" if _has_han(text) else "en"
+    return None
 
 
 def _has_han(text: str) -> bool:
     return not text.isascii() and any(_is_han(c) for c in text)
 
 
-_Raw = list[tuple[int, int, int, str]]
 # What a group means: (type, check, priority, marker); None for groups that are not PHI.
 _RuleInfo = tuple[str, "Callable[[str, int, int], _Result] | None", int, bool]
 
@@ -979,10 +1090,8 @@ def _resolve(raw: _Raw, text: str) -> list[tuple[int, int, str]]:
     return out
 
 
-def _detect(text: str, lang: str, kn: _Known | None) -> list[tuple[int, int, str]]:
-    raw: _Raw = []
-    if kn:
-        _find_known(text, kn, raw)
+def _detect(text: str, lang: str, raw: _Raw) -> list[tuple[int, int, str]]:
+    """The resolved spans of one note; raw holds what record-aware matching found in it."""
     if lang == "zh":
         _scan(_ZH_RX, _ZH_TABLE, text, raw)
     else:
@@ -998,7 +1107,7 @@ def detect(text: str, lang: str | None = None, known: Iterable[KnownItem] | None
     """The PHI spans of one note, sorted and non-overlapping (lang: "en", "zh", or None to guess)."""
     if not text:
         return []
-    return [Span(*x) for x in _detect(text, _lang(lang, text), compile_known(known) if known else None)]
+    return [Span(*x) for x in _detect(text, _lang(lang, text), _known_spans([text], [known])[0])]
 
 
 def replace_spans(text: str, spans: Sequence[Span] | Sequence[tuple[int, int, str]]) -> str:
@@ -1019,7 +1128,7 @@ def scrub(text: str, lang: str | None = None, known: Iterable[KnownItem] | None 
     """One note with every PHI span replaced by its typed placeholder."""
     if not text:
         return text
-    return replace_spans(text, _detect(text, _lang(lang, text), compile_known(known) if known else None))
+    return replace_spans(text, _detect(text, _lang(lang, text), _known_spans([text], [known])[0]))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1043,21 +1152,39 @@ def _batch_inputs(texts: Any, langs: Any, known: Any) -> tuple[list[Any], list[A
     return t, lg, kn
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused: a batch makes hundreds of thousands of small acyclic tuples and
+    lists (reference counting frees them), and the collections they would trigger traverse the caller's whole
+    heap, which costs 5-15% of a batch in a process holding a large table."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def _detect_many(texts: list[Any], langs: list[Any], known: list[Any]) -> list[list[tuple[int, int, str]]]:
-    cache: dict[Any, _Item | None] = {}
+    raws = _known_spans(texts, [k if t else None for t, k in zip(texts, known, strict=True)])
+    codes = {x: _lang_code(x) for x in set(langs)} if all(isinstance(x, str | None) for x in langs) else None
     out: list[list[tuple[int, int, str]]] = []
-    for text, lang, items in zip(texts, langs, known, strict=True):
+    for text, lang, raw in zip(texts, langs, raws, strict=True):
         if not text:
             out.append([])
             continue
-        out.append(_detect(text, _lang(lang, text), compile_known(items, cache) if items else None))
+        code = codes[lang] if codes is not None else _lang_code(lang)
+        out.append(_detect(text, code or ("zh" if _has_han(text) else "en"), raw))
     return out
 
 
 def detect_batch(texts: Any, langs: Any = None, known: Any = None) -> list[list[Span]]:
     """PHI spans of many notes. texts: list or pyarrow array (nulls allowed); langs: one language for all, or
     one per note; known: None or one list of known identifiers per note (None for a note without)."""
-    return [[Span(*x) for x in spans] for spans in _detect_many(*_batch_inputs(texts, langs, known))]
+    with _gc_paused():
+        return [[Span(*x) for x in spans] for spans in _detect_many(*_batch_inputs(texts, langs, known))]
 
 
 def scrub_batch(texts: Any, langs: Any = None, known: Any = None) -> tuple[pa.Array, dict[str, int]]:
@@ -1066,12 +1193,13 @@ def scrub_batch(texts: Any, langs: Any = None, known: Any = None) -> tuple[pa.Ar
     t, lg, kn = _batch_inputs(texts, langs, known)
     counts: Counter[str] = Counter()
     out: list[str | None] = []
-    for text, spans in zip(t, _detect_many(t, lg, kn), strict=True):
-        if text is None:
-            out.append(None)
-            continue
-        counts.update(x[2] for x in spans)
-        out.append(replace_spans(text, spans))
+    with _gc_paused():
+        for text, spans in zip(t, _detect_many(t, lg, kn), strict=True):
+            if text is None:
+                out.append(None)
+                continue
+            counts.update(map(itemgetter(2), spans))
+            out.append(replace_spans(text, spans))
     return pa.array(out, pa.string()), {k: counts[k] for k in PHI_TYPES if counts[k]}
 
 
