@@ -13,9 +13,10 @@ import hashlib
 import json
 import multiprocessing
 import os
+import threading
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -248,45 +249,93 @@ def _scrub_chunk(args: tuple[list[str | None], list[str | None], list[list[tuple
                  ) -> tuple[list[str | None], dict[str, int]]:
     from medspace.deid import text as T
 
-    out, counts = T.scrub_batch(*args)
-    return out.to_pylist(), counts
+    return T.scrub_texts(*args)
 
 
-def _scrub_notes(ctx: _Ctx, report: DeidReport, workers: int) -> None:
-    """Scrub every note's text, knowing each patient's own identifiers; registers `_notes(id, text)`.
+def _warm() -> None:
+    """Nothing: a first task that makes a worker start (and import the scrubber) before the notes are ready."""
 
-    Large stores are scrubbed by several processes (regex matching holds the GIL); notes are ordered by
-    patient so that each chunk sees a patient's notes together.
+
+class _NoteScrub:
+    """Every note's text scrubbed, knowing each patient's own identifiers, by several processes on a large store.
+
+    The workers start first, so that their start-up (and the compilation of the patterns) overlaps the
+    identifier maps; the notes are handed over next, and the other tables of the view are written while the
+    workers scrub (regex matching holds the GIL, DuckDB does not). Notes are ordered by patient so that a
+    chunk sees a patient's notes together.
     """
-    known_cols = ", ".join(f"p.{c}" for c in PATIENT_KNOWN)
-    notes = ctx.con.sql(
-        f"SELECT n.id, n.language, n.text, n.author, {known_cols} FROM main.note n "
-        "LEFT JOIN main.patient p ON p.id = n.patient_id ORDER BY n.patient_id").to_arrow_table()
-    n = len(notes)
-    known: list[list[tuple[str, str]]] = [[] for _ in range(n)]
-    for c, phi in (("author", "NAME"), *PATIENT_KNOWN.items()):
-        for i, v in enumerate(notes.column(c).to_pylist()):
-            if v:
-                known[i].append((v, phi))
-    texts = notes.column("text").to_pylist()
-    langs = notes.column("language").to_pylist()
-    workers = max(1, min(workers, n // (PARALLEL_NOTES // 2) or 1))
-    if workers == 1 or n < PARALLEL_NOTES:
-        scrubbed, counts = _scrub_chunk((texts, langs, known))
-    else:
-        # forkserver: the workers do not inherit the parent's DuckDB threads; the preload compiles the patterns once.
-        mpctx = multiprocessing.get_context("forkserver")
-        mpctx.set_forkserver_preload(["medspace.deid.text"])
-        step = -(-n // (workers * 4))
-        chunks = [(texts[i: i + step], langs[i: i + step], known[i: i + step]) for i in range(0, n, step)]
-        scrubbed, total = [], Counter[str]()
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mpctx) as pool:
-            for part, part_counts in pool.map(_scrub_chunk, chunks):
-                scrubbed.extend(part)
-                total.update(part_counts)
-        counts = dict(total)
-    report.notes = dict(counts)
-    ctx.register("_notes", pa.table({"id": notes.column("id"), "text": pa.array(scrubbed, pa.string())}))
+
+    def __init__(self, ctx: _Ctx, workers: int) -> None:
+        self.ctx = ctx
+        n = int(ctx.con.sql("SELECT count(*) FROM main.note").fetchall()[0][0])
+        self.workers = max(1, min(workers, n // (PARALLEL_NOTES // 2) or 1))
+        self.pool: ProcessPoolExecutor | None = None
+        self.futures: list[Future[tuple[list[str | None], dict[str, int]]]] = []
+        self.ids: pa.ChunkedArray | None = None
+        self._starting: threading.Thread | None = None
+        if self.workers > 1 and n >= PARALLEL_NOTES:
+            # forkserver: the workers do not inherit the parent's DuckDB threads; the preload compiles the
+            # patterns once, in the server. Starting a worker waits for that, so it happens on a thread.
+            mpctx = multiprocessing.get_context("forkserver")
+            mpctx.set_forkserver_preload(["medspace.deid.text"])
+            self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mpctx)
+            self._starting = threading.Thread(target=self._start_workers, name="medspace-deid-notes", daemon=True)
+            self._starting.start()
+
+    def _start_workers(self) -> None:
+        assert self.pool is not None
+        for _ in range(self.workers):
+            self.pool.submit(_warm)
+
+    def start(self) -> None:
+        """Read the notes and what is known of their patients, and hand them to the workers."""
+        known_cols = ", ".join(f"p.{c}" for c in PATIENT_KNOWN)
+        notes = self.ctx.con.sql(
+            f"SELECT n.id, n.language, n.text, n.author, {known_cols} FROM main.note n "
+            "LEFT JOIN main.patient p ON p.id = n.patient_id ORDER BY n.patient_id").to_arrow_table()
+        n = len(notes)
+        known: list[list[tuple[str, str]]] = [[] for _ in range(n)]
+        for c, phi in (("author", "NAME"), *PATIENT_KNOWN.items()):
+            for i, v in enumerate(notes.column(c).to_pylist()):
+                if v:
+                    known[i].append((v, phi))
+        texts = notes.column("text").to_pylist()
+        langs = notes.column("language").to_pylist()
+        self.ids = notes.column("id")
+        if self._starting is not None:
+            self._starting.join()
+        if self.pool is None:
+            self.futures = [_done(_scrub_chunk((texts, langs, known)))]
+            return
+        step = -(-n // (self.workers * 4))
+        self.futures = [self.pool.submit(_scrub_chunk, (texts[i: i + step], langs[i: i + step], known[i: i + step]))
+                        for i in range(0, n, step)]
+
+    def finish(self, report: DeidReport) -> None:
+        """Wait for the scrubbed notes and register them as `_notes(id, text)`."""
+        scrubbed: list[str | None] = []
+        total = Counter[str]()
+        for fut in self.futures:
+            part, part_counts = fut.result()
+            scrubbed.extend(part)
+            total.update(part_counts)
+        self.close()
+        report.notes = dict(total)
+        self.ctx.register("_notes", pa.table({"id": self.ids, "text": pa.array(scrubbed, pa.string())}))
+
+    def close(self) -> None:
+        """Stop the workers (at once if the view failed)."""
+        if self._starting is not None:
+            self._starting.join()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
+def _done(value: Any) -> Future[Any]:
+    fut: Future[Any] = Future()
+    fut.set_result(value)
+    return fut
 
 
 def apply_policy(st: Store, policy: Policy, keyring: K.Keyring | None = None, *, as_of: date | None = None,
@@ -305,7 +354,19 @@ def apply_policy(st: Store, policy: Policy, keyring: K.Keyring | None = None, *,
     say = progress or (lambda _m: None)
     tables = [t for t in TABLES if policy.admits_l1(t) or TABLES[t].base_level != Level.L1]
     report.tables_excluded = [t for t in TABLES if t not in tables]
+    notes = _NoteScrub(ctx, workers) if "note" in tables and policy.rule_for("note", "text").action == "scrub" \
+        else None
+    try:
+        return _build(ctx, report, tables, started, say, notes)
+    finally:
+        if notes is not None:
+            notes.close()
 
+
+def _build(ctx: _Ctx, report: DeidReport, tables: list[str], started: datetime, say: Callable[[str], None],
+           notes: _NoteScrub | None) -> DeidReport:
+    """The body of `apply_policy`."""
+    policy, keyring, schema = ctx.policy, ctx.keyring, report.view
     say("identifiers")
     pid_action = policy.rule_for("patient", "id").action
     if pid_action in ("surrogate", "pseudonym"):
@@ -316,11 +377,11 @@ def apply_policy(st: Store, policy: Policy, keyring: K.Keyring | None = None, *,
     _patient_extras(ctx)
     if _uses(policy, "shift"):
         _shift_map(ctx, tables)
-    if "note" in tables and policy.rule_for("note", "text").action == "scrub":
+    if notes is not None:
         say("notes")
-        _scrub_notes(ctx, report, workers)
+        notes.start()
 
-    statements: list[str] = []
+    statements: list[tuple[str, str]] = []
     for tname in tables:
         t = TABLES[tname]
         fields = _included_fields(policy, t)
@@ -353,8 +414,8 @@ def apply_policy(st: Store, policy: Policy, keyring: K.Keyring | None = None, *,
         if tname == "note" and policy.rule_for("note", "text").action == "scrub":
             joins.append("LEFT JOIN _notes nt ON nt.id = s.id")
         where = "" if policy.admits_l1(tname) else f" WHERE s.sensitivity <> '{Level.L1.value}'"
-        statements.append(f"CREATE TABLE {schema}.{tname} AS SELECT {', '.join(select)} "
-                          f"FROM main.{tname} s {' '.join(joins)}{where}")
+        statements.append((tname, f"CREATE TABLE {schema}.{tname} AS SELECT {', '.join(select)} "
+                                  f"FROM main.{tname} s {' '.join(joins)}{where}"))
         # Counts of what each rule touched: one aggregate per table.
         aggs = ", ".join([f"count(s.{n})" for n, *_ in counted] + ["count(*)",
                          f"count(*) FILTER (WHERE s.sensitivity = '{Level.L1.value}')"])
@@ -379,7 +440,10 @@ def apply_policy(st: Store, policy: Policy, keyring: K.Keyring | None = None, *,
     try:
         con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         con.execute(f"CREATE SCHEMA {schema}")
-        for sql in statements:
+        # The notes last: the workers scrub them while the other tables are written.
+        for tname, sql in sorted(statements, key=lambda x: x[0] == "note"):
+            if tname == "note" and notes is not None:
+                notes.finish(report)
             con.execute(sql)
         if policy.anonymity is not None:
             say("k-anonymity")
@@ -393,7 +457,7 @@ def apply_policy(st: Store, policy: Policy, keyring: K.Keyring | None = None, *,
         con.execute("DELETE FROM deid_application WHERE view = ?", [schema])
         nkv = keyring.active.version if keyring is not None and keyring.node_keys else None
         con.execute("INSERT INTO deid_application VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [schema, policy.name, sha, policy.text, nkv, started.replace(tzinfo=None),
+                    [schema, policy.name, report.policy_sha256, policy.text, nkv, started.replace(tzinfo=None),
                      json.dumps(report.to_dict())])
         con.execute("COMMIT")
     except Exception:

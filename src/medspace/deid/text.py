@@ -38,11 +38,9 @@ Ages: only ages over 89 are PHI (HIPAA §164.514(b)(2)(i)(C)); the span covers t
 
 from __future__ import annotations
 
-import gc
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from itertools import compress, repeat
@@ -53,6 +51,7 @@ import pyarrow as pa
 
 from medspace.deid import text_lexicon as L
 from medspace.deid.errors import DeidError
+from medspace.gc_pause import gc_paused
 
 PHI_TYPES: tuple[str, ...] = ("NAME", "ID", "PHONE", "ADDRESS", "DATE", "MRN", "EMAIL", "URL", "AGE")
 DIRECT_TYPES: tuple[str, ...] = ("NAME", "ID", "PHONE", "ADDRESS", "MRN", "EMAIL", "URL")
@@ -1152,21 +1151,6 @@ def _batch_inputs(texts: Any, langs: Any, known: Any) -> tuple[list[Any], list[A
     return t, lg, kn
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector paused: a batch makes hundreds of thousands of small acyclic tuples and
-    lists (reference counting frees them), and the collections they would trigger traverse the caller's whole
-    heap, which costs 5-15% of a batch in a process holding a large table."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 def _detect_many(texts: list[Any], langs: list[Any], known: list[Any]) -> list[list[tuple[int, int, str]]]:
     raws = _known_spans(texts, [k if t else None for t, k in zip(texts, known, strict=True)])
     codes = {x: _lang_code(x) for x in set(langs)} if all(isinstance(x, str | None) for x in langs) else None
@@ -1183,24 +1167,31 @@ def _detect_many(texts: list[Any], langs: list[Any], known: list[Any]) -> list[l
 def detect_batch(texts: Any, langs: Any = None, known: Any = None) -> list[list[Span]]:
     """PHI spans of many notes. texts: list or pyarrow array (nulls allowed); langs: one language for all, or
     one per note; known: None or one list of known identifiers per note (None for a note without)."""
-    with _gc_paused():
+    with gc_paused():
         return [[Span(*x) for x in spans] for spans in _detect_many(*_batch_inputs(texts, langs, known))]
 
 
-def scrub_batch(texts: Any, langs: Any = None, known: Any = None) -> tuple[pa.Array, dict[str, int]]:
-    """Scrub many notes (the policy engine's entry point): the scrubbed texts as a pyarrow string array (nulls
-    stay null) and how many placeholders of each type were written."""
+def scrub_texts(texts: Any, langs: Any = None, known: Any = None) -> tuple[list[str | None], dict[str, int]]:
+    """Scrub many notes: the scrubbed texts as a list (None stays None) and how many placeholders of each type
+    were written. Arguments as for `detect_batch`."""
     t, lg, kn = _batch_inputs(texts, langs, known)
     counts: Counter[str] = Counter()
     out: list[str | None] = []
-    with _gc_paused():
+    with gc_paused():
         for text, spans in zip(t, _detect_many(t, lg, kn), strict=True):
             if text is None:
                 out.append(None)
                 continue
             counts.update(map(itemgetter(2), spans))
             out.append(replace_spans(text, spans))
-    return pa.array(out, pa.string()), {k: counts[k] for k in PHI_TYPES if counts[k]}
+    return out, {k: counts[k] for k in PHI_TYPES if counts[k]}
+
+
+def scrub_batch(texts: Any, langs: Any = None, known: Any = None) -> tuple[pa.Array, dict[str, int]]:
+    """Scrub many notes: the scrubbed texts as a pyarrow string array (nulls stay null) and how many
+    placeholders of each type were written."""
+    out, counts = scrub_texts(texts, langs, known)
+    return pa.array(out, pa.string()), counts
 
 
 # ---------------------------------------------------------------------------------------------------------

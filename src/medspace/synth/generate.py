@@ -8,10 +8,7 @@ the output path, so the same arguments write the same bytes, in one process or m
 
 from __future__ import annotations
 
-import gc
 import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from medspace.gc_pause import gc_paused
 from medspace.model import TABLES, l1_category
 from medspace.synth import csvfiles, fhir, hl7, ids, study
 from medspace.synth import terminology as t
@@ -323,19 +321,6 @@ def _digests(national_ids: Arr) -> bytes:
 # --- entry points ---
 
 
-@contextmanager
-def _no_gc() -> Iterator[None]:
-    # Building millions of small dicts that all stay alive makes the cyclic collector rescan them
-    # over and over (4x the run time); nothing here makes cycles, so pause it.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def generate_hospital(out_dir: Path, index: int, hospitals: int = 5, patients: int = 20000,
                       seed: int = 7) -> HospitalResult:
     """Generate hospital number `index` (1-based) of `hospitals` into out_dir/<hospital id>/."""
@@ -343,7 +328,7 @@ def generate_hospital(out_dir: Path, index: int, hospitals: int = 5, patients: i
         raise ValueError(f"hospital index {index} is not in 1..{hospitals}")
     if patients < 1:
         raise ValueError("a hospital needs at least one patient")
-    with _no_gc():
+    with gc_paused():
         return _generate_hospital(Path(out_dir), index, hospitals, patients, seed)
 
 
