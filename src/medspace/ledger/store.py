@@ -3,7 +3,7 @@
 Layout shared by the backends (table names carry a prefix, ``ledger_`` by default):
 
 - ``entries(idx, data)``: the entries, ``idx`` from 0 without gaps; ``data`` is what the leaf hashes.
-- ``tiles(level, tile, hashes)``: every *perfect* subtree hash, level 0 being the leaf hashes, packed
+- ``tiles(level, tile, hashes)``: the *perfect* subtree hashes, level 0 being the leaf hashes, packed
   :data:`TILE_WIDTH` to a row: row (level, t) is the concatenation of the 32-byte hashes of nodes
   ``(level, t * 64) .. (level, t * 64 + k - 1)``, k <= 64 (only the last tile of a level is partial and it is rewritten
   as the level grows). Node (level, idx) covers entries ``[idx << level, (idx + 1) << level)``; a log of n entries
@@ -12,6 +12,19 @@ Layout shared by the backends (table names carry a prefix, ``ledger_`` by defaul
   the data so that moving entry rows shows as a leaf mismatch at the first moved index. (SQLite keys the row by
   ``id = level << 40 | tile`` instead, one b-tree lookup per tile.)
 - ``head(id = 0, size)``: the committed size; the row the sequencer locks.
+
+Where the *open tile* lives depends on the store's format (:attr:`LogStore._open_in_head`). The open tile is the last
+leaf tile while it is partial: the leaf hashes of entries ``[size - size % 64, size)``.
+
+- In the tiles table (PostgreSQL, and SQLite logs of format 2): every perfect node is a stored row, the open tile and
+  each level's partial tile are rewritten as they grow.
+- In the head row (SQLite format 3, ``head(id = 0, size, leaves)``): the tiles table holds the leaf tiles that are
+  complete and, at the levels above, the perfect nodes of the tree of ``size - size % 64`` entries. The nodes of
+  levels 1-5 inside the open tile are hashed from its leaves when read (at most 63 hashes), so the readers serve the
+  same nodes as with every node stored. A one-entry append then writes two pages (the entry's and the head's) instead
+  of four or five (entry, open tile, head, the partial tiles of the levels it completes): with a durable commit per
+  entry the fsync, which grows with the pages written, is most of the cost. Levels 1 and up catch up when a leaf tile
+  completes, every 64 entries.
 
 An append computes the leaf hashes and the nodes it completes from the frontier (the perfect subtrees of the current
 size, cached and re-read when another writer has moved the head) and writes entries, tiles and the new head in one
@@ -40,6 +53,8 @@ _H = merkle.HASH_SIZE
 # few (n / 256 nodes) and on every proof's path.
 _CACHE_LEVEL = 8
 _CACHE_MAX = 1 << 16
+# Levels whose nodes can lie inside one leaf tile (0-5): in an open tile held by the head, those above 0 are derived.
+TILE_LEVELS = TILE_WIDTH.bit_length() - 1
 
 
 @dataclass(frozen=True)
@@ -53,16 +68,32 @@ class StoreStats:
     ragged_tiles: int = 0  # tiles whose length is not a whole number of hashes
 
 
+def open_tile_nodes(leaves: bytes, level: int) -> bytes:
+    """Concatenated hashes of the perfect nodes of ``level`` made of the leaf hashes ``leaves`` (tile-aligned).
+
+    For the open tile held in the head: its nodes of levels 1 to TILE_LEVELS - 1 are not stored (see the module
+    docstring). A trailing partial hash is ignored; the row counts (:meth:`LogStore.stats`) report it.
+    """
+    nodes = [leaves[i : i + _H] for i in range(0, len(leaves) - len(leaves) % _H, _H)]
+    for _ in range(level):
+        nodes = [merkle.node_hash(a, b) for a, b in zip(nodes[0::2], nodes[1::2], strict=False)]
+    return b"".join(nodes)
+
+
 class LogStore(ABC):
     """An append-only RFC 9162 log of byte entries; one writer at a time assigns indices (the sequencer)."""
 
     url: str
+    # Whether the open leaf tile lives in the head row (see the module docstring); set by the backend from the format.
+    _open_in_head: bool = False
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._frontier: tuple[int, list[bytes]] | None = None
         # Each level's partial tile as last written, valid while the frontier is (saves re-reading them).
         self._tails: dict[tuple[int, int], bytes] = {}
+        # The open tile's leaf hashes as last written to the head (stores with _open_in_head), valid likewise.
+        self._open_tile: bytes | None = None
         self._node_cache: dict[NodeId, bytes] = {}
 
     # --- backend primitives -----------------------------------------------------------------------------------
@@ -78,6 +109,16 @@ class LogStore(ABC):
     @abstractmethod
     def _insert(self, start: int, datas: Sequence[bytes], tiles: Sequence[tuple[int, int, bytes]]) -> None:
         """Write entries ``start..``, the given (level, tile, hashes) rows (replacing) and the new head."""
+
+    def _insert_open(
+        self, start: int, datas: Sequence[bytes], tiles: Sequence[tuple[int, int, bytes]], open_tile: bytes
+    ) -> None:
+        """As :meth:`_insert`, the head also taking the open tile's leaf hashes (stores with ``_open_in_head``)."""
+        raise NotImplementedError
+
+    def _read_open_tile(self) -> bytes:
+        """The open tile's leaf hashes from the head, inside the append transaction (stores with ``_open_in_head``)."""
+        raise NotImplementedError
 
     @abstractmethod
     def _read_tile(self, level: int, tile: int) -> bytes | None:
@@ -121,25 +162,40 @@ class LogStore(ABC):
         if not datas:
             return []
         leaves = [merkle.leaf_hash(d) for d in datas]
+        open_tile: bytes | None = None
         with self._lock:
             try:
                 with self._sequenced() as start:
-                    if self._frontier is None or self._frontier[0] != start:
-                        self._tails = {}  # another writer moved the head
+                    if self._frontier is None or self._frontier[0] != start:  # another writer moved the head
+                        self._tails = {}
+                        self._open_tile = None
                     frontier = self._frontier_at(start)
-                    completed, new_frontier = merkle.extend(frontier, start, leaves)
-                    tiles = self._new_tiles(start, leaves, completed)
-                    self._insert(start, datas, tiles)
+                    if self._open_in_head:
+                        tiles, open_tile, new_frontier = self._grow_open_tile(start, frontier, leaves)
+                        self._insert_open(start, datas, tiles, open_tile)
+                    else:
+                        completed, new_frontier = merkle.extend(frontier, start, leaves)
+                        tiles = self._new_tiles(start, leaves, completed)
+                        self._insert(start, datas, tiles)
             except BaseException:
                 self._frontier = None
                 self._tails = {}
+                self._open_tile = None
                 raise
-            self._frontier = (start + len(datas), new_frontier)
-            # Keep each level's partial tile (at most one a level); full tiles are never extended again.
-            tails = {**self._tails, **{(level, tile): blob for level, tile, blob in tiles}}
-            self._tails = {k: v for k, v in tails.items() if len(v) < TILE_WIDTH * _H}
-            self._remember(zip(merkle.perfect_cover(0, start + len(datas)), new_frontier, strict=True))
-        return list(range(start, start + len(datas)))
+            end = start + len(datas)
+            self._frontier = (end, new_frontier)
+            self._open_tile = open_tile
+            if tiles:
+                # Keep each level's partial tile (at most one a level); full tiles are never extended again.
+                tails = {**self._tails, **{(level, tile): blob for level, tile, blob in tiles}}
+                self._tails = {k: v for k, v in tails.items() if len(v) < TILE_WIDTH * _H}
+            # Only the frontier nodes this batch made are new to the cache: those below the highest bit in which
+            # start and end differ (the others end by ``start`` and were cached when made or read).
+            low = (start ^ end).bit_length()
+            levels = [lv for lv in range(low - 1, -1, -1) if end >> lv & 1]
+            made = zip(levels, new_frontier[len(new_frontier) - len(levels) :], strict=True)
+            self._remember([((lv, (end >> lv) - 1), h) for lv, h in made])
+        return list(range(start, end))
 
     def root(self, size: int | None = None) -> bytes:
         """MTH of the first ``size`` entries (default: all), from O(log n) stored nodes."""
@@ -285,6 +341,28 @@ class LogStore(ABC):
                 pos += take
                 idx += take
         return out
+
+    def _grow_open_tile(
+        self, start: int, frontier: list[bytes], leaves: list[bytes]
+    ) -> tuple[list[tuple[int, int, bytes]], bytes, list[bytes]]:
+        """(tile rows, new open tile, new frontier) of an append to a store that keeps its open tile in the head."""
+        end = start + len(leaves)
+        base, top = start - start % TILE_WIDTH, end - end % TILE_WIDTH
+        held = self._open_tile if self._open_tile is not None else self._read_open_tile()
+        if len(held) != (start - base) * _H:
+            raise StorageError("the open tile in the head does not end where the log does")
+        if top == base:
+            # No leaf tile completes: the nodes made inside the open tile are derived when read, not stored.
+            _, new_frontier = merkle.extend(frontier, start, leaves)
+            return [], held + b"".join(leaves), new_frontier
+        # Leaf tiles complete: they and every node above them ending by ``top`` are stored now, including the nodes
+        # made inside the old open tile by earlier appends (never stored), so its leaves are merged again from the
+        # frontier of ``base`` (the head of the frontier of ``start``: its nodes of level >= TILE_LEVELS).
+        run = [held[i : i + _H] for i in range(0, len(held), _H)]
+        run += leaves
+        completed, new_frontier = merkle.extend(frontier[: base.bit_count()], base, run)
+        stored = [c for c in completed if (c[1] + 1) << c[0] <= top]
+        return self._new_tiles(base, run[: top - base], stored), b"".join(run[top - base :]), new_frontier
 
     def _frontier_at(self, size: int) -> list[bytes]:
         if self._frontier is not None and self._frontier[0] == size:
