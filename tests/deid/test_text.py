@@ -228,6 +228,12 @@ def test_text_without_phi_is_unchanged() -> None:
         assert T.scrub(t, lang) == expected
 
 
+def test_a_listed_word_inside_a_longer_word_starts_no_rule() -> None:
+    assert T.scrub("Patient: Zyx Qwv", "en") == "Patient: [NAME]"
+    for glued in ("xPatient: Zyx Qwv", "7Patient: Zyx Qwv", "病Patient: Zyx Qwv", "OutPt: Zyx Qwv"):
+        assert T.detect(glued, "en") == [], glued
+
+
 # --- record-aware matching ---
 
 
@@ -295,6 +301,38 @@ def test_batch_over_arrow_arrays_keeps_nulls_and_counts() -> None:
 def test_language_is_guessed_when_not_given() -> None:
     assert T.scrub("患者张伟，男，45岁。", None) == "患者[NAME]，男，45岁。"
     assert T.scrub("Mr. Smith, 95 years old.", None) == "Mr. [NAME], [AGE] years old."
+
+
+def test_a_mixed_batch_finds_what_each_note_alone_finds() -> None:
+    # The batch runs each scanner over all its notes in turn; the result is note-by-note detection's.
+    texts = ["Seen by Dr. Ana Ruiz on 2021-03-04.", "患者王伟，男，92岁。电话13812345678。",
+             "Mr. 王先生 called, Ruiz, MD", None, "", "Contact ruiz@example.org, 秀英先生",
+             "e-mail: a.b-c+d@x-y.example.com; x@y"]
+    langs = ["en", "zh", "en", "en", None, None, "fr"]
+    known = [[("Ruiz", "NAME")], [("王", "family_name"), ("伟", "given_name")], [("王", "NAME")], None, None,
+             [("秀英", "NAME")], None]
+    batch = T.detect_batch(texts, langs, known)
+    assert batch == [T.detect(t, lang, k) for t, lang, k in zip(texts, langs, known, strict=True)]
+    assert [[t[s.start:s.end] for s in spans] for t, spans in zip(texts, batch, strict=True) if t] == [
+        ["Ana Ruiz", "2021-03-04"], ["王伟", "92", "13812345678"], ["王"], ["ruiz@example.org", "秀英"],
+        ["a.b-c+d@x-y.example.com"]]
+
+
+# --- the compiled patterns ---
+
+
+def test_optional_groups_are_rewritten_as_alternations_only_where_greedy_and_non_capturing() -> None:
+    rx = T._rx(r"a(?:b(?:c)?)?[(?:x)?](?P<g>d)?(?:e)??(?:f)?+\(?:g\)?")
+    assert rx.pattern == r"a(?:b(?:c|)|)[(?:x)?](?P<g>d)?(?:e)??(?:f)?+\(?:g\)?"
+
+
+@given(st.text("abcdefgx():?", max_size=16))
+def test_optional_groups_rewritten_as_alternations_match_the_same(text: str) -> None:
+    pattern = r"a(?:b(?:c)?)?(?:[(?:x)?](?P<g>d)?|(?:e(?:f|g)?)?x)(?:e)??\(?:g\)?"
+    rewritten = T._rx(pattern)
+    assert rewritten.pattern != pattern
+    assert [(m.span(), m.groups()) for m in re.finditer(pattern, text)] == [
+        (m.span(), m.groups()) for m in rewritten.finditer(text)]
 
 
 # --- validation ---

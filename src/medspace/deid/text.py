@@ -43,8 +43,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from itertools import compress, repeat
-from operator import and_, contains, itemgetter, not_
+from itertools import chain, compress, repeat
+from operator import and_, contains, itemgetter, methodcaller, not_
 from typing import Any, NamedTuple
 
 import pyarrow as pa
@@ -108,6 +108,42 @@ def _g(template: str, rule: str) -> str:
     if "({G})" in template:
         _MARKERS.add(name)
     return template.replace("{G}", f"?P<{name}>")
+
+
+def _rx(pattern: str) -> re.Pattern[str]:
+    """The pattern compiled, each greedy optional non-capturing group "(?:X)?" written "(?:X|)"."""
+    # Both match the same strings in the same order of preference, but the engine enters an optional group
+    # through a repeat context that it allocates each time, where it tries an alternation in place.
+    out: list[str] = []
+    plain: list[bool] = []  # for each open group: non-capturing
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            out.append(pattern[i:i + 2])
+            i += 2
+            continue
+        if c == "[":
+            j = i + 1
+            if pattern[j] == "^":
+                j += 1
+            if pattern[j] == "]":
+                j += 1
+            while pattern[j] != "]":
+                j += 2 if pattern[j] == "\\" else 1
+            out.append(pattern[i:j + 1])
+            i = j + 1
+            continue
+        if c == "(":
+            plain.append(pattern.startswith("(?:", i))
+        elif c == ")" and plain.pop() and pattern.startswith("?", i + 1) \
+                and not pattern.startswith(("??", "?+"), i + 1):  # not lazy or possessive
+            out.append("|)")
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return re.compile("".join(out))
 
 
 def _trie(words: Iterable[str]) -> str:
@@ -368,9 +404,12 @@ def _master(categories: Sequence[tuple[str, Iterable[str], str]], names: bool, z
     # marks of every group numbered below it, many times per match.
     order = {c: i for i, c in enumerate(_FREQUENT_FIRST)}
     firsts = sorted(by_first, key=lambda c: (zh and c.isascii(), order.get(c, len(order)), c))
-    branches = [re.escape(first) + (by_first[first][0] if len(by_first[first]) == 1 else
-                                    "(?:" + "|".join(by_first[first]) + ")") for first in firsts]
-    return re.compile("|".join(branches + complete))
+    # A rule starting with a Latin letter never starts inside a word ("Pt" in "OutPt"): the look-behind says so
+    # right after the letter, where failing is cheaper than a match handed back to Python.
+    branches = [re.escape(first) + (rf"(?<![^\W_]{first})" if first.isascii() and first.isalpha() else "")
+                + (by_first[first][0] if len(by_first[first]) == 1 else "(?:" + "|".join(by_first[first]) + ")")
+                for first in firsts]
+    return _rx("|".join(branches + complete))
 
 
 _FREQUENT_FIRST = "，PSMCDATRHEBLNFGOIWJKUVYQZX"
@@ -382,7 +421,8 @@ _BY_CUES = ("signed by", "seen by", "dictated by", "referred by")
 _RELATIONS = ("husband", "wife", "daughter", "son", "mother", "father", "brother", "sister", "spouse", "partner",
               "guardian", "caregiver", "friend", "neighbor", "neighbour")
 _LOWER_CUES = _BY_CUES + _RELATIONS
-_LOWER_RX = re.compile("|".join(
+_LOWER_HINTS = ("age", "ninety", *_RELATIONS)
+_LOWER_RX = _rx("|".join(
     [_g(rf"{w}[ \t]*:?[ \t]+({{G}}{_NAME_EN})", "NAME__cue") for w in _LOWER_CUES]
     + [_g(rf"aged?(?:[ \t]+of)?[ \t]*[: \t][ \t]*({{G}}{_OLD})(?!\d|\.\d)", "AGE__cue"),
        _g(r"ninety" + _AGE_WORDS, "AGE__words"), _g(r"one[ -]hundred" + _AGE_WORDS, "AGE__words")]))
@@ -397,7 +437,7 @@ _ZH_ROLE_WORDS = frozenset((
 ))
 _REV_ZH_PLACE = re.compile(f"[{_HAN}0-9]{{1,16}}")
 _ZH_ADDR_CUT = re.compile(r"住址|地址|家住|现住|现居|居住|住在|位于|来自|户籍|籍贯|家庭|住|系|是|为|在|于|至|到|往|从")
-_EN_NAME_GAP = re.compile(r"[ ,]{1,2}(?:[A-Z]\.?[ ]{1,2})?")
+_EN_NAME_GAP = _rx(r"[ ,]{1,2}(?:[A-Z]\.?[ ]{1,2})?")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -450,7 +490,10 @@ def _ok_ssn(text: str, s: int, e: int) -> _Result:
 
 
 def _digits(text: str, s: int, e: int) -> int:
-    return sum(map(str.isdigit, text[s:e]))
+    v = text[s:e]
+    if v.isascii():
+        return len(v.translate(_ASCII_NON_DIGITS))
+    return sum(map(str.isdigit, v))
 
 
 def _ok_ip(text: str, s: int, e: int) -> _Result:
@@ -461,8 +504,19 @@ def _name_tokens(value: str) -> list[str]:
     return value.replace(",", " ").split()
 
 
+_NO_DOTS = methodcaller("rstrip", ".")
+
+
+def _clean(seg: str, toks: list[str]) -> bool:
+    """No token of the segment is a listed non-name word (a trailing dot aside)."""
+    return _NON_NAME.isdisjoint(toks if "." not in seg else map(_NO_DOTS, toks))
+
+
 def _ok_name_title(text: str, s: int, e: int) -> _Result:
-    toks = _name_tokens(text[s:e])
+    seg = text[s:e]
+    toks = _name_tokens(seg)
+    if toks and _clean(seg, toks):
+        return "NAME"
     keep = 0
     for t in toks:
         if t.rstrip(".") in _NON_NAME:
@@ -477,11 +531,12 @@ def _ok_name_title(text: str, s: int, e: int) -> _Result:
 
 
 def _ok_name_cue(text: str, s: int, e: int, colon: bool) -> _Result:
-    toks = _name_tokens(text[s:e])
-    if any(t.rstrip(".") in _NON_NAME for t in toks):
+    seg = text[s:e]
+    toks = _name_tokens(seg)
+    if not _clean(seg, toks):
         # After "Name:" keep the leading run of plausible name words; without a colon give up.
         return _ok_name_title(text, s, e) if colon else None
-    if not colon and not any(t in _LEXICON_NAMES for t in toks):
+    if not colon and _LEXICON_NAMES.isdisjoint(toks):
         return None
     return "NAME"
 
@@ -499,6 +554,10 @@ def _ok_name_fl(text: str, s: int, e: int) -> _Result:
     toks = _name_tokens(text[s:e])
     if toks[0] not in L.US_GIVEN:
         return None
+    if toks[-1].rstrip(".") not in _NON_NAME:  # nothing dropped: the match ends with the last word
+        if len(toks) < 2 or (toks[0] in L.AMBIGUOUS_GIVEN and toks[-1] not in L.US_SURNAMES):
+            return None
+        return "NAME"
     while toks and toks[-1].rstrip(".") in _NON_NAME:
         toks.pop()
     if len(toks) < 2 or (toks[0] in L.AMBIGUOUS_GIVEN and toks[-1] not in L.US_SURNAMES):
@@ -512,16 +571,16 @@ def _ok_name_lf(text: str, s: int, e: int) -> _Result:
     if len(toks) < 2 or toks[0] not in L.US_SURNAMES or toks[1] not in L.US_GIVEN:
         return None
     if len(toks) > 2 and not (toks[2] in L.US_GIVEN or len(toks[2].rstrip(".")) == 1):
-        toks = toks[:2]
-    return s, _end_of(text, s, toks), "NAME"
+        return s, _end_of(text, s, toks[:2]), "NAME"
+    return "NAME"  # the match ends with the last word
 
 
 # Look-backs match a pattern written backwards against the reversed text before the anchor, so the engine
 # reads from the anchor outwards instead of trying every start in a window.
 _REV_CAP = r"(?:[a-z]+[A-Z]-)?(?:[a-z]+[A-Z])?[a-z]+(?:[A-Z]')?[A-Z]"
-_REV_SIG = re.compile(rf"[ \t]*,?[ \t]*((?:{_REV_CAP}|\.[A-Z])(?:[ \t]+(?:{_REV_CAP}|\.[A-Z])){{1,3}})(?![A-Za-z'])")
-_REV_CITY = re.compile(r"([a-z]+[A-Z](?:[ \t](?:(?:fo|ro|no|ed|led|al|el|ud|nopu|eht)[ \t])?[a-z]+[A-Z]){0,2})"
-                       r"(?![A-Za-z])")
+_REV_SIG = _rx(rf"[ \t]*,?[ \t]*((?:{_REV_CAP}|\.[A-Z])(?:[ \t]+(?:{_REV_CAP}|\.[A-Z])){{1,3}})(?![A-Za-z'])")
+_REV_CITY = _rx(r"([a-z]+[A-Z](?:[ \t](?:(?:fo|ro|no|ed|led|al|el|ud|nopu|eht)[ \t])?[a-z]+[A-Z]){0,2})"
+                r"(?![A-Za-z])")
 
 
 def _ok_sig(text: str, s: int, e: int) -> _Result:
@@ -530,7 +589,10 @@ def _ok_sig(text: str, s: int, e: int) -> _Result:
     if m is None:
         return None
     start, end = s - m.end(1), s - m.start(1)
-    toks = text[start:end].split()
+    seg = text[start:end]
+    toks = seg.split()
+    if _clean(seg, toks):  # the match starts with the first word
+        return (start, end, "NAME") if len(toks) >= 2 else None
     while toks and toks[0].rstrip(".") in _NON_NAME:
         toks.pop(0)
     if len(toks) < 2 or any(t.rstrip(".") in _NON_NAME for t in toks):
@@ -933,8 +995,9 @@ def _has_han(text: str) -> bool:
     return not text.isascii() and any(_is_han(c) for c in text)
 
 
-# What a group means: (type, check, priority, marker); None for groups that are not PHI.
-_RuleInfo = tuple[str, "Callable[[str, int, int], _Result] | None", int, bool]
+# What a group means: (type, check, priority, the group whose span is the PHI: 0, the whole match, for a
+# marker); None for groups that are not PHI.
+_RuleInfo = tuple[str, "Callable[[str, int, int], _Result] | None", int, int]
 
 
 def _rule_table(rx: re.Pattern[str]) -> list[_RuleInfo | None]:
@@ -943,7 +1006,8 @@ def _rule_table(rx: re.Pattern[str]) -> list[_RuleInfo | None]:
     for name, i in rx.groupindex.items():
         if name[0] != "_":
             rule = name.rsplit("__", 1)[0]
-            table[i] = (rule.split("__", 1)[0], _CHECKS.get(rule), 2 if rule in _GENERIC else 1, name in _MARKERS)
+            table[i] = (rule.split("__", 1)[0], _CHECKS.get(rule), 2 if rule in _GENERIC else 1,
+                        0 if name in _MARKERS else i)
     return table
 
 
@@ -957,31 +1021,22 @@ def _scan(rx: re.Pattern[str], table: list[_RuleInfo | None], text: str, out: _R
     pos = 0
     while True:
         for m in rx.finditer(text, pos):
-            i = m.lastindex
-            if i is None:
-                continue
-            info = table[i]
+            info = table[m.lastindex or 0]
             if info is None:  # a number or capitalised word that starts no rule
                 continue
-            phi, check, prio, marker = info
             # A marker means the whole match is the PHI (or the anchor a look-back starts from).
-            s, e = m.span() if marker else m.span(i)
-            ms = m.start()
+            phi, check, prio, g = info
+            s, e = m.span(g)
             if check is None:
-                if ms and text[ms].isalpha() and text[ms - 1].isalnum() and text[ms].isascii():
-                    res: _Result = None  # a listed word found inside a longer word
-                else:
-                    append((s, e, prio, phi))
-                    continue
-            elif ms and text[ms].isalpha() and text[ms - 1].isalnum() and text[ms].isascii():
-                res = None
-            elif check is _ok_name_cue:
-                res = _ok_name_cue(text, s, e, ":" in text[ms:s])
+                append((s, e, prio, phi))
+                continue
+            if check is _ok_name_cue:
+                res: _Result = _ok_name_cue(text, s, e, ":" in text[m.start():s])
             else:
                 res = check(text, s, e)
             if res is None:
                 # Rejected: look again from the next character, where another rule may start.
-                pos = ms + 1
+                pos = m.start() + 1
                 break
             if res.__class__ is tuple:
                 append((res[0], res[1], prio, res[2]))
@@ -994,21 +1049,15 @@ def _scan(rx: re.Pattern[str], table: list[_RuleInfo | None], text: str, out: _R
 def _scan_lower(text: str, out: _Raw) -> None:
     # Lower-case cues start with frequent letters: check cheaply which occur, find them with str.find and
     # match only there.
-    hints: list[str] = []
+    hints = list(filter(text.__contains__, _LOWER_HINTS))
+    if "hundred" in text:
+        hints += ("one hundred", "one-hundred")
     i = text.find(" by ")
     while i >= 0:
         for cue in _BY_CUES:
-            if text.startswith(cue, i + 4 - len(cue)):
+            if text.startswith(cue, i + 4 - len(cue)) and cue not in hints:
                 hints.append(cue)
         i = text.find(" by ", i + 1)
-    if "age" in text:
-        hints.append("age")
-    if "ninety" in text:
-        hints.append("ninety")
-    if "hundred" in text:
-        hints += ("one hundred", "one-hundred")
-    if any(map(text.__contains__, _RELATIONS)):
-        hints += _RELATIONS
     for hint in hints:
         i = text.find(hint)
         while i >= 0:
@@ -1017,8 +1066,8 @@ def _scan_lower(text: str, out: _Raw) -> None:
                 g = m.lastindex if m is not None else None
                 info = _LOWER_TABLE[g] if g is not None else None
                 if info is not None and m is not None and g is not None:
-                    phi, check, prio, marker = info
-                    s, e = m.span() if marker else m.span(g)
+                    phi, check, prio, span_group = info
+                    s, e = m.span(span_group)
                     res = _ok_name_cue(text, s, e, ":" in text[i:s]) if check is _ok_name_cue else phi
                     if isinstance(res, tuple):
                         out.append((res[0], res[1], prio, res[2]))
@@ -1028,7 +1077,7 @@ def _scan_lower(text: str, out: _Raw) -> None:
 
 
 _EMAIL_DOMAIN = re.compile(r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![A-Za-z])")
-_EMAIL_LOCAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
+_EMAIL_LOCAL_REV = re.compile("[A-Za-z0-9._%+-]*")
 _URL_REST = re.compile(f"[^\\s<>\"'{_HAN}\u3000-\u303f\uff00-\uffef]+")
 
 
@@ -1036,12 +1085,12 @@ def _scan_web(text: str, out: _Raw) -> None:
     # Anchored on "@", "://" and "www." found with str.find: most notes have none.
     i = text.find("@")
     while i >= 0:
-        j = i
-        while j > 0 and i - j < 64 and text[j - 1] in _EMAIL_LOCAL:  # a local part has at most 64 characters
-            j -= 1
         m = _EMAIL_DOMAIN.match(text, i)
-        if m is not None and j < i:
-            out.append((j, m.end(), 1, "EMAIL"))
+        if m is not None:
+            # The local part, read backwards from the "@", has at most 64 characters.
+            local = _EMAIL_LOCAL_REV.match(text[max(0, i - 64):i][::-1])
+            if local is not None and local.end():
+                out.append((i - local.end(), m.end(), 1, "EMAIL"))
         i = text.find("@", i + 1)
     for anchor in ("://", "www.", "WWW."):
         i = text.find(anchor)
@@ -1154,14 +1203,26 @@ def _batch_inputs(texts: Any, langs: Any, known: Any) -> tuple[list[Any], list[A
 def _detect_many(texts: list[Any], langs: list[Any], known: list[Any]) -> list[list[tuple[int, int, str]]]:
     raws = _known_spans(texts, [k if t else None for t, k in zip(texts, known, strict=True)])
     codes = {x: _lang_code(x) for x in set(langs)} if all(isinstance(x, str | None) for x in langs) else None
-    out: list[list[tuple[int, int, str]]] = []
-    for text, lang, raw in zip(texts, langs, raws, strict=True):
-        if not text:
-            out.append([])
-            continue
-        code = codes[lang] if codes is not None else _lang_code(lang)
-        out.append(_detect(text, code or ("zh" if _has_han(text) else "en"), raw))
-    return out
+    en: list[int] = []
+    zh: list[int] = []
+    for k, (text, lang) in enumerate(zip(texts, langs, strict=True)):
+        if text:
+            code = codes[lang] if codes is not None else _lang_code(lang)
+            (zh if (code or ("zh" if _has_han(text) else "en")) == "zh" else en).append(k)
+    # The steps of `_detect`, each over all its notes before the next starts: one pattern and the code that
+    # reads its matches then stay in the processor's caches instead of evicting each other note after note.
+    for k in en:
+        _scan(_EN_RX, _EN_TABLE, texts[k], raws[k])
+    for k in en:
+        _scan_lower(texts[k], raws[k])
+    for k in en:
+        if _has_han(texts[k]):
+            _scan(_ZH_RX, _ZH_TABLE, texts[k], raws[k])
+    for k in zh:
+        _scan(_ZH_RX, _ZH_TABLE, texts[k], raws[k])
+    for k in sorted(en + zh):
+        _scan_web(texts[k], raws[k])
+    return [_resolve(raw, text) if text else [] for text, raw in zip(texts, raws, strict=True)]
 
 
 def detect_batch(texts: Any, langs: Any = None, known: Any = None) -> list[list[Span]]:
@@ -1175,15 +1236,11 @@ def scrub_texts(texts: Any, langs: Any = None, known: Any = None) -> tuple[list[
     """Scrub many notes: the scrubbed texts as a list (None stays None) and how many placeholders of each type
     were written. Arguments as for `detect_batch`."""
     t, lg, kn = _batch_inputs(texts, langs, known)
-    counts: Counter[str] = Counter()
-    out: list[str | None] = []
     with gc_paused():
-        for text, spans in zip(t, _detect_many(t, lg, kn), strict=True):
-            if text is None:
-                out.append(None)
-                continue
-            counts.update(map(itemgetter(2), spans))
-            out.append(replace_spans(text, spans))
+        found = _detect_many(t, lg, kn)
+        out: list[str | None] = [None if text is None else replace_spans(text, spans)
+                                 for text, spans in zip(t, found, strict=True)]
+        counts = Counter(map(itemgetter(2), chain.from_iterable(found)))
     return out, {k: counts[k] for k in PHI_TYPES if counts[k]}
 
 
