@@ -876,23 +876,7 @@ def _known_spans(texts: Sequence[str], known: Sequence[Any]) -> list[_Raw]:
                 forms = forms_of[v] = _name_forms(v)
             if forms is None:
                 continue
-            i = owner[j]
-            text = texts[i]
-            if isinstance(forms, str):
-                if v in text:
-                    chinese.setdefault(i, []).append(v)
-                continue
-            dst = out[i]
-            for form, word in forms:
-                if form in text:
-                    n = len(form)
-                    s = text.find(form)
-                    while s >= 0:
-                        e = s + n
-                        if not word or ((s == 0 or not text[s - 1].isalpha())
-                                        and (e >= len(text) or not text[e].isalpha())):
-                            dst.append((s, e, 0, "NAME"))
-                        s = text.find(form, s + 1)
+            _find_name(texts[owner[j]], v, forms, owner[j], out, chinese)
             continue
         if phi is None or len(v) < 2 or not (v.isalnum() or _has_alnum(v)):
             continue
