@@ -114,11 +114,12 @@ class LogStore(ABC):
         self, start: int, datas: Sequence[bytes], tiles: Sequence[tuple[int, int, bytes]], open_tile: bytes
     ) -> None:
         """As :meth:`_insert`, the head also taking the open tile's leaf hashes (stores with ``_open_in_head``)."""
-        raise NotImplementedError
+        # Only reached for a store whose format keeps the open tile in its head (SQLite format 3 and later).
+        raise StorageError(f"{type(self).__name__} does not keep the open tile in its head")
 
     def _read_open_tile(self) -> bytes:
         """The open tile's leaf hashes from the head, inside the append transaction (stores with ``_open_in_head``)."""
-        raise NotImplementedError
+        raise StorageError(f"{type(self).__name__} does not keep the open tile in its head")
 
     @abstractmethod
     def _read_tile(self, level: int, tile: int) -> bytes | None:
