@@ -266,7 +266,7 @@ def test_observation_loinc_quantity() -> None:
         "ref_high": 5.6,
         "interpretation": "H",
         "sensitivity": "L2",
-        "source": "fhir",
+        "source": "fhir", "code_status": "standard",
     }
 
 

@@ -94,7 +94,7 @@ def test_adt_a01_maps_patient_visit_diagnoses_and_allergy() -> None:
         "id": "MRN100234-AL1-7980", "patient_id": "MRN100234", "code": "7980", "code_system": "RxNorm",
         "display": "Penicillin G", "category": "medication", "criticality": "high",
         "reaction": "Anaphylaxis; Hives", "recorded_date": date(2010, 5, 1), "sensitivity": "L2",
-        "source": "hl7v2",
+        "source": "hl7v2", "code_status": "standard",
     }
 
 
@@ -155,7 +155,7 @@ def test_oru_r01_observations() -> None:
         "code_system": "LOINC", "display": "Glucose [Mass/volume] in Serum or Plasma", "category": "laboratory",
         "value_num": 182.0, "unit": "mg/dL", "ref_low": 70.0, "ref_high": 99.0, "interpretation": "H",
         "status": "final", "effective_time": datetime(2024, 3, 15, 14, 15), "sensitivity": "L2",
-        "source": "hl7v2",
+        "source": "hl7v2", "code_status": "standard",
     }
     k = obs["FL9911-2"]
     assert (k["value_num"], k["ref_low"], k["ref_high"]) == (4.1, 3.5, 5.1)
@@ -195,7 +195,7 @@ def test_rde_o11_medications() -> None:
         "id": "RX5001", "patient_id": "MRN100234", "encounter_id": "V5550001", "code": "A10BA02",
         "code_system": "ATC", "display": "metformin", "status": "active", "start_date": date(2024, 3, 15),
         "dose_value": 500.0, "dose_unit": "mg", "route": "Oral", "frequency": "BID",
-        "sensitivity": "L2", "source": "hl7v2",
+        "sensitivity": "L2", "source": "hl7v2", "code_status": "standard",
     }
     assert (m2["id"], m2["code_system"], m2["code"], m2["frequency"]) == ("RX5002", "ATC", "C10AA05", "Q24H")
     assert (m2["start_date"], m2["end_date"], m2["dose_value"]) == (date(2024, 3, 16), date(2024, 3, 22), 40.0)

@@ -401,12 +401,12 @@ def test_csv_mappings_name_model_fields_and_existing_columns(space: tuple[Path, 
             with path.open(encoding="utf-8", newline="") as fh:
                 header = next(csv.reader(fh, delimiter=doc["source"].get("delimiter", ",")))
             for fname, rule in block["columns"].items():
-                assert fname in spec and fname not in ("sensitivity", "source"), (hid, fname)
+                assert fname in spec and fname not in ("sensitivity", "source", "code_status"), (hid, fname)
                 col = rule if isinstance(rule, str) else rule.get("column")
                 assert col is None or col in header, (hid, col)
                 if isinstance(rule, dict) and "format" in rule:
                     seen_formats.add(rule["format"])
-            assert set(spec.required) - {"sensitivity", "source"} <= set(block["columns"])
+            assert set(spec.required) - {"sensitivity", "source", "code_status"} <= set(block["columns"])
     assert seen_formats - {"%Y-%m-%d", "%Y-%m-%d %H:%M:%S"}
 
 

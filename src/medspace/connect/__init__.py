@@ -1,10 +1,33 @@
 """Connectors: FHIR R4, HL7 v2 and CSV/Parquet into the common clinical model, with quarantine."""
 
-from medspace.connect.base import MemorySink, Quarantined, Sink, complete, pick_coding
-from medspace.connect.errors import ConnectError, MappingError, MappingFileError, Reason, SourceError
+from medspace.connect.base import (
+    Concept,
+    Finding,
+    Limits,
+    MemorySink,
+    Quarantined,
+    Sink,
+    complete,
+    local_system,
+    pick_coding,
+    pick_concept,
+    set_limits,
+)
+from medspace.connect.errors import (
+    ConnectError,
+    FindingKind,
+    MappingError,
+    MappingFileError,
+    Reason,
+    SourceError,
+)
 
 __all__ = [
+    "Concept",
     "ConnectError",
+    "Finding",
+    "FindingKind",
+    "Limits",
     "MappingError",
     "MappingFileError",
     "MemorySink",
@@ -13,5 +36,8 @@ __all__ = [
     "Sink",
     "SourceError",
     "complete",
+    "local_system",
     "pick_coding",
+    "pick_concept",
+    "set_limits",
 ]

@@ -21,6 +21,19 @@ class Reason(StrEnum):
     BAD_SEGMENT = "bad_segment"  # an HL7 v2 segment that cannot be read
 
 
+class FindingKind(StrEnum):
+    """A data-quality finding: input that was kept, but not as the standard would have it."""
+
+    LOCAL_CODE = "local_code"  # coded only in a local or non-accepted system: kept with its system and code
+    TEXT_ONLY = "text_only"  # a concept with text but no code: kept as text
+    INVALID_CODE = "invalid_code"  # a code of an accepted system fails its format or check digit: kept as sent
+    INVALID_CODE_SKIPPED = "invalid_code_skipped"  # such a code was passed over for another, valid coding
+    ALTERNATE_CODE = "alternate_code"  # the standard code came from an HL7 v2 CE/CWE alternate triplet
+    BAD_DATE = "bad_date"  # a malformed or impossible date or time: stored as null
+    BAD_VALUE = "bad_value"  # a malformed number or a value outside its value set: stored as null
+    BAD_REFERENCE = "bad_reference"  # an optional reference (e.g. to an encounter) that cannot be resolved
+
+
 class ConnectError(Exception):
     """Base of the connectors' own errors: these stop an ingest (bad path, bad mapping)."""
 

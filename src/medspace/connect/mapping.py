@@ -30,7 +30,7 @@ from typing import Any
 from medspace.connect.errors import MappingFileError
 from medspace.model import TABLES, FieldType
 
-COMPUTED = frozenset({"sensitivity", "source"})  # the connector fills these; a mapping may not
+COMPUTED = frozenset({"sensitivity", "source", "code_status"})  # the connector fills these; a mapping may not
 
 
 @dataclass(frozen=True)

@@ -279,6 +279,7 @@ def _map_batch(mapping: Mapping, tm: TableMapping, path: Path, batch: pa.RecordB
     rule_idx = {r.field: i for i, r in enumerate(tm.rules)}
     if "code" in spec:
         _check_codes(tm.table, cols, fails, rule_idx)
+        cols["code_status"] = pa.repeat(pa.scalar("standard"), n)
         sensitivity = _lookup(
             pc.binary_join_element_wise(pc.fill_null(cols["code_system"], ""), pc.fill_null(cols["code"], ""),
                                         "|"),
@@ -287,7 +288,7 @@ def _map_batch(mapping: Mapping, tm: TableMapping, path: Path, batch: pa.RecordB
     else:
         sensitivity = pa.repeat(pa.scalar(row_level(tm.table).value), n)
     for name in spec.required:
-        if name in cols:
+        if name in rule_idx:
             fails.mark(pc.is_null(cols[name]), Reason.MISSING_FIELD, rule_idx[name])
     cols["sensitivity"] = sensitivity
     cols["source"] = pa.repeat(pa.scalar("csv" if mapping.format == "csv" else "parquet"), n)

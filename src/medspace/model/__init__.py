@@ -2,6 +2,7 @@
 
 from medspace.model.catalogue import (
     CLINICAL_TABLES,
+    CODE_STATUSES,
     PHI,
     TABLES,
     Field,
@@ -17,6 +18,7 @@ from medspace.model.sensitivity import l1_category, row_level
 
 __all__ = [
     "CLINICAL_TABLES",
+    "CODE_STATUSES",
     "PHI",
     "TABLES",
     "Field",

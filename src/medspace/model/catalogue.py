@@ -141,11 +141,24 @@ def _encounter_ref() -> Field:
     return Field("encounter_id", S, L2, DIRECT, False, "the encounter the row belongs to")
 
 
+# What `code_status` says of a coded row's code. A node keeps what senders send (architecture:
+# "stored as sent and counted as a data-quality finding"), so analyses over standard codes filter on it.
+CODE_STATUSES: tuple[str, ...] = (
+    "standard",  # a code in a system the table accepts, format and check digit verified
+    "local",  # a code in a local or non-accepted system, kept as sent (system `local:<sender>` or as named)
+    "text",  # no code at all: the concept's text only
+    "invalid",  # a code of an accepted system that fails its format or check digit, kept as sent
+)
+
+
 def _coded(desc: str, level: Level = L2) -> tuple[Field, ...]:
     return (
-        Field("code", S, level, frozenset(), True, desc),
-        Field("code_system", S, level, frozenset(), True, "short name of the code system, e.g. ICD-10"),
+        Field("code", S, level, frozenset(), False, desc + "; null when the concept came as text only"),
+        Field("code_system", S, level, frozenset(), False,
+              "short name of the code system, e.g. ICD-10; `local:<sender>` for a local code"),
         Field("display", S, level, frozenset(), False, "human-readable text of the code"),
+        Field("code_status", S, L3, frozenset(), True,
+              "standard, local, text or invalid: whether `code` is a verified standard code"),
     )
 
 
@@ -210,13 +223,13 @@ TABLES: dict[str, Table] = {
                 _key(),
                 _patient_ref(),
                 _encounter_ref(),
-                *_coded("diagnosis code (ICD-10 or SNOMED CT)"),
+                *_coded("diagnosis code (ICD-10, SNOMED CT or ICD-9-CM)"),
                 Field("clinical_status", S, L2, frozenset(), False, "active, resolved, ..."),
                 Field("onset_date", D, L2, DATE, False, "when the condition began"),
                 Field("recorded_date", D, L2, DATE, False, "when it was recorded"),
                 *_meta(),
             ),
-            code_systems=("ICD-10", "ICD-10-CM", "SNOMED"),
+            code_systems=("ICD-10", "ICD-10-CM", "SNOMED", "ICD-9-CM"),
         ),
         Table(
             "medication",

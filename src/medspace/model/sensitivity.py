@@ -6,6 +6,7 @@ in one place, so a data protection officer can read and extend them.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from medspace.model.catalogue import TABLES, Level
@@ -46,6 +47,33 @@ L1_PREFIXES: dict[tuple[str, str], dict[str, str]] = {
 }
 # Same for the ICD-10-CM flavour of ICD-10.
 L1_PREFIXES[("condition", "ICD-10-CM")] = L1_PREFIXES[("condition", "ICD-10")]
+# ICD-9-CM, still sent by older systems: 042 HIV disease, V08 asymptomatic HIV, 079.53 HIV-2, 795.71
+# non-specific HIV serology; 290-319 mental disorders; 090-099 syphilis and other venereal diseases;
+# 758 chromosomal anomalies.
+L1_PREFIXES[("condition", "ICD-9-CM")] = {
+    "042": "hiv", "V08": "hiv", "079.53": "hiv", "795.71": "hiv",
+    **{str(n): "psychiatric" for n in range(290, 320)},
+    **{f"0{n}": "sexual_health" for n in range(90, 100)},
+    "758": "genetics",
+}
+
+# Words that put a row whose code the node cannot read (a local code, text only, a code failing its
+# check) in an L1 category: without a standard code, the text is all there is to go on, and a
+# sensitive row wrongly left at L2 would reach every view. Matched case-insensitively as substrings.
+L1_WORDS: dict[str, tuple[str, ...]] = {
+    "hiv": ("hiv", "aids", "human immunodeficiency", "antiretroviral", "艾滋", "人类免疫缺陷"),
+    "psychiatric": ("schizo", "psychos", "psychot", "depress", "bipolar", "suicid", "mental disorder",
+                    "antipsychotic", "anorexia nervosa", "精神", "抑郁", "躁", "自杀", "心理障碍"),
+    "sexual_health": ("syphilis", "gonorr", "chlamydia", "herpes genital", "genital herpes", "sexually transm",
+                      "contracept", "abortion", "infertil", "梅毒", "淋病", "衣原体", "性病", "避孕", "流产", "不孕"),
+    "genetics": ("genetic", "genomic", "chromosom", "brca", "mutation", "基因", "染色体", "遗传"),
+}
+# Latin words must start a word ("hiv" but not "archive"; "aids" but not "hearing aids" is the price:
+# a false L1 hides a row from views, a missed one would show it).
+_L1_RX = tuple(
+    (re.compile("|".join(rf"\b{re.escape(w)}" if w.isascii() else re.escape(w) for w in words)), cat)
+    for cat, words in L1_WORDS.items()
+)
 
 
 @lru_cache(maxsize=131072)
@@ -66,8 +94,28 @@ def l1_category(table: str, system: str | None, code: str | None) -> str | None:
     return None
 
 
-def row_level(table: str, system: str | None = None, code: str | None = None) -> Level:
-    """The sensitivity level of a row of `table` with the given code."""
+@lru_cache(maxsize=65536)
+def l1_category_of_text(text: str | None) -> str | None:
+    """The L1 category a concept's text names, if any (for rows without a readable standard code)."""
+    if not text:
+        return None
+    low = text.lower()
+    for rx, cat in _L1_RX:
+        if rx.search(low):
+            return cat
+    return None
+
+
+def row_level(table: str, system: str | None = None, code: str | None = None, *,
+              text: str | None = None, standard: bool = True) -> Level:
+    """The sensitivity level of a row of `table` with the given code; a row whose code is not a verified
+    standard one (`standard=False`) is also judged by its code's text."""
     if l1_category(table, system, code) is not None:
         return Level.L1
+    if not standard and table in _TEXT_JUDGED and l1_category_of_text(text) is not None:
+        return Level.L1
     return TABLES[table].base_level
+
+
+# Tables whose rows can be L1 by their code (the others' level is their table's).
+_TEXT_JUDGED = frozenset(t for t, _ in L1_PREFIXES)

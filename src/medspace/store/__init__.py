@@ -3,7 +3,7 @@
 from medspace.store.duckdb_store import BatchWriter, IngestReport, Store, TableCounts
 from medspace.store.errors import SchemaVersionError, StoreError, StoreOpenError
 from medspace.store.schema import SCHEMA_VERSION
-from medspace.store.stats import node_stats
+from medspace.store.stats import data_quality, node_stats
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -14,5 +14,6 @@ __all__ = [
     "StoreError",
     "StoreOpenError",
     "TableCounts",
+    "data_quality",
     "node_stats",
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import secrets
 import sys
@@ -22,10 +21,10 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from medspace.connect.base import Quarantined
+from medspace.connect.base import Finding, Quarantined
 from medspace.model import TABLES
 from medspace.store.errors import SchemaVersionError, StoreError, StoreOpenError
-from medspace.store.schema import MIGRATIONS, SCHEMA_VERSION, quarantine_ddl, table_ddl
+from medspace.store.schema import MIGRATIONS, SCHEMA_VERSION, quarantine_ddl, quarantine_id, table_ddl
 
 PIECE_ROWS = 4_096  # rows added one at a time become Arrow this many at a time: bounds Python's memory
 CHUNK_ROWS = 8_192  # a table's buffered rows go to its staging table this many at a time
@@ -52,6 +51,9 @@ STAGING_THREADS = max(1, (os.cpu_count() or 2) - 1)
 WRITER_SWITCH_INTERVAL = 0.0005
 
 STAGE_PREFIX = "_medspace_stage_"
+DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "autoinstall_known_extensions": False, "autoload_known_extensions": False,
+}
 _live_tokens: set[str] = set()  # staging tokens of batches open in this process: not stale
 _live_lock = threading.Lock()
 # Store file -> (batches open on it in this process, DuckDB settings to restore when the last ends).
@@ -113,6 +115,8 @@ class IngestReport:
     quarantined: Counter[str] = field(default_factory=Counter)
     quarantined_new: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+    # (connector, table, field, kind) -> [count, example source, example position]
+    findings: dict[tuple[str, str, str, str], list[Any]] = field(default_factory=dict)
     committed: bool = False
 
     @property
@@ -143,6 +147,11 @@ class IngestReport:
             "quarantined": dict(sorted(self.quarantined.items())),
             "quarantined_new": self.quarantined_new,
             "skipped": dict(sorted(self.skipped.items())),
+            "findings": [
+                {"connector": c, "table": t, "field": f, "kind": k, "count": v[0],
+                 "example": {"source": v[1], "position": v[2]}}
+                for (c, t, f, k), v in sorted(self.findings.items())
+            ],
         }
 
 
@@ -155,7 +164,9 @@ class Store:
             raise StoreOpenError(f"no store at {self.path}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
+            # A node never fetches code: with auto-install on, opening a file that is not a DuckDB
+            # database (SQLite, say) makes DuckDB download an extension to read it.
+            self.con = duckdb.connect(str(self.path), read_only=read_only, config=DUCKDB_CONFIG)
         except (duckdb.Error, OSError) as e:
             raise StoreOpenError(f"cannot open store {self.path}: {e}") from None
         self.read_only = read_only
@@ -172,6 +183,12 @@ class Store:
     def close(self) -> None:
         """Close the DuckDB connection."""
         self.con.close()
+
+    @property
+    def store_id(self) -> str:
+        """The store's identity: a random UUID made when the store was created (keyrings are bound to it)."""
+        row = self.con.execute("SELECT value FROM _medspace_meta WHERE key = 'store_id'").fetchall()
+        return str(row[0][0])
 
     @property
     def schema_version(self) -> int:
@@ -226,7 +243,7 @@ class Store:
 
     def count(self, table: str) -> int:
         """Rows in a table."""
-        if table not in TABLES and table != "quarantine":
+        if table not in TABLES and table not in ("quarantine", "data_quality"):
             raise StoreError(f"unknown table {table!r}")
         row = self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0]
         return int(row[0]) if row else 0
@@ -388,6 +405,15 @@ class BatchWriter:
     def skip(self, kind: str, n: int = 1) -> None:
         """Count valid input outside the model."""
         self.report.skipped[kind] += n
+
+    def finding(self, item: Finding, n: int = 1) -> None:
+        """Count a data-quality finding; the first place each kind was seen is kept as its example."""
+        key = (item.connector, item.table, item.field, item.kind.value)
+        hit = self.report.findings.get(key)
+        if hit is None:
+            self.report.findings[key] = [n, item.source, item.position]
+        else:
+            hit[0] += n
 
     def end_source(self) -> None:
         """A source file is done: stage the tables it gave many rows now, while the next one is read."""
@@ -553,6 +579,11 @@ class BatchWriter:
                     same = table not in indexed and defs.get(stage, "").replace(stage, table, 1) == defs.get(table)
                     moved[table] = self._move(table, stage, same)
             quarantined_new = self._move_quarantine() if "quarantine" in self._staged else 0
+            if r.findings:
+                con.executemany(
+                    "INSERT INTO data_quality VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [[r.batch_id, c, t, f, k, v[0], v[1], v[2]] for (c, t, f, k), v in sorted(r.findings.items())],
+                )
             con.execute(
                 "INSERT INTO ingest_batch (id, label, started_at, finished_at, rows_received, rows_new,"
                 " rows_updated, quarantined, skipped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -636,10 +667,7 @@ class BatchWriter:
         now = datetime.now()
         items = self._quarantine
         self._quarantine = []
-        ids = [
-            hashlib.sha256(b"\x00".join([q.connector.encode(), q.position.encode(), q.raw])).hexdigest()
-            for q in items
-        ]
+        ids = [quarantine_id(q.connector, q.position, q.reason.value, q.detail, q.raw) for q in items]
         data = pa.table(
             {
                 "id": ids,
