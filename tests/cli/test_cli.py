@@ -35,18 +35,20 @@ def csv_source(tmp_path: Path) -> Path:
 
 
 def test_ingest_then_stats(csv_source: Path) -> None:
-    r = run("ingest", "site.toml", "--store", "node.duckdb", "--json", cwd=csv_source)
+    r = run("ingest", "site.toml", "--store", "node.duckdb", "--create", "--json", cwd=csv_source)
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
-    assert rep["tables"]["patient"]["new"] == 2 and rep["tables"]["condition"]["new"] == 2
-    assert rep["quarantined"] == {"bad_date": 1, "invalid_code": 1}
+    assert rep["tables"]["patient"]["new"] == 3 and rep["tables"]["condition"]["new"] == 3
+    # An impossible date and a code failing its check are kept (null / as sent) and flagged, not quarantined.
+    assert rep["quarantined"] == {}
+    assert {(f["field"], f["kind"]) for f in rep["findings"]} == {("birth_date", "bad_date"), ("code", "invalid_code")}
     again = json.loads(run("ingest", "site.toml", "--store", "node.duckdb", "--json", cwd=csv_source).stdout)
-    assert again["tables"]["patient"] == {"received": 2, "new": 0, "updated": 0, "unchanged": 2}
+    assert again["tables"]["patient"] == {"received": 3, "new": 0, "updated": 0, "unchanged": 3}
     assert again["quarantined_new"] == 0
     s = run("node", "stats", "--store", "node.duckdb", "--json", cwd=csv_source)
     stats = json.loads(s.stdout)
-    assert stats["tables"]["condition"]["by_level"] == {"L1": 1, "L2": 1}  # F32.1 is psychiatric: L1
-    assert stats["quarantine"]["total"] == 2
+    assert stats["tables"]["condition"]["by_level"] == {"L1": 1, "L2": 2}  # F32.1 is psychiatric: L1
+    assert stats["quarantine"]["total"] == 0
     table = run("node", "stats", "--store", "node.duckdb", cwd=csv_source)
     assert table.returncode == 0 and "condition" in table.stdout and "bad_date" in table.stdout
     for out in (r.stdout, s.stdout, table.stdout):  # counts only: no name or date from the data
@@ -54,19 +56,20 @@ def test_ingest_then_stats(csv_source: Path) -> None:
 
 
 def test_missing_path_is_one_clear_line(tmp_path: Path) -> None:
-    r = run("ingest", "nowhere", "--store", "n.duckdb", cwd=tmp_path)
+    r = run("ingest", "nowhere", "--store", "n.duckdb", "--create", cwd=tmp_path)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == ["error: nowhere: no such file or directory"]
+    assert not (tmp_path / "n.duckdb").exists()
 
 
 def test_bad_mapping_writes_nothing(csv_source: Path) -> None:
     m = csv_source / "site.toml"
     m.write_text(m.read_text().replace('table = "condition"', 'table = "diagnoses"'))
-    r = run("ingest", "site.toml", "--store", "node.duckdb", cwd=csv_source)
+    r = run("ingest", "site.toml", "--store", "node.duckdb", "--create", cwd=csv_source)
     assert r.returncode == 2
-    assert "site.toml:15: table 'diagnoses' is not a model table" in r.stderr
-    stats = json.loads(run("node", "stats", "--store", "node.duckdb", "--json", cwd=csv_source).stdout)
-    assert stats["tables"]["patient"]["rows"] == 0 and stats["batches"] == 0
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "site.toml:15: table.table: 'diagnoses' is not a model table" in r.stderr
+    assert not (csv_source / "node.duckdb").exists()  # the store this run would have made is not left behind
 
 
 def test_ingest_carebundle_files_into_a_store(tmp_path: Path) -> None:
@@ -77,10 +80,10 @@ def test_ingest_carebundle_files_into_a_store(tmp_path: Path) -> None:
     for i, b in enumerate(carebundle.generate_cohort(count=30, seed=11)):
         doc = carebundle.to_json(b)
         (src / f"b{i:03d}.json").write_bytes(doc.encode() if isinstance(doc, str) else doc)
-    first = run("ingest", "bundles", "--store", "n.duckdb", "--json", cwd=tmp_path)
+    first = run("ingest", "bundles", "--store", "n.duckdb", "--create", "--json", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     rep = json.loads(first.stdout)
-    assert rep["quarantined"] == {} and rep["files"] == {"ingested": 30, "ignored": 0}
+    assert rep["quarantined"] == {} and rep["files"] == {"ingested": 30, "ignored": 0, "ignored_paths": []}
     assert rep["tables"]["patient"]["new"] == 30 and rep["tables"]["observation"]["new"] > 300
     again = json.loads(run("ingest", "bundles", "--store", "n.duckdb", "--json", cwd=tmp_path).stdout)
     assert all(t["new"] == 0 and t["updated"] == 0 for t in again["tables"].values())
@@ -96,6 +99,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert "study counts equal the ground truth: yes" in out
     for h in ("h1", "h2", "h3", "h4", "h5"):
         assert (tmp_path / "d" / "nodes" / f"{h}.duckdb").exists()
+    assert (tmp_path / "d" / ".medspace-demo").is_file()  # the demo's own directory: a later demo may clean it
     stats = json.loads(run("node", "stats", "--store", "d/nodes/h3.duckdb", "--json", cwd=tmp_path).stdout)
     assert stats["tables"]["patient"]["rows"] == 300 and stats["quarantine"]["total"] == 0
     assert stats["rows_by_level"]["L1"] > 0  # genetic variants at least

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import carebundle
 import orjson
@@ -16,6 +16,7 @@ from medspace.connect.fhir import MAPPED_TYPES, ingest_fhir_bytes, ingest_fhir_f
 
 SEED = 20240501
 COUNT = 50
+LOCAL = "urn:oid:1.2.840.114350.1.13.0.1.7.2.696580"  # the site-local system carebundle injects
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,7 @@ def test_cohort_bundles_map_without_quarantine(bundles: list[bytes]) -> None:
     for i, data in enumerate(bundles):
         ingest_fhir_bytes(data, f"cohort/{i}.json", sink)
     assert sink.quarantined == []
+    assert sink.findings == []  # clean US Core data: every code standard, every value valid
     counts = {t: len(rows) for t, rows in sink.rows.items()}
     assert counts["patient"] == COUNT
     assert counts["encounter"] == COUNT
@@ -101,24 +103,106 @@ def test_strict_mode_accepts_the_cohort(bundles: list[bytes]) -> None:
     assert len(sink.rows["patient"]) == 20
 
 
-def test_injected_defects_are_quarantined_exactly(cohort: list[Any]) -> None:
-    imperfection = carebundle.Imperfection(unknown_code_system=0.3, unparseable_value=0.3, missing_field=0.3)
+def test_injected_defects_are_kept_and_reported(cohort: list[Any]) -> None:
+    imperfection = carebundle.Imperfection(unknown_code_system=0.3, unparseable_value=0.3, missing_field=0.3,
+                                           out_of_order_timestamp=0.3, duplicate_entry=0.1)
     expected: set[tuple[int, str]] = set()
+    kinds: set[str] = set()
     sink = MemorySink()
     for i, bundle in enumerate(cohort[:15]):
         dirty, defects = carebundle.inject_defects(orjson.loads(carebundle.to_json(bundle)), imperfection, seed=i)
-        entries = dirty["entry"]
-        for d in defects:
-            res = entries[d.entry_index]["resource"]
-            # A site-local code system is the only injected defect the model cannot hold, unless a
-            # second coding in an accepted system remains (pulse oximetry has two LOINC codes) or it
-            # hits a panel code, which is not stored (its components are).
-            if (d.kind == "unknown_code_system" and res["resourceType"] in MAPPED_TYPES
-                    and "component" not in res and len(res["code"]["coding"]) == 1):
-                expected.add((i, f"entry {d.entry_index + 1}"))
+        kinds.update(d.kind for d in defects)
+        for n, entry in enumerate(dirty["entry"], 1):
+            res = entry["resource"]
+            # A site-local code system is kept as a local code, unless a second coding in an accepted
+            # system remains (pulse oximetry has two LOINC codes) or it hits a panel code, which is not
+            # stored (its components are). Near-duplicates carry it too.
+            if (res["resourceType"] in MAPPED_TYPES and "component" not in res
+                    and [c["system"] for c in res.get("code", {}).get("coding", ())] == [LOCAL]):
+                expected.add((i, f"entry {n}"))
         ingest_fhir_bytes(orjson.dumps(dirty), str(i), sink)
-    assert expected
-    assert {(int(q.source), q.position) for q in sink.quarantined} == expected
-    assert {q.reason for q in sink.quarantined} == {Reason.UNKNOWN_CODE_SYSTEM}
+    assert expected and kinds == set(carebundle.imperfection.DEFECT_KINDS)
+    # Nothing carebundle injects makes a resource unreadable or untied: nothing is lost.
+    assert sink.quarantined == []
+    assert {(int(f.source), f.position) for f in sink.findings} == expected
+    assert set(sink.finding_counts) <= {(t, "code", "local_code") for t in ("observation", "condition", "allergy")}
+    local = [r for rows in sink.rows.values() for r in rows if r.get("code_status") == "local"]
+    assert len(local) == len(expected)
+    assert {r["code_system"] for r in local} == {f"local:{LOCAL}"}
     # Results typed as free text ("<0.1", "QNS") are kept as text, not rejected.
     assert any("value_num" not in r and r.get("value_text") for r in sink.rows["observation"])
+
+
+# The defects of real exports that carebundle does not inject, each with what becomes of the entry: a
+# finding (table, field, kind) when it is kept, a quarantine reason when it cannot be tied to a patient.
+REAL_WORLD_DEFECTS = ("text_only", "invalid_code", "bad_date", "bad_value", "bad_reference", "untied", "not_a_patient")
+_DATE_KEYS = {"Patient": ("birthDate", "birth_date"), "Observation": ("effectiveDateTime", "effective_time"),
+              "Condition": ("onsetDateTime", "onset_date"), "MedicationRequest": ("authoredOn", "start_date"),
+              "AllergyIntolerance": ("recordedDate", "recorded_date")}
+_TABLES = {"Observation": "observation", "Condition": "condition", "MedicationRequest": "medication",
+           "AllergyIntolerance": "allergy", "Encounter": "encounter", "Patient": "patient"}
+
+
+def _damage(res: dict[str, Any], kind: str) -> tuple[str, str, str] | str | None:
+    """Apply one real-world defect to a resource; the finding (table, field, kind) or quarantine reason
+    it should give, or None if it does not apply to this resource."""
+    rt = res["resourceType"]
+    table = _TABLES.get(rt)
+    concept_key = "medicationCodeableConcept" if rt == "MedicationRequest" else "code"
+    concept = res.get(concept_key)
+    coded = table not in (None, "patient", "encounter") and isinstance(concept, dict) and "component" not in res
+    if kind == "text_only" and coded and concept.get("coding"):
+        concept.setdefault("text", concept["coding"][0].get("display") or "as typed")
+        del concept["coding"]
+        return (cast(str, table), "code", "text_only")
+    if kind == "invalid_code" and coded and len(concept.get("coding", ())) == 1:
+        concept["coding"][0]["code"] += "!"  # fails the format of every code system
+        return (cast(str, table), "code", "invalid_code")
+    if kind == "bad_date" and rt in _DATE_KEYS and _DATE_KEYS[rt][0] in res and "component" not in res:
+        key, field = _DATE_KEYS[rt]
+        res[key] = "2024-01-01T10"  # the one that used to recurse
+        return (cast(str, table), field, "bad_date")
+    if kind == "bad_value" and rt == "Observation" and "valueQuantity" in res:
+        res["valueQuantity"]["value"] = str(res["valueQuantity"]["value"])  # a number sent as a string
+        return ("observation", "value_num", "bad_value")
+    if kind == "bad_value" and rt == "Patient":
+        res["gender"] = "F"
+        return ("patient", "sex", "bad_value")
+    if kind == "bad_reference" and "encounter" in res and rt != "Encounter" and "component" not in res:
+        res["encounter"] = {"reference": "#visit"}  # a contained resource that is not there
+        return (cast(str, table), "encounter_id", "bad_reference")
+    if kind == "untied" and table not in (None, "patient") and "subject" in res:
+        del res["subject"]
+        return Reason.MISSING_FIELD.value
+    if kind == "not_a_patient" and table not in (None, "patient") and "subject" in res:
+        res["subject"] = {"reference": "Group/ward-7"}
+        return Reason.BAD_REFERENCE.value
+    return None
+
+
+def test_real_world_defects_lose_only_untied_resources(cohort: list[Any]) -> None:
+    import random
+
+    rng = random.Random(SEED)
+    sink = MemorySink()
+    findings: set[tuple[int, str, str, str, str]] = set()
+    quarantine: set[tuple[int, str, str]] = set()
+    resources = 0
+    for i, bundle in enumerate(cohort):
+        doc = orjson.loads(carebundle.to_json(bundle))
+        for n, entry in enumerate(doc["entry"], 1):
+            resources += 1
+            if rng.random() < 0.3:
+                outcome = _damage(entry["resource"], rng.choice(REAL_WORLD_DEFECTS))
+                if isinstance(outcome, tuple):
+                    findings.add((i, f"entry {n}", *outcome))
+                elif outcome is not None:
+                    quarantine.add((i, f"entry {n}", outcome))
+        ingest_fhir_bytes(orjson.dumps(doc), str(i), sink)
+    assert {(int(q.source), q.position, q.reason.value) for q in sink.quarantined} == quarantine
+    assert {q.reason for q in sink.quarantined} == {Reason.MISSING_FIELD, Reason.BAD_REFERENCE}
+    assert all("subject" in q.detail for q in sink.quarantined)
+    # Every other defect is stored and reported where it was found.
+    got = {(int(f.source), f.position, f.table, f.field, f.kind.value) for f in sink.findings}
+    assert got == findings
+    assert {kind for *_, kind in got} == {"text_only", "invalid_code", "bad_date", "bad_value", "bad_reference"}

@@ -10,11 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medspace.connect import MappingError, MemorySink, Reason, SourceError, hl7v2
+from medspace.connect import FindingKind, MappingError, MemorySink, Reason, SourceError, hl7v2
 from medspace.connect.hl7v2 import (
     ingest_hl7_file,
     ingest_hl7_stream,
     map_message,
+    map_message_full,
     split_messages,
 )
 
@@ -186,6 +187,8 @@ def test_obx_value_types_and_ranges() -> None:
     assert "value_text" not in o["F1-5"] and "value_num" not in o["F1-5"]
     assert o["F1-6"]["value_num"] == 6.1
     assert (o["F1-7"]["code"], o["F1-7"]["display"]) == ("2823-3", "Potassium")  # alternate coding
+    findings = map_message_full(build_message(msh("ORU^R01"), PID, seg("OBR", {1: "1", 3: "F1"}), *obx)).findings
+    assert findings == [("observation", "code", FindingKind.ALTERNATE_CODE, 10)]  # OBX 7 is segment 10
 
 
 def test_rde_o11_medications() -> None:
@@ -315,6 +318,8 @@ def broken_messages() -> list[tuple[bytes, Reason | None, str]]:
     bad_segment = "".join([*lines[:3], "this line is not a segment of Doe MRN100234\n", *lines[3:]])
     no_msh = "".join(lines[2:])
     a40 = a01.replace("ADT^A01^ADT_A01", "ADT^A40^ADT_A39")
+    no_pid = "".join(line for line in lines if not line.startswith("PID"))
+    # Flawed but tied to a patient: stored, with findings (see test_flaws_are_stored_with_findings).
     bad_dob = a01.replace("|19620704|", "|19621345|")
     bad_loinc = fixture("oru_r01.hl7", "\n").decode().replace("2823-3^Potassium", "2823-4^Potassium")
     return [
@@ -322,8 +327,9 @@ def broken_messages() -> list[tuple[bytes, Reason | None, str]]:
         (bad_segment.encode(), Reason.BAD_SEGMENT, "segment 4"),
         (no_msh.encode(), Reason.PARSE_ERROR, "MSH"),
         (a40.encode(), Reason.UNSUPPORTED_MESSAGE, "ADT^A40"),
-        (bad_dob.encode(), Reason.BAD_DATE, "PID-7"),
-        (bad_loinc.encode(), Reason.INVALID_CODE, "OBX-3"),
+        (bad_dob.encode(), None, ""),
+        (bad_loinc.encode(), None, ""),
+        (no_pid.encode(), Reason.MISSING_FIELD, "PID"),
         (fixture("rde_o11.hl7", "\n"), None, ""),
     ]
 
@@ -347,8 +353,12 @@ def test_broken_messages_quarantined_valid_siblings_ingested(framing: str) -> No
         assert q.raw == m  # the original bytes, nothing lost
         for secret in ("Doe", "John", "MRN100234", "123-45-6789", "19621345", "19620704", "V5550001", "2823-4"):
             assert secret not in q.detail
-    assert [p["id"] for p in sink.rows["patient"]] == ["MRN100234", "MRN100234"]
-    assert len(sink.rows["medication"]) == 2 and len(sink.rows["condition"]) == 2
+    assert [p["id"] for p in sink.rows["patient"]] == ["MRN100234"] * 4
+    assert len(sink.rows["medication"]) == 2 and len(sink.rows["condition"]) == 4
+    assert len(sink.rows["observation"]) == 5
+    assert sink.finding_counts == Counter({("patient", "birth_date", "bad_date"): 1,
+                                           ("observation", "code", "invalid_code"): 1})
+    assert {f.position for f in sink.findings} == {"message 5, segment 3", "message 6, segment 7"}
 
 
 @pytest.mark.parametrize(
@@ -360,32 +370,151 @@ def test_broken_messages_quarantined_valid_siblings_ingested(framing: str) -> No
         (b"MSHa^~\\&|x\r", Reason.PARSE_ERROR, "separators"),
         (build_message(msh("ADT^A01"), "EVN|A01"), Reason.MISSING_FIELD, "PID"),
         (build_message(msh("ADT^A01"), seg("PID", {1: "1", 5: "Doe^Jane"})), Reason.MISSING_FIELD, "PID-3"),
+        (build_message(msh("ADT^A01"), PID, seg("PID", {1: "2", 3: "^^^H^MR"})), Reason.MISSING_FIELD, "PID-3"),
         (build_message(msh(""), PID), Reason.MISSING_FIELD, "MSH-9"),
         (build_message(msh("ACK"), "MSA|AA|X"), Reason.UNSUPPORTED_MESSAGE, "ACK"),
         (build_message(msh("ADT^A01"), PID, PID.replace("MSH", "x"), msh("ADT^A01")), Reason.PARSE_ERROR,
          "second MSH"),
-        (build_message(msh("ADT^A01"), PID.replace("|F", "|Q")), Reason.BAD_VALUE, "PID-8"),
-        (build_message(msh("ADT^A01"), PID, seg("PV1", {2: "I", 44: "2024013199"})), Reason.BAD_DATE, "PV1-44"),
-        (build_message(msh("ORU^R01"), PID, seg("OBR", {3: "F"}),
-                       seg("OBX", {2: "NM", 3: "2345-7^Glucose^LN", 5: "high"})), Reason.BAD_VALUE, "OBX-5"),
-        (build_message(msh("ORU^R01"), PID, seg("OBR", {3: "F"}),
-                       seg("OBX", {2: "NM", 3: "2345-7^Glucose^LN", 5: "nan"})), Reason.BAD_VALUE, "OBX-5"),
-        (build_message(msh("ORU^R01"), PID, seg("OBX", {2: "NM", 3: "GLU^Glucose^L", 5: "5"})),
-         Reason.UNKNOWN_CODE_SYSTEM, "OBX-3"),
-        (build_message(msh("ORU^R01"), seg("OBX", {2: "NM", 3: "2345-7^Glucose^LN", 5: "5"}), PID),
-         Reason.MISSING_FIELD, "before any PID"),
-        (build_message(msh("RDE^O11"), PID, seg("ORC", {1: "NW", 2: "R1"}),
-                       seg("RXE", {2: "A10BA02^metformin^WHOATC", 3: "five hundred"})), Reason.BAD_VALUE, "RXE-3"),
-        (build_message(msh("RDE^O11"), PID, seg("ORC", {1: "NW", 2: "R1"}), seg("RXE", {2: "^metformin", 3: "5"})),
-         Reason.UNKNOWN_CODE_SYSTEM, "RXE-2"),
-        (build_message(msh("ADT^A01"), PID, seg("DG1", {1: "1", 3: "XYZ^Unknown^I10"})), Reason.INVALID_CODE,
-         "DG1-3"),
+        (build_message(msh("ADT^A01"), PID.replace("Doe", "D" * 70_000)), Reason.BAD_VALUE, "patient.family_name"),
     ],
 )
 def test_errors_carry_the_right_reason(raw: bytes, reason: Reason, text: str) -> None:
     e = reason_of(raw)
     assert e.reason is reason, e.detail
     assert text in e.detail
+
+
+OBR = seg("OBR", {1: "1", 3: "F"})
+ORC = seg("ORC", {1: "NW", 2: "R1"})
+
+
+def glucose(**fields: str) -> str:
+    """An OBX with glucose in OBX-3 and the given fields (by number, as strings: {"f5": "6.1"})."""
+    return seg("OBX", {1: "1", 2: "NM", 3: "2345-7^Glucose^LN", 5: "5.0", **{int(k[1:]): v for k, v in fields.items()}})
+
+
+@pytest.mark.parametrize(
+    ("segments", "table", "kept", "nulled", "finding"),
+    [
+        ([msh("ADT^A01"), PID.replace("|F", "|Q")], "patient", {"id": "MRN1"}, "sex", ("sex", "bad_value")),
+        ([msh("ADT^A01"), PID.replace("19800102", "1980-01-02")], "patient", {"id": "MRN1", "sex": "female"},
+         "birth_date", ("birth_date", "bad_date")),
+        ([msh("ADT^A01"), seg("PID", {3: "MRN1^^^H^MR", 29: "20240230"})], "patient", {"id": "MRN1"}, "deceased_date",
+         ("deceased_date", "bad_date")),
+        ([msh("ADT^A01"), PID, seg("PV1", {2: "I", 19: "V1", 44: "2024013199"})], "encounter",
+         {"id": "V1", "encounter_class": "inpatient"}, "start_time", ("start_time", "bad_date")),
+        ([msh("ADT^A01"), PID, seg("PV1", {2: "I", 19: "V1", 45: "00010101000000+0100"})], "encounter",
+         {"id": "V1"}, "end_time", ("end_time", "bad_date")),  # the time zone takes it below year 1
+        ([msh("ORU^R01"), PID, OBR, glucose(f5="high")], "observation", {"code": "2345-7", "value_text": "high"},
+         "value_num", ("value_num", "bad_value")),
+        ([msh("ORU^R01"), PID, OBR, glucose(f5="nan")], "observation", {"value_text": "nan"}, "value_num",
+         ("value_num", "bad_value")),
+        ([msh("ORU^R01"), PID, OBR, glucose(f2="SN", f5="<^abc")], "observation", {"value_text": "<abc"},
+         "value_num", ("value_num", "bad_value")),
+        ([msh("ORU^R01"), PID, OBR, glucose(f3="GLU^Glucose^L")], "observation",
+         {"code": "GLU", "code_system": "local:HIS", "display": "Glucose", "code_status": "local", "value_num": 5.0},
+         None, ("code", "local_code")),
+        ([msh("ORU^R01"), PID, OBR, glucose(f11="Z")], "observation", {"value_num": 5.0}, "status",
+         ("status", "bad_value")),
+        ([msh("ORU^R01"), PID, seg("OBR", {1: "1", 3: "F", 7: "2024-01-01"}), glucose()], "observation",
+         {"id": "F-1"}, "effective_time", ("effective_time", "bad_date")),  # OBR-7, which the OBX would take
+        ([msh("RDE^O11"), PID, ORC, seg("RXE", {2: "A10BA02^metformin^WHOATC", 3: "five hundred"})], "medication",
+         {"code": "A10BA02", "code_status": "standard"}, "dose_value", ("dose_value", "bad_value")),
+        ([msh("RDE^O11"), PID, ORC, seg("RXE", {2: "^metformin", 3: "5"})], "medication",
+         {"display": "metformin", "code_status": "text", "dose_value": 5.0}, "code", ("code", "text_only")),
+        ([msh("RAS^O17"), PID, seg("ORC", {1: "RE", 2: "RX9", 9: "20240101"}),
+          seg("RXA", {2: "1", 3: "20241301", 5: "J01CA04^amoxicillin^ATC", 20: "CP"})], "medication",
+         {"status": "completed"}, "start_date", ("start_date", "bad_date")),  # not ORC-9's date instead
+        ([msh("RAS^O17"), PID, seg("ORC", {1: "RE", 2: "RX9"}),
+          seg("RXA", {2: "1", 5: "J01CA04^amoxicillin^ATC", 20: "??"})], "medication", {"code": "J01CA04"},
+         "status", ("status", "bad_value")),
+        ([msh("ADT^A01"), PID, seg("DG1", {1: "1", 3: "XYZ^Unknown^I10"})], "condition",
+         {"code": "XYZ", "code_system": "ICD-10", "code_status": "invalid", "display": "Unknown"}, None,
+         ("code", "invalid_code")),
+        ([msh("ADT^A01"), PID, seg("DG1", {1: "1", 3: "Doe^Jane^Smith"})], "condition",
+         {"code": "Doe", "code_system": "local:Smith", "code_status": "local"}, None, ("code", "local_code")),
+        ([msh("ADT^A01"), PID, seg("DG1", {1: "1", 4: "Chest pain"})], "condition",
+         {"display": "Chest pain", "code_status": "text"}, "code", ("code", "text_only")),  # DG1-4 only
+        ([msh("ADT^A01"), PID, seg("AL1", {1: "1", 2: "XX", 3: "7980^Penicillin G^RXNORM"})], "allergy",
+         {"code": "7980", "code_status": "standard"}, "category", ("category", "bad_value")),
+        ([msh("ADT^A01"), PID, seg("AL1", {1: "1", 2: "DA", 3: "7980^Penicillin G^RXNORM", 4: "SEVERE"})],
+         "allergy", {"category": "medication"}, "criticality", ("criticality", "bad_value")),
+    ],
+)
+def test_flaws_are_stored_with_findings(segments: list[str], table: str, kept: dict[str, Any], nulled: str | None,
+                                        finding: tuple[str, str]) -> None:
+    mapped = map_message_full(build_message(*segments))
+    assert not mapped.failed
+    (row,) = [r for t, r in mapped.rows if t == table]
+    assert {k: row.get(k) for k in kept} == kept
+    if nulled:
+        assert nulled not in row
+    assert [(t, f, k.value) for t, f, k, _ in mapped.findings] == [(table, *finding)]
+
+
+def test_a_flawed_message_keeps_its_other_rows_and_quarantines_what_cannot_be_stored() -> None:
+    raw = build_message(
+        msh("ORU^R01"), PID, seg("PV1", {2: "O", 19: "V1"}), OBR,
+        glucose(f3="001347^Iron Bind.Cap.(TIBC)^L", f5="476"),
+        seg("OBX", {1: "2", 2: "NM", 5: "7"}),  # no identifier and no text at all: no row can hold it
+        glucose(f1="3", f3="GLU^Glucose^L", f6="x" * 70_000),  # over the size limit: its local code goes too
+        glucose(f1="3", f5="6.0"),  # a repeated set id: another result, not a correction of the previous
+        glucose(f1="4", f5="high"),
+    )
+    sink = MemorySink()
+    ingest_hl7_stream(io.BytesIO(raw), "lab.hl7", sink)
+    assert [(r["id"], r.get("value_num"), r["code_status"]) for r in sink.rows["observation"]] == [
+        # The row of segment 7 is not stored, but keeps its id: ids stay the same when the message is fixed.
+        ("F-1", 476.0, "local"), ("F-3-dup2", 6.0, "standard"), ("F-4", None, "standard")]
+    assert len(sink.rows["patient"]) == len(sink.rows["encounter"]) == 1
+    got = sorted((q.position, q.reason, q.detail) for q in sink.quarantined)
+    assert got == [
+        ("message 1, segment 6", Reason.MISSING_FIELD, "OBX-3 (segment 6): observation has neither a code nor a text"),
+        ("message 1, segment 7", Reason.BAD_VALUE, "observation.unit is longer than 65,536 characters (the limit; "
+                                                   "see --max-value-chars / --max-text-chars)"),
+    ]
+    assert all(q.raw == raw for q in sink.quarantined)
+    # Findings only for the rows stored, each at its first segment.
+    assert sink.finding_counts == Counter({("observation", "code", "local_code"): 1,
+                                           ("observation", "value_num", "bad_value"): 1})
+    assert sorted(f.position for f in sink.findings) == ["message 1, segment 5", "message 1, segment 9"]
+    assert {f.source for f in sink.findings} == {"lab.hl7"}
+
+
+def test_repeated_set_ids_keep_every_row() -> None:
+    raw = build_message(msh("ADT^A01", control="C9"), PID, seg("PV1", {2: "I", 19: "V1"}),
+                        seg("DG1", {1: "1", 3: "I10^Hypertension^I10"}), seg("DG1", {1: "1", 3: "E11.9^T2DM^I10"}),
+                        seg("AL1", {1: "1", 3: "PENICILLIN"}), seg("AL1", {1: "2", 3: "Penicillin"}))
+    rows = rows_of(raw)
+    assert [(c["id"], c["code"]) for c in rows["condition"]] == [("V1-DG1-1", "I10"), ("V1-DG1-1-dup2", "E11.9")]
+    # An allergy is keyed by patient and substance: the same substance twice is one allergy, however spelt.
+    assert len({a["id"] for a in rows["allergy"]}) == 1
+
+
+def test_rows_not_tied_to_a_visit_or_patient() -> None:
+    # A clinical segment before any PID has no patient: it alone is quarantined.
+    mapped = map_message_full(build_message(msh("ORU^R01"), glucose(), PID, OBR, glucose(f1="2")))
+    assert [(t, r["id"]) for t, r in mapped.rows] == [("patient", "MRN1"), ("observation", "F-2")]
+    ((pos, e),) = mapped.failed
+    assert (pos, e.reason) == (2, Reason.MISSING_FIELD) and "before any PID" in e.detail
+    # A visit without PV1-19 in a message without MSH-10 has no id: rows after it keep no visit reference.
+    raw = build_message(msh("ORU^R01", control=""), PID, seg("PV1", {2: "I"}), OBR, glucose(),
+                        seg("OBX", {1: "2", 2: "NM", 3: "2823-3^Potassium^LN", 5: "4"}))
+    mapped = map_message_full(raw)
+    assert [t for t, _ in mapped.rows] == ["patient", "observation", "observation"]
+    assert all("encounter_id" not in r for _, r in mapped.rows)
+    assert [(t, f, k) for t, f, k, _ in mapped.findings] == [("observation", "encounter_id",
+                                                              FindingKind.BAD_REFERENCE)] * 2
+    assert [(pos, e.reason) for pos, e in mapped.failed] == [(3, Reason.MISSING_FIELD)]
+    assert "PV1-19" in mapped.failed[0][1].detail
+    # A visit that fails its final check (over the size limit) is left out; its rows lose the reference only.
+    raw = build_message(msh("ADT^A01"), PID, seg("PV1", {2: "I", 10: "W" * 70_000, 19: "V1"}),
+                        seg("DG1", {1: "1", 3: "I10^Hypertension^I10"}))
+    mapped = map_message_full(raw)
+    (dg1,) = [r for t, r in mapped.rows if t == "condition"]
+    assert dg1["id"] == "V1-DG1-1" and "encounter_id" not in dg1
+    assert [(t, f, k) for t, f, k, _ in mapped.findings] == [("condition", "encounter_id", FindingKind.BAD_REFERENCE)]
+    assert [(pos, e.reason) for pos, e in mapped.failed] == [(3, Reason.BAD_VALUE)]
 
 
 def test_z_segments_never_fail_a_message() -> None:
@@ -405,23 +534,56 @@ def test_ids_fall_back_to_control_id() -> None:
 # --- properties ----------------------------------------------------------------------------------------
 
 def check_every_message_accounted_for(data: bytes) -> None:
-    """Ingest never raises; each message is quarantined or gives rows, never an internal error."""
-    expected_rows = 0
+    """Ingest never raises; each message is quarantined or gives rows (and perhaps findings and segments
+    quarantined alone), never an internal error."""
+    expected_rows = expected_findings = 0
     failing: set[str] = set()
     for n, raw in split_messages(io.BytesIO(data)):
         try:
-            rows = map_message(raw, "prop")
+            mapped = map_message_full(raw)
         except MappingError as e:
             assert isinstance(e.reason, Reason)
             assert not e.detail.startswith("message could not be read"), e.detail  # the safety net held
             failing.add(f"message {n}")
         else:
-            assert rows
-            expected_rows += len(rows)
+            assert mapped.rows and mapped.rows[0][0] == "patient"  # no row without its patient
+            expected_rows += len(mapped.rows)
+            expected_findings += len(mapped.findings)
+            failing.update(f"message {n}, segment {pos}" for pos, _ in mapped.failed)
+            for _, e in mapped.failed:
+                assert not e.detail.startswith("message could not be read"), e.detail
     sink = MemorySink()
     ingest_hl7_stream(io.BytesIO(data), "prop", sink)
     assert {q.position for q in sink.quarantined} == failing
     assert sum(len(r) for r in sink.rows.values()) == expected_rows
+    assert sum(sink.finding_counts.values()) == expected_findings
+
+
+VALUE_TEXT = st.text(st.sampled_from("0123456789+-.:T /eE-naifx\u0661"), max_size=24)
+
+
+@settings(max_examples=150, deadline=None)
+@given(birth=VALUE_TEXT, start=VALUE_TEXT, result=VALUE_TEXT, when=VALUE_TEXT, sex=st.sampled_from("MFQ1 "))
+def test_optional_values_never_sink_a_message(birth: str, start: str, result: str, when: str, sex: str) -> None:
+    """Whatever an optional date, number or coded value holds, the patient and every row are stored: the
+    value parsed, or left out with a finding naming its field."""
+    raw = build_message(
+        msh("ORU^R01"), seg("PID", {3: "MRN1^^^H^MR", 7: birth, 8: sex}), seg("PV1", {2: "I", 19: "V1", 44: start}),
+        OBR, glucose(f5=result, f14=when))
+    mapped = map_message_full(raw)
+    assert not mapped.failed
+    rows = dict(mapped.rows)
+    assert set(rows) == {"patient", "encounter", "observation"}
+    found = {(t, f) for t, f, _, _ in mapped.findings}
+    for table, name, typ in (("patient", "birth_date", date), ("patient", "sex", str),
+                             ("encounter", "start_time", datetime), ("observation", "effective_time", datetime),
+                             ("observation", "value_num", float)):
+        if (table, name) in found:
+            assert name not in rows[table]
+        elif name in rows[table]:
+            assert isinstance(rows[table][name], typ)
+    if ("observation", "value_num") in found:
+        assert rows["observation"]["value_text"] == result.strip()  # what was sent, kept as text
 
 
 HL7ISH = st.lists(
@@ -470,9 +632,15 @@ def test_mutated_messages_never_raise(which: int, edits: list[tuple[str, int, in
 
 
 def test_details_never_echo_values_from_misaligned_fields() -> None:
-    # A name where the code system belongs, and as the message type: neither may reach the detail.
-    dg1 = seg("DG1", {1: "1", 3: "Doe^Jane^Smith"})
-    e = reason_of(build_message(msh("ADT^A01"), PID, dg1))
-    assert e.reason is Reason.UNKNOWN_CODE_SYSTEM and "Smith" not in e.detail and "DG1-3" in e.detail
+    # A name as the message type, or in a segment that cannot be stored: neither may reach the detail.
     e = reason_of(build_message(msh("DOE^JANE"), PID))
     assert e.reason is Reason.UNSUPPORTED_MESSAGE and "DOE" not in e.detail and "JANE" not in e.detail
+    raw = build_message(msh("ORU^R01", control=""), PID, seg("OBX", {2: "NM", 3: "^^Smith", 5: "Doe"}),
+                        seg("DG1", {1: "1", 3: "Jane^Doe^Smith"}))
+    sink = MemorySink()
+    ingest_hl7_stream(io.BytesIO(raw), "feed.hl7", sink)
+    assert sink.quarantined
+    for q in sink.quarantined:
+        assert not any(secret in q.detail for secret in ("Doe", "Jane", "Smith", "MRN1")), q.detail
+    for f in sink.findings:
+        assert not any(secret in f.position for secret in ("Doe", "Jane", "Smith", "MRN1"))

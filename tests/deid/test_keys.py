@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import stat
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from medspace.deid import keys as K
+from medspace.deid.apply import apply_policy
 from medspace.deid.errors import DeidKeyError
+from medspace.deid.policy import load_policy
+from medspace.store import Store
 
 
 def test_pseudonyms_are_stable_keyed_and_domain_separated() -> None:
@@ -84,7 +90,8 @@ def test_linkage_key_file(tmp_path: Path) -> None:
 def test_bad_keyring_files_give_clear_errors_without_key_material(tmp_path: Path) -> None:
     p = tmp_path / "bad.json"
     p.write_text('{"format": "medspace-keyring/1", "node_keys": [{"version": 1, "key": "c2VjcmV0", "created": "x"}]}')
-    with pytest.raises(DeidKeyError) as e:
+    p.chmod(0o600)
+    with pytest.raises(DeidKeyError, match="node key 0 must be 32 bytes") as e:
         K.load_keyring(p)
     assert "c2VjcmV0" not in str(e.value)
     p.write_text("not json")
@@ -92,3 +99,199 @@ def test_bad_keyring_files_give_clear_errors_without_key_material(tmp_path: Path
         K.load_keyring(p)
     with pytest.raises(DeidKeyError, match="no keyring"):
         K.load_keyring(tmp_path / "missing.json")
+
+
+# --- keyrings bound to their store -------------------------------------------------------------------------------
+
+
+def _store(path: Path) -> Store:
+    return Store(path, create=True)
+
+
+def _keyed_view(st: Store, ring: K.Keyring | None) -> None:
+    """Build the pipl view (pseudonyms under the node key) of a store, as `deid apply` would."""
+    apply_policy(st, load_policy("pipl"), ring, as_of=date(2026, 1, 1), workers=1)
+
+
+def test_a_new_keyring_is_bound_to_its_store_and_recorded_there(tmp_path: Path) -> None:
+    with _store(tmp_path / "a.duckdb") as st:
+        path = K.keyring_path(st.path)
+        notes: list[str] = []
+        ring = K.node_keyring(st, path, create=True, say=notes.append)
+        assert ring.store_id == st.store_id and notes == [f"created keyring {path} for this store"]
+        rec = K.store_record(st)
+        assert rec.fingerprint == ring.fingerprint and rec.version == 1 and rec.path == str(path.resolve())
+        meta = " ".join(v for (v,) in st.con.execute("SELECT value FROM _medspace_meta").fetchall())
+        assert ring.active.key.hex() not in meta and K.fingerprint(ring.active.key) not in meta
+        again = K.node_keyring(st, path)
+        assert again.active.key == ring.active.key
+    doc = json.loads(path.read_text())
+    assert doc["store_id"] == ring.store_id and doc["keyring_id"] == ring.keyring_id
+
+
+def test_a_keyring_is_refused_for_another_store_until_bound_on_purpose(tmp_path: Path) -> None:
+    with _store(tmp_path / "a.duckdb") as a:
+        ring = K.node_keyring(a, K.keyring_path(a.path), create=True)
+        _keyed_view(a, ring)
+        before = a.con.sql("SELECT id FROM deid_pipl.patient").fetchall()
+    moved = tmp_path / "b.duckdb.keys.json"
+    shutil.copy2(K.keyring_path(tmp_path / "a.duckdb"), moved)
+    with _store(tmp_path / "b.duckdb") as b:
+        with pytest.raises(DeidKeyError) as e:
+            K.node_keyring(b, moved, create=True)
+        msg = str(e.value)
+        assert "belongs to another store" in msg and "\n" not in msg
+        assert f"medspace deid keys bind --store {b.path}" in msg
+        bound = K.bind_keyring(b, moved)
+        assert bound.store_id == b.store_id and bound.active.key == ring.active.key
+        assert K.node_keyring(b, moved).fingerprint == ring.fingerprint
+        _keyed_view(b, bound)
+        assert b.con.sql("SELECT id FROM deid_pipl.patient").fetchall() == before
+
+
+def test_an_old_keyring_is_bound_on_first_use_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "a.duckdb.keys.json"
+    legacy = K.load_keyring(path, create=True)
+    doc = json.loads(path.read_text())
+    del doc["keyring_id"], doc["store_id"]  # a keyring written before keyrings were bound
+    path.write_text(json.dumps(doc))
+    with _store(tmp_path / "a.duckdb") as st:
+        notes: list[str] = []
+        ring = K.node_keyring(st, path, say=notes.append)
+        assert ring.active.key == legacy.active.key and ring.store_id == st.store_id
+        assert len(notes) == 1 and "had no store identity: bound it to this store" in notes[0]
+        assert K.store_record(st).fingerprint == ring.fingerprint
+        K.node_keyring(st, path, say=notes.append)
+        assert len(notes) == 1  # bound once
+    assert json.loads(path.read_text())["store_id"] == ring.store_id
+
+
+def test_an_old_keyring_is_refused_where_the_store_used_another(tmp_path: Path) -> None:
+    with _store(tmp_path / "a.duckdb") as st:
+        K.node_keyring(st, K.keyring_path(st.path), create=True)
+        other = tmp_path / "old.keys.json"
+        K.load_keyring(other, create=True)
+        doc = json.loads(other.read_text())
+        del doc["keyring_id"], doc["store_id"]
+        other.write_text(json.dumps(doc))
+        with pytest.raises(DeidKeyError, match="no store identity and this store was last used with another"):
+            K.node_keyring(st, other)
+        assert json.loads(other.read_text()).get("store_id") is None  # not bound by a refused use
+
+
+def test_a_store_copied_without_its_keyring_gets_no_new_key(tmp_path: Path) -> None:
+    with _store(tmp_path / "a.duckdb") as st:
+        _keyed_view(st, K.node_keyring(st, K.keyring_path(st.path), create=True))
+    copy = tmp_path / "moved" / "a.duckdb"
+    copy.parent.mkdir()
+    shutil.copy2(tmp_path / "a.duckdb", copy)
+    with Store(copy) as st:
+        for create in (True, False):
+            with pytest.raises(DeidKeyError) as e:
+                K.node_keyring(st, K.keyring_path(copy), create=create)
+            msg = str(e.value)
+            assert msg.startswith(f"keyring missing at {K.keyring_path(copy)}")
+            assert f"(last used: {K.keyring_path(tmp_path / 'a.duckdb').resolve()})" in msg
+            assert f"medspace deid keys init --store {copy} --force" in msg
+        assert not K.keyring_path(copy).exists()
+        with pytest.raises(DeidKeyError, match="--force"):
+            K.init_keyring(st, K.keyring_path(copy))
+        ring, kept = K.init_keyring(st, K.keyring_path(copy), force=True)  # new pseudonyms, on purpose
+        assert kept is None and K.store_record(st).fingerprint == ring.fingerprint
+        assert K.node_keyring(st, K.keyring_path(copy)).active.key == ring.active.key
+
+
+def test_views_without_a_record_count_as_keyed_but_keyless_views_do_not(tmp_path: Path) -> None:
+    with _store(tmp_path / "old.duckdb") as st:
+        st.con.execute("CREATE SCHEMA deid_research")  # a view from before stores recorded their keyring
+        assert K.store_record(st).used
+        with pytest.raises(DeidKeyError, match="keyring missing"):
+            K.node_keyring(st, tmp_path / "k.json", create=True)
+    with _store(tmp_path / "sh.duckdb") as st:
+        apply_policy(st, load_policy("safe-harbor"), None, as_of=date(2026, 1, 1), workers=1)
+        assert not K.store_record(st).used  # random surrogates and years: no key was involved
+        assert K.node_keyring(st, tmp_path / "sh.keys.json", create=True).store_id == st.store_id
+
+
+def test_another_keyring_of_the_same_store_or_an_older_copy_is_refused(tmp_path: Path) -> None:
+    with _store(tmp_path / "a.duckdb") as st:
+        path = K.keyring_path(st.path)
+        ring = K.node_keyring(st, path, create=True)
+        old_copy = tmp_path / "backup.keys.json"
+        shutil.copy2(path, old_copy)
+        ring.rotate()
+        ring.save()
+        K.record_keyring(st, ring)
+        with pytest.raises(DeidKeyError, match="version 1 but this store was last used with version 2"):
+            K.node_keyring(st, old_copy)
+        ring.linkage = K.new_key()
+        ring.save()
+        new, kept = K.init_keyring(st, path, force=True)
+        assert kept is not None and kept.name.startswith(path.name + ".replaced-")
+        assert stat.S_IMODE(os.stat(kept).st_mode) == 0o600
+        assert new.linkage == ring.linkage and new.active.key != ring.active.key  # the space's key is kept
+        with pytest.raises(DeidKeyError, match="not the one this store was last used with"):
+            K.node_keyring(st, kept)
+        assert K.node_keyring(st, path).active.version == 1  # versions start again with the new keyring
+
+
+def test_keys_init_refuses_an_existing_keyring_without_force(tmp_path: Path) -> None:
+    with _store(tmp_path / "a.duckdb") as st:
+        path = K.keyring_path(st.path)
+        ring, _ = K.init_keyring(st, path)
+        with pytest.raises(DeidKeyError, match=r"a keyring exists at .*--force"):
+            K.init_keyring(st, path)
+        assert K.load_keyring(path).active.key == ring.active.key
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620, 0o601])
+def test_keyrings_readable_by_group_or_others_are_refused(tmp_path: Path, mode: int) -> None:
+    with _store(tmp_path / "a.duckdb") as st:
+        path = K.keyring_path(st.path)
+        K.node_keyring(st, path, create=True)
+        os.chmod(path, mode)
+        with pytest.raises(DeidKeyError) as e:
+            K.node_keyring(st, path)
+        assert str(e.value) == f"keyring {path} is accessible by group or others; run `chmod 600 {path}`"
+        os.chmod(path, 0o600)
+        K.node_keyring(st, path)
+
+
+def test_linkage_key_files_readable_by_others_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "space.linkage.json"
+    K.write_linkage_key(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    os.chmod(path, 0o644)
+    with pytest.raises(DeidKeyError, match=f"linkage key file {path} is accessible by group or others"):
+        K.read_linkage_key(path)
+
+
+def test_saving_over_a_stale_loose_temporary_file_stays_private(tmp_path: Path) -> None:
+    path = tmp_path / "k.json"
+    stale = tmp_path / "k.json.tmp"
+    stale.write_text("left over")
+    os.chmod(stale, 0o644)
+    K.load_keyring(path, create=True)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_a_keyring_that_cannot_be_written_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DeidKeyError, match=r"^cannot write .*file/k\.json: "):
+        K.load_keyring(tmp_path / "file" / "k.json", create=True)
+
+
+def test_forced_inits_keep_every_replaced_keyring_and_name_an_explicit_keys_file(tmp_path: Path) -> None:
+    with _store(tmp_path / "a.duckdb") as st:
+        path = tmp_path / "elsewhere" / "my keys.json"
+        first, _ = K.init_keyring(st, path)
+        second, kept1 = K.init_keyring(st, path, force=True)
+        third, kept2 = K.init_keyring(st, path, force=True)
+        assert K.load_keyring(path).active.key == third.active.key
+        assert kept1 is not None and kept2 is not None and kept1 != kept2
+        assert K.load_keyring(kept1).active.key == first.active.key
+        assert K.load_keyring(kept2).active.key == second.active.key
+        path.unlink()
+        with pytest.raises(DeidKeyError) as e:
+            K.node_keyring(st, path, create=True)
+        assert f"medspace deid keys init --store {st.path} --keys '{path}' --force" in str(e.value)

@@ -106,3 +106,45 @@ def test_the_readme_example_policy_is_valid() -> None:
     example = next(b for b in blocks if "[anonymity]" in b)
     p = parse_policy(example, "README.md")
     assert p.name == "mine" and p.anonymity is not None and p.anonymity.k == 5
+
+
+@pytest.mark.parametrize(("name", "builtin"), [
+    ("safe-harbor", "safe-harbor"), ("pipl", "pipl"), ("research", "research"), ("Safe-Harbor", "safe-harbor"),
+    ("safe_harbor", "safe-harbor"), ("SAFE HARBOR", "safe-harbor"), ("PIPL", "pipl"), (" Research", "research"),
+])
+def test_a_policy_file_cannot_take_a_built_in_name(tmp_path: Path, name: str, builtin: str) -> None:
+    # Its view would be the built-in's schema (deid_safe_harbor) and replace it, with other rules.
+    text = load_policy(builtin).text
+    head = next(ln for ln in text.splitlines() if ln.startswith("name = "))
+    line = text.splitlines().index(head) + 1
+    path = tmp_path / "mine.toml"
+    path.write_text(text.replace(head, f'name = "{name}"'))
+    with pytest.raises(PolicyError) as e:
+        load_policy(path)
+    assert str(e.value).startswith(f"{path}:{line}: policy.name: {name!r} is the name of the built-in policy "
+                                   f"{builtin} (reserved: safe-harbor, pipl, research)")
+    with pytest.raises(PolicyError, match="reserved"):
+        parse_policy(path.read_text(), str(path), custom=True)
+
+
+def test_built_in_texts_keep_their_names() -> None:
+    for name in BUILTIN:
+        assert load_policy(name).name == name
+        # the text stored with a view is re-parsed when the node key is rotated
+        assert parse_policy(load_policy(name).text, f"<stored {name}>").name == name
+    assert load_policy(Path("research")).name == "research"
+
+
+def test_a_name_unlike_the_built_ins_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(GOOD.replace('name = "mine"', 'name = "safe-harbor-2"'))
+    assert load_policy(path).name == "safe-harbor-2"
+
+
+def test_which_policies_need_the_node_keys() -> None:
+    assert not load_policy("safe-harbor").uses_keys  # random surrogates and years
+    assert load_policy("pipl").uses_keys and load_policy("research").uses_keys
+    assert not parse_policy(GOOD).uses_keys
+    assert parse_policy(GOOD + '"*.patient_id" = "pseudonym"\n').uses_keys
+    assert parse_policy(GOOD.replace("[rules]", '[rules]\n"patient.linkage_id" = "linkage"')).uses_keys
+    assert parse_policy(GOOD.replace('[defaults]', '[defaults]\ndate = "shift"')).uses_keys

@@ -6,7 +6,17 @@ import pytest
 
 from medspace.connect import Quarantined, Reason, complete
 from medspace.model import TABLES
-from medspace.store import SCHEMA_VERSION, SchemaVersionError, Store, StoreError, StoreOpenError, node_stats
+from medspace.store import (
+    SCHEMA_VERSION,
+    SchemaVersionError,
+    Store,
+    StoreError,
+    StoreOpenError,
+    data_quality,
+    deid_views,
+    node_stats,
+    quarantined,
+)
 
 
 def _patient(pid: str, family: str = "Wang", born: date = date(1980, 1, 2)) -> dict:
@@ -105,6 +115,58 @@ def test_stats_counts_levels_and_quarantine(tmp_path: Path) -> None:
     assert s["rows_by_level"]["L1"] == 1
     assert s["quarantine"] == {"total": 1, "by_reason": {"parse_error": 1}, "by_connector": {"hl7v2": 1}}
     assert s["batches"] == 1
+
+
+def test_quarantined_lists_failures_without_their_bytes(tmp_path: Path) -> None:
+    with Store(tmp_path / "n.duckdb") as st:
+        with st.batch("a") as b:
+            for n in (10, 2, 1):  # positions order by their number, not as text
+                b.quarantine(Quarantined("hl7v2", "in/lab.hl7", f"message {n}", Reason.PARSE_ERROR, "no MSH",
+                                         b"PID|Wang Wei|secret"))
+            b.quarantine(Quarantined("csv", "pat.csv", "row 3", Reason.BAD_DATE, "birth_date", b"Wang,1980-02-31"))
+        with st.batch("b") as b:
+            b.quarantine(Quarantined("csv", "pat.csv", "row 4", Reason.BAD_DATE, "birth_date", b"Li,1980-02-30"))
+        everything = quarantined(st)
+        assert everything["total"] == 5
+        assert [(q["file"], q["position"], q["batch"]) for q in everything["items"]] == [
+            ("in/lab.hl7", "message 1", 1), ("in/lab.hl7", "message 2", 1), ("in/lab.hl7", "message 10", 1),
+            ("pat.csv", "row 3", 1), ("pat.csv", "row 4", 2)]
+        assert set(everything["items"][0]) == {"file", "position", "reason", "detail", "connector", "batch",
+                                               "received_at"}
+        assert "Wang" not in repr(everything) and "secret" not in repr(everything)
+        dates = quarantined(st, reason="bad_date", limit=1)
+        assert dates["total"] == 2 and [q["position"] for q in dates["items"]] == ["row 3"]
+        assert quarantined(st, source="lab")["total"] == 3
+        assert quarantined(st, source="lab", reason="bad_date") == {"total": 0, "items": []}
+
+
+def test_findings_of_a_reingested_file_count_once(tmp_path: Path) -> None:
+    from medspace.connect import Finding, FindingKind
+
+    def finding(source: str) -> Finding:
+        return Finding("csv", source, "row 2", "patient", "birth_date", FindingKind.BAD_DATE)
+
+    with Store(tmp_path / "n.duckdb") as st:
+        for source in ("a.csv", "a.csv", "b.csv"):  # the same file twice, then another
+            with st.batch(source) as b:
+                b.add("patient", _patient("p1"))
+                b.finding(finding(source), n=2)
+        (f,) = data_quality(st)
+        assert (f["count"], f["example"], f["batches"]) == (4, {"source": "a.csv", "position": "row 2"}, [1, 3])
+        assert node_stats(st)["data_quality"] == {"total": 4, "by_field_and_kind": {"patient.birth_date:bad_date": 4}}
+
+
+def test_deid_views_lists_schemas_with_their_policy_and_rows(tmp_path: Path) -> None:
+    with Store(tmp_path / "n.duckdb") as st:
+        assert deid_views(st) == []
+        with st.batch("a") as b:
+            b.add("patient", _patient("p1"))
+        # A view built outside apply (no record of it) is still listed, its policy unknown.
+        st.con.execute("CREATE SCHEMA deid_handmade")
+        st.con.execute("CREATE TABLE deid_handmade.patient AS SELECT id FROM patient")
+        (view,) = deid_views(st)
+        assert view == {"view": "deid_handmade", "policy": None, "tables": {"patient": 1}, "rows": 1,
+                        "built_at": None, "node_key_version": None, "policy_sha256": None}
 
 
 def test_read_only_store_refuses_batches(tmp_path: Path) -> None:

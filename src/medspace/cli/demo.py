@@ -3,13 +3,19 @@
 Until the hub exists the demo stops at the nodes: generate each hospital's sources, ingest them into
 that hospital's own DuckDB store (hospitals in parallel processes), then show what every node holds
 and check it against the generator's ground truth.
+
+The working directory is the demo's own: it must be new or empty, and gets a marker file; a later demo may
+clean a directory with that marker, and refuses any other non-empty one. A failed run leaves nothing it made.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +23,18 @@ from rich.console import Console
 from rich.table import Table
 
 from medspace.cli import render
+from medspace.cli.common import InputError, writing
 from medspace.synth.generate import HospitalResult, Manifest, generate_hospital, write_manifest
 from medspace.synth.study import STUDY_BANDS
+
+MARKER = ".medspace-demo"
+_MARKER_TEXT = "Made by `medspace demo`: a later `medspace demo --dir` may delete its sources/ and nodes/.\n"
 
 
 def generate_all(out: Path, hospitals: int, patients: int, seed: int, console: Console, jobs: int = 2) -> Manifest:
     """Generate every hospital (in parallel processes) and write the manifest and ground truth."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     results: list[HospitalResult] = []
     with render.progress(console) as bar, ProcessPoolExecutor(max_workers=jobs) as pool:
@@ -77,14 +89,46 @@ def _bands(by_age: list[tuple[int, int, int]]) -> dict[str, tuple[int, int]]:
     return out
 
 
+def _was_demo(workdir: Path, entries: set[str]) -> bool:
+    """A directory an older medspace demo made, before the marker: sources/ (with its manifest) and nodes/ only."""
+    return bool(entries) and entries <= {"sources", "nodes"} and (workdir / "sources" / "manifest.json").is_file()
+
+
+@contextmanager
+def demo_dir(workdir: Path) -> Iterator[None]:
+    """Claim `workdir` for the demo (new, empty, or marked as the demo's) and clean it of a previous run; if the
+    block fails, remove what this run made: the whole directory if it created it, else sources/ and nodes/."""
+    if os.path.lexists(workdir) and not workdir.is_dir():
+        raise InputError(f"{workdir} is not a directory")
+    if workdir.is_dir():
+        try:
+            entries = set(os.listdir(workdir))
+        except OSError as e:
+            raise InputError(f"cannot read {workdir}: {(e.strerror or type(e).__name__).lower()}") from None
+        if entries and MARKER not in entries and not _was_demo(workdir, entries):
+            raise InputError(f"{workdir} is not empty and was not made by `medspace demo`; "
+                             "give --dir a new or empty directory")
+    parts = [workdir / "sources", workdir / "nodes"]
+    with writing(workdir, workdir / MARKER, verb="use"):
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / MARKER).write_text(_MARKER_TEXT, encoding="utf-8")
+        for d in parts:  # a demo starts from nothing; both are re-created by the run
+            shutil.rmtree(d, ignore_errors=True)
+        with writing(*parts, verb="use"):
+            yield
+
+
 def run_demo(workdir: Path, hospitals: int, patients: int, seed: int, jobs: int, console: Console) -> None:
     """The whole demo: generate, ingest, summarise, check against the ground truth."""
+    with demo_dir(workdir):
+        _run_demo(workdir, hospitals, patients, seed, jobs, console)
+
+
+def _run_demo(workdir: Path, hospitals: int, patients: int, seed: int, jobs: int, console: Console) -> None:
     import orjson
 
     t_start = time.perf_counter()
     src_root, node_root = workdir / "sources", workdir / "nodes"
-    for d in (src_root, node_root):  # a demo starts from nothing; both are re-created below
-        shutil.rmtree(d, ignore_errors=True)
     node_root.mkdir(parents=True)
     console.print(f"[b]medspace demo[/b]: {hospitals} synthetic hospitals x {patients:,} patients (seed {seed})")
     manifest = generate_all(src_root, hospitals, patients, seed, console, jobs)

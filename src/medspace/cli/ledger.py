@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from medspace.cli.common import JsonOpt, clear_errors, console
+from medspace.cli.common import Finding, InputError, JsonOpt, clear_errors, console, writing
 
 ledger_app = typer.Typer(help="The audit log: append, publish witnessed checkpoints, serve proofs.",
                          no_args_is_help=True)
@@ -19,6 +19,15 @@ audit_app = typer.Typer(help="Verify the audit log offline: proof bundles and fu
 
 DirOpt = Annotated[Path, typer.Option("--dir", "-d", help="The log's directory (log.json, keys, checkpoints).")]
 DEFAULT_DIR = Path("medspace-log")
+PortOpt = Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free port, printed).")]
+
+
+def _sqlite_files(store: str) -> list[Path]:
+    """The files a SQLite log store occupies (none for PostgreSQL)."""
+    if store.startswith(("postgresql:", "postgres:")):
+        return []
+    path = Path(store.removeprefix("sqlite:///"))
+    return [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
 
 
 @ledger_app.command("init")
@@ -29,10 +38,21 @@ def ledger_init(
     store: Annotated[str | None, typer.Option(help="Where entries live: a SQLite path (default "
                                                    "DIR/log.sqlite) or postgresql://...")] = None,
 ) -> None:
-    """Create a log: a fresh Ed25519 signing key and a config."""
-    from medspace.ledger.log import init_log
+    """Create a log: a fresh Ed25519 signing key and a config; its store is opened once to prove it usable."""
+    from medspace.ledger.errors import StorageError
+    from medspace.ledger.log import CONFIG, init_log
+    from medspace.ledger.store import open_store
 
-    cfg = init_log(directory, origin, store=store)
+    made = [directory, directory / "log.key", directory / "log.vkey", directory / CONFIG]
+    files = _sqlite_files(store or str(directory / "log.sqlite"))
+    with writing(*made, *files):
+        cfg = init_log(directory, origin, store=store)
+        try:  # a store that cannot be created fails now, and the log is not left half-made
+            with open_store(cfg.store):
+                pass
+        except StorageError as e:
+            where = files[0] if files else "the PostgreSQL store"  # a URL may hold a password: not printed
+            raise InputError(f"cannot create the log's store {where}: {e}") from None
     console.print(f"log {cfg.origin} created in {directory}; public key: {(directory / 'log.vkey').read_text()}")
 
 
@@ -53,7 +73,8 @@ def ledger_add_witness(
     cfg.witnesses = [w for w in cfg.witnesses if w.vkey != key] + [WitnessConfig(url, key)]
     if quorum is not None:
         cfg.quorum = quorum
-    (directory / CONFIG).write_text(cfg.to_json())
+    with writing(directory / CONFIG):
+        (directory / CONFIG).write_text(cfg.to_json())
     console.print(f"{len(cfg.witnesses)} witness(es), quorum {cfg.quorum}")
 
 
@@ -110,7 +131,7 @@ def ledger_status(directory: DirOpt = DEFAULT_DIR) -> None:
 def ledger_serve(
     directory: DirOpt = DEFAULT_DIR,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (0: any free port, printed).")] = 7390,
+    port: PortOpt = 7390,
 ) -> None:
     """Serve the log's HTTP API: checkpoints, entries, inclusion and consistency proofs, bundles."""
     from medspace.ledger.api import serve
@@ -129,8 +150,9 @@ def witness_keygen(
     """Create a witness's cosignature key pair."""
     from medspace.ledger.checkpoint import generate_key_files
 
-    out.mkdir(parents=True, exist_ok=True)
-    vkey = generate_key_files(name, out / "witness.key", out / "witness.vkey", cosigner=True)
+    with writing(out, out / "witness.key", out / "witness.vkey"):
+        out.mkdir(parents=True, exist_ok=True)
+        vkey = generate_key_files(name, out / "witness.key", out / "witness.vkey", cosigner=True)
     console.print(f"witness key written to {out / 'witness.key'}; public key: {vkey}", highlight=False)
 
 
@@ -141,7 +163,7 @@ def witness_serve(
     key: Annotated[Path, typer.Option(help="The witness's private key file (0600).")],
     log_key: Annotated[list[str], typer.Option(help="Public key (vkey or file) of a log to witness; repeatable.")],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (0: any free port, printed).")] = 7380,
+    port: PortOpt = 7380,
 ) -> None:
     """Run a witness (C2SP tlog-witness: POST /add-checkpoint) with its own key and store."""
     from medspace.ledger.witness import serve
@@ -166,7 +188,8 @@ def audit_export(
     if out is None:
         typer.echo(text)
     else:
-        out.write_text(text)
+        with writing(out):
+            out.write_text(text)
         console.print(f"wrote {out}")
 
 
@@ -181,7 +204,12 @@ def audit_keys(
     from medspace.ledger.log import read_config
 
     cfg = read_config(directory)
-    write_keys(out, (directory / "log.vkey").read_text().strip(), [w.vkey for w in cfg.witnesses], cfg.quorum)
+    try:
+        vkey = (directory / "log.vkey").read_text().strip()
+    except OSError as e:
+        raise InputError(f"the log's public key cannot be read: {e.strerror or type(e).__name__}") from None
+    with writing(out):
+        write_keys(out, vkey, [w.vkey for w in cfg.witnesses], cfg.quorum)
     console.print(f"wrote {out}")
 
 
@@ -192,15 +220,23 @@ def audit_verify(
     keys: Annotated[Path, typer.Option(help="Keys file: the log's key, witnesses' keys, quorum.")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Check a proof bundle with no network: log signature, witness quorum, inclusion of the entry."""
+    """Check a proof bundle with no network: log signature, witness quorum, inclusion of the entry.
+
+    Exit status 1 if the bundle does not verify; 2 if it or the keys file cannot be read."""
     from medspace.ledger.bundle import read_keys, verify_bundle
-    from medspace.ledger.errors import ProofError
+    from medspace.ledger.errors import LedgerError, ProofError
 
     try:
         doc = json.loads(bundle.read_text())
     except (OSError, ValueError):
         raise ProofError(f"{bundle} is not a readable JSON bundle") from None
-    v = verify_bundle(doc, read_keys(keys))
+    trusted = read_keys(keys)
+    try:
+        v = verify_bundle(doc, trusted)
+    except LedgerError as failed:
+        if as_json:
+            console.print_json(json.dumps({"verified": False, "error": str(failed)}))
+        raise Finding(f"not verified: {failed}") from None
     result = {"verified": True, "index": v.index, "checkpoint_size": v.checkpoint.size,
               "origin": v.checkpoint.origin, "event": v.event.to_dict()}
     if as_json:
@@ -215,12 +251,20 @@ def audit_verify(
 @audit_app.command("check")
 @clear_errors
 def audit_check(directory: DirOpt = DEFAULT_DIR, as_json: JsonOpt = False) -> None:
-    """Re-derive the whole log from its entries; any edited, deleted, reordered or truncated entry is found."""
+    """Re-derive the whole log from its entries; any edited, deleted, reordered or truncated entry is found.
+
+    Exit status 1 if the log does not re-derive; 2 if it cannot be opened."""
     from medspace.ledger.check import check
+    from medspace.ledger.errors import TamperError
     from medspace.ledger.log import AuditLog
 
     with AuditLog(directory, readonly=True) as log:
-        report = check(log.store, log.checkpoints())
+        try:
+            report = check(log.store, log.checkpoints())
+        except TamperError as e:
+            if as_json:
+                console.print_json(json.dumps({"ok": False, "error": str(e)}))
+            raise Finding(f"check failed: {e}") from None
     data = {"ok": True, "size": report.size, "root": report.root.hex(), "entries": report.entries}
     if as_json:
         console.print_json(json.dumps(data))

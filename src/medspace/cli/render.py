@@ -6,8 +6,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+IGNORED_SHOWN = 10  # ignored files named in an ingest's text report (--json lists them all)
+QUALITY_SHOWN = 10  # data-quality rows in `node stats` (`node quality` lists them all)
 
 
 @contextmanager
@@ -35,9 +39,34 @@ def ingest_report(console: Console, report: dict[str, Any]) -> None:
         console.print("quarantined: none")
     if report["skipped"]:
         console.print("skipped (outside the model): " + ", ".join(f"{k} {v:,}" for k, v in report["skipped"].items()))
+    findings = report.get("findings") or []
+    if findings:
+        console.print(findings_table(f"data-quality findings: {sum(f['count'] for f in findings):,} "
+                                     "(values kept, flagged)", findings))
     files = report.get("files")
     if files:
         console.print(f"files: {files['ingested']} ingested, {files['ignored']} not recognised as sources")
+        ignored = files.get("ignored_paths") or []
+        for path in ignored[:IGNORED_SHOWN]:
+            console.print(f"  not a source: {escape(path)}", highlight=False)
+        if len(ignored) > IGNORED_SHOWN:
+            console.print(f"  ... and {len(ignored) - IGNORED_SHOWN:,} more (--json lists them all)")
+
+
+def findings_table(title: str, findings: list[dict[str, Any]], *, batches: bool = False) -> Table:
+    """Data-quality findings: field, kind, count and the first place each was seen (never a value)."""
+    t = Table(title=title, title_justify="left")
+    for col in ("field", "kind", "count", "connector", "first seen", *(("batches",) if batches else ())):
+        t.add_column(col, justify="right" if col == "count" else "left")
+    for f in findings:
+        ex = f["example"]
+        cells = [f"{f['table']}.{f['field']}", f["kind"], f"{f['count']:,}", f["connector"],
+                 escape(f"{ex['source']}, {ex['position']}")]
+        if batches:
+            b0, b1 = f["batches"]
+            cells.append(str(b0) if b0 == b1 else f"{b0}-{b1}")
+        t.add_row(*cells)
+    return t
 
 
 def node_stats(console: Console, data: dict[str, Any]) -> None:
@@ -57,6 +86,69 @@ def node_stats(console: Console, data: dict[str, Any]) -> None:
         console.print(_counts(f"quarantine: {q['total']:,}", q["by_reason"]))
     else:
         console.print("quarantine: empty")
+    dq = data.get("data_quality") or {"total": 0, "by_field_and_kind": {}}
+    if dq["total"]:
+        items = list(dq["by_field_and_kind"].items())
+        t = Table(title=f"data-quality findings: {dq['total']:,}", title_justify="left")
+        for col in ("field", "kind", "count"):
+            t.add_column(col, justify="right" if col == "count" else "left")
+        for key, n in items[:QUALITY_SHOWN]:
+            field, _, kind = key.rpartition(":")
+            t.add_row(field, kind, f"{n:,}")
+        if len(items) > QUALITY_SHOWN:
+            t.add_row(f"... {len(items) - QUALITY_SHOWN} more", "", "")
+        console.print(t)
+    else:
+        console.print("data-quality findings: none")
+    if q["total"] or dq["total"]:
+        console.print("each listed with file and position: medspace node quarantine, medspace node quality")
+    snap = data.get("snapshot")
+    if snap:
+        console.print(f"note: store in use by {escape(snap['in_use_by'])}: figures as of batch {snap['batch']} "
+                      f"(snapshot written {snap['written_at'].replace('T', ' ')})", highlight=False)
+
+
+def quarantine_list(console: Console, data: dict[str, Any], limit: int | None) -> None:
+    """What was quarantined, one row per failure: file, position, reason, detail (never a value)."""
+    items = data["items"]
+    if not data["total"]:
+        console.print("quarantine: nothing" + (" matches" if data.get("filtered") else " quarantined"))
+        return
+    shown = f"{len(items):,} of {data['total']:,}" if len(items) < data["total"] else f"{data['total']:,}"
+    t = Table(title=f"quarantine: {shown}", title_justify="left")
+    for col in ("batch", "file", "position", "reason", "detail", "when"):
+        t.add_column(col, justify="right" if col == "batch" else "left")
+    for q in items:
+        t.add_row(str(q["batch"]), escape(q["file"]), escape(q["position"]), q["reason"], escape(q["detail"]),
+                  q["received_at"].replace("T", " "))
+    console.print(t)
+    if len(items) < data["total"]:
+        console.print(f"{data['total'] - len(items):,} more: raise --limit (0 lists all) or filter with --reason, "
+                      "--source")
+
+
+def quality_list(console: Console, findings: list[dict[str, Any]]) -> None:
+    """The store's data-quality findings, summed over batches."""
+    if not findings:
+        console.print("data-quality findings: none")
+        return
+    console.print(findings_table(f"data-quality findings: {sum(f['count'] for f in findings):,} "
+                                 "(values kept, flagged)", findings, batches=True))
+
+
+def deid_views(console: Console, store: str, views: list[dict[str, Any]]) -> None:
+    """The de-identified views of a store."""
+    if not views:
+        console.print(f"{escape(store)}: no de-identified views (medspace deid apply builds one)")
+        return
+    t = Table(title=f"de-identified views in {escape(store)}", title_justify="left")
+    for col in ("view", "policy", "tables", "rows", "built", "node key"):
+        t.add_column(col, justify="right" if col in ("tables", "rows", "node key") else "left")
+    for v in views:
+        t.add_row(v["view"], v["policy"] or "-", str(len(v["tables"])), f"{v['rows']:,}",
+                  (v["built_at"] or "-").replace("T", " "),
+                  "-" if v["node_key_version"] is None else str(v["node_key_version"]))
+    console.print(t)
 
 
 def _counts(title: str, by_reason: dict[str, int], what: str = "reason") -> Table:

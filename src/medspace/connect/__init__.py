@@ -9,7 +9,6 @@ from medspace.connect.base import (
     Sink,
     complete,
     local_system,
-    pick_coding,
     pick_concept,
     set_limits,
 )
@@ -37,7 +36,6 @@ __all__ = [
     "SourceError",
     "complete",
     "local_system",
-    "pick_coding",
     "pick_concept",
     "set_limits",
 ]

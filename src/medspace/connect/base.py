@@ -107,43 +107,6 @@ class MemorySink:
 _canonical_system = lru_cache(maxsize=4096)(canonical_system)
 
 
-def pick_coding(
-    table: str, codings: Iterable[tuple[str | None, str | None, str | None]]
-) -> tuple[str, str, str | None]:
-    """From (system, code, display) candidates, the first in a code system the table accepts,
-    canonicalised and checked. Raises MappingError naming what was wrong."""
-    accepted = TABLES[table].code_systems
-    unaccepted = 0
-    best: tuple[int, str, str, str | None] | None = None
-    invalid: str | None = None
-    for raw_system, code, display in codings:
-        system = _canonical_system(raw_system)
-        if system is None or system not in accepted:
-            unaccepted += 1
-            continue
-        if not code or not isinstance(code, str):
-            invalid = f"{system} coding without a code"
-            continue
-        code = normalise_code(system, code)
-        if not code_valid(system, code):
-            invalid = f"code is not a valid {system} code"
-            continue
-        rank = accepted.index(system)
-        if best is None or rank < best[0]:
-            best = (rank, system, code, display)
-    if best is not None:
-        return best[1], best[2], best[3]
-    if invalid is not None:
-        raise MappingError(Reason.INVALID_CODE, invalid)
-    if not unaccepted:
-        raise MappingError(Reason.MISSING_FIELD, f"{table} has no coding")
-    # The systems as sent are not echoed: in a misaligned field they can be a patient's data.
-    raise MappingError(
-        Reason.UNKNOWN_CODE_SYSTEM,
-        f"{table}: {unaccepted} coding(s), none in an accepted system ({', '.join(accepted)})",
-    )
-
-
 class Concept(NamedTuple):
     """A coded concept as a node stores it: the code as chosen, its status, and what was not standard."""
 

@@ -17,7 +17,7 @@ class Reason(StrEnum):
     INVALID_CODE = "invalid_code"  # a code that fails its system's format or check digit
     BAD_REFERENCE = "bad_reference"  # a reference to a patient/encounter that cannot be resolved
     UNSUPPORTED_MESSAGE = "unsupported_message"  # an HL7 v2 message type/event the node does not map
-    INVALID_RESOURCE = "invalid_resource"  # strict mode: fails the FHIR R4B resource model
+    INVALID_RESOURCE = "invalid_resource"  # not an R4 resource type; strict mode: fails the R4B resource model
     BAD_SEGMENT = "bad_segment"  # an HL7 v2 segment that cannot be read
 
 

@@ -4,6 +4,16 @@ Every input unit (a bundle entry, an NDJSON line, a lone resource) ends as rows,
 resource type the model does not hold) or in quarantine with a reason. Mapping reads the JSON
 directly, checking types as it goes; the pydantic R4B models are only used in strict mode, because
 they cost two orders of magnitude more time per resource.
+
+What is kept and what is quarantined (the node keeps what senders send):
+- quarantined: a unit that does not parse, whose structure is wrong (an object where an array or a
+  string belongs, and the like), whose resourceType is not an R4 type, that cannot be tied to a patient,
+  or that lacks what the model requires (a coded concept with neither a code nor a text, a note without
+  readable text, an identity), or a value longer than the string limits;
+- stored with a data-quality finding: a coded concept in a local or unknown system, with a code failing
+  its check, or as text only (see `pick_concept`); a malformed or impossible date or time, a malformed
+  number, a gender outside the FHIR value set, an optional reference (encounter) that cannot be resolved:
+  those fields are stored as null.
 """
 
 from __future__ import annotations
@@ -13,18 +23,22 @@ import binascii
 import codecs
 import gzip
 import hashlib
+import importlib.util
+import json
+import math
+import os
 import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from datetime import date, datetime
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import IO, Any, cast
 
 import orjson
 
-from medspace.connect.base import Quarantined, Sink, complete, pick_coding
-from medspace.connect.errors import MappingError, Reason, SourceError
+from medspace.connect.base import Concept, Finding, Quarantined, Sink, complete, pick_concept
+from medspace.connect.errors import FindingKind, MappingError, Reason, SourceError
 from medspace.model import canonical_system
 from medspace.model.errors import ValueFormatError
 from medspace.model.extensions import TREATMENT_RESPONSE
@@ -44,6 +58,8 @@ CONNECTOR = "fhir"
 Json = dict[str, Any]
 Row = dict[str, Any]
 Rows = list[tuple[str, Row]]
+# A data-quality finding of one resource, before it is known to be stored: (table, field, kind, rows).
+Flag = tuple[str, str, FindingKind, int]
 # Medication resources seen so far, keyed by fullUrl and by "Medication/<id>", so that a
 # medicationReference can be resolved to its code.
 MedicationIndex = MutableMapping[str, Json]
@@ -57,17 +73,17 @@ _DATES: dict[str, date] = {}
 _REF_IDS: dict[str, dict[str, str]] = {}
 
 
-_PICKED: dict[tuple[Any, ...], tuple[str, str, str | None]] = {}
+_PICKED: dict[tuple[Any, ...], Concept] = {}
 
 
-def _pick(table: str, codings: list[tuple[str | None, str | None, str | None]]) -> tuple[str, str, str | None]:
-    """pick_coding, remembered: it is a pure function of the table and the (system, code, display)
-    tuples, and the same few codes recur across thousands of resources. Failures are not kept."""
-    key = (table, *codings)
+def _pick(table: str, codings: list[tuple[str | None, str | None, str | None]], text: str | None) -> Concept:
+    """pick_concept, remembered: it is a pure function of the table, the (system, code, display) tuples
+    and the text, and the same few concepts recur across thousands of resources. Failures are not kept."""
+    key = (table, text, *codings)
     hit = _PICKED.get(key)
     if hit is not None:
         return hit
-    picked = pick_coding(table, codings)
+    picked = pick_concept(table, codings, text)
     if len(_PICKED) >= _CACHE_MAX:
         _PICKED.clear()
     _PICKED[key] = picked
@@ -84,8 +100,59 @@ def _system(name_or_uri: str | None) -> str | None:
         _SYSTEMS.clear()
     _SYSTEMS[name_or_uri] = system
     return system
-_TYPE_NAME = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
+
+
 _ELEMENT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
+
+
+# --- resource types ---
+
+# R4 (4.0.1) resource types that R4B, the R4 release fhir.resources ships, replaced: still valid R4.
+_R4_ONLY_TYPES = (
+    "EffectEvidenceSynthesis", "MedicinalProduct", "MedicinalProductAuthorization",
+    "MedicinalProductContraindication", "MedicinalProductIndication", "MedicinalProductIngredient",
+    "MedicinalProductInteraction", "MedicinalProductManufactured", "MedicinalProductPackaged",
+    "MedicinalProductPharmaceutical", "MedicinalProductUndesirableEffect", "RiskEvidenceSynthesis",
+    "SubstanceNucleicAcid", "SubstancePolymer", "SubstanceProtein", "SubstanceReferenceInformation",
+    "SubstanceSourceMaterial", "SubstanceSpecification",
+)
+_RESOURCE_CLASS = re.compile(rb"^class (\w+)\((?:domainresource\.DomainResource|resource\.Resource)\):", re.M)
+_TYPE_NAME = re.compile(r"[A-Z][A-Za-z]{1,63}")
+
+
+@cache
+def r4_resource_types() -> frozenset[str] | None:
+    """The names of the FHIR R4 resource types, from the R4B models fhir.resources ships: each module
+    holds one model, whose class line near the top says whether it is a resource. Only those lines are
+    read (about 5 ms, once); importing the models would take seconds. None if they cannot be read."""
+    names = set(_R4_ONLY_TYPES)
+    try:
+        spec = importlib.util.find_spec("fhir.resources.R4B")
+        for folder in (spec.submodule_search_locations or ()) if spec is not None else ():
+            for entry in os.scandir(folder):
+                if not entry.name.endswith(".py") or entry.name.startswith("_"):
+                    continue
+                with open(entry.path, "rb") as fh:
+                    m = _RESOURCE_CLASS.search(fh.read(2048))
+                if m is not None and m.group(1).decode().lower() == entry.name[:-3]:
+                    names.add(m.group(1).decode())
+    except (ImportError, OSError, ValueError):
+        return None
+    names.discard("DomainResource")  # abstract: no instance has it as its type
+    # A package laid out otherwise (zipped, renamed) gives next to nothing: then no name is refused.
+    return frozenset(names) if len(names) > 100 else None
+
+
+def _known_type(rt: str) -> bool:
+    types = r4_resource_types()
+    return rt in types if types is not None else _TYPE_NAME.fullmatch(rt) is not None
+
+
+def _check_type(rt: str) -> None:
+    """INVALID_RESOURCE for a resourceType that is no R4 type (a typo such as "Patientt"); the name as
+    sent is not echoed: in a misaligned export it can be anything."""
+    if not _known_type(rt):
+        raise MappingError(Reason.INVALID_RESOURCE, "resourceType is not an R4 resource type")
 
 
 # --- typed access to JSON: every wrong type is a WRONG_TYPE naming the path, never the value ---
@@ -115,31 +182,49 @@ def _str(v: Any, path: str) -> str | None:
     raise _wrong(path, "a string")
 
 
-def _num(v: Any, path: str) -> float | None:
-    # FHIR JSON writes decimals as JSON numbers; a string or boolean there is a type error.
+# Typed values (numbers, dates, coded values of a fixed set) in optional elements: a scalar that fails
+# its check (a string or boolean where a number belongs, an impossible date, a number where a date
+# belongs) is stored as null and flagged; an object or array there is a wrong structure (WRONG_TYPE).
+
+
+def _number(v: Any, path: str, ctx: _Context, table: str, field: str) -> float | None:
+    """A FHIR decimal (a JSON number); None, flagged BAD_VALUE, for any other scalar."""
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, int | float):
+    if isinstance(v, dict | list):
         raise _wrong(path, "a number")
-    return float(v)
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        try:
+            f = float(v)
+        except OverflowError:  # an integer too large for a double
+            f = math.inf
+        if math.isfinite(f):
+            return f
+    ctx.flag(table, field, FindingKind.BAD_VALUE)
+    return None
 
 
-def _date(v: Any, path: str) -> date | None:
+def _date(v: Any, path: str, ctx: _Context, table: str, field: str) -> date | None:
+    """A FHIR date (or the local date of a dateTime); None, flagged BAD_DATE, if it is not one."""
     if v is None:
         return None
-    if not isinstance(v, str):
+    if v.__class__ is str:
+        hit = _DATES.get(v)
+        if hit is not None:
+            return hit
+        d = _parse_date(v)
+        if d is not None:
+            if len(_DATES) >= _CACHE_MAX:
+                _DATES.clear()
+            _DATES[v] = d
+            return d
+    elif isinstance(v, dict | list):
         raise _wrong(path, "a date string")
-    hit = _DATES.get(v)
-    if hit is not None:
-        return hit
-    d = _parse_date(v, path)
-    if len(_DATES) >= _CACHE_MAX:
-        _DATES.clear()
-    _DATES[v] = d
-    return d
+    ctx.flag(table, field, FindingKind.BAD_DATE)
+    return None
 
 
-def _parse_date(v: str, path: str) -> date:
+def _parse_date(v: str) -> date | None:
     try:
         if "T" in v:
             # A dateTime in a date field: check all of it, but keep the calendar date as recorded
@@ -148,25 +233,30 @@ def _parse_date(v: str, path: str) -> date:
             return parse_fhir_date(v[:10])
         return parse_fhir_date(v)
     except ValueFormatError:
-        raise MappingError(Reason.BAD_DATE, f"{path} is not a valid FHIR date") from None
+        return None
 
 
-def _datetime(v: Any, path: str) -> datetime | None:
+def _datetime(v: Any, path: str, ctx: _Context, table: str, field: str) -> datetime | None:
+    """A FHIR dateTime or instant in UTC; None, flagged BAD_DATE, if it is not one."""
     if v is None:
         return None
-    if not isinstance(v, str):
+    if v.__class__ is str:
+        hit = _DATETIMES.get(v)
+        if hit is not None:
+            return hit
+        try:
+            dt = parse_fhir_datetime(v)
+        except ValueFormatError:
+            ctx.flag(table, field, FindingKind.BAD_DATE)
+            return None
+        if len(_DATETIMES) >= _CACHE_MAX:
+            _DATETIMES.clear()
+        _DATETIMES[v] = dt
+        return dt
+    if isinstance(v, dict | list):
         raise _wrong(path, "a dateTime string")
-    hit = _DATETIMES.get(v)
-    if hit is not None:
-        return hit
-    try:
-        dt = parse_fhir_datetime(v)
-    except ValueFormatError:
-        raise MappingError(Reason.BAD_DATE, f"{path} is not a valid FHIR dateTime") from None
-    if len(_DATETIMES) >= _CACHE_MAX:
-        _DATETIMES.clear()
-    _DATETIMES[v] = dt
-    return dt
+    ctx.flag(table, field, FindingKind.BAD_DATE)
+    return None
 
 
 def _elem(items: list[Any], path: str) -> Json | None:
@@ -240,6 +330,27 @@ def _first_code(cc: Any, path: str) -> str | None:
         if code:
             return code
     return _str(cc.get("text"), f"{path}.text") if cc is not None else None
+
+
+def _set_concept(row: Row, table: str, cc: Any, path: str, ctx: _Context,
+                 codings: list[tuple[str | None, str | None, str | None]] | None = None) -> None:
+    """Fill a coded row's code, code_system, display and code_status from a CodeableConcept (its
+    codings already read, if given), flagging what was not a verified standard code."""
+    if codings is None:
+        codings = _codings(cc, path)
+    text = cc.get("text") if cc.__class__ is dict else None
+    if text is not None and text.__class__ is not str:
+        raise _wrong(f"{path}.text", "a string")
+    c = _pick(table, codings, text)
+    if c.code is not None:
+        row["code"] = c.code
+    if c.system is not None:
+        row["code_system"] = c.system
+    if c.display:
+        row["display"] = c.display
+    row["code_status"] = c.status
+    if c.finding is not None:
+        ctx.flag(table, "code", c.finding)
 
 
 def _has_loinc(codings: list[tuple[str | None, str | None, str | None]], code: str) -> bool:
@@ -321,6 +432,22 @@ def _subject(r: Json, key: str, rt: str, refs: Mapping[str, str] | None) -> str:
     if pid is None:
         raise MappingError(Reason.BAD_REFERENCE, f"{rt}.{key} has no literal reference to a Patient")
     return pid
+
+
+def _encounter(v: Any, path: str, ctx: _Context, table: str) -> str | None:
+    """The id of an optional encounter reference; None, flagged BAD_REFERENCE, if one was given that
+    cannot be resolved (a contained resource, another resource type, no literal reference)."""
+    if v is None:
+        return None
+    try:
+        rid = _reference(v, path, "Encounter", ctx.refs)
+    except MappingError as e:
+        if e.reason is not Reason.BAD_REFERENCE:
+            raise
+        rid = None
+    if rid is None:
+        ctx.flag(table, "encounter_id", FindingKind.BAD_REFERENCE)
+    return rid
 
 
 def _row_id(r: Json, rt: str, full_url: str | None) -> str:
@@ -474,13 +601,18 @@ def _map_patient(r: Json, rid: str, ctx: _Context) -> Rows:
         _put(row, "postal_code", _str(addr.get("postalCode"), "Patient.address[0].postalCode"))
         _put(row, "country", _str(addr.get("country"), "Patient.address[0].country"))
 
-    gender = _str(r.get("gender"), "Patient.gender")
+    gender = r.get("gender")
     if gender is not None:
-        if gender not in _GENDERS:
-            raise MappingError(Reason.BAD_VALUE, "Patient.gender is not a FHIR administrative gender")
-        row["sex"] = gender
-    _put(row, "birth_date", _date(r.get("birthDate"), "Patient.birthDate"))
-    _put(row, "deceased_date", _date(r.get("deceasedDateTime"), "Patient.deceasedDateTime"))
+        if isinstance(gender, dict | list):
+            raise _wrong("Patient.gender", "a string")
+        if gender in _GENDERS:
+            row["sex"] = gender
+        else:
+            # "M", "F", "Male": outside the value set; mapping them would be a guess.
+            ctx.flag("patient", "sex", FindingKind.BAD_VALUE)
+    _put(row, "birth_date", _date(r.get("birthDate"), "Patient.birthDate", ctx, "patient", "birth_date"))
+    _put(row, "deceased_date",
+         _date(r.get("deceasedDateTime"), "Patient.deceasedDateTime", ctx, "patient", "deceased_date"))
 
     marital = r.get("maritalStatus")
     if marital is not None:
@@ -511,8 +643,9 @@ def _map_encounter(r: Json, rid: str, ctx: _Context) -> Rows:
             row["encounter_class"] = _ENCOUNTER_CLASS.get(code, "other")
     period = _obj(r.get("period"), "Encounter.period")
     if period is not None:
-        _put(row, "start_time", _datetime(period.get("start"), "Encounter.period.start"))
-        _put(row, "end_time", _datetime(period.get("end"), "Encounter.period.end"))
+        _put(row, "start_time", _datetime(period.get("start"), "Encounter.period.start", ctx, "encounter",
+                                          "start_time"))
+        _put(row, "end_time", _datetime(period.get("end"), "Encounter.period.end", ctx, "encounter", "end_time"))
     dept = None
     if r.get("serviceType") is not None:
         dept = _label(r["serviceType"], "Encounter.serviceType")
@@ -541,19 +674,18 @@ def _map_encounter(r: Json, rid: str, ctx: _Context) -> Rows:
 def _coded_event(r: Json, rid: str, ctx: _Context, rt: str, table: str) -> Row:
     """The fields Condition and Procedure share: ids, subject, encounter and the coded concept."""
     row: Row = {"id": rid, "patient_id": _subject(r, "subject", rt, ctx.refs)}
-    _put(row, "encounter_id", _reference(r.get("encounter"), f"{rt}.encounter", "Encounter", ctx.refs))
-    system, code, display = _pick(table, _codings(r.get("code"), f"{rt}.code"))
-    row["code"], row["code_system"] = code, system
-    _put(row, "display", display)
+    _put(row, "encounter_id", _encounter(r.get("encounter"), f"{rt}.encounter", ctx, table))
+    _set_concept(row, table, r.get("code"), f"{rt}.code", ctx)
     return row
 
 
-def _when(r: Json, rt: str, element: str, parse: Callable[[Any, str], Any]) -> Any:
+def _when(r: Json, rt: str, element: str, parse: Callable[[Any, str, _Context, str, str], Any], ctx: _Context,
+          table: str, field: str) -> Any:
     """`<element>DateTime`, else the start of `<element>Period`."""
-    value = parse(r.get(f"{element}DateTime"), f"{rt}.{element}DateTime")
+    value = parse(r.get(f"{element}DateTime"), f"{rt}.{element}DateTime", ctx, table, field)
     if value is None and r.get(f"{element}Period") is not None:
         period = _obj(r[f"{element}Period"], f"{rt}.{element}Period")
-        value = parse(period.get("start") if period else None, f"{rt}.{element}Period.start")
+        value = parse(period.get("start") if period else None, f"{rt}.{element}Period.start", ctx, table, field)
     return value
 
 
@@ -561,23 +693,22 @@ def _map_condition(r: Json, rid: str, ctx: _Context) -> Rows:
     row = _coded_event(r, rid, ctx, "Condition", "condition")
     if r.get("clinicalStatus") is not None:
         _put(row, "clinical_status", _first_code(r["clinicalStatus"], "Condition.clinicalStatus"))
-    _put(row, "onset_date", _when(r, "Condition", "onset", _date))
-    _put(row, "recorded_date", _date(r.get("recordedDate"), "Condition.recordedDate"))
+    _put(row, "onset_date", _when(r, "Condition", "onset", _date, ctx, "condition", "onset_date"))
+    _put(row, "recorded_date",
+         _date(r.get("recordedDate"), "Condition.recordedDate", ctx, "condition", "recorded_date"))
     return [("condition", row)]
 
 
 def _map_procedure(r: Json, rid: str, ctx: _Context) -> Rows:
     row = _coded_event(r, rid, ctx, "Procedure", "procedure")
     _put(row, "status", _str(r.get("status"), "Procedure.status"))
-    _put(row, "performed_time", _when(r, "Procedure", "performed", _datetime))
+    _put(row, "performed_time", _when(r, "Procedure", "performed", _datetime, ctx, "procedure", "performed_time"))
     return [("procedure", row)]
 
 
 def _map_allergy(r: Json, rid: str, ctx: _Context) -> Rows:
     row: Row = {"id": rid, "patient_id": _subject(r, "patient", "AllergyIntolerance", ctx.refs)}
-    system, code, display = _pick("allergy", _codings(r.get("code"), "AllergyIntolerance.code"))
-    row["code"], row["code_system"] = code, system
-    _put(row, "display", display)
+    _set_concept(row, "allergy", r.get("code"), "AllergyIntolerance.code", ctx)
     categories = _arr(r.get("category"), "AllergyIntolerance.category")
     for i, c in enumerate(categories):
         if not isinstance(c, str):
@@ -590,24 +721,30 @@ def _map_allergy(r: Json, rid: str, ctx: _Context) -> Rows:
         words = [_label(m, f"AllergyIntolerance.reaction[0].manifestation[{i}]")
                  for i, m in enumerate(manifestations)]
         _put(row, "reaction", "; ".join(w for w in words if w))
-    _put(row, "recorded_date", _date(r.get("recordedDate"), "AllergyIntolerance.recordedDate"))
+    _put(row, "recorded_date",
+         _date(r.get("recordedDate"), "AllergyIntolerance.recordedDate", ctx, "allergy", "recorded_date"))
     return [("allergy", row)]
 
 
 # --- MedicationRequest / MedicationStatement / MedicationAdministration ---
 
 
-def _medication_concept(r: Json, rt: str, ctx: _Context) -> Any:
+def _medication_concept(r: Json, rt: str, ctx: _Context) -> tuple[Any, str]:
+    """The CodeableConcept that says which medication it is, and its path: medicationCodeableConcept, or
+    the code of the Medication that medicationReference points at (else the reference's display)."""
     cc = r.get("medicationCodeableConcept")
     if cc is not None:
-        return cc
+        return cc, f"{rt}.medicationCodeableConcept"
     mref = _obj(r.get("medicationReference"), f"{rt}.medicationReference")
     if mref is None:
         raise MappingError(Reason.MISSING_FIELD, f"{rt}.medication[x] is required")
     ref = _str(mref.get("reference"), f"{rt}.medicationReference.reference")
-    if not ref:
-        raise MappingError(Reason.BAD_REFERENCE, f"{rt}.medicationReference has no literal reference")
+    display = _str(mref.get("display"), f"{rt}.medicationReference.display")
     med: Json | None = None
+    if not ref:
+        if display:
+            return {"text": display}, f"{rt}.medicationReference"
+        raise MappingError(Reason.BAD_REFERENCE, f"{rt}.medicationReference has no literal reference")
     if ref.startswith("#"):
         for i, c in enumerate(_arr(r.get("contained"), f"{rt}.contained")):
             res = _obj(c, f"{rt}.contained[{i}]")
@@ -618,12 +755,16 @@ def _medication_concept(r: Json, rt: str, ctx: _Context) -> Any:
         med = ctx.medications.get(ref)
         if med is None and not ref.startswith("urn:"):
             med = ctx.medications.get(f"Medication/{_last_id(ref)}")
-    if med is None:
-        raise MappingError(Reason.BAD_REFERENCE, f"{rt}.medicationReference cannot be resolved")
-    return med.get("code")
+    if med is None or med.get("code") is None:
+        # The reference's display still names the drug: keep it as text rather than lose the order.
+        if display:
+            return {"text": display}, f"{rt}.medicationReference"
+        if med is None:
+            raise MappingError(Reason.BAD_REFERENCE, f"{rt}.medicationReference cannot be resolved")
+    return med.get("code"), f"{rt}.medicationReference.code"
 
 
-def _frequency(timing: Json | None, path: str) -> str | None:
+def _frequency(timing: Json | None, path: str, ctx: _Context) -> str | None:
     if timing is None:
         return None
     if timing.get("code") is not None:
@@ -634,12 +775,15 @@ def _frequency(timing: Json | None, path: str) -> str | None:
     if repeat is None:
         return None
     freq = repeat.get("frequency")
-    period = _num(repeat.get("period"), f"{path}.repeat.period")
+    period = _number(repeat.get("period"), f"{path}.repeat.period", ctx, "medication", "frequency")
     unit = _str(repeat.get("periodUnit"), f"{path}.repeat.periodUnit")
     if freq is None or period is None or not unit:
         return None
-    if isinstance(freq, bool) or not isinstance(freq, int):
+    if isinstance(freq, dict | list):
         raise _wrong(f"{path}.repeat.frequency", "an integer")
+    if isinstance(freq, bool) or not isinstance(freq, int):
+        ctx.flag("medication", "frequency", FindingKind.BAD_VALUE)
+        return None
     return f"{freq} per {period:g} {unit}"
 
 
@@ -650,11 +794,9 @@ def _map_medication(r: Json, rid: str, ctx: _Context) -> Rows:
         rid = f"{rt}/{rid}"
     row: Row = {"id": rid, "patient_id": _subject(r, "subject", rt, ctx.refs)}
     enc_key = "encounter" if rt == "MedicationRequest" else "context"
-    _put(row, "encounter_id", _reference(r.get(enc_key), f"{rt}.{enc_key}", "Encounter", ctx.refs))
-    concept = _medication_concept(r, rt, ctx)
-    system, code, display = _pick("medication", _codings(concept, f"{rt}.medication"))
-    row["code"], row["code_system"] = code, system
-    _put(row, "display", display)
+    _put(row, "encounter_id", _encounter(r.get(enc_key), f"{rt}.{enc_key}", ctx, "medication"))
+    concept, cpath = _medication_concept(r, rt, ctx)
+    _set_concept(row, "medication", concept, cpath, ctx)
     _put(row, "status", _str(r.get("status"), f"{rt}.status"))
     for i, ext in enumerate(_arr(r.get("extension"), f"{rt}.extension")):
         e = _obj(ext, f"{rt}.extension[{i}]")
@@ -664,13 +806,14 @@ def _map_medication(r: Json, rid: str, ctx: _Context) -> Rows:
     start: date | None = None
     end: date | None = None
     if rt == "MedicationRequest":
-        start = _date(r.get("authoredOn"), "MedicationRequest.authoredOn")
+        start = _date(r.get("authoredOn"), "MedicationRequest.authoredOn", ctx, "medication", "start_date")
     else:
-        start = _date(r.get("effectiveDateTime"), f"{rt}.effectiveDateTime")
+        start = _date(r.get("effectiveDateTime"), f"{rt}.effectiveDateTime", ctx, "medication", "start_date")
         period = _obj(r.get("effectivePeriod"), f"{rt}.effectivePeriod")
         if period is not None:
-            start = start or _date(period.get("start"), f"{rt}.effectivePeriod.start")
-            end = _date(period.get("end"), f"{rt}.effectivePeriod.end")
+            start = start or _date(period.get("start"), f"{rt}.effectivePeriod.start", ctx, "medication",
+                                   "start_date")
+            end = _date(period.get("end"), f"{rt}.effectivePeriod.end", ctx, "medication", "end_date")
 
     dose: Json | None = None
     route: Any = None
@@ -692,19 +835,20 @@ def _map_medication(r: Json, rid: str, ctx: _Context) -> Rows:
             route = dosage.get("route")
             timing = _obj(dosage.get("timing"), f"{dpath}.timing")
     if dose is not None:
-        _put(row, "dose_value", _num(dose.get("value"), f"{dpath}.dose.value"))
+        _put(row, "dose_value", _number(dose.get("value"), f"{dpath}.dose.value", ctx, "medication", "dose_value"))
         _put(row, "dose_unit", _str(dose.get("unit"), f"{dpath}.dose.unit")
              or _str(dose.get("code"), f"{dpath}.dose.code"))
     if route is not None:
         _put(row, "route", _label(route, f"{dpath}.route"))
     if timing is not None:
-        _put(row, "frequency", _frequency(timing, f"{dpath}.timing"))
+        _put(row, "frequency", _frequency(timing, f"{dpath}.timing", ctx))
         repeat = timing.get("repeat")
         if isinstance(repeat, dict) and repeat.get("boundsPeriod") is not None:
             bounds = _obj(repeat["boundsPeriod"], f"{dpath}.timing.repeat.boundsPeriod")
             if bounds is not None:
-                start = start or _date(bounds.get("start"), f"{dpath}.timing.repeat.boundsPeriod.start")
-                end = end or _date(bounds.get("end"), f"{dpath}.timing.repeat.boundsPeriod.end")
+                bpath = f"{dpath}.timing.repeat.boundsPeriod"
+                start = start or _date(bounds.get("start"), f"{bpath}.start", ctx, "medication", "start_date")
+                end = end or _date(bounds.get("end"), f"{bpath}.end", ctx, "medication", "end_date")
     _put(row, "start_date", start)
     _put(row, "end_date", end)
     return [("medication", row)]
@@ -723,13 +867,16 @@ _ANSWERS = {
 }
 
 
-def _quantity_value(qty: Any, path: str, row: Row) -> None:
+def _quantity_value(qty: Any, path: str, row: Row, ctx: _Context) -> None:
     """A valueQuantity (not None) of the element at `path`; paths are only built for errors."""
     if not isinstance(qty, dict):
         raise _wrong(f"{path}.valueQuantity", "an object")
     value = qty.get("value")
     if value is not None:
-        row["value_num"] = value if type(value) is float else _num(value, f"{path}.valueQuantity.value")
+        if type(value) is not float:
+            value = _number(value, f"{path}.valueQuantity.value", ctx, "observation", "value_num")
+        if value is not None:
+            row["value_num"] = value
     unit = qty.get("unit")
     if unit is not None and not isinstance(unit, str):
         raise _wrong(f"{path}.valueQuantity.unit", "a string")
@@ -746,26 +893,35 @@ def _quantity_value(qty: Any, path: str, row: Row) -> None:
         if comparator and value is not None:
             # "<0.1" is a censored result, not 0.1: keep the comparator visible next to the number.
             row["value_text"] = f"{comparator}{value:g}"
+        elif comparator and qty.get("value") is not None:
+            row["value_text"] = comparator  # the number failed its check: the comparator alone is what is known
 
 
-def _observed(src: Json, path: str, row: Row) -> None:
+def _observed(src: Json, path: str, row: Row, ctx: _Context) -> None:
     """value[x], referenceRange and interpretation of an Observation or one of its components."""
     vq = src.get("valueQuantity")
     if vq is not None:
-        _quantity_value(vq, path, row)
+        _quantity_value(vq, path, row, ctx)
     elif src.get("valueCodeableConcept") is not None:
         _put(row, "value_text", _label(src["valueCodeableConcept"], f"{path}.valueCodeableConcept"))
     elif src.get("valueString") is not None:
         _put(row, "value_text", _str(src["valueString"], f"{path}.valueString"))
     elif src.get("valueBoolean") is not None:
-        if not isinstance(src["valueBoolean"], bool):
+        v = src["valueBoolean"]
+        if isinstance(v, dict | list):
             raise _wrong(f"{path}.valueBoolean", "a boolean")
-        row["value_text"] = "true" if src["valueBoolean"] else "false"
+        if isinstance(v, bool):
+            row["value_text"] = "true" if v else "false"
+        else:
+            ctx.flag("observation", "value_text", FindingKind.BAD_VALUE)
     elif src.get("valueInteger") is not None:
         v = src["valueInteger"]
-        if isinstance(v, bool) or not isinstance(v, int):
+        if isinstance(v, dict | list):
             raise _wrong(f"{path}.valueInteger", "an integer")
-        row["value_num"] = float(v)
+        if isinstance(v, int) and not isinstance(v, bool) and -(2**53) <= v <= 2**53:
+            row["value_num"] = float(v)
+        else:
+            ctx.flag("observation", "value_num", FindingKind.BAD_VALUE)
     rr = src.get("referenceRange")
     if rr is not None:
         # The checks of _arr/_elem/_obj/_num, inline so that paths are only built for errors.
@@ -782,12 +938,16 @@ def _observed(src: Json, path: str, row: Row) -> None:
                 raise _wrong(f"{path}.referenceRange[0].high", "an object")
             if low is not None:
                 v = low.get("value")
+                if v is not None and type(v) is not float:
+                    v = _number(v, f"{path}.referenceRange[0].low.value", ctx, "observation", "ref_low")
                 if v is not None:
-                    row["ref_low"] = v if type(v) is float else _num(v, f"{path}.referenceRange[0].low.value")
+                    row["ref_low"] = v
             if high is not None:
                 v = high.get("value")
+                if v is not None and type(v) is not float:
+                    v = _number(v, f"{path}.referenceRange[0].high.value", ctx, "observation", "ref_high")
                 if v is not None:
-                    row["ref_high"] = v if type(v) is float else _num(v, f"{path}.referenceRange[0].high.value")
+                    row["ref_high"] = v
     interp = src.get("interpretation")
     if interp is not None:
         first = _arr(interp, f"{path}.interpretation")
@@ -821,7 +981,7 @@ def _part(comp: Json, path: str, prefer_code: bool) -> str | None:
 
 
 def _map_variant(r: Json, rid: str, patient: str, components: list[Json],
-                 comp_codings: list[list[tuple[str | None, str | None, str | None]]]) -> Rows:
+                 comp_codings: list[list[tuple[str | None, str | None, str | None]]], ctx: _Context) -> Rows:
     parts: dict[str, tuple[Json, str]] = {}
     for i, (comp, codings) in enumerate(zip(components, comp_codings, strict=True)):
         for system, code, _ in codings:
@@ -841,12 +1001,15 @@ def _map_variant(r: Json, rid: str, patient: str, components: list[Json],
     _put(row, "zygosity", zyg.lower() if zyg else None)
     sig = answer(_SIGNIFICANCE, False)
     _put(row, "significance", sig.lower() if sig else None)
-    recorded = _date(r.get("effectiveDateTime"), "Observation.effectiveDateTime")
-    _put(row, "recorded_date", recorded or _date(r.get("issued"), "Observation.issued"))
+    recorded = _date(r.get("effectiveDateTime"), "Observation.effectiveDateTime", ctx, "genetic_variant",
+                     "recorded_date")
+    _put(row, "recorded_date",
+         recorded or _date(r.get("issued"), "Observation.issued", ctx, "genetic_variant", "recorded_date"))
     return [("genetic_variant", row)]
 
 
 _COMPONENT_PATHS = tuple(f"Observation.component[{i}]" for i in range(16))
+_COMPONENT_CODE_PATHS = tuple(f"{p}.code" for p in _COMPONENT_PATHS)
 
 
 def _map_observation(r: Json, rid: str, ctx: _Context) -> Rows:
@@ -864,39 +1027,49 @@ def _map_observation(r: Json, rid: str, ctx: _Context) -> Rows:
         if not genomic and _has_loinc(cod, _GENE):
             genomic = True
     if genomic:
-        return _map_variant(r, rid, patient, components, comp_codings)
+        return _map_variant(r, rid, patient, components, comp_codings, ctx)
 
+    findings = ctx.findings
+    mark = len(findings)
     base: Row = {"patient_id": patient}
-    _put(base, "encounter_id", _reference(r.get("encounter"), "Observation.encounter", "Encounter", ctx.refs))
+    _put(base, "encounter_id", _encounter(r.get("encounter"), "Observation.encounter", ctx, "observation"))
     _put(base, "status", _str(r.get("status"), "Observation.status"))
     category = _arr(r.get("category"), "Observation.category")
     if category:
         _put(base, "category", _first_code(category[0], "Observation.category[0]"))
-    effective = _datetime(r.get("effectiveDateTime"), "Observation.effectiveDateTime")
+    effective = _datetime(r.get("effectiveDateTime"), "Observation.effectiveDateTime", ctx, "observation",
+                          "effective_time")
     if effective is None and r.get("effectivePeriod") is not None:
         period = _obj(r["effectivePeriod"], "Observation.effectivePeriod")
-        effective = _datetime(period.get("start") if period else None, "Observation.effectivePeriod.start")
+        effective = _datetime(period.get("start") if period else None, "Observation.effectivePeriod.start", ctx,
+                              "observation", "effective_time")
     if effective is None:
-        effective = _datetime(r.get("effectiveInstant"), "Observation.effectiveInstant")
+        effective = _datetime(r.get("effectiveInstant"), "Observation.effectiveInstant", ctx, "observation",
+                              "effective_time")
     _put(base, "effective_time", effective)
+    shared = len(findings) - mark  # flags of fields that every row of this resource shares
 
     rows: Rows = []
     # A panel (blood pressure 85354-9) carries its results in components; the panel code itself
     # holds no value, so it only becomes a row if it has a value of its own.
     if not components or _has_value(r):
         row = {"id": rid, **base}
-        system, code, display = _pick("observation", codings)
-        row["code"], row["code_system"] = code, system
-        _put(row, "display", display)
-        _observed(r, "Observation", row)
+        _set_concept(row, "observation", r.get("code"), "Observation.code", ctx, codings)
+        _observed(r, "Observation", row, ctx)
         rows.append(("observation", row))
     for i, comp in enumerate(components):
         row = {"id": f"{rid}.{i}", **base}
-        system, code, display = _pick("observation", comp_codings[i])
-        row["code"], row["code_system"] = code, system
-        _put(row, "display", display)
-        _observed(comp, _COMPONENT_PATHS[i] if i < 16 else f"Observation.component[{i}]", row)
+        if i < 16:
+            path, code_path = _COMPONENT_PATHS[i], _COMPONENT_CODE_PATHS[i]
+        else:
+            path = f"Observation.component[{i}]"
+            code_path = f"{path}.code"
+        _set_concept(row, "observation", comp.get("code"), code_path, ctx, comp_codings[i])
+        _observed(comp, path, row, ctx)
         rows.append(("observation", row))
+    if shared and len(rows) > 1:
+        n = len(rows)
+        findings[mark:mark + shared] = [(t, f, k, n) for t, f, k, _ in findings[mark:mark + shared]]
     return rows
 
 
@@ -942,13 +1115,14 @@ def _map_note(r: Json, rid: str, ctx: _Context) -> Rows:
     if context is not None:
         enc = _elem(_arr(context.get("encounter"), "DocumentReference.context.encounter"),
                     "DocumentReference.context.encounter")
-        _put(row, "encounter_id",
-             _reference(enc, "DocumentReference.context.encounter[0]", "Encounter", ctx.refs))
+        _put(row, "encounter_id", _encounter(enc, "DocumentReference.context.encounter[0]", ctx, "note"))
     if r.get("type") is not None:
         _put(row, "note_type", _label(r["type"], "DocumentReference.type"))
     language = _str(r.get("language"), "DocumentReference.language")
     binary_only = False
-    # The first textual rendering is the note; a PDF or image next to it is not an error.
+    unreadable: MappingError | None = None
+    # The first readable textual rendering is the note; a PDF or image next to it is not an error, and
+    # an unreadable one (bad base64, unknown charset) is passed over for the next.
     for i, c in enumerate(_arr(r.get("content"), "DocumentReference.content")):
         path = f"DocumentReference.content[{i}]"
         content = _obj(c, path)
@@ -960,14 +1134,25 @@ def _map_note(r: Json, rid: str, ctx: _Context) -> Rows:
         except _BinaryAttachment:
             binary_only = True
             continue
+        except MappingError as e:
+            if e.reason is not Reason.BAD_VALUE:
+                raise
+            unreadable = unreadable or e
+            continue
         if text:
             row["text"] = text
             language = _str(att.get("language"), f"{path}.attachment.language") or language
             break
-    if "text" not in row and binary_only:
-        raise MappingError(Reason.BAD_VALUE, "DocumentReference.content has no text attachment, only binary ones")
+    if "text" not in row:
+        # note.text is required: without a readable text there is no note to keep.
+        if unreadable is not None:
+            raise unreadable
+        if binary_only:
+            raise MappingError(Reason.BAD_VALUE, "DocumentReference.content has no text attachment, only binary ones")
+    elif unreadable is not None:
+        ctx.flag("note", "text", FindingKind.BAD_VALUE)
     _put(row, "language", language)
-    _put(row, "authored_time", _datetime(r.get("date"), "DocumentReference.date"))
+    _put(row, "authored_time", _datetime(r.get("date"), "DocumentReference.date", ctx, "note", "authored_time"))
     author = _elem(_arr(r.get("author"), "DocumentReference.author"), "DocumentReference.author")
     if author is not None:
         who = _str(author.get("display"), "DocumentReference.author[0].display")
@@ -982,13 +1167,19 @@ def _map_note(r: Json, rid: str, ctx: _Context) -> Rows:
 
 
 class _Context:
-    """What a mapper may consult beyond the resource: the bundle's reference map and medications."""
+    """What a mapper may consult beyond the resource (the bundle's reference map and medications), and
+    where it notes the data-quality findings of the resource being mapped."""
 
-    __slots__ = ("medications", "refs")
+    __slots__ = ("findings", "medications", "refs")
 
     def __init__(self, refs: Mapping[str, str] | None, medications: Mapping[str, Json] | None) -> None:
         self.refs = refs
         self.medications = medications
+        self.findings: list[Flag] = []
+
+    def flag(self, table: str, field: str, kind: FindingKind) -> None:
+        """Note a finding about one row of the resource being mapped (recorded only if it is stored)."""
+        self.findings.append((table, field, kind, 1))
 
 
 _MAPPERS: dict[str, Callable[[Json, str, _Context], Rows]] = {
@@ -1013,8 +1204,10 @@ def map_resource(
     *,
     full_url: str | None = None,
     medications: Mapping[str, dict[str, Any]] | None = None,
+    findings: list[tuple[str, str, FindingKind, int]] | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
-    """Map one FHIR R4 resource to (table, row) pairs; [] for types the model does not hold."""
+    """Map one FHIR R4 resource to (table, row) pairs; [] for R4 types the model does not hold.
+    The data-quality findings of the rows, (table, field, kind, rows), are appended to `findings`."""
     # `source` names where the resource came from for the caller's records; rows carry the
     # connector name instead, as the catalogue's `source` field asks.
     if not isinstance(resource, dict):
@@ -1026,13 +1219,21 @@ def map_resource(
         raise _wrong("resourceType", "a string")
     mapper = _MAPPERS.get(rt)
     if mapper is None:
+        _check_type(rt)
         return []
-    return _map(resource, rt, mapper, full_url, _Context(refs, medications))
+    ctx = _Context(refs, medications)
+    rows = _map(resource, rt, mapper, full_url, ctx)
+    if findings is not None:
+        findings.extend(ctx.findings)
+    return rows
 
 
 def _map(resource: Json, rt: str, mapper: Callable[[Json, str, _Context], Rows], full_url: Any,
          ctx: _Context) -> Rows:
-    """map_resource once the resource is known to be an object with a mapped resourceType."""
+    """map_resource once the resource is known to be an object with a mapped resourceType; the
+    resource's findings are left in ctx.findings (cleared first)."""
+    if ctx.findings:
+        ctx.findings.clear()
     try:
         if full_url is not None and not isinstance(full_url, str):
             raise _wrong("Bundle.entry.fullUrl", "a string")
@@ -1079,7 +1280,7 @@ def _validate_strict(resource: Json) -> None:
         try:
             model = get_fhir_model_class(rt)
         except (ValueError, KeyError, AttributeError, ImportError):
-            raise MappingError(Reason.INVALID_RESOURCE, f"{rt} is not an R4B resource type") from None
+            raise MappingError(Reason.INVALID_RESOURCE, "resourceType is not an R4B resource type") from None
         _MODELS[rt] = model
     try:
         model.model_validate(resource)
@@ -1110,6 +1311,13 @@ def _index_medication(res: Json, full_url: Any, medications: MedicationIndex) ->
         medications[f"Medication/{rid}"] = res
 
 
+def _emit(sink: Sink, findings: list[Flag], source: str, position: str) -> None:
+    """Record the findings of a unit whose rows were just added (and forget them)."""
+    for table, field, kind, n in findings:
+        sink.finding(Finding(CONNECTOR, source, position, table, field, kind), n)
+    findings.clear()
+
+
 def _ingest_resource(
     res: Any,
     source: str,
@@ -1121,17 +1329,17 @@ def _ingest_resource(
     medications: MedicationIndex | None = None,
     full_url: str | None = None,
 ) -> None:
-    """One input unit: rows, a skip or a quarantine record, never an exception."""
+    """One input unit: rows (and their findings), a skip or a quarantine record, never an exception."""
+    findings: list[Flag] = []
     try:
         rt = res.get("resourceType") if isinstance(res, dict) else None
         if isinstance(rt, str) and rt not in _MAPPERS:
-            if not _TYPE_NAME.match(rt):
-                raise MappingError(Reason.WRONG_TYPE, "resourceType is not a resource type name")
+            _check_type(rt)
             if rt == "Medication" and medications is not None:
                 _index_medication(res, full_url, medications)
             sink.skip(rt)
             return
-        rows = map_resource(res, source, refs, full_url=full_url, medications=medications)
+        rows = map_resource(res, source, refs, full_url=full_url, medications=medications, findings=findings)
         if strict:
             _validate_strict(res)
     except MappingError as e:
@@ -1139,6 +1347,8 @@ def _ingest_resource(
         return
     for table, row in rows:
         sink.add(table, row)
+    if findings:
+        _emit(sink, findings, source, position)
 
 
 def _ingest_bundle(
@@ -1211,6 +1421,8 @@ def _ingest_bundle(
             continue
         for table, row in rows:
             add(table, row)
+        if ctx.findings:
+            _emit(sink, ctx.findings, source, f"{prefix}entry {n}")
 
 
 def ingest_fhir_bundle(
@@ -1230,10 +1442,45 @@ def _parse_error(e: orjson.JSONDecodeError) -> str:
     return f"not well-formed JSON (line {e.lineno}, column {e.colno})"
 
 
-def ingest_fhir_bytes(data: bytes, source: str, sink: Sink, *, strict: bool = False) -> None:
-    """Ingest one JSON document: a Bundle of any type or a single resource."""
+_BOM = b"\xef\xbb\xbf"
+
+
+def _finite_or_text(text: str) -> float | str:
+    f = float(text)
+    return f if math.isfinite(f) else text  # kept as its text, which the mapping flags as a bad number
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError("NaN and Infinity are not JSON")
+
+
+def _loads(data: bytes | memoryview) -> Any:
+    """orjson.loads; a document that orjson refuses only for a number beyond a double's range (1e400) is
+    read by the standard library instead, that number kept as text (and later flagged), so that one
+    malformed value does not cost the whole document."""
     try:
-        doc = orjson.loads(data)
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        return _loads_again(data, e)
+
+
+def _loads_again(data: bytes | memoryview, first: orjson.JSONDecodeError) -> Any:
+    """_loads once orjson has refused the data: the standard library's reading, or `first` again."""
+    if "infinity" not in str(first):
+        raise first
+    try:
+        doc = json.loads(bytes(data), parse_float=_finite_or_text, parse_constant=_no_constant)
+        orjson.dumps(doc)  # what orjson would have refused further on (a lone surrogate) is refused still
+        return doc
+    except (ValueError, TypeError, RecursionError, orjson.JSONEncodeError):
+        raise first from None
+
+
+def ingest_fhir_bytes(data: bytes, source: str, sink: Sink, *, strict: bool = False) -> None:
+    """Ingest one JSON document: a Bundle of any type or a single resource (a UTF-8 BOM is allowed)."""
+    try:
+        # A Windows export may start with a byte-order mark, which JSON parsers refuse; no copy is made.
+        doc = _loads(memoryview(data)[3:] if data[:3] == _BOM else data)
     except orjson.JSONDecodeError as e:
         sink.quarantine(Quarantined(CONNECTOR, source, "document", Reason.PARSE_ERROR, _parse_error(e),
                                     bytes(data)))
@@ -1254,12 +1501,14 @@ def _open_stream(path: Path) -> IO[bytes]:
 
 
 def _ingest_lines(lines: Iterable[bytes | str], source: str, sink: Sink, strict: bool,
-                  medications: MedicationIndex) -> None:
+                  medications: MedicationIndex, first_line: int = 1) -> None:
+    # `first_line`: the number of the first line given (a parallel ingest maps a file's later byte ranges).
     it = iter(lines)
-    n = 0
+    n = first_line - 1
     ctx = _Context(None, medications)
     mappers = _MAPPERS
     add = sink.add
+    loads = orjson.loads
     while True:
         try:
             line = next(it)
@@ -1273,10 +1522,15 @@ def _ingest_lines(lines: Iterable[bytes | str], source: str, sink: Sink, strict:
         raw = (line if type(line) is bytes
                else line.encode("utf-8", "surrogatepass") if isinstance(line, str) else bytes(line))
         raw = raw.rstrip(b"\r\n")
+        if n == 1 and raw[:3] == _BOM:
+            raw = raw[3:]
         if not raw or raw.isspace():
             continue
         try:
-            res = orjson.loads(raw)
+            try:
+                res = loads(raw)
+            except orjson.JSONDecodeError as first:
+                res = _loads_again(raw, first)
         except orjson.JSONDecodeError as e:
             sink.quarantine(Quarantined(CONNECTOR, source, f"line {n}", Reason.PARSE_ERROR,
                                         _parse_error(e), raw))
@@ -1291,6 +1545,8 @@ def _ingest_lines(lines: Iterable[bytes | str], source: str, sink: Sink, strict:
                 continue
             for table, row in rows:
                 add(table, row)
+            if ctx.findings:
+                _emit(sink, ctx.findings, source, f"line {n}")
         elif isinstance(res, dict) and res.get("resourceType") == "Bundle":
             _ingest_bundle(res, source, sink, strict, f"line {n} ", partial(bytes, raw), medications)
         else:

@@ -1,7 +1,19 @@
 """HL7 v2 messages (ADT, ORU^R01, RDE^O11/O25, RAS^O17) into the common clinical model.
 
 Files are streamed message by message (MLLP frames, blank lines, MSH starts and batch envelopes all
-delimit messages). A message maps whole or goes to quarantine whole, with its original bytes.
+delimit messages). What a message says is kept wherever it can be tied to its patient:
+
+- A whole message goes to quarantine (with its original bytes) only when it cannot be parsed (no MSH,
+  invalid separators, a line that is not a segment), its type is not mapped, or it cannot be tied to a
+  patient (no PID, or a PID-3 without any identifier), or its patient row cannot be stored.
+- A segment whose row cannot be stored (a concept with neither a code nor any text, a row without an id,
+  a clinical segment before any PID, a value over the size limits) goes to quarantine alone, at position
+  `message N, segment K` with the message's bytes; the message's other rows are stored.
+- Everything else is stored and flagged as a data-quality finding: a local or text-only concept (kept as
+  sent, see `_Message.concept`), a standard code taken from the CE/CWE alternate triplet, a malformed or
+  impossible date, a malformed number or a value outside its HL7 table (stored as null; a malformed OBX-5
+  number keeps its text in `value_text`), a visit that could not be stored (the reference is null).
+  Findings are counted only for rows that were stored.
 
 Parsing follows python-hl7's conventions (separators from MSH-1/MSH-2, 1-based field numbers, MSH-1
 is the field separator itself) but splits lazily with `str.split`, and only the segments and fields
@@ -13,19 +25,21 @@ tests check that the values read here agree with `hl7.parse`.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar, cast
+from typing import Any, BinaryIO, NamedTuple, cast
 
-from medspace.connect.base import Quarantined, Sink, complete, pick_coding
-from medspace.connect.errors import MappingError, Reason, SourceError
-from medspace.model import TABLES
+from medspace.connect.base import Concept, Finding, Quarantined, Sink, complete, pick_concept
+from medspace.connect.errors import FindingKind, MappingError, Reason, SourceError
+from medspace.model import canonical_system, normalise_code
 from medspace.model.errors import ValueFormatError
-from medspace.model.values import parse_float, parse_hl7_date, parse_hl7_ts
+from medspace.model.values import parse_float, parse_hl7_ts
 
 CONNECTOR = "hl7v2"
 CHUNK_BYTES = 1 << 16  # read size: bounds memory whatever the file size
@@ -64,6 +78,9 @@ class _Splitter:
     def line(self, content: bytes, whole: bytes, term: bytes) -> None:
         """Take one line: its content, the content with its terminator, and the terminator."""
         framing = term in (_FRAME_START, _FRAME_END)
+        if content[:1] == b"\xef" and content.startswith(_BOM):
+            # Files concatenated from Windows exports carry a byte-order mark before each one's first MSH.
+            content, whole = content[3:], whole[3:]
         head = content[:3] if content[:1] not in (b" ", b"\t") else content.lstrip(b" \t")[:3]
         if not content.strip():
             # Blank lines separate messages in plain files; inside an MLLP frame the frame decides.
@@ -188,8 +205,8 @@ class _Seg:
 class _Message:
     """A message split into segments, with its separators and the readers of field values."""
 
-    __slots__ = ("charset", "control_id", "cs", "esc", "event", "fs", "msh", "rs", "segments", "ss", "type",
-                 "z_segments")
+    __slots__ = ("charset", "control_id", "cs", "esc", "event", "found", "fs", "msh", "rs", "segments", "sender",
+                 "ss", "type", "z_segments")
 
     def __init__(self, raw: bytes) -> None:
         data = bytes(raw).strip(b" \t\r\n\x00\x0b\x1c")
@@ -202,6 +219,8 @@ class _Message:
         self._separators(data)
         self.charset = _declared_charset(data, self.fs, self.rs, self.cs)
         text = _decode(data, self.charset)
+        # (model field, kind) noted by the readers while one row is built; the mapper takes them per row.
+        self.found: list[tuple[str, FindingKind]] = []
         self._split(text)
 
     # -- structure --
@@ -257,6 +276,9 @@ class _Message:
         self.type = self.get(self.msh, 9, 1).upper()
         self.event = self.get(self.msh, 9, 2).upper()
         self.control_id = self.get(self.msh, 10)
+        # Who sent it names its local code systems: MSH-3 sending application, else MSH-4 facility (HD).
+        msh = self.msh
+        self.sender = self.get(msh, 3) or self.get(msh, 3, 2) or self.get(msh, 4) or self.get(msh, 4, 2)
 
     # -- values --
     def value(self, raw: str) -> str:
@@ -327,40 +349,87 @@ class _Message:
         v = v.strip()
         return "" if v == '""' else v
 
-    def ts(self, seg: _Seg, n: int, k: int = 1) -> datetime | None:
-        """A DTM/TS field as a naive UTC datetime, None if empty; BAD_DATE if malformed."""
+    def ts(self, seg: _Seg, n: int, field: str, k: int = 1) -> datetime | None:
+        """A DTM/TS field as a naive UTC datetime; None if empty, or if malformed (noted as bad_date on `field`)."""
         v = self.get(seg, n, k)
-        return _temporal(parse_hl7_ts, v, seg.at(n, k if k > 1 else None), "date/time") if v else None
+        return self.parse_ts(v, field) if v else None
 
-    def date(self, seg: _Seg, n: int, k: int = 1) -> date | None:
-        """A DT/DTM field as a date, None if empty; BAD_DATE if malformed."""
+    def date(self, seg: _Seg, n: int, field: str, k: int = 1) -> date | None:
+        """A DT/DTM field as a date; None if empty, or if malformed (noted as bad_date on `field`)."""
         v = self.get(seg, n, k)
-        return _temporal(parse_hl7_date, v, seg.at(n, k if k > 1 else None), "date") if v else None
+        if not v:
+            return None
+        t = self.parse_ts(v, field)
+        return t.date() if t is not None else None
 
-    def num(self, seg: _Seg, n: int, k: int = 1) -> float | None:
-        """An NM field as a float, None if empty; BAD_VALUE if not a finite number."""
-        v = self.get(seg, n, k)
-        return _number(v, seg.at(n, k if k > 1 else None)) if v else None
-
-    def code(self, table: str, seg: _Seg, n: int, default_system: str = "") -> tuple[str, str, str | None]:
-        """A CE/CWE field's coding (primary, then alternate) in a code system the table accepts."""
-        c = self.comps(seg, n)
-        codings: list[tuple[str | None, str | None, str | None]] = []
-        if c:
-            code, text, system = self.comp(c, 1), self.comp(c, 2), self.comp(c, 3)
-            if code or text or system:
-                codings.append((system or default_system or None, code or None, text or None))
-            alt_code, alt_text, alt_system = self.comp(c, 4), self.comp(c, 5), self.comp(c, 6)
-            if alt_code or alt_system:
-                codings.append((alt_system or None, alt_code or None, alt_text or text or None))
+    def parse_ts(self, v: str, field: str) -> datetime | None:
+        """A non-empty DTM value as a naive UTC datetime; None if malformed or impossible (noted)."""
         try:
-            return pick_coding(table, codings)
-        except MappingError as e:
-            detail = e.detail
-            if e.reason is Reason.UNKNOWN_CODE_SYSTEM:
-                # pick_coding names the systems it saw, as sent: on a misaligned field that is any text.
-                detail = f"{table} is not coded in a system it accepts ({', '.join(TABLES[table].code_systems)})"
-            raise MappingError(e.reason, f"{seg.at(n)}: {detail}") from None
+            return parse_hl7_ts(v)
+        except (ValueFormatError, OverflowError):  # overflow: a time zone pushing year 1 or 9999 out of range
+            self.found.append((field, FindingKind.BAD_DATE))
+            return None
+
+    def num(self, seg: _Seg, n: int, field: str, k: int = 1) -> float | None:
+        """An NM field as a float; None if empty, or if not a finite number (noted as bad_value on `field`)."""
+        v = self.get(seg, n, k)
+        if not v:
+            return None
+        x = _number(v)
+        if x is None:
+            self.found.append((field, FindingKind.BAD_VALUE))
+        return x
+
+    def enum(self, value: str, table: dict[str, str], field: str, known: frozenset[str] = frozenset()) -> str | None:
+        """A value of an HL7 table mapped to the model's; None if empty, or outside the table (noted as
+        bad_value on `field`) or in it without a model equivalent (`known`: not a finding)."""
+        if not value:
+            return None
+        v = table.get(value)
+        if v is None and value not in known:
+            self.found.append((field, FindingKind.BAD_VALUE))
+        return v
+
+    def concept(self, table: str, seg: _Seg, n: int, default_system: str = "", text: str = "") -> Concept:
+        """A CE/CWE field as the concept to store: primary triplet, then the alternate (CE/CWE-4..6), kept as
+        sent when not standard (see `pick_concept`; local systems are named after MSH-3). Notes the
+        finding on `code`, and `alternate_code` when the standard code came from the alternate triplet.
+
+        A bare identifier (CE-1 with no text, no coding system and no alternate, e.g. `AL1|1|DA|PENICILLIN`)
+        is taken as the concept's text: nothing says it is a code, and senders put names there. `text`
+        (e.g. DG1-4 description) and CWE-9 original text label a concept whose triplets carry none.
+        MISSING_FIELD if there is neither a code nor any text."""
+        c = self.comps(seg, n)
+        code = label = system = alt_code = alt_text = alt_system = original = ""
+        if c:
+            code = self.comp(c, 1)
+            label = self.comp(c, 2)
+            system = self.comp(c, 3)
+            if len(c) > 3:
+                alt_code, alt_text, alt_system = self.comp(c, 4), self.comp(c, 5), self.comp(c, 6)
+                original = self.comp(c, 9)
+        if code and not system:
+            system = default_system
+        codings: list[tuple[str | None, str | None, str | None]] = []
+        if code:
+            if system or label or alt_code or alt_text:
+                codings.append((system or None, code, label or None))
+            else:
+                label, code = code, ""
+        if alt_code:
+            codings.append((alt_system or None, alt_code, alt_text or label or None))
+        label = label or alt_text or original or text
+        try:
+            concept = pick_concept(table, codings, label or None, sender=self.sender or None)
+        except MappingError:
+            raise MappingError(Reason.MISSING_FIELD, f"{seg.at(n)}: {table} has neither a code nor a text") from None
+        if concept.finding is not None:
+            self.found.append(("code", concept.finding))
+        chosen = concept.system
+        if alt_code and concept.status == "standard" and chosen is not None and not (
+                code and _canonical(system) == chosen and normalise_code(chosen, code) == concept.code):
+            self.found.append(("code", FindingKind.ALTERNATE_CODE))
+        return concept
 
     def _unescape(self, v: str) -> str:
         # Written here rather than taken from python-hl7, whose unescape logs the field's value on errors.
@@ -415,14 +484,17 @@ def _decode(data: bytes, charset: str | None) -> str:
     return data.decode("latin-1")
 
 
-def _number(v: str, where: str) -> float:
+def _number(v: str) -> float | None:
+    """A decimal string as a finite float; None if it is not one."""
     try:
         x = parse_float(v)
     except ValueFormatError:
-        raise MappingError(Reason.BAD_VALUE, f"{where} is not a number") from None
-    if not math.isfinite(x):
-        raise MappingError(Reason.BAD_VALUE, f"{where} is not a finite number")
-    return x
+        return None
+    return x if math.isfinite(x) else None
+
+
+# Senders repeat a handful of system names: remember what each one canonicalises to.
+_canonical = lru_cache(maxsize=1024)(canonical_system)
 
 
 # --- mapping ---------------------------------------------------------------------------------------
@@ -436,11 +508,16 @@ _MRN_TYPES = frozenset({"MR", "MRN"})
 _NATIONAL_TYPES = frozenset({"NI", "SS", "CZ", "NN"})  # plus NNxxx (national id of country xxx)
 _INSURANCE_TYPES = frozenset({"HC", "MB", "MC", "MA", "SN", "JHN"})
 _ENCOUNTER_CLASS = {"I": "inpatient", "O": "ambulatory", "E": "emergency"}
+# HL7 table 0127 allergen type (MA, miscellaneous, has no model category) and 0128 severity.
 _ALLERGY_CATEGORY = {"DA": "medication", "MC": "medication", "FA": "food", "EA": "environment",
                      "AA": "environment", "PA": "environment", "LA": "environment"}
+_ALLERGY_CATEGORY_UNMAPPED = frozenset({"MA"})
 _CRITICALITY = {"SV": "high", "MO": "low", "MI": "low", "U": "unable-to-assess"}
+# HL7 table 0085 (N not asked, O order detail and B appended report name no result status of the model).
 _OBS_STATUS = {"F": "final", "C": "corrected", "P": "preliminary", "R": "preliminary", "S": "preliminary",
-               "I": "registered", "X": "cancelled", "D": "entered-in-error", "W": "entered-in-error", "U": "final"}
+               "I": "registered", "X": "cancelled", "D": "entered-in-error", "W": "entered-in-error", "U": "final",
+               "A": "amended"}
+_OBS_STATUS_UNMAPPED = frozenset({"N", "O", "B"})
 # OBR-24 diagnostic service sections (HL7 table 0074).
 _LAB_SECTIONS = frozenset({"AU", "BG", "BLB", "CH", "CP", "CUS", "HM", "IMM", "LAB", "MB", "MCB", "MYC", "NMS",
                            "OSL", "PAT", "SP", "SR", "TX", "URN", "VR"})
@@ -450,19 +527,30 @@ _VITAL_SIGNS = frozenset({"8867-4", "8480-6", "8462-4", "8310-5", "9279-1", "294
 _TEXT_TYPES = frozenset({"ST", "TX", "FT"})
 _CODED_TYPES = frozenset({"CE", "CWE", "CNE", "CF"})
 _NO_VALUE_TYPES = frozenset({"ED", "RP"})  # encapsulated data and pointers are documents, not results
+# HL7 table 0038 order status; 0119 order control (only a fallback, so an unknown one is no finding).
 _ORDER_STATUS = {"A": "active", "CA": "cancelled", "CM": "completed", "DC": "stopped", "ER": "entered-in-error",
                  "HD": "on-hold", "IP": "active", "RP": "stopped", "SC": "active"}
 _ORDER_CONTROL = {"NW": "active", "OK": "active", "SC": "active", "XO": "active", "RO": "active",
                   "CA": "cancelled", "OC": "cancelled", "CR": "cancelled", "DC": "stopped", "OD": "stopped",
                   "DR": "stopped", "HD": "on-hold", "OH": "on-hold"}
-_ADMIN_STATUS = {"CP": "completed", "PA": "completed", "RE": "not-done", "NA": "not-done"}
+_ADMIN_STATUS = {"CP": "completed", "PA": "completed", "RE": "not-done", "NA": "not-done"}  # HL7 table 0322
 _RANGE = re.compile(r"\s*(-?\d+(?:\.\d*)?|-?\.\d+)\s*(?:-|–|~|to)\s*(-?\d+(?:\.\d*)?|-?\.\d+)\s*\Z")
 _BOUND = re.compile(r"\s*([<>])=?\s*(-?\d+(?:\.\d*)?|-?\.\d+)\s*\Z")
+# Findings whose field is stored as null: the value read failed its check.
+_NULLED = frozenset({FindingKind.BAD_DATE, FindingKind.BAD_VALUE, FindingKind.BAD_REFERENCE})
+# Tables whose ids are positions in the message (set ids, counters): a repeated id there is another row.
+# They are also the ones that refer to a visit.
+_POSITIONAL_IDS = _VISIT_ROWS = frozenset({"condition", "procedure", "observation", "medication"})
 
 
 def _clean(row: Row) -> Row:
     """Leave out what the message did not have."""
     return {k: v for k, v in row.items() if v is not None and v != ""}
+
+
+def _coded(row: Row, c: Concept) -> None:
+    """Put a concept into a coded row."""
+    row["code"], row["code_system"], row["display"], row["code_status"] = c.code, c.system, c.display, c.status
 
 
 def _patient(m: _Message, seg: _Seg) -> Row:
@@ -493,12 +581,8 @@ def _patient(m: _Message, seg: _Seg) -> Row:
         name = next((c for c in names if m.comp(c, 7).upper() == "L"), names[0])
         row["family_name"] = m.comp(name, 1)
         row["given_name"] = " ".join(x for x in (m.comp(name, 2), m.comp(name, 3)) if x)
-    row["birth_date"] = m.date(seg, 7)
-    sex = m.get(seg, 8).upper()
-    if sex:
-        if sex not in _SEX:
-            raise MappingError(Reason.BAD_VALUE, f"{seg.at(8)} administrative sex is not one of M, F, O, U, A, N")
-        row["sex"] = _SEX[sex]
+    row["birth_date"] = m.date(seg, 7, "birth_date")
+    row["sex"] = m.enum(m.get(seg, 8).upper(), _SEX, "sex")
 
     addresses = m.reps(seg, 11)
     if addresses:
@@ -521,7 +605,7 @@ def _patient(m: _Message, seg: _Seg) -> Row:
     ethnic = m.comps(seg, 22) or m.comps(seg, 10)  # ethnic group, else race
     if ethnic:
         row["ethnicity"] = m.comp(ethnic, 2) or m.comp(ethnic, 1)
-    row["deceased_date"] = m.date(seg, 29)
+    row["deceased_date"] = m.date(seg, 29, "deceased_date")
     return _clean(row)
 
 
@@ -556,8 +640,8 @@ def _encounter(m: _Message, seg: _Seg, patient_id: str) -> Row:
         "id": visit,
         "patient_id": patient_id,
         "encounter_class": _ENCOUNTER_CLASS.get(cls, "other") if cls else None,
-        "start_time": m.ts(seg, 44),
-        "end_time": m.ts(seg, 45),
+        "start_time": m.ts(seg, 44, "start_time"),
+        "end_time": m.ts(seg, 45, "end_time"),
         "department": m.get(seg, 10) or m.get(seg, 3),
         "discharge_disposition": m.get(seg, 36),
     }
@@ -571,84 +655,91 @@ def _control_id(m: _Message, needed_for: str) -> str:
     return m.control_id
 
 
-def _condition(m: _Message, seg: _Seg, patient_id: str, encounter_id: str | None, index: int) -> Row:
-    """DG1 -> condition."""
-    system, code, display = m.code("condition", seg, 3, default_system=m.get(seg, 2))
-    base = encounter_id or _control_id(m, "the diagnosis (no PV1)")
-    onset = m.date(seg, 5)
+def _condition(m: _Message, seg: _Seg, patient_id: str, visit: str | None, encounter_id: str | None,
+               index: int) -> Row:
+    """DG1 -> condition. DG1-2 (the deprecated coding method) names the system DG1-3 leaves out."""
+    concept = m.concept("condition", seg, 3, default_system=m.get(seg, 2), text=m.get(seg, 4))
+    base = visit or _control_id(m, "the diagnosis (no PV1)")
+    onset = m.date(seg, 5, "onset_date")
     row: Row = {
         "id": f"{base}-DG1-{m.get(seg, 1) or index}",
         "patient_id": patient_id,
         "encounter_id": encounter_id,
-        "code": code,
-        "code_system": system,
-        "display": display or m.get(seg, 4),
         "onset_date": onset,
-        "recorded_date": m.date(seg, 19) or onset,
+        "recorded_date": m.date(seg, 19, "recorded_date") or onset,
     }
+    _coded(row, concept)
     return _clean(row)
 
 
-def _procedure(m: _Message, seg: _Seg, patient_id: str, encounter_id: str | None, index: int) -> Row:
+def _procedure(m: _Message, seg: _Seg, patient_id: str, visit: str | None, encounter_id: str | None,
+               index: int) -> Row:
     """PR1 -> procedure."""
-    system, code, display = m.code("procedure", seg, 3, default_system=m.get(seg, 2))
-    base = encounter_id or _control_id(m, "the procedure (no PV1)")
+    concept = m.concept("procedure", seg, 3, default_system=m.get(seg, 2), text=m.get(seg, 4))
+    base = visit or _control_id(m, "the procedure (no PV1)")
     row: Row = {
         "id": f"{base}-PR1-{m.get(seg, 1) or index}",
         "patient_id": patient_id,
         "encounter_id": encounter_id,
-        "code": code,
-        "code_system": system,
-        "display": display or m.get(seg, 4),
-        "performed_time": m.ts(seg, 5),
+        "performed_time": m.ts(seg, 5, "performed_time"),
     }
+    _coded(row, concept)
     return _clean(row)
 
 
 def _allergy(m: _Message, seg: _Seg, patient_id: str) -> Row:
-    """AL1 -> allergy."""
-    system, code, display = m.code("allergy", seg, 3)
+    """AL1 -> allergy. Its id is the patient's and the substance's (code, else text), so a message that
+    repeats the patient's allergies updates them rather than adding copies."""
+    concept = m.concept("allergy", seg, 3)
     reactions = [m.comp(c, 1) for c in m.reps(seg, 5)]
+    if concept.code:
+        substance = concept.code
+    else:  # text only: a short digest keeps the text out of the key and the key short
+        key = (concept.display or "").casefold().encode("utf-8")
+        substance = "t" + hashlib.blake2s(key, digest_size=8).hexdigest()
     row: Row = {
-        "id": f"{patient_id}-AL1-{code}",
+        "id": f"{patient_id}-AL1-{substance}",
         "patient_id": patient_id,
-        "code": code,
-        "code_system": system,
-        "display": display,
-        "category": _ALLERGY_CATEGORY.get(m.get(seg, 2).upper()),
-        "criticality": _CRITICALITY.get(m.get(seg, 4).upper()),
+        "category": m.enum(m.get(seg, 2).upper(), _ALLERGY_CATEGORY, "category", _ALLERGY_CATEGORY_UNMAPPED),
+        "criticality": m.enum(m.get(seg, 4).upper(), _CRITICALITY, "criticality"),
         "reaction": "; ".join(r for r in reactions if r),
-        "recorded_date": m.date(seg, 6),
+        "recorded_date": m.date(seg, 6, "recorded_date"),
     }
+    _coded(row, concept)
     return _clean(row)
 
 
 class _ObsGroup:
     """An OBR and what its OBX rows share: the order number, the observation time and the section."""
 
-    __slots__ = ("base", "count", "section", "time")
+    __slots__ = ("base", "count", "section", "time", "time_bad")
 
-    def __init__(self, base: str, time: datetime | None, section: str) -> None:
-        self.base, self.time, self.section = base, time, section
+    def __init__(self, base: str, time: datetime | None, section: str, time_bad: bool = False) -> None:
+        self.base, self.time, self.section, self.time_bad = base, time, section, time_bad
         self.count = 0  # OBX rows so far: the index of those without a set id
 
 
 def _observation(m: _Message, seg: _Seg, group: _ObsGroup, base: str, patient_id: str,
                  encounter_id: str | None) -> Row:
     """OBX (in its OBR group) -> observation."""
-    system, code, display = m.code("observation", seg, 3)
+    concept = m.concept("observation", seg, 3)
+    code = concept.code
     row: Row = {
         "id": f"{base}-{m.get(seg, 1) or group.count}",
         "patient_id": patient_id,
         "encounter_id": encounter_id,
-        "code": code,
-        "code_system": system,
-        "display": display,
         "unit": m.get(seg, 6, 1) or m.get(seg, 6, 2),
         "interpretation": m.get(seg, 8),
-        "status": _OBS_STATUS.get(m.get(seg, 11).upper()),
-        "effective_time": m.ts(seg, 14) or group.time,
+        "status": m.enum(m.get(seg, 11).upper(), _OBS_STATUS, "status", _OBS_STATUS_UNMAPPED),
     }
+    _coded(row, concept)
+    when = m.get(seg, 14)
+    if when:
+        row["effective_time"] = m.parse_ts(when, "effective_time")
+    elif group.time_bad:
+        m.found.append(("effective_time", FindingKind.BAD_DATE))  # OBR-7, which it would have taken
+    else:
+        row["effective_time"] = group.time
     section = group.section
     if section in _LAB_SECTIONS:
         row["category"] = "laboratory"
@@ -665,7 +756,7 @@ def _observation(m: _Message, seg: _Seg, group: _ObsGroup, base: str, patient_id
 
 
 def _obx_value(m: _Message, seg: _Seg, row: Row) -> None:
-    """OBX-5 by its value type OBX-2."""
+    """OBX-5 by its value type OBX-2. A number that does not parse is kept as text, with a finding."""
     vt = m.get(seg, 2).upper()
     reps = m.reps(seg, 5)
     if not reps or vt in _NO_VALUE_TYPES:
@@ -673,14 +764,20 @@ def _obx_value(m: _Message, seg: _Seg, row: Row) -> None:
     first = reps[0]
     if vt == "NM":
         v = m.comp(first, 1)
-        row["value_num"] = _number(v, seg.at(5)) if v else None
+        if v:
+            x = _number(v)
+            if x is None:
+                row["value_text"] = v
+                m.found.append(("value_num", FindingKind.BAD_VALUE))
+            else:
+                row["value_num"] = x
     elif vt == "SN":
         comparator, n1, sep, n2 = (m.comp(first, k) for k in (1, 2, 3, 4))
-        for v in (n1, n2):
-            if v:
-                _number(v, seg.at(5))
-        if n1 and not sep and comparator in ("", "="):
-            row["value_num"] = _number(n1, seg.at(5))
+        if (n1 and _number(n1) is None) or (n2 and _number(n2) is None):
+            m.found.append(("value_num", FindingKind.BAD_VALUE))
+            row["value_text"] = f"{comparator}{n1}{sep}{n2}"
+        elif n1 and not sep and comparator in ("", "="):
+            row["value_num"] = _number(n1)
         else:
             row["value_text"] = f"{comparator}{n1}{sep}{n2}"
     elif vt in _TEXT_TYPES:
@@ -690,12 +787,11 @@ def _obx_value(m: _Message, seg: _Seg, row: Row) -> None:
     else:
         text = m.text(m.cs.join(first))
         if not vt and text:
-            try:
-                row["value_num"] = _number(text, seg.at(5))
+            x = _number(text)
+            if x is not None:
+                row["value_num"] = x
                 return
-            except MappingError:
-                pass  # an untyped value that is not a number is kept as text
-        row["value_text"] = text
+        row["value_text"] = text  # an untyped value that is not a number is kept as text
 
 
 def _reference_range(text: str) -> tuple[float | None, float | None]:
@@ -704,10 +800,15 @@ def _reference_range(text: str) -> tuple[float | None, float | None]:
         return None, None
     m = _RANGE.match(text)
     if m:
-        return float(m.group(1)), float(m.group(2))
+        low, high = float(m.group(1)), float(m.group(2))
+        if math.isfinite(low) and math.isfinite(high):
+            return low, high
+        return None, None
     m = _BOUND.match(text)
     if m:
         bound = float(m.group(2))
+        if not math.isfinite(bound):
+            return None, None
         return (None, bound) if m.group(1) == "<" else (bound, None)
     return None, None
 
@@ -715,12 +816,12 @@ def _reference_range(text: str) -> tuple[float | None, float | None]:
 class _Order:
     """A pharmacy order group being collected: ORC, TQ1, RXE or RXA, and the RXR that follows it."""
 
-    __slots__ = ("encounter_id", "give", "index", "orc", "patient_id", "rxr", "tq1")
+    __slots__ = ("encounter_bad", "encounter_id", "give", "index", "orc", "patient_id", "rxr", "tq1")
 
     def __init__(self, orc: _Seg | None, tq1: _Seg | None, give: _Seg, index: int, patient_id: str,
-                 encounter_id: str | None) -> None:
+                 encounter_id: str | None, encounter_bad: bool) -> None:
         self.orc, self.tq1, self.give, self.index = orc, tq1, give, index
-        self.patient_id, self.encounter_id = patient_id, encounter_id
+        self.patient_id, self.encounter_id, self.encounter_bad = patient_id, encounter_id, encounter_bad
         self.rxr: _Seg | None = None
 
 
@@ -739,110 +840,202 @@ def _order_id(m: _Message, order: _Order, seen: dict[str, int]) -> str:
 def _medication(m: _Message, order: _Order, seen: dict[str, int]) -> Row:
     """ORC/TQ1/RXE/RXR or ORC/RXA/RXR -> medication."""
     g, orc, tq1 = order.give, order.orc, order.tq1
+    concept = m.concept("medication", g, 2 if g.sid == "RXE" else 5)
     row: Row = {"id": _order_id(m, order, seen), "patient_id": order.patient_id,
                 "encounter_id": order.encounter_id}
     if g.sid == "RXE":
-        system, code, display = m.code("medication", g, 2)
-        row["dose_value"] = m.num(g, 3)
+        row["dose_value"] = m.num(g, 3, "dose_value")
         row["dose_unit"] = m.get(g, 5, 1) or m.get(g, 5, 2)
         row["frequency"] = m.get(g, 1, 2) or (m.get(tq1, 3) if tq1 is not None else "") or m.get(g, 1, 8)
         # When it started, else when it was ordered: TQ1-7, RXE-1.4, RXE-32, ORC-9.
-        start = (m.date(tq1, 7) if tq1 is not None else None) or m.date(g, 1, 4) or m.date(g, 32)
-        row["end_date"] = (m.date(tq1, 8) if tq1 is not None else None) or m.date(g, 1, 5)
+        start = ((m.date(tq1, 7, "start_date") if tq1 is not None else None) or m.date(g, 1, "start_date", 4)
+                 or m.date(g, 32, "start_date"))
+        row["end_date"] = (m.date(tq1, 8, "end_date") if tq1 is not None else None) or m.date(g, 1, "end_date", 5)
     else:
-        system, code, display = m.code("medication", g, 5)
-        row["dose_value"] = m.num(g, 6)
+        row["dose_value"] = m.num(g, 6, "dose_value")
         row["dose_unit"] = m.get(g, 7, 1) or m.get(g, 7, 2)
-        start = m.date(g, 3)
-        row["end_date"] = m.date(g, 4)
-        row["status"] = _ADMIN_STATUS.get(m.get(g, 20).upper())
+        start = m.date(g, 3, "start_date")
+        row["end_date"] = m.date(g, 4, "end_date")
+        row["status"] = m.enum(m.get(g, 20).upper(), _ADMIN_STATUS, "status")
     if start is None and orc is not None:
-        start = m.date(orc, 9)
+        start = m.date(orc, 9, "start_date")
     row["start_date"] = start
-    row["code"], row["code_system"], row["display"] = code, system, display
+    _coded(row, concept)
     if orc is not None and not row.get("status"):
-        row["status"] = _ORDER_STATUS.get(m.get(orc, 5).upper()) or _ORDER_CONTROL.get(m.get(orc, 1).upper())
+        row["status"] = (m.enum(m.get(orc, 5).upper(), _ORDER_STATUS, "status")
+                         or _ORDER_CONTROL.get(m.get(orc, 1).upper()))
     if order.rxr is not None:
         route = m.comps(order.rxr, 1)
         row["route"] = m.comp(route, 2) or m.comp(route, 1)
+    if order.encounter_bad:
+        m.found.append(("encounter_id", FindingKind.BAD_REFERENCE))
     return _clean(row)
 
 
-def _map(m: _Message, wanted: frozenset[str]) -> list[tuple[str, Row]]:
-    """Walk the segments in order, each mapped with the patient, visit, OBR and ORC it belongs to."""
-    rows: list[tuple[str, Row]] = []
+class Mapped(NamedTuple):
+    """What one HL7 v2 message gives: the rows to store, their data-quality findings, and the segments
+    whose rows could not be stored (each quarantined alone; the message's other rows are stored)."""
+
+    rows: list[tuple[str, Row]]
+    findings: list[tuple[str, str, FindingKind, int]]  # (table, field, kind, segment number) of stored rows
+    failed: list[tuple[int, MappingError]]  # (segment number, why)
+    z_segments: int  # site-defined Z-segments, never mapped
+
+
+# One row built from a segment, waiting for its final check: (table, row, segment number, its findings).
+_Pending = tuple[str, Row, int, list[tuple[str, FindingKind]] | None]
+
+
+def _collect(m: _Message, wanted: frozenset[str], failed: list[tuple[int, MappingError]]) -> list[_Pending]:
+    """Walk the segments in order, each mapped with the patient, visit, OBR and ORC it belongs to. A row
+    that cannot be built is noted in `failed`; MappingError only if the message has no patient."""
+    pending: list[_Pending] = []
+    found = m.found
     patient_id: str | None = None
     encounter: Row | None = None
+    visit: str | None = None  # the visit's id, which rows' ids start with
+    encounter_bad = False  # the last PV1 could not be mapped: its rows' reference is unresolved
     group = _ObsGroup("", None, "")  # OBX before any OBR: no order number, time or section
     obr_count = dg1_index = pr1_index = 0
     orc: _Seg | None = None
     tq1: _Seg | None = None
     orders: list[_Order] = []
     last_order: _Order | None = None
+    seen_ids: dict[tuple[str, str], int] = {}
+
+    def add(table: str, row: Row, pos: int) -> None:
+        if table in _POSITIONAL_IDS:
+            key = (table, row["id"])
+            k = seen_ids.get(key, 0) + 1
+            seen_ids[key] = k
+            if k > 1:
+                row["id"] = f"{row['id']}-dup{k}"  # a repeated set id: another result, not a correction
+        if encounter_bad and table in _VISIT_ROWS:
+            found.append(("encounter_id", FindingKind.BAD_REFERENCE))
+        if found:
+            pending.append((table, row, pos, found[:]))
+            found.clear()
+        else:
+            pending.append((table, row, pos, None))
+
     for seg in m.segments:
         sid = seg.sid
         if sid not in wanted:
             continue
         if sid == "PID":
-            patient = _patient(m, seg)
-            rows.append(("patient", patient))
+            patient = _patient(m, seg)  # no identifier: the message cannot be tied to a patient
             patient_id = patient["id"]
-            encounter, orc, tq1, last_order = None, None, None, None
+            add("patient", patient, seg.pos)
+            encounter, visit, encounter_bad, orc, tq1, last_order = None, None, False, None, None, None
             group = _ObsGroup("", None, "")
             continue
         if patient_id is None:
-            raise MappingError(Reason.MISSING_FIELD, f"{sid} (segment {seg.pos}) comes before any PID segment: "
-                                                     "it has no patient")
+            failed.append((seg.pos, MappingError(Reason.MISSING_FIELD, f"{sid} (segment {seg.pos}) comes before "
+                                                                       "any PID segment: it has no patient")))
+            continue
         encounter_id = encounter["id"] if encounter is not None else None
-        if sid == "PV1":
-            encounter = _encounter(m, seg, patient_id)
-            rows.append(("encounter", encounter))
-        elif sid == "PV2":
-            reason = m.comps(seg, 3)
-            text = m.comp(reason, 2) or m.comp(reason, 1)
-            if encounter is not None and text:
-                encounter["reason"] = text
-        elif sid == "DG1":
-            dg1_index += 1
-            rows.append(("condition", _condition(m, seg, patient_id, encounter_id, dg1_index)))
-        elif sid == "PR1":
-            pr1_index += 1
-            rows.append(("procedure", _procedure(m, seg, patient_id, encounter_id, pr1_index)))
-        elif sid == "AL1":
-            rows.append(("allergy", _allergy(m, seg, patient_id)))
-        elif sid == "OBR":
-            obr_count += 1
-            group = _ObsGroup(m.get(seg, 3) or m.get(seg, 2), m.ts(seg, 7), m.get(seg, 24).upper())
-        elif sid == "OBX":
-            group.count += 1
-            base = group.base
-            if not base:
-                base = _control_id(m, "the observation (OBR-2 and OBR-3 are empty)")
-                if obr_count > 1:
-                    base = f"{base}-OBR{obr_count}"  # several unnumbered orders in one message stay apart
-            rows.append(("observation", _observation(m, seg, group, base, patient_id, encounter_id)))
-        elif sid == "ORC":
-            orc, tq1, last_order = seg, None, None
-        elif sid == "TQ1":
-            if last_order is not None:
-                last_order.tq1 = last_order.tq1 or seg
-            else:
-                tq1 = tq1 or seg
-        elif sid in ("RXE", "RXA"):
-            last_order = _Order(orc, tq1, seg, len(orders) + 1, patient_id, encounter_id)
-            orders.append(last_order)
-        elif sid == "RXR" and last_order is not None and last_order.rxr is None:
-            # An RXR before the RXE/RXA belongs to the RXO (what was asked for), not to what is given.
-            last_order.rxr = seg
+        try:
+            if sid == "PV1":
+                encounter, visit, encounter_bad = None, None, False
+                try:
+                    row = _encounter(m, seg, patient_id)
+                except MappingError:
+                    encounter_bad = True
+                    raise
+                encounter, visit = row, row["id"]
+                add("encounter", row, seg.pos)
+            elif sid == "PV2":
+                reason = m.comps(seg, 3)
+                text = m.comp(reason, 2) or m.comp(reason, 1)
+                if encounter is not None and text:
+                    encounter["reason"] = text
+            elif sid == "DG1":
+                dg1_index += 1
+                add("condition", _condition(m, seg, patient_id, visit, encounter_id, dg1_index), seg.pos)
+            elif sid == "PR1":
+                pr1_index += 1
+                add("procedure", _procedure(m, seg, patient_id, visit, encounter_id, pr1_index), seg.pos)
+            elif sid == "AL1":
+                add("allergy", _allergy(m, seg, patient_id), seg.pos)
+            elif sid == "OBR":
+                obr_count += 1
+                time = m.ts(seg, 7, "effective_time")
+                group = _ObsGroup(m.get(seg, 3) or m.get(seg, 2), time, m.get(seg, 24).upper(), bool(found))
+                found.clear()  # OBR-7 is noted on each OBX that would have taken it
+            elif sid == "OBX":
+                group.count += 1
+                base = group.base
+                if not base:
+                    base = _control_id(m, "the observation (OBR-2 and OBR-3 are empty)")
+                    if obr_count > 1:
+                        base = f"{base}-OBR{obr_count}"  # several unnumbered orders in one message stay apart
+                add("observation", _observation(m, seg, group, base, patient_id, encounter_id), seg.pos)
+            elif sid == "ORC":
+                orc, tq1, last_order = seg, None, None
+            elif sid == "TQ1":
+                if last_order is not None:
+                    last_order.tq1 = last_order.tq1 or seg
+                else:
+                    tq1 = tq1 or seg
+            elif sid in ("RXE", "RXA"):
+                last_order = _Order(orc, tq1, seg, len(orders) + 1, patient_id, encounter_id, encounter_bad)
+                orders.append(last_order)
+            elif sid == "RXR" and last_order is not None and last_order.rxr is None:
+                # An RXR before the RXE/RXA belongs to the RXO (what was asked for), not to what is given.
+                last_order.rxr = seg
+        except MappingError as e:
+            found.clear()
+            failed.append((seg.pos, e))
     if patient_id is None:
         raise MappingError(Reason.MISSING_FIELD, "the message has no PID segment")
     seen: dict[str, int] = {}
-    rows.extend(("medication", _medication(m, o, seen)) for o in orders)
-    return [(table, complete(table, row, CONNECTOR)) for table, row in rows]
+    encounter_bad = False  # from here each order notes its own visit's (in _medication)
+    for o in orders:
+        try:
+            row = _medication(m, o, seen)
+        except MappingError as e:
+            found.clear()
+            failed.append((o.give.pos, e))
+            continue
+        add("medication", row, o.give.pos)
+    return pending
 
 
-def _map_message(raw: bytes) -> tuple[list[tuple[str, Row]], int]:
-    """(rows, number of Z-segments ignored) of one message; MappingError if it cannot be mapped whole."""
+def _map(m: _Message, wanted: frozenset[str]) -> Mapped:
+    """Map a message's segments, then check each row: a row that fails the check is left out with its
+    segment (a patient's failure fails the message), and rows that referred to a visit left out lose
+    that reference. Values noted bad are stored as null."""
+    failed: list[tuple[int, MappingError]] = []
+    pending = _collect(m, wanted, failed)
+    rows: list[tuple[str, Row]] = []
+    findings: list[tuple[str, str, FindingKind, int]] = []
+    dropped_visits: set[str] = set()
+    for table, row, pos, notes in pending:
+        if dropped_visits and table in _VISIT_ROWS and row.get("encounter_id") in dropped_visits:
+            notes = [*(notes or ()), ("encounter_id", FindingKind.BAD_REFERENCE)]
+        if notes is not None:
+            for name, kind in notes:
+                if kind in _NULLED:
+                    row.pop(name, None)
+        try:
+            complete(table, row, CONNECTOR)
+        except MappingError as e:
+            if table == "patient":
+                raise
+            if table == "encounter":
+                dropped_visits.add(row["id"])
+            failed.append((pos, e))
+            continue
+        rows.append((table, row))
+        if notes is not None:
+            findings.extend((table, name, kind, pos) for name, kind in notes)
+    failed.sort(key=lambda f: f[0])
+    return Mapped(rows, findings, failed, m.z_segments)
+
+
+def map_message_full(raw: bytes) -> Mapped:
+    """Map one HL7 v2 message: its rows, findings and failed segments; MappingError if the message as a
+    whole cannot be mapped (not parsed, type not mapped, not tied to a patient)."""
     try:
         m = _Message(raw)
         if not m.type:
@@ -853,7 +1046,7 @@ def _map_message(raw: bytes) -> tuple[list[tuple[str, Row]], int]:
             shown = name if _MSG_TYPE_SHAPE.fullmatch(name) else "in MSH-9"
             raise MappingError(Reason.UNSUPPORTED_MESSAGE, f"message type {shown} is not mapped; mapped: ADT "
                                                            "A01-A08, A13, ORU^R01, RDE^O11, RDE^O25, RAS^O17")
-        return _map(m, wanted), m.z_segments
+        return _map(m, wanted)
     except MappingError:
         raise
     except Exception as e:  # the contract is that only MappingError leaves; say where, never what was read
@@ -861,15 +1054,16 @@ def _map_message(raw: bytes) -> tuple[list[tuple[str, Row]], int]:
 
 
 def map_message(raw: bytes, source: str) -> list[tuple[str, Row]]:
-    """Map one HL7 v2 message into (table, row) pairs; MappingError if it cannot be mapped whole."""
+    """The rows one HL7 v2 message stores (see `map_message_full`); MappingError if it cannot be mapped."""
     # `source` names where the message came from; rows carry the connector name, not the file.
-    return _map_message(raw)[0]
+    return map_message_full(raw).rows
 
 
 # --- ingest ----------------------------------------------------------------------------------------
 
 def ingest_hl7_stream(stream: BinaryIO, source: str, sink: Sink) -> None:
-    """Ingest every message of an HL7 v2 stream; messages that do not map are quarantined."""
+    """Ingest every message of an HL7 v2 stream: rows added, then their findings; a message that cannot
+    be mapped, or a segment whose row cannot be stored, is quarantined."""
     z_segments = 0
     messages = split_messages(stream)
     while True:
@@ -881,16 +1075,34 @@ def ingest_hl7_stream(stream: BinaryIO, source: str, sink: Sink) -> None:
         except (OSError, EOFError) as e:
             raise SourceError(f"{source}: cannot read: {e}") from None
         try:
-            rows, z = _map_message(raw)
+            mapped = map_message_full(raw)
         except MappingError as e:
             sink.quarantine(Quarantined(connector=CONNECTOR, source=source, position=f"message {n}",
                                         reason=e.reason, detail=e.detail, raw=raw))
             continue
-        z_segments += z
-        for table, row in rows:
+        z_segments += mapped.z_segments
+        for table, row in mapped.rows:
             sink.add(table, row)
+        if mapped.findings:
+            _emit_findings(sink, source, n, mapped.findings)
+        for pos, err in mapped.failed:
+            sink.quarantine(Quarantined(connector=CONNECTOR, source=source, position=f"message {n}, segment {pos}",
+                                        reason=err.reason, detail=err.detail, raw=raw))
     if z_segments:
         sink.skip("HL7 v2 Z-segment", z_segments)
+
+
+def _emit_findings(sink: Sink, source: str, n: int, findings: list[tuple[str, str, FindingKind, int]]) -> None:
+    """One finding per (table, field, kind) of a message, counting its rows, at the first one's segment."""
+    counts: dict[tuple[str, str, FindingKind], list[int]] = {}
+    for table, name, kind, pos in findings:
+        hit = counts.get((table, name, kind))
+        if hit is None:
+            counts[(table, name, kind)] = [1, pos]
+        else:
+            hit[0] += 1
+    for (table, name, kind), (count, pos) in counts.items():
+        sink.finding(Finding(CONNECTOR, source, f"message {n}, segment {pos}", table, name, kind), count)
 
 
 def ingest_hl7_file(path: Path, sink: Sink) -> None:
@@ -905,13 +1117,3 @@ def ingest_hl7_file(path: Path, sink: Sink) -> None:
             # GzipFile reads like a binary file; typeshed just does not call it a BinaryIO.
             fh = cast(BinaryIO, stack.enter_context(gzip.GzipFile(fileobj=fh, mode="rb")))
         ingest_hl7_stream(fh, str(path), sink)
-
-
-_T = TypeVar("_T")
-
-
-def _temporal(parse: Callable[[str], _T], value: str, where: str, what: str) -> _T:
-    try:
-        return parse(value)
-    except ValueFormatError:
-        raise MappingError(Reason.BAD_DATE, f"{where} is not a valid HL7 {what}") from None

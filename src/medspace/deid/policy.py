@@ -24,6 +24,7 @@ from medspace.deid.hierarchy import spec_from_options
 from medspace.model.catalogue import PHI, TABLES, Level
 
 BUILTIN = ("safe-harbor", "pipl", "research")
+KEYED_ACTIONS = ("pseudonym", "shift", "linkage")  # actions that need the node's keyring
 
 # action -> options it accepts (name -> type)
 ACTIONS: dict[str, dict[str, type]] = {
@@ -125,6 +126,21 @@ class Policy:
         """True if the view may hold L1 rows or fields of a table."""
         return table in self.include_l1
 
+    @property
+    def uses_keys(self) -> bool:
+        """True if building the view needs the node's keyring (pseudonyms, date shifts, linkage IDs)."""
+        if any(r.action in KEYED_ACTIONS for r in self.derived().values()):
+            return True
+        return any(self.rule_for(t.name, f.name).action in KEYED_ACTIONS for t in TABLES.values() for f in t)
+
+
+def _schema_key(name: str) -> str:
+    """What a policy name becomes as a view schema, case-folded (names equal here share one view)."""
+    return re.sub(r"[^a-z0-9]", "_", name.strip().lower())
+
+
+RESERVED = {_schema_key(n): n for n in BUILTIN}
+
 
 class _Lines:
     """Finds the line of a key in a TOML text (tomllib keeps no positions)."""
@@ -172,13 +188,17 @@ def resolve(policy: str | Path) -> tuple[str, str]:
 
 
 def load_policy(policy: str | Path) -> Policy:
-    """Load and check a policy by built-in name or path."""
+    """Load and check a policy by built-in name or path (a file may not take a built-in policy's name)."""
     source, text = resolve(policy)
-    return parse_policy(text, source)
+    return parse_policy(text, source, custom=str(policy) not in BUILTIN)
 
 
-def parse_policy(text: str, source: str = "<policy>") -> Policy:
-    """Parse and check a policy's TOML text; every error names the line and the field."""
+def parse_policy(text: str, source: str = "<policy>", *, custom: bool = False) -> Policy:
+    """Parse and check a policy's TOML text; every error names the line and the field.
+
+    `custom`: the text is not one of the built-in policies, so it may not take a built-in policy's name
+    (its view would replace the built-in's). Texts stored with a view are re-parsed without it.
+    """
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -198,6 +218,9 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
     if not isinstance(head, dict):
         raise fail(None, None, "policy", "a [policy] section with a name is required")
     name = head.get("name")
+    if custom and isinstance(name, str) and _schema_key(name) in RESERVED:
+        raise fail("policy", "name", "policy.name", f"{name!r} is the name of the built-in policy "
+                   f"{RESERVED[_schema_key(name)]} (reserved: {', '.join(BUILTIN)}); choose another name")
     if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9-]{0,40}", name):
         raise fail("policy", "name", "policy.name", "must be a short lower-case name (letters, digits, '-')")
     for k in head:

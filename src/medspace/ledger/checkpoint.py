@@ -451,6 +451,8 @@ def read_private_key(path: str | os.PathLike[str], *, cosigner: bool = False) ->
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise CheckpointError(f"cannot read key file {p}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise CheckpointError(f"key file {p} is not a key (not UTF-8 text)") from None
     if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise CheckpointError(f"private key file {p} is accessible by group or others; chmod 600 it")
     if cosigner:
@@ -474,6 +476,8 @@ def load_verifier(vkey_or_path: str | os.PathLike[str]) -> NoteVerifier:
             text = Path(text).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise CheckpointError(f"cannot read verifier key file: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise CheckpointError("the verifier key file is not a key (not UTF-8 text)") from None
     return verifier_from_vkey(text)
 
 

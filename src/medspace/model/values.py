@@ -7,11 +7,13 @@ from datetime import date, datetime, timedelta
 
 from medspace.model.errors import ValueFormatError
 
-_FHIR_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+# ASCII digits only (`\d` would take any Unicode digit), and fullmatch, so that no trailing newline slips
+# through.
+_FHIR_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?", re.ASCII)
 _FHIR_DT = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?$"
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?", re.ASCII
 )
-_HL7_TS = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\.\d{1,4})?([+-]\d{4})?$")
+_HL7_TS = re.compile(r"(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\.\d{1,4})?([+-]\d{4})?", re.ASCII)
 
 
 def parse_fhir_date(text: str) -> date:
@@ -21,7 +23,7 @@ def parse_fhir_date(text: str) -> date:
         raise ValueFormatError(f"expected a date string, got {type(text).__name__}")
     if "T" in text:
         return parse_fhir_datetime(text).date()
-    m = _FHIR_DATE.match(text)
+    m = _FHIR_DATE.fullmatch(text)
     if not m:
         raise ValueFormatError("not a FHIR date (YYYY, YYYY-MM or YYYY-MM-DD)")
     try:
@@ -42,9 +44,17 @@ def parse_fhir_datetime(text: str) -> datetime:
             pass
         else:
             off = dt.utcoffset()
-            return dt.replace(tzinfo=None) - off if off else dt.replace(tzinfo=None)
-    m = _FHIR_DT.match(text)
+            if not off:
+                return dt.replace(tzinfo=None)
+            try:
+                return dt.replace(tzinfo=None) - off
+            except OverflowError:
+                raise ValueFormatError("dateTime out of range in UTC") from None
+    m = _FHIR_DT.fullmatch(text)
     if not m:
+        if "T" in text:
+            # Not a partial date either: handing it to parse_fhir_date would come straight back here.
+            raise ValueFormatError("not a FHIR dateTime (YYYY-MM-DDThh:mm[:ss[.fff]][Z|+hh:mm])")
         return datetime.combine(parse_fhir_date(text), datetime.min.time())
     y, mo, d, h, mi, s, frac, tz = m.groups()
     try:
@@ -59,12 +69,16 @@ def _to_utc(dt: datetime, tz: str | None) -> datetime:
     if not tz or tz == "Z":
         return dt
     sign = 1 if tz[0] == "+" else -1
-    return dt - sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[-2:]))
+    try:
+        return dt - sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[-2:]))
+    except OverflowError:
+        # 0001-01-01T00:00+14:00 is a valid local time whose UTC instant the datetime type cannot hold.
+        raise ValueFormatError("date/time out of range in UTC") from None
 
 
 def parse_hl7_ts(text: str) -> datetime:
     """An HL7 v2 DTM/TS value (YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]) as a naive UTC datetime."""
-    m = _HL7_TS.match(text.strip())
+    m = _HL7_TS.fullmatch(text.strip())
     if not m:
         raise ValueFormatError("not an HL7 timestamp (YYYY[MM[DD[HHMM[SS]]]][+ZZZZ])")
     y, mo, d, h, mi, s, frac, tz = m.groups()

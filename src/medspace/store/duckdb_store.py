@@ -7,6 +7,7 @@ import os
 import secrets
 import sys
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,8 +24,11 @@ import pyarrow.compute as pc
 
 from medspace.connect.base import Finding, Quarantined
 from medspace.model import TABLES
+from medspace.store import lock as _lock
 from medspace.store.errors import SchemaVersionError, StoreError, StoreOpenError
 from medspace.store.schema import MIGRATIONS, SCHEMA_VERSION, quarantine_ddl, quarantine_id, table_ddl
+from medspace.store.sidecar import remove_store_files
+from medspace.store.snapshot import last_batch, snapshot_batch, write_snapshot
 
 PIECE_ROWS = 4_096  # rows added one at a time become Arrow this many at a time: bounds Python's memory
 CHUNK_ROWS = 8_192  # a table's buffered rows go to its staging table this many at a time
@@ -155,34 +159,179 @@ class IngestReport:
         }
 
 
+def _check_header(path: Path) -> None:
+    """Refuse a file that is not a DuckDB database before DuckDB reads it (its magic is at byte 8)."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(12)
+    except OSError as e:
+        raise StoreOpenError(f"cannot read store {path}: {e.strerror or e}") from None
+    if len(head) < 12 or head[8:12] != b"DUCK":
+        raise StoreOpenError(f"{path} is not a medspace store (not a DuckDB database)")
+
+
+def _one_line(message: str) -> str:
+    """DuckDB's message, first line, without its class prefix."""
+    line = message.strip().splitlines()[0] if message.strip() else "unknown error"
+    for prefix in ("IO Error: ", "IOException: ", "Invalid Input Error: ", "Catalog Error: "):
+        line = line.removeprefix(prefix)
+    return line
+
+
 class Store:
     """A hospital node's DuckDB store."""
 
-    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False, create: bool = True, wait: float = 0.0,
+                 command: str | None = None) -> None:
+        """Open a store; `create`: make it if there is none (never when read-only); `wait`: seconds to keep
+        retrying while another process holds it; `command`: what this process is, for the lock-info file."""
         self.path = Path(path)
-        if read_only and not self.path.exists():
-            raise StoreOpenError(f"no store at {self.path}")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # A node never fetches code: with auto-install on, opening a file that is not a DuckDB
-            # database (SQLite, say) makes DuckDB download an extension to read it.
-            self.con = duckdb.connect(str(self.path), read_only=read_only, config=DUCKDB_CONFIG)
-        except (duckdb.Error, OSError) as e:
-            raise StoreOpenError(f"cannot open store {self.path}: {e}") from None
         self.read_only = read_only
-        self._migrate()
-        if not read_only:
-            self._drop_stale_staging()
+        self.created = False  # whether this opening made the store file
+        self._made_dirs: list[Path] = []  # directories made for it, outermost first
+        self._claimed = False
+        self._closed = False
+        self.con = self._connect(create=create, wait=wait)
+        try:
+            self._refuse_foreign()
+            self._migrate()
+            if not read_only:
+                self._drop_stale_staging()
+                _lock.claim(self.path, command or _lock.default_command())
+                self._claimed = True
+        except BaseException:
+            if self.created:
+                self._discard_files()
+            else:
+                self.con.close()
+                self._release()
+            raise
+
+    def _connect(self, *, create: bool, wait: float) -> duckdb.DuckDBPyConnection:
+        path = self.path
+        if path.is_dir():
+            raise StoreOpenError(f"{path} is a directory, not a store")
+        exists = path.exists()
+        if exists:
+            _check_header(path)
+        elif self.read_only or not create:
+            raise StoreOpenError(f"no store at {path}")
+        else:
+            missing: list[Path] = []
+            d = path.parent.absolute()
+            while not d.exists():
+                missing.insert(0, d)
+                d = d.parent
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreOpenError(f"cannot create store {path}: {e.strerror or e}") from None
+            self._made_dirs = missing
+        deadline = time.monotonic() + wait
+        pause = 0.05
+        while True:
+            try:
+                # A node never fetches code: with auto-install on, opening a file that is not a DuckDB
+                # database (SQLite, say) makes DuckDB download an extension to read it.
+                con = duckdb.connect(str(path), read_only=self.read_only, config=DUCKDB_CONFIG)
+            except duckdb.Error as e:
+                msg = str(e)
+                if _lock.is_lock_error(msg):
+                    left = deadline - time.monotonic()
+                    if left > 0:
+                        time.sleep(min(pause, left))
+                        pause = min(pause * 2, 0.5)
+                        continue
+                    raise _lock.busy_error(path, msg, wait) from None
+                self._remove_made_dirs()
+                if "not a valid DuckDB database" in msg or "Install it first" in msg:
+                    raise StoreOpenError(f"{path} is not a medspace store (not a DuckDB database)") from None
+                raise StoreOpenError(f"cannot open store {path}: {_one_line(msg)}") from None
+            except OSError as e:
+                self._remove_made_dirs()
+                raise StoreOpenError(f"cannot open store {path}: {e.strerror or e}") from None
+            self.created = not exists
+            return con
 
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        # A run that made the store and then failed leaves nothing behind: not an empty store that a
+        # mistyped path would then find next time.
+        if exc_type is not None and self.created and self._pristine():
+            self.discard()
+        else:
+            self.close()
 
     def close(self) -> None:
-        """Close the DuckDB connection."""
-        self.con.close()
+        """Close the DuckDB connection; a writer that committed a batch first updates the statistics
+        snapshot beside the store (what `node stats` shows while the next writer holds it)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._claimed:
+                self._update_snapshot()
+        finally:
+            self.con.close()
+            self._release()
+
+    def discard(self) -> None:
+        """Close and remove a store this opening made (with its write-ahead log and the files beside it)."""
+        if not self.created:
+            raise StoreError(f"store {self.path} existed before: not removing it")
+        if not self._closed:
+            self._closed = True
+            self.con.close()
+        self._discard_files()
+
+    def _discard_files(self) -> None:
+        with contextlib.suppress(duckdb.Error):
+            self.con.close()
+        self._release()
+        remove_store_files(self.path)
+        self._remove_made_dirs()
+
+    def _remove_made_dirs(self) -> None:
+        for d in reversed(self._made_dirs):
+            with contextlib.suppress(OSError):
+                d.rmdir()  # only if still empty
+        self._made_dirs = []
+
+    def _release(self) -> None:
+        if self._claimed:
+            self._claimed = False
+            _lock.release(self.path)
+
+    def _refuse_foreign(self) -> None:
+        """Refuse a DuckDB database that holds other things than a medspace store (a new, empty one is fine)."""
+        meta, other = self.con.execute(
+            "SELECT count(*) FILTER (WHERE table_name = '_medspace_meta'), count(*) FROM duckdb_tables() "
+            "WHERE NOT internal"
+        ).fetchall()[0]
+        views = self.con.execute("SELECT count(*) FROM duckdb_views() WHERE NOT internal").fetchall()[0][0]
+        if not meta and (other or views):
+            raise StoreOpenError(f"{self.path} is not a medspace store (a DuckDB database without medspace's tables)")
+
+    def _pristine(self) -> bool:
+        """Whether the store holds nothing a run committed (no batch, no view): safe to remove."""
+        try:
+            batches = self.con.execute("SELECT count(*) FROM ingest_batch").fetchall()[0][0]
+            views = self.con.execute(
+                "SELECT count(*) FROM duckdb_schemas() WHERE starts_with(schema_name, 'deid_')"
+            ).fetchall()[0][0]
+        except duckdb.Error:
+            return False  # cannot tell: keep it
+        return int(batches) == 0 and int(views) == 0
+
+    def _update_snapshot(self) -> None:
+        try:
+            if snapshot_batch(self.path) != last_batch(self):
+                write_snapshot(self)
+        except (duckdb.Error, OSError):
+            pass  # the snapshot is a convenience: an older one still says truthfully which batch it is of
 
     @property
     def store_id(self) -> str:

@@ -13,3 +13,14 @@ class SchemaVersionError(StoreError):
 
 class StoreOpenError(StoreError):
     """The store file cannot be opened (missing when read-only, locked, not a DuckDB file)."""
+
+
+class StoreBusyError(StoreOpenError):
+    """Another process holds the store: a writer excludes everyone, a reader excludes writers."""
+
+    def __init__(self, message: str, *, who: str = "another process", pid: int | None = None,
+                 command: str | None = None) -> None:
+        super().__init__(message)
+        self.who = who  # the holder in a few words, e.g. "medspace ingest (PID 812, writing since ...)"
+        self.pid = pid
+        self.command = command  # what a medspace writer recorded, if the holder is one

@@ -8,6 +8,13 @@ from typing import Any
 from medspace.model import TABLES
 from medspace.store.duckdb_store import Store
 
+# Findings are counted per batch, and re-ingesting a file changes no row: its findings, repeated by a later batch
+# (the same count, first seen at the same place), are the same rows' and count once (seen = 1).
+_ONCE = (
+    "SELECT *, row_number() OVER (PARTITION BY connector, table_name, field, kind, example_source, "
+    "example_position, count ORDER BY batch_id) AS seen FROM data_quality"
+)
+
 
 def node_stats(store: Store) -> dict[str, Any]:
     """Counts a node's steward (and `medspace node stats`) reports; never any row content."""
@@ -33,7 +40,8 @@ def node_stats(store: Store) -> dict[str, Any]:
     findings = {
         f"{t}.{f}:{k}": int(n)
         for t, f, k, n in con.execute(
-            "SELECT table_name, field, kind, sum(count) FROM data_quality GROUP BY ALL ORDER BY 4 DESC, 1, 2, 3"
+            f"SELECT table_name, field, kind, sum(count) FROM ({_ONCE}) WHERE seen = 1 "
+            "GROUP BY ALL ORDER BY 4 DESC, 1, 2, 3"
         ).fetchall()
     }
     batches = con.execute(
@@ -53,11 +61,12 @@ def node_stats(store: Store) -> dict[str, Any]:
 
 def data_quality(store: Store, *, table: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
     """Every data-quality finding of the store, summed over batches: table, field, kind, count and the
-    first place it was seen (file and position, never a value)."""
+    first place it was seen (file and position, never a value); `batches`: the first and last that saw it.
+    A batch that re-ingests the same input (the same count, first seen at the same place) counts once."""
     rows = store.con.execute(
-        "SELECT connector, table_name, field, kind, sum(count), arg_min(example_source, batch_id), "
-        "arg_min(example_position, batch_id), min(batch_id), max(batch_id) FROM data_quality "
-        "WHERE (? IS NULL OR table_name = ?) AND (? IS NULL OR kind = ?) "
+        "SELECT connector, table_name, field, kind, sum(count) FILTER (WHERE seen = 1), "
+        "arg_min(example_source, batch_id), arg_min(example_position, batch_id), min(batch_id), max(batch_id) "
+        f"FROM ({_ONCE}) WHERE (? IS NULL OR table_name = ?) AND (? IS NULL OR kind = ?) "
         "GROUP BY ALL ORDER BY 5 DESC, 2, 3, 4, 1",
         [table, table, kind, kind],
     ).fetchall()
@@ -66,3 +75,58 @@ def data_quality(store: Store, *, table: str | None = None, kind: str | None = N
          "example": {"source": src, "position": pos}, "batches": [int(b0), int(b1)]}
         for c, t, f, k, n, src, pos, b0, b1 in rows
     ]
+
+
+def quarantined(store: Store, *, reason: str | None = None, source: str | None = None,
+                limit: int | None = None) -> dict[str, Any]:
+    """What was quarantined: file, position, reason, detail, batch and when; never the value or the raw
+    bytes. `source` matches any part of the file's path; `limit` caps the items listed (not the total)."""
+    where = "WHERE (? IS NULL OR reason = ?) AND (? IS NULL OR contains(source, ?))"
+    params: list[Any] = [reason, reason, source, source]
+    total = int(store.con.execute(f"SELECT count(*) FROM quarantine {where}", params).fetchall()[0][0])
+    # Positions are "line 17", "entry 3", "row 120": ordered by their number, not as text.
+    rows = store.con.execute(
+        "SELECT connector, source, position, reason, detail, batch_id, received_at FROM quarantine "
+        f"{where} ORDER BY batch_id, source, TRY_CAST(regexp_extract(position, '(\\d+)', 1) AS BIGINT), position, "
+        "reason, detail" + (" LIMIT ?" if limit is not None else ""),
+        params + ([limit] if limit is not None else []),
+    ).fetchall()
+    return {
+        "total": total,
+        "items": [
+            {"file": src, "position": pos, "reason": r, "detail": d, "connector": c, "batch": int(b),
+             "received_at": at.isoformat(timespec="seconds")}
+            for c, src, pos, r, d, b, at in rows
+        ],
+    }
+
+
+def deid_views(store: Store) -> list[dict[str, Any]]:
+    """The de-identified views a store holds (schemas `deid_*`): policy, tables and their rows, when built."""
+    con = store.con
+    schemas = [str(r[0]) for r in con.execute(
+        "SELECT schema_name FROM duckdb_schemas() WHERE database_name = current_database() "
+        "AND starts_with(schema_name, 'deid_') ORDER BY 1"
+    ).fetchall()]
+    applied: dict[str, tuple[Any, ...]] = {}
+    has_log = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'deid_application'"
+    ).fetchall()[0][0]
+    if has_log:
+        applied = {str(r[0]): r[1:] for r in con.execute(
+            "SELECT view, policy, applied_at, node_key_version, policy_sha256 FROM main.deid_application"
+        ).fetchall()}
+    views = []
+    for schema in schemas:
+        names = [str(r[0]) for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = ? "
+            "ORDER BY 1", [schema]
+        ).fetchall()]
+        tables = {n: int(con.execute(f'SELECT count(*) FROM "{schema}"."{n}"').fetchall()[0][0]) for n in names}
+        policy, at, nkv, sha = applied.get(schema, (None, None, None, None))
+        views.append({
+            "view": schema, "policy": policy, "tables": tables, "rows": sum(tables.values()),
+            "built_at": at.isoformat(timespec="seconds") if at is not None else None,
+            "node_key_version": nkv, "policy_sha256": sha,
+        })
+    return views
