@@ -9,29 +9,14 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from store_holder import held
+
 MEDSPACE = shutil.which("medspace", path=str(Path(sys.executable).parent)) or "medspace"
-
-# A second process that opens the store for writing as `medspace ingest` would, stages a row, says "ready" and
-# holds the store until a line arrives on its stdin (or `hold` seconds pass); then it commits its batch.
-HOLDER = textwrap.dedent("""
-    import select, sys
-    from medspace.connect import complete
-    from medspace.store import Store
-    path, hold = sys.argv[1], float(sys.argv[2])
-    with Store(path, command="medspace ingest", create=False) as st, st.batch("held") as b:
-        b.add("patient", complete("patient", {"id": "held-1", "family_name": "Held"}, "test"))
-        print("ready", flush=True)
-        select.select([sys.stdin], [], [], hold)
-""")
-
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
@@ -44,23 +29,6 @@ def one_line(r: subprocess.CompletedProcess[str]) -> str:
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
     return lines[0]
-
-
-@contextmanager
-def held(path: Path, hold: float = 60.0) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), str(hold)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.strip() == "ready", proc.stderr.read() if proc.stderr else line
-        yield proc
-    finally:
-        if proc.poll() is None:
-            assert proc.stdin is not None
-            proc.stdin.write("\n")
-            proc.stdin.close()
-        proc.wait(timeout=60)
 
 
 @pytest.fixture

@@ -78,7 +78,7 @@ def test_version_1_store_migrates(tmp_path: Path) -> None:
                 "VALUES ('c1', 'p1', 'E11.9', 'ICD-10', 'L2', 'fhir')")
     con.close()
     with Store(p) as st:
-        assert st.schema_version == 2
+        assert st.schema_version == 3
         assert len(st.store_id) == 36
         (row,) = st.arrow("SELECT code, code_status FROM condition").to_pylist()
         assert row == {"code": "E11.9", "code_status": "standard"}

@@ -140,20 +140,27 @@ def test_quarantined_lists_failures_without_their_bytes(tmp_path: Path) -> None:
         assert quarantined(st, source="lab", reason="bad_date") == {"total": 0, "items": []}
 
 
-def test_findings_of_a_reingested_file_count_once(tmp_path: Path) -> None:
+def test_findings_of_a_reingested_file_replace_its_earlier_ones(tmp_path: Path) -> None:
     from medspace.connect import Finding, FindingKind
 
     def finding(source: str) -> Finding:
         return Finding("csv", source, "row 2", "patient", "birth_date", FindingKind.BAD_DATE)
 
     with Store(tmp_path / "n.duckdb") as st:
-        for source in ("a.csv", "a.csv", "b.csv"):  # the same file twice, then another
+        for source, n in (("a.csv", 2), ("a.csv", 3), ("b.csv", 2)):  # a file twice (changed), then another
             with st.batch(source) as b:
                 b.add("patient", _patient("p1"))
-                b.finding(finding(source), n=2)
+                b.finding(finding(source), n=n)
+                b.end_source(source)
         (f,) = data_quality(st)
-        assert (f["count"], f["example"], f["batches"]) == (4, {"source": "a.csv", "position": "row 2"}, [1, 3])
-        assert node_stats(st)["data_quality"] == {"total": 4, "by_field_and_kind": {"patient.birth_date:bad_date": 4}}
+        assert (f["count"], f["example"], f["sources"]) == (5, {"source": "a.csv", "position": "row 2"}, 2)
+        assert node_stats(st)["data_quality"] == {"total": 5, "by_field_and_kind": {"patient.birth_date:bad_date": 5}}
+        with st.batch("a.csv fixed") as b:  # the file fixed and ingested again: its findings are gone
+            b.add("patient", _patient("p1"))
+            b.end_source("a.csv")
+        (f,) = data_quality(st)
+        assert (f["count"], f["example"], f["sources"]) == (2, {"source": "b.csv", "position": "row 2"}, 1)
+        assert st.count("data_quality") == 3  # the history stays
 
 
 def test_deid_views_lists_schemas_with_their_policy_and_rows(tmp_path: Path) -> None:

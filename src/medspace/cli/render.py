@@ -53,18 +53,17 @@ def ingest_report(console: Console, report: dict[str, Any]) -> None:
             console.print(f"  ... and {len(ignored) - IGNORED_SHOWN:,} more (--json lists them all)")
 
 
-def findings_table(title: str, findings: list[dict[str, Any]], *, batches: bool = False) -> Table:
+def findings_table(title: str, findings: list[dict[str, Any]], *, files: bool = False) -> Table:
     """Data-quality findings: field, kind, count and the first place each was seen (never a value)."""
     t = Table(title=title, title_justify="left")
-    for col in ("field", "kind", "count", "connector", "first seen", *(("batches",) if batches else ())):
+    for col in ("field", "kind", "count", "connector", "first seen", *(("files",) if files else ())):
         t.add_column(col, justify="right" if col == "count" else "left")
     for f in findings:
         ex = f["example"]
         cells = [f"{f['table']}.{f['field']}", f["kind"], f"{f['count']:,}", f["connector"],
                  escape(f"{ex['source']}, {ex['position']}")]
-        if batches:
-            b0, b1 = f["batches"]
-            cells.append(str(b0) if b0 == b1 else f"{b0}-{b1}")
+        if files:
+            cells.append(f"{f['sources']:,}")
         t.add_row(*cells)
     return t
 
@@ -128,12 +127,12 @@ def quarantine_list(console: Console, data: dict[str, Any], limit: int | None) -
 
 
 def quality_list(console: Console, findings: list[dict[str, Any]]) -> None:
-    """The store's data-quality findings, summed over batches."""
+    """The store's data-quality findings as they hold now (each source's latest ingest)."""
     if not findings:
         console.print("data-quality findings: none")
         return
     console.print(findings_table(f"data-quality findings: {sum(f['count'] for f in findings):,} "
-                                 "(values kept, flagged)", findings, batches=True))
+                                 "(values kept, flagged)", findings, files=True))
 
 
 def deid_views(console: Console, store: str, views: list[dict[str, Any]]) -> None:

@@ -59,8 +59,8 @@ class Sink(Protocol):
         """Record a data-quality finding about `n` stored rows (call it only once the rows are added);
         `item.position` is the first of them."""
 
-    def end_source(self) -> None:
-        """A source file is done: a hint that what it gave may be written out now."""
+    def end_source(self, source: str | None = None) -> None:
+        """A source file (named, where known) is done: a hint that what it gave may be written out now."""
 
 
 @dataclass
@@ -94,7 +94,7 @@ class MemorySink:
         self.findings.append(item)
         self.finding_counts[(item.table, item.field, item.kind.value)] += n
 
-    def end_source(self) -> None:
+    def end_source(self, source: str | None = None) -> None:
         """Nothing to write out: everything is in memory already."""
 
     @property

@@ -219,8 +219,8 @@ class _Recorder:
             first, count = findings[at]
             findings[at] = (first, count + n)
 
-    def end_source(self) -> None:
-        """Note that the file ends here."""
+    def end_source(self, source: str | None = None) -> None:
+        """Note that the file ends here (the parent names it when it replays the end)."""
         self._seg.ended = True
 
     def close_piece(self) -> None:
@@ -705,7 +705,7 @@ class _Replay:
             for f, count in seg.findings:
                 sink.finding(f, count)
             if seg.ended:
-                sink.end_source()
+                sink.end_source(str(piece.path))
             if seg.closed and piece.last:
                 self.done(piece.path, piece.kind)
         return begun

@@ -173,4 +173,4 @@ def ingest_file(path: Path, kind: SourceKind, sink: Sink, *, strict: bool = Fals
             from medspace.connect.hl7v2 import ingest_hl7_file
 
             ingest_hl7_file(path, sink)
-        sink.end_source()
+        sink.end_source(str(path))

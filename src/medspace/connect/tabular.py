@@ -56,7 +56,7 @@ def ingest_mapping(path: str | Path, sink: Sink) -> None:
             for batch in batches:
                 _map_batch(mapping, tm, f, batch, first, sink)
                 first += batch.num_rows
-            sink.end_source()
+            sink.end_source(str(f))
 
 
 # --- reading ---------------------------------------------------------------------------------------

@@ -119,8 +119,9 @@ class IngestReport:
     quarantined: Counter[str] = field(default_factory=Counter)
     quarantined_new: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
-    # (connector, table, field, kind) -> [count, example source, example position]
-    findings: dict[tuple[str, str, str, str], list[Any]] = field(default_factory=dict)
+    # (connector, source, table, field, kind) -> [count, example position], in the order first seen
+    findings: dict[tuple[str, str, str, str, str], list[Any]] = field(default_factory=dict)
+    sources: dict[str, None] = field(default_factory=dict)  # source files read to their end, in order
     committed: bool = False
 
     @property
@@ -151,12 +152,23 @@ class IngestReport:
             "quarantined": dict(sorted(self.quarantined.items())),
             "quarantined_new": self.quarantined_new,
             "skipped": dict(sorted(self.skipped.items())),
-            "findings": [
-                {"connector": c, "table": t, "field": f, "kind": k, "count": v[0],
-                 "example": {"source": v[1], "position": v[2]}}
-                for (c, t, f, k), v in sorted(self.findings.items())
-            ],
+            "findings": self.finding_summary(),
         }
+
+    def finding_summary(self) -> list[dict[str, Any]]:
+        """Findings per (connector, table, field, kind) over the batch's sources, each with its first example."""
+        total: dict[tuple[str, str, str, str], list[Any]] = {}
+        for (c, src, t, f, k), (n, pos) in self.findings.items():
+            hit = total.get((c, t, f, k))
+            if hit is None:
+                total[(c, t, f, k)] = [n, src, pos]
+            else:
+                hit[0] += n
+        return [
+            {"connector": c, "table": t, "field": f, "kind": k, "count": v[0],
+             "example": {"source": v[1], "position": v[2]}}
+            for (c, t, f, k), v in sorted(total.items())
+        ]
 
 
 def _check_header(path: Path) -> None:
@@ -392,7 +404,7 @@ class Store:
 
     def count(self, table: str) -> int:
         """Rows in a table."""
-        if table not in TABLES and table not in ("quarantine", "data_quality"):
+        if table not in TABLES and table not in ("quarantine", "data_quality", "ingest_source"):
             raise StoreError(f"unknown table {table!r}")
         row = self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0]
         return int(row[0]) if row else 0
@@ -556,16 +568,19 @@ class BatchWriter:
         self.report.skipped[kind] += n
 
     def finding(self, item: Finding, n: int = 1) -> None:
-        """Count a data-quality finding; the first place each kind was seen is kept as its example."""
-        key = (item.connector, item.table, item.field, item.kind.value)
+        """Count a data-quality finding per source; the first place each kind was seen is its example."""
+        key = (item.connector, item.source, item.table, item.field, item.kind.value)
         hit = self.report.findings.get(key)
         if hit is None:
-            self.report.findings[key] = [n, item.source, item.position]
+            self.report.findings[key] = [n, item.position]
         else:
             hit[0] += n
 
-    def end_source(self) -> None:
-        """A source file is done: stage the tables it gave many rows now, while the next one is read."""
+    def end_source(self, source: str | None = None) -> None:
+        """A source file is done: stage the tables it gave many rows now, while the next one is read. Its
+        name, when given, is recorded: its findings in this batch replace those of its earlier ingests."""
+        if source is not None:
+            self.report.sources[source] = None
         for table, p in self._tables.items():
             if p.from_source >= SOURCE_FLUSH_ROWS:
                 self._write(table, p)
@@ -731,8 +746,11 @@ class BatchWriter:
             if r.findings:
                 con.executemany(
                     "INSERT INTO data_quality VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [[r.batch_id, c, t, f, k, v[0], v[1], v[2]] for (c, t, f, k), v in sorted(r.findings.items())],
+                    [[r.batch_id, c, t, f, k, v[0], src, v[1]] for (c, src, t, f, k), v in r.findings.items()],
                 )
+            read = dict.fromkeys([*r.sources, *(key[1] for key in r.findings)])
+            if read:
+                con.executemany("INSERT INTO ingest_source VALUES (?, ?)", [[r.batch_id, s] for s in read])
             con.execute(
                 "INSERT INTO ingest_batch (id, label, started_at, finished_at, rows_received, rows_new,"
                 " rows_updated, quarantined, skipped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -10,7 +10,7 @@ import duckdb
 
 from medspace.model import TABLES
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 QUARANTINE_DDL = """
 CREATE TABLE IF NOT EXISTS {name} (
@@ -107,8 +107,21 @@ def _v2(con: duckdb.DuckDBPyConnection) -> None:
                         [[quarantine_id(c, p, r, d, bytes(raw)), i, p] for i, c, p, r, d, raw in rows])
 
 
+INGEST_SOURCE_DDL = """
+CREATE TABLE IF NOT EXISTS ingest_source (
+    batch_id BIGINT NOT NULL,
+    source VARCHAR NOT NULL         -- a file (or URL) the batch read: its findings replace earlier batches'
+)"""
+
+
+def _v3(con: duckdb.DuckDBPyConnection) -> None:
+    """The sources each batch read, so that a file ingested again has only its latest findings counted."""
+    con.execute(INGEST_SOURCE_DDL)
+    con.execute("INSERT INTO ingest_source SELECT DISTINCT batch_id, example_source FROM data_quality")
+
+
 # Version n is reached by applying MIGRATIONS[n - 1] to a store at version n - 1.
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2, _v3]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

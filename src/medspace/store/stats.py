@@ -8,11 +8,12 @@ from typing import Any
 from medspace.model import TABLES
 from medspace.store.duckdb_store import Store
 
-# Findings are counted per batch, and re-ingesting a file changes no row: its findings, repeated by a later batch
-# (the same count, first seen at the same place), are the same rows' and count once (seen = 1).
-_ONCE = (
-    "SELECT *, row_number() OVER (PARTITION BY connector, table_name, field, kind, example_source, "
-    "example_position, count ORDER BY batch_id) AS seen FROM data_quality"
+# The findings that hold now: for each source, those of the latest batch that read it (a file ingested again
+# replaces its rows, so its new findings replace its old ones; a fixed file's findings are gone).
+_CURRENT = (
+    "SELECT q.* FROM data_quality q JOIN (SELECT source, max(batch_id) AS latest FROM ("
+    "SELECT source, batch_id FROM ingest_source UNION ALL SELECT example_source, batch_id FROM data_quality) "
+    "GROUP BY source) l ON q.example_source = l.source AND q.batch_id = l.latest"
 )
 
 
@@ -40,7 +41,7 @@ def node_stats(store: Store) -> dict[str, Any]:
     findings = {
         f"{t}.{f}:{k}": int(n)
         for t, f, k, n in con.execute(
-            f"SELECT table_name, field, kind, sum(count) FROM ({_ONCE}) WHERE seen = 1 "
+            f"SELECT table_name, field, kind, sum(count) FROM ({_CURRENT}) "
             "GROUP BY ALL ORDER BY 4 DESC, 1, 2, 3"
         ).fetchall()
     }
@@ -60,20 +61,19 @@ def node_stats(store: Store) -> dict[str, Any]:
 
 
 def data_quality(store: Store, *, table: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
-    """Every data-quality finding of the store, summed over batches: table, field, kind, count and the
-    first place it was seen (file and position, never a value); `batches`: the first and last that saw it.
-    A batch that re-ingests the same input (the same count, first seen at the same place) counts once."""
+    """The data-quality findings that hold now (a re-ingested source's latest ones): table, field, kind,
+    count, one example (file and position, never a value) and `sources`, how many files show it."""
     rows = store.con.execute(
-        "SELECT connector, table_name, field, kind, sum(count) FILTER (WHERE seen = 1), "
-        "arg_min(example_source, batch_id), arg_min(example_position, batch_id), min(batch_id), max(batch_id) "
-        f"FROM ({_ONCE}) WHERE (? IS NULL OR table_name = ?) AND (? IS NULL OR kind = ?) "
+        "SELECT connector, table_name, field, kind, sum(count), arg_min(example_source, (batch_id, example_source)), "
+        "arg_min(example_position, (batch_id, example_source)), count(DISTINCT example_source) "
+        f"FROM ({_CURRENT}) WHERE (? IS NULL OR table_name = ?) AND (? IS NULL OR kind = ?) "
         "GROUP BY ALL ORDER BY 5 DESC, 2, 3, 4, 1",
         [table, table, kind, kind],
     ).fetchall()
     return [
         {"connector": c, "table": t, "field": f, "kind": k, "count": int(n),
-         "example": {"source": src, "position": pos}, "batches": [int(b0), int(b1)]}
-        for c, t, f, k, n, src, pos, b0, b1 in rows
+         "example": {"source": src, "position": pos}, "sources": int(files)}
+        for c, t, f, k, n, src, pos, files in rows
     ]
 
 
