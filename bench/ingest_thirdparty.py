@@ -322,7 +322,13 @@ def write_examples(dst: Path, resources: list[dict[str, Any]], bundles: list[dic
 
 
 def medspace_command() -> list[str]:
-    """The `medspace` command of this interpreter's environment."""
+    """The `medspace` command of this interpreter's environment, its modules compiled as an install leaves them
+    (an editable install under PYTHONDONTWRITEBYTECODE would compile them again at every start)."""
+    import compileall
+
+    import medspace
+
+    compileall.compile_dir(str(Path(medspace.__file__).parent), quiet=1)
     exe = shutil.which("medspace", path=str(Path(sys.executable).parent))
     return [exe] if exe else [sys.executable, "-m", "medspace.cli.main"]
 

@@ -743,14 +743,21 @@ class BatchWriter:
                     same = table not in indexed and defs.get(stage, "").replace(stage, table, 1) == defs.get(table)
                     moved[table] = self._move(table, stage, same)
             quarantined_new = self._move_quarantine() if "quarantine" in self._staged else 0
+            # One statement each, from Arrow: executemany costs a statement per row (a batch reads 1,000s of files).
             if r.findings:
-                con.executemany(
-                    "INSERT INTO data_quality VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [[r.batch_id, c, t, f, k, v[0], src, v[1]] for (c, src, t, f, k), v in r.findings.items()],
-                )
-            read = dict.fromkeys([*r.sources, *(key[1] for key in r.findings)])
+                keys, counts = list(r.findings), list(r.findings.values())
+                _dq = pa.table({
+                    "batch_id": pa.array([r.batch_id] * len(keys), pa.int64()),
+                    "connector": [k[0] for k in keys], "table_name": [k[2] for k in keys],
+                    "field": [k[3] for k in keys], "kind": [k[4] for k in keys],
+                    "count": pa.array([v[0] for v in counts], pa.int64()),
+                    "example_source": [k[1] for k in keys], "example_position": [v[1] for v in counts],
+                })
+                con.execute("INSERT INTO data_quality SELECT * FROM _dq")
+            read = list(dict.fromkeys([*r.sources, *(key[1] for key in r.findings)]))
             if read:
-                con.executemany("INSERT INTO ingest_source VALUES (?, ?)", [[r.batch_id, s] for s in read])
+                _src = pa.table({"batch_id": pa.array([r.batch_id] * len(read), pa.int64()), "source": read})
+                con.execute("INSERT INTO ingest_source SELECT * FROM _src")
             con.execute(
                 "INSERT INTO ingest_batch (id, label, started_at, finished_at, rows_received, rows_new,"
                 " rows_updated, quarantined, skipped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
