@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 
 HERE = Path(__file__).resolve().parent
@@ -113,3 +114,25 @@ def test_synth_is_deterministic(tmp_path: Path) -> None:
     assert files_a == files_b and files_a
     for f in files_a:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+
+
+def test_bulk_export_orders_resolve_medications_of_another_file(tmp_path: Path) -> None:
+    """A bulk export writes one NDJSON file per type: orders reference Medications in Medication.ndjson."""
+    exp = tmp_path / "export"
+    exp.mkdir()
+    (exp / "Patient.ndjson").write_text('{"resourceType":"Patient","id":"p1"}\n')
+    # Read after MedicationRequest.ndjson in name order, so only the batch-wide index can resolve it.
+    (exp / "ZZ-Medication.ndjson").write_text(
+        '{"resourceType":"Medication","id":"m1","code":{"coding":[{"system":"http://www.nlm.nih.gov/research/'
+        'umls/rxnorm","code":"860975","display":"metformin 500 MG"}]}}\n')
+    (exp / "MedicationRequest.ndjson").write_text(
+        '{"resourceType":"MedicationRequest","id":"r1","status":"active","intent":"order",'
+        '"subject":{"reference":"Patient/p1"},"medicationReference":{"reference":"Medication/m1"}}\n')
+    r = run("ingest", "export", "--store", "n.duckdb", "--create", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["quarantined"] == {} and report["tables"]["medication"]["new"] == 1
+    con = duckdb.connect(str(tmp_path / "n.duckdb"), read_only=True)
+    assert con.execute("SELECT code, code_system, code_status FROM medication").fetchall() == [
+        ("860975", "RxNorm", "standard")]
+    con.close()

@@ -229,6 +229,20 @@ def test_medication_request_rxnorm_contained_and_timing_code() -> None:
     assert (row["code"], row["code_system"], row["frequency"]) == ("314076", "RxNorm", "BID")
 
 
+def test_compounded_medication_is_named_by_its_first_coded_ingredient() -> None:
+    mr = {
+        "resourceType": "MedicationAdministration", "id": "ma-1", "status": "completed",
+        "contained": [{"resourceType": "Medication", "id": "m1", "form": {"text": "Injection Solution"},
+                       "ingredient": [{"itemCodeableConcept": {"coding": [
+                           {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1719"}],
+                           "text": "Amphotericin B"}}]}],
+        "medicationReference": {"reference": "#m1"},
+        "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2023-01-05",
+    }
+    [(_, row)] = one(mr)
+    assert (row["code"], row["code_system"], row["code_status"]) == ("1719", "RxNorm", "standard")
+
+
 def test_medication_statement_and_administration_ids_are_prefixed() -> None:
     concept = {"coding": [{"system": "http://www.whocc.no/atc", "code": "N02BE01"}]}
     stmt = {"resourceType": "MedicationStatement", "id": "x", "status": "active",

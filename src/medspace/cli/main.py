@@ -69,6 +69,7 @@ def ingest(
 ) -> None:
     """Ingest sources into the node's store, in one all-or-nothing batch; bad input is quarantined."""
     from medspace.connect.errors import SourceError
+    from medspace.connect.fhir import forget_medications, preload_medications
     from medspace.connect.parallel import ParallelIngest, default_jobs
     from medspace.connect.sources import SourceKind, discover
 
@@ -83,19 +84,24 @@ def ingest(
     sources = [(p, k) for p, k in found if k is not None]
     ignored = [p for p, k in found if k is None]
     label = ", ".join(str(p) for p in paths)[:500]
-    # Workers (if the input is worth them) fork before the store opens: the store's threads are not yet running.
-    with ParallelIngest(sources, jobs=jobs or default_jobs(), strict=strict) as ingest_all, \
-            open_store(store, create=create, wait=wait, can_create=True) as st, st.batch(label) as batch, \
-            render.progress(console, quiet=as_json) as bar:
-        task = bar.add_task("ingesting", total=len(sources))
+    # A bulk export's Medication.ndjson is read first: orders in the export's other files reference its Medications.
+    preload_medications(p for p, k in sources if k is SourceKind.FHIR_NDJSON)
+    try:
+        # Workers (if the input is worth them) fork before the store opens: its threads are not yet running.
+        with ParallelIngest(sources, jobs=jobs or default_jobs(), strict=strict) as ingest_all, \
+                open_store(store, create=create, wait=wait, can_create=True) as st, st.batch(label) as batch, \
+                render.progress(console, quiet=as_json) as bar:
+            task = bar.add_task("ingesting", total=len(sources))
 
-        def start(path: Path, kind: SourceKind) -> None:
-            bar.update(task, description=f"{kind.value}: {path.name}")
+            def start(path: Path, kind: SourceKind) -> None:
+                bar.update(task, description=f"{kind.value}: {path.name}")
 
-        def done(path: Path, kind: SourceKind) -> None:
-            bar.advance(task)
+            def done(path: Path, kind: SourceKind) -> None:
+                bar.advance(task)
 
-        ingest_all.run(batch, start=start, done=done)
+            ingest_all.run(batch, start=start, done=done)
+    finally:
+        forget_medications()
     report = batch.report.to_dict()
     report["files"] = {"ingested": len(sources), "ignored": len(ignored), "ignored_paths": [str(p) for p in ignored]}
     if as_json:

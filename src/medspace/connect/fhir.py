@@ -751,16 +751,25 @@ def _medication_concept(r: Json, rt: str, ctx: _Context) -> tuple[Any, str]:
             if res is not None and res.get("resourceType") == "Medication" and res.get("id") == ref[1:]:
                 med = res
                 break
-    elif ctx.medications:
-        med = ctx.medications.get(ref)
-        if med is None and not ref.startswith("urn:"):
-            med = ctx.medications.get(f"Medication/{_last_id(ref)}")
+    else:
+        for index in (ctx.medications, _BATCH_MEDICATIONS):
+            if index:
+                med = index.get(ref)
+                if med is None and not ref.startswith("urn:"):
+                    med = index.get(f"Medication/{_last_id(ref)}")
+                if med is not None:
+                    break
     if med is None or med.get("code") is None:
         # The reference's display still names the drug: keep it as text rather than lose the order.
         if display:
             return {"text": display}, f"{rt}.medicationReference"
         if med is None:
             raise MappingError(Reason.BAD_REFERENCE, f"{rt}.medicationReference cannot be resolved")
+        # A compounded Medication has no code of its own: its first coded ingredient names it.
+        for i, ing in enumerate(_arr(med.get("ingredient"), "Medication.ingredient")):
+            item = _obj(ing, f"Medication.ingredient[{i}]")
+            if item is not None and item.get("itemCodeableConcept") is not None:
+                return item["itemCodeableConcept"], f"{rt}.medicationReference.ingredient"
     return med.get("code"), f"{rt}.medicationReference.code"
 
 
@@ -1301,6 +1310,47 @@ def _dumps(v: Any) -> bytes:
         return orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS)
     except (TypeError, orjson.JSONEncodeError):
         return repr(v).encode("utf-8", "backslashreplace")
+
+
+# The Medications of a whole batch's bulk-export files. A bulk export (FHIR Bulk Data) writes one NDJSON file per
+# resource type, so an order's medicationReference points into another file, Medication.ndjson: the batch's
+# ingest loads those files first (before its workers fork, which then share this index) and the mapping
+# falls back on it when a file's own index has no such Medication.
+_BATCH_MEDICATIONS: dict[str, Json] = {}
+_MEDICATION_LINE = re.compile(rb'"resourceType"\s*:\s*"Medication"')
+
+
+def preload_medications(paths: Iterable[Path]) -> int:
+    """Index the Medication resources of those NDJSON files whose first resource is a Medication (the file of a
+    bulk export that holds them), for the medicationReferences of every file of the batch; how many were
+    indexed. A line that does not parse is left to the ingest itself, which quarantines it."""
+    _BATCH_MEDICATIONS.clear()
+    for path in paths:
+        if not path.name.lower().endswith(_NDJSON_SUFFIXES):
+            continue
+        with _open_stream(path) as stream:
+            try:
+                lines = iter(stream)
+                first = next((ln for ln, _ in zip(lines, range(200), strict=False) if ln.strip()), b"")
+                if not _MEDICATION_LINE.search(first):
+                    continue
+                for line in (first, *lines):
+                    if not _MEDICATION_LINE.search(line):
+                        continue
+                    try:
+                        res = orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        continue
+                    if isinstance(res, dict) and res.get("resourceType") == "Medication":
+                        _index_medication(res, None, _BATCH_MEDICATIONS)
+            except (OSError, EOFError, zlib.error) as e:
+                raise SourceError(f"cannot read {path}: {type(e).__name__}") from None
+    return len(_BATCH_MEDICATIONS)
+
+
+def forget_medications() -> None:
+    """Drop the batch's Medication index (the batch is done)."""
+    _BATCH_MEDICATIONS.clear()
 
 
 def _index_medication(res: Json, full_url: Any, medications: MedicationIndex) -> None:
