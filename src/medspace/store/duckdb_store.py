@@ -237,7 +237,10 @@ class Store:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
-                raise StoreOpenError(f"cannot create store {path}: {e.strerror or e}") from None
+                # mkdir(parents=True) meeting a file where a directory belongs says "File exists": say which.
+                blocker = next((a for a in path.parents if a.exists() and not a.is_dir()), None)
+                why = f"{blocker} is not a directory" if blocker is not None else (e.strerror or str(e)).lower()
+                raise StoreOpenError(f"cannot create store {path}: {why}") from None
             self._made_dirs = missing
         deadline = time.monotonic() + wait
         pause = 0.05
