@@ -268,3 +268,25 @@ def test_notes_scrubbed_in_parallel_equal_one_process(stores: dict[str, Path], t
         texts_two = st.con.sql("SELECT text FROM deid_safe_harbor.note ORDER BY text").fetchall()
     assert one.notes == two.notes and sum(one.notes.values()) > 0
     assert texts_one == texts_two
+
+
+def test_unverified_concepts_text_is_scrubbed_in_views(tmp_path: Path) -> None:
+    """A text-only or local concept is the sender's own words (a misaligned field may hold a name): scrubbed;
+    a standard code's display is the code system's and stays."""
+    from medspace.connect import complete
+
+    with Store(tmp_path / "n.duckdb") as st:
+        with st.batch("t") as b:
+            b.add("patient", complete("patient", {"id": "p1", "family_name": "Smith"}, "t"))
+            b.add("condition", complete("condition", {
+                "id": "c1", "patient_id": "p1", "display": "Referred by Dr. Johnson on 17/05/2023, call 555-201-7788",
+                "code_status": "text"}, "t"))
+            b.add("condition", complete("condition", {
+                "id": "c2", "patient_id": "p1", "code": "E11.9", "code_system": "ICD-10",
+                "display": "Type 2 diabetes mellitus without complications"}, "t"))
+        ring = K.load_keyring(tmp_path / "keys.json", create=True)
+        apply_policy(st, load_policy("safe-harbor"), ring, as_of=date(2026, 1, 1), workers=1)
+        rows = dict(st.con.execute("SELECT code_status, display FROM deid_safe_harbor.condition").fetchall())
+    assert rows["standard"] == "Type 2 diabetes mellitus without complications"
+    assert "Johnson" not in rows["text"] and "555-201-7788" not in rows["text"] and "2023" not in rows["text"]
+    assert rows["text"].startswith("Referred by")

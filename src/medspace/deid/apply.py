@@ -210,6 +210,24 @@ def _column(ctx: _Ctx, t: Table, name: str, rule: Rule) -> tuple[str | None, str
     raise DeidError(f"action {a} cannot apply to {t.name}.{name}")  # the policy check prevents this
 
 
+def _unverified_displays(ctx: _Ctx, tables: list[str], report: DeidReport) -> bool:
+    """Scrub the distinct texts of the concepts whose code is not a verified standard one (they repeat: a
+    local lab code's name is the same on every result) and register them as `_displays(src, text)`."""
+    coded = [t for t in tables if "code_status" in TABLES[t]]
+    if not coded:
+        return False
+    union = " UNION ".join(f"SELECT display FROM main.{t} WHERE code_status <> 'standard' AND display IS NOT NULL"
+                           for t in coded)
+    from medspace.deid import text as T
+
+    texts = [r[0] for r in ctx.con.execute(union).fetchall()]
+    scrubbed, counts = T.scrub_texts(texts) if texts else ([], {})
+    for k, n in counts.items():
+        report.notes[k] = report.notes.get(k, 0) + n
+    ctx.register("_displays", pa.table({"src": pa.array(texts, pa.string()), "text": pa.array(scrubbed, pa.string())}))
+    return True
+
+
 def _domain(table: str, name: str) -> str:
     """Which identifier space a record identifier belongs to: patients, encounters or the table's own rows."""
     if name == "patient_id" or (table == "patient" and name == "id"):
@@ -381,6 +399,8 @@ def _build(ctx: _Ctx, report: DeidReport, tables: list[str], started: datetime, 
         say("notes")
         notes.start()
 
+    scrub_displays = policy.defaults.get("free_text") == "scrub" and _unverified_displays(ctx, tables, report)
+
     statements: list[tuple[str, str]] = []
     for tname in tables:
         t = TABLES[tname]
@@ -401,6 +421,11 @@ def _build(ctx: _Ctx, report: DeidReport, tables: list[str], started: datetime, 
                         _ids(ctx, domain, f"SELECT DISTINCT {name} FROM main.{tname} WHERE {name} IS NOT NULL",
                              rule.action)
                     joins.append(f"LEFT JOIN _map_{domain} m_{name} ON m_{name}.src = s.{name}")
+            if name == "display" and scrub_displays and rule.action == "keep" and rule.line is None:
+                # A concept the node could not verify (local code, text only) is text as the sender wrote it:
+                # scrubbed like free text; a standard code's display is the code system's.
+                expr = "CASE WHEN s.code_status = 'standard' THEN s.display ELSE dsp.text END"
+                joins.append("LEFT JOIN _displays dsp ON dsp.src = s.display")
             if expr is not None:
                 select.append(f"{expr} AS {out}")
             counted.append((name, rule.action, rule, out))
