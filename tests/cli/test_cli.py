@@ -10,6 +10,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from csv_site import write_csv_site
+
 HERE = Path(__file__).resolve().parent
 MEDSPACE = shutil.which("medspace", path=str(Path(sys.executable).parent)) or "medspace"
 
@@ -21,18 +23,7 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def csv_source(tmp_path: Path) -> Path:
-    (tmp_path / "patients.csv").write_text(
-        "pid,surname,dob,gender\nP1,Wang,1980-01-02,M\nP2,Li,1980-02-31,F\nP3,Chen,1990-05-06,F\n"
-    )
-    (tmp_path / "dx.csv").write_text("id,pid,icd\nD1,P1,E11.9\nD2,P3,F32.1\nD3,P3,NOTACODE\n")
-    (tmp_path / "site.toml").write_text(
-        '[source]\nformat = "csv"\n\n[[table]]\nfile = "patients.csv"\ntable = "patient"\n[table.columns]\n'
-        'id = "pid"\nfamily_name = "surname"\nbirth_date = "dob"\n'
-        'sex = { column = "gender", values = { M = "male", F = "female" } }\n\n'
-        '[[table]]\nfile = "dx.csv"\ntable = "condition"\n[table.columns]\nid = "id"\npatient_id = "pid"\n'
-        'code = "icd"\ncode_system = { value = "ICD-10" }\n'
-    )
-    return tmp_path
+    return write_csv_site(tmp_path)
 
 
 def test_ingest_then_stats(csv_source: Path) -> None:

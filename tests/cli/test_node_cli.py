@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from csv_site import write_csv_site
 from store_holder import held
 
 MEDSPACE = shutil.which("medspace", path=str(Path(sys.executable).parent)) or "medspace"
@@ -33,18 +34,7 @@ def one_line(r: subprocess.CompletedProcess[str]) -> str:
 
 @pytest.fixture
 def src(tmp_path: Path) -> Path:
-    (tmp_path / "patients.csv").write_text(
-        "pid,surname,dob,gender\nP1,Wang,1980-01-02,M\nP2,Li,1980-02-31,F\nP3,Chen,1990-05-06,F\n"
-    )
-    (tmp_path / "dx.csv").write_text("id,pid,icd\nD1,P1,E11.9\nD2,P3,F32.1\nD3,P3,NOTACODE\nD4,,E11.9\n")
-    (tmp_path / "site.toml").write_text(
-        '[source]\nformat = "csv"\n\n[[table]]\nfile = "patients.csv"\ntable = "patient"\n[table.columns]\n'
-        'id = "pid"\nfamily_name = "surname"\nbirth_date = "dob"\n'
-        'sex = { column = "gender", values = { M = "male", F = "female" } }\n\n'
-        '[[table]]\nfile = "dx.csv"\ntable = "condition"\n[table.columns]\nid = "id"\npatient_id = "pid"\n'
-        'code = "icd"\ncode_system = { value = "ICD-10" }\n'
-    )
-    return tmp_path
+    return write_csv_site(tmp_path, "D4,,E11.9\n")
 
 
 @pytest.fixture
