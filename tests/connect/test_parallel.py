@@ -422,4 +422,4 @@ def test_rows_convert_as_the_store_converts_them() -> None:
     """Workers build Arrow with the store's row types: a change to one must be a change to both."""
     from medspace.store import duckdb_store
 
-    assert all(parallel._row_type(t) == duckdb_store._row_type(t) for t in TABLES)
+    assert all(TABLES[t].row_type == duckdb_store._row_type(t) for t in TABLES)

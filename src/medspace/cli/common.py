@@ -34,6 +34,7 @@ from medspace.connect.errors import ConnectError
 from medspace.deid.errors import DeidError
 from medspace.ledger.errors import LedgerError
 from medspace.model.errors import ModelError
+from medspace.private_files import os_reason
 from medspace.store.errors import StoreError
 
 # Piped output (CI logs, files) gets room for the tables instead of rich's 80-column default.
@@ -76,16 +77,6 @@ def debug() -> bool:
     return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def _reason(e: OSError) -> str:
-    if isinstance(e, FileExistsError) and e.filename is not None:
-        p = Path(os.fsdecode(e.filename))
-        if p.exists() and not p.is_dir():  # mkdir(parents=True) met a file where a directory belongs
-            return "exists and is not a directory"
-    # pyarrow and friends give no strerror, but a message whose first line is the useful part
-    text = e.strerror or (str(e).strip().splitlines() or [type(e).__name__])[0]
-    return text[:1].lower() + text[1:]
-
-
 def _fspath(name: Any) -> str:
     return os.fsdecode(name) if isinstance(name, str | bytes | os.PathLike) else str(name)
 
@@ -95,7 +86,7 @@ def os_error_line(e: OSError, verb: str | None = None, path: Path | str | None =
     where = _fspath(e.filename) if e.filename is not None else (str(path) if path is not None else None)
     if where is not None and e.filename2 is not None:
         where += f" -> {_fspath(e.filename2)}"
-    reason = _reason(e)
+    reason = os_reason(e)
     if where is None:
         return f"cannot {verb}: {reason}" if verb else reason
     return f"cannot {verb} {where}: {reason}" if verb else f"{where}: {reason}"

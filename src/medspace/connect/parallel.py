@@ -39,7 +39,6 @@ import traceback
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import cache
 from io import BytesIO
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -113,12 +112,6 @@ def default_jobs() -> int:
 def can_fork() -> bool:
     """Whether worker processes can be forked here (they must start with what the parent imported)."""
     return "fork" in multiprocessing.get_all_start_methods()
-
-
-@cache
-def _row_type(table: str) -> pa.StructType:
-    """A table's row as an Arrow struct, as the store buffers it: the catalogue's types, every column nullable."""
-    return pa.struct([pa.field(f.name, f.arrow_type) for f in TABLES[table].fields])
 
 
 # --- the work ---------------------------------------------------------------------------------------------
@@ -239,7 +232,7 @@ class _Recorder:
         rows = self._pending.pop(table)
         data: pa.Table | list[dict[str, Any]]
         try:
-            data = pa.Table.from_struct_array(pa.array(rows, type=_row_type(table)))
+            data = pa.Table.from_struct_array(pa.array(rows, type=TABLES[table].row_type))
             size = data.nbytes
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             data, size = rows, 0

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from medspace.connect.errors import ConnectError
+from medspace.private_files import shared_with_others
 
 __all__ = [
     "ASSERTION_LIFETIME",
@@ -103,7 +104,7 @@ def _read_secret_file(path: Path, what: str) -> bytes:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise AuthError(f"{what} {path} is not a regular file")
-        if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        if shared_with_others(mode):
             raise AuthError(f"{what} {path} is accessible by group or others; chmod 600 it")
         data = os.read(fd, _MAX_SECRET_BYTES + 1)
     except OSError as e:

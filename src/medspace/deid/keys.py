@@ -22,7 +22,6 @@ import json
 import os
 import secrets
 import shlex
-import stat
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medspace.deid.errors import DeidKeyError
+from medspace.private_files import loose_mode_message, os_reason, shared_with_others
 
 if TYPE_CHECKING:
     from medspace.store import Store
@@ -159,12 +159,6 @@ def _unb64(s: Any, what: str) -> bytes:
     return key
 
 
-def _reason(e: OSError) -> str:
-    """The OS's reason, as the command line words it elsewhere ("permission denied")."""
-    text = e.strerror or type(e).__name__
-    return text[:1].lower() + text[1:]
-
-
 def _write_private(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -181,7 +175,7 @@ def _write_private(path: Path, data: bytes) -> None:
     except OSError as e:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        raise DeidKeyError(f"cannot write {path}: {_reason(e)}") from None
+        raise DeidKeyError(f"cannot write {path}: {os_reason(e)}") from None
 
 
 def check_private(path: Path, what: str = "keyring") -> None:
@@ -189,16 +183,16 @@ def check_private(path: Path, what: str = "keyring") -> None:
     try:
         mode = path.stat().st_mode
     except OSError as e:
-        raise DeidKeyError(f"cannot read {what} {path}: {_reason(e)}") from None
-    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise DeidKeyError(f"{what} {path} is accessible by group or others; run `chmod 600 {shlex.quote(str(path))}`")
+        raise DeidKeyError(f"cannot read {what} {path}: {os_reason(e)}") from None
+    if shared_with_others(mode):
+        raise DeidKeyError(loose_mode_message(what, path))
 
 
 def _read_json(path: Path, what: str) -> Any:
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise DeidKeyError(f"cannot read {what} {path}: {_reason(e)}") from None
+        raise DeidKeyError(f"cannot read {what} {path}: {os_reason(e)}") from None
     try:
         return json.loads(data)
     except ValueError:
@@ -422,7 +416,7 @@ def init_keyring(st: Store, path: Path, *, force: bool = False) -> tuple[Keyring
             os.replace(path, kept)
             os.chmod(kept, 0o600)
         except OSError as e:
-            raise DeidKeyError(f"cannot move the old keyring {path} aside: {_reason(e)}") \
+            raise DeidKeyError(f"cannot move the old keyring {path} aside: {os_reason(e)}") \
                 from None
     try:
         ring = Keyring(path, [NodeKey(1, new_key(), _now())], linkage, uuid.uuid4().hex, st.store_id)

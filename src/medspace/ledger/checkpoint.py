@@ -25,7 +25,6 @@ import binascii
 import hashlib
 import os
 import re
-import stat
 import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -37,6 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from medspace.ledger.errors import CheckpointError
+from medspace.private_files import shared_with_others
 
 ALG_ED25519 = 0x01
 ALG_COSIGNATURE_V1 = 0x04
@@ -453,7 +453,7 @@ def read_private_key(path: str | os.PathLike[str], *, cosigner: bool = False) ->
         raise CheckpointError(f"cannot read key file {p}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise CheckpointError(f"key file {p} is not a key (not UTF-8 text)") from None
-    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if shared_with_others(mode):
         raise CheckpointError(f"private key file {p} is accessible by group or others; chmod 600 it")
     if cosigner:
         return CosignatureSigner.from_skey(text.strip())

@@ -114,6 +114,17 @@ class Table:
         return tuple(f.name for f in self.fields if f.required)
 
     @cached_property
+    def buffer_schema(self) -> pa.Schema:
+        """The Arrow schema rows are buffered in before storage: the field types, every column nullable (the
+        store checks required fields itself, so a missing value fails with the store's message)."""
+        return pa.schema([pa.field(f.name, f.arrow_type) for f in self.fields])
+
+    @cached_property
+    def row_type(self) -> pa.StructType:
+        """A row as an Arrow struct of `buffer_schema`: dict rows convert to it in one call, in C++."""
+        return pa.struct(list(self.buffer_schema))
+
+    @cached_property
     def arrow_schema(self) -> pa.Schema:
         """The Arrow schema of the table."""
         return pa.schema([pa.field(f.name, f.arrow_type, nullable=not f.required) for f in self.fields])

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -24,6 +23,7 @@ import pyarrow.compute as pc
 
 from medspace.connect.base import Finding, Quarantined
 from medspace.model import TABLES
+from medspace.private_files import os_reason
 from medspace.store import lock as _lock
 from medspace.store.errors import SchemaVersionError, StoreError, StoreOpenError
 from medspace.store.schema import MIGRATIONS, SCHEMA_VERSION, quarantine_ddl, quarantine_id, table_ddl
@@ -82,17 +82,14 @@ def _quick_gil_handoff() -> Iterator[None]:
                 sys.setswitchinterval(_handoff[1])
 
 
-@cache
 def _buffer_schema(table: str) -> pa.Schema:
-    """The Arrow schema rows are buffered in: the catalogue's types, every column nullable (DuckDB
-    checks NOT NULL, so a missing value fails the batch with DuckDB's message)."""
-    return pa.schema([pa.field(f.name, f.arrow_type) for f in TABLES[table].fields])
+    """The Arrow schema rows are buffered in (DuckDB checks NOT NULL, with its own message)."""
+    return TABLES[table].buffer_schema
 
 
-@cache
 def _row_type(table: str) -> pa.StructType:
-    """A table's row as an Arrow struct: dict rows convert to it in one call, in C++."""
-    return pa.struct(list(_buffer_schema(table)))
+    """A table's row as an Arrow struct."""
+    return TABLES[table].row_type
 
 
 @dataclass
@@ -239,7 +236,7 @@ class Store:
             except OSError as e:
                 # mkdir(parents=True) meeting a file where a directory belongs says "File exists": say which.
                 blocker = next((a for a in path.parents if a.exists() and not a.is_dir()), None)
-                why = f"{blocker} is not a directory" if blocker is not None else (e.strerror or str(e)).lower()
+                why = f"{blocker} is not a directory" if blocker is not None else os_reason(e)
                 raise StoreOpenError(f"cannot create store {path}: {why}") from None
             self._made_dirs = missing
         deadline = time.monotonic() + wait
