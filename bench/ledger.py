@@ -1,11 +1,13 @@
 """Audit log figures: appends, proofs at 10 million entries, full re-verification. Prints one table.
 
     python bench/ledger.py [--entries 10000000] [--check-entries 1000000] [--workdir /tmp/medspace-bench]
-                           [--pg-url postgresql://postgres@127.0.0.1:5432/test] [--sections appends,proofs,check]
+                           [--pg-url postgresql://postgres@127.0.0.1:5432/test]
+                           [--sections appends,proofs,check,http] [--http-entries 200000]
 
 Figures (issue 5): SQLite appends >= 50,000 entries/s in batches of 1,000 and >= 3,000/s with one durable commit
 per entry; PostgreSQL both modes measured; inclusion and consistency proofs in a 10M-entry log under 1 ms each to
-produce and to verify; full re-verification of a 1M-entry log under 5 s.
+produce and to verify; full re-verification of a 1M-entry log under 5 s. Issue 11: authenticated HTTP appends in
+batches of 1,000 on loopback >= 20,000 entries/s.
 
 - appends: real encoded AuditEvents (~400 bytes), SQLite WAL synchronous=FULL (every commit fsynced) and PostgreSQL
   synchronous_commit=on, each into a fresh log. One commit per entry is bound by the disk's fsync latency: the
@@ -14,6 +16,10 @@ produce and to verify; full re-verification of a 1M-entry log under 5 s.
   in batches of 10,000 and reused from the workdir; random indices and sizes, median and p99 over many samples.
 - check: a log of ``--check-entries`` real encoded AuditEvents, built once and reused; ``check`` in one process and
   with worker processes (wall time, and CPU time of all processes).
+- http: ``medspace ledger serve`` as its own process (write token from MEDSPACE_LEDGER_TOKEN, writer ``hub`` that
+  may claim the events' actors, access log on and discarded) over a fresh SQLite log; one httpx client with
+  keep-alive POSTs batches of 1,000 real AuditEvents as JSON (``Authorization: Bearer``), one request at a time;
+  every event is parsed, validated, claim-checked, appended durably and the write recorded before the answer.
 
 One function per section, each returning rows ``{"figure", "n", "value", "unit", "target", "ok"}``.
 """
@@ -26,20 +32,26 @@ import os
 import random
 import resource
 import secrets
+import shutil
 import sqlite3
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import psycopg
 from rich.console import Console
 from rich.table import Table
 
 from medspace.ledger import merkle
+from medspace.ledger.api import TOKEN_ENV, new_token
 from medspace.ledger.check import check
 from medspace.ledger.entry import Action, AuditEvent, Purpose, Role
+from medspace.ledger.log import AuditLog, init_log
 from medspace.ledger.postgres_store import PostgresLogStore
 from medspace.ledger.sqlite_store import SqliteLogStore
 
@@ -265,6 +277,51 @@ def bench_check(workdir: Path, entries: int) -> list[Row]:
     return rows
 
 
+def bench_http(workdir: Path, entries: int, batch: int = 1000) -> list[Row]:
+    """Authenticated appends over HTTP on loopback: a `medspace ledger serve` process, batches of ``batch``."""
+    logdir = workdir / "http-log"
+    shutil.rmtree(logdir, ignore_errors=True)
+    init_log(logdir, "bench.medspace.test/audit")
+    AuditLog(logdir, create=True).close()
+    pool = audit_events(10_000, seed=3)
+    # The canonical encoding of an event is its JSON form (``v`` included): batches are sent as they would be.
+    bodies = [b"[" + b",".join(pool[k : k + batch]) + b"]" for k in range(0, len(pool), batch)]
+    token = new_token()
+    medspace = shutil.which("medspace", path=str(Path(sys.executable).parent)) or "medspace"
+    proc = subprocess.Popen(
+        [medspace, "ledger", "serve", "--dir", str(logdir), "--port", "0", "--writer", "hub",
+         "--actor", "user:*", "--actor", "node:*"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, TOKEN_ENV: token},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if "listening on" not in line:
+            raise RuntimeError(f"the server did not start: {line!r}")
+        url = line.split("listening on", 1)[1].strip()
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
+            def post(k: int) -> None:
+                r = http.post("/entries", content=bodies[k % len(bodies)])
+                if r.status_code != 200:
+                    raise RuntimeError(f"append refused: {r.status_code} {r.text[:200]}")
+
+            for k in range(3):  # warm-up: connection, imports, first pages
+                post(k)
+            rounds = max(1, entries // batch)
+            t0 = time.perf_counter()
+            for k in range(rounds):
+                post(k)
+            rate = _rate(rounds * batch, time.perf_counter() - t0)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    with AuditLog(logdir, readonly=True) as log:
+        assert log.store.size == (rounds + 3) * batch and log.writer_of(0) == "hub"
+    return [_row(f"append over HTTP, authenticated, batches of {batch:,} (loopback, server process)",
+                 rounds * batch, rate, "entries/s", ">= 20,000", rate >= 20_000)]
+
+
 def _row(figure: str, n: int, value: float, unit: str, target: str, ok: bool | None) -> Row:
     return {"figure": figure, "n": n, "value": value, "unit": unit, "target": target, "ok": ok}
 
@@ -289,7 +346,8 @@ def main() -> None:
     parser.add_argument("--check-entries", type=int, default=1_000_000, help="size of the re-verified log")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/medspace-bench"))
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test", help="'' to skip")
-    parser.add_argument("--sections", default="appends,proofs,check")
+    parser.add_argument("--sections", default="appends,proofs,check,http")
+    parser.add_argument("--http-entries", type=int, default=200_000, help="entries appended over HTTP")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     sections = set(args.sections.split(","))
@@ -300,6 +358,8 @@ def main() -> None:
         rows += bench_proofs(args.workdir, args.entries)
     if "check" in sections:
         rows += bench_check(args.workdir, args.check_entries)
+    if "http" in sections:
+        rows += bench_http(args.workdir, args.http_entries)
     print_table(rows, f"audit log (RFC 9162, SQLite WAL synchronous=FULL, {os.cpu_count()} cores)")
 
 

@@ -136,9 +136,12 @@ def test_http_api_serves_checkpoint_and_proofs(space: dict[str, object]) -> None
     assert isinstance(root, Path)
     many = [dict(EVENTS[i % 3], resource=f"task:t-{i}") for i in range(37)]
     assert run("ledger", "append", "-", "--dir", "log", cwd=root, stdin=json.dumps(many)).returncode == 0
-    proc, url = start(["ledger", "serve", "--dir", "log", "--port", "0"], root)
+    assert run("ledger", "token", "hub.token", cwd=root).returncode == 0
+    token = (root / "hub.token").read_text().strip()
+    proc, url = start(["ledger", "serve", "--dir", "log", "--port", "0", "--token-file", "hub.token",
+                       "--writer", "hub", "--actor", "*@h1", "--actor", "*@h2", "--actor", "node-*"], root)
     try:
-        with httpx.Client(base_url=url, timeout=30) as http:
+        with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as http:
             assert http.get("/checkpoint").status_code == 404
             pub = http.post("/checkpoint").json()
             assert pub["witness_errors"] == {}

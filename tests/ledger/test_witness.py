@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import os
 import queue
+import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -28,6 +31,7 @@ from medspace.ledger.checkpoint import (
     NoteSignature,
     NoteSigner,
     append_signatures,
+    cosignature_timestamp,
     generate_key_files,
     open_note,
     sign_note,
@@ -42,7 +46,9 @@ from medspace.ledger.witness import (
     WitnessRefusal,
     collect_cosignatures,
     create_app,
+    fetch_checkpoint,
     format_add_checkpoint,
+    origin_hash,
     parse_add_checkpoint,
     serve,
     submit,
@@ -51,32 +57,6 @@ from medspace.ledger.witness import (
 
 ORIGIN = "medspace.example/audit"
 SRC = str(Path(__file__).resolve().parents[2] / "src")
-
-# c2sp.org/tlog-witness §add-checkpoint: example request and response bodies.
-SPEC_REQUEST = (
-    "old 20852014\n"
-    "PlRNCrwHpqhGrupue0L7gxbjbMiKA9temvuZZDDpkaw=\n"
-    "jrJZDmY8Y7SyJE0MWLpLozkIVMSMZcD5kvuKxPC3swk=\n"
-    "5+pKlUdi2LeF/BcMHBn+Ku6yhPGNCswZZD1X/6QgPd8=\n"
-    "/6WVhPs2CwSsb5rYBH5cjHV/wSmA79abXAwhXw3Kj/0=\n"
-    "\n"
-    "example.com/behind-the-sofa\n"
-    "20852163\n"
-    "CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
-    "\n"
-    "— example.com/behind-the-sofa Az3grlgtzPICa5OS8npVmf1Myq/5IZniMp+ZJurmRDeOoRDe4URYN7u5/Zhcyv2q1gGzGku9nTo+zyWE"
-    "+xeMcTOAYQ8=\n"
-    "— example.com/behind-the-sofa opLqBQsREYCgu6xQkYQwJr9fo45a62DN9EdmHXnZdXNqlcVGlCum2Wks+49/V6267UEjw6QUXTS5Rovnz"
-    "v++qbSzm9Q=\n"
-)
-SPEC_RESPONSE = (
-    "— witness.example/w1 CMp+6LWBU0anHGH5aNDTJkH/gj79sG+T6+iP2ThYN5krrDJbR1HDnucjL39QsZTSvVjyQLrdk3DXDqI5G2HgLatVs0pWh"
-    "6Up69HVOw==\n"
-    "— witness.example/w1 I7rEps0pvK2UqkS2gSpVUDhrhVtQV9lgF6pRrWAvjJHjyWpW7VcE3SiOlVlbQNt64vWhO+DlkL0+UfzuOBMh9ChdMkP1v"
-    "i/lCAsmlw==\n"
-    "— witness.example/w2 AWui8Sk55XjYLOijihBjhqEH6nS1ndDymE0a+6idX7pLcnoB+dhnz0854aLZgrrKbYKA7nC3HNJhm/kWl7oJlqU3rXXvp"
-    "ysAdyP3wQ==\n"
-)
 
 
 class Log:
@@ -150,19 +130,7 @@ def refused(w: Witness, old: int, proof: list[bytes], note: str) -> WitnessRefus
 
 # --- wire format ----------------------------------------------------------------------------------------------------
 
-def test_spec_request_body_round_trips_byte_for_byte() -> None:
-    req = parse_add_checkpoint(SPEC_REQUEST.encode())
-    assert req.old_size == 20852014 and len(req.proof) == 4
-    assert req.proof[0] == base64.b64decode("PlRNCrwHpqhGrupue0L7gxbjbMiKA9temvuZZDDpkaw=")
-    text, sigs = split_note(req.note)
-    assert Checkpoint.from_text(text).size == 20852163 and len(sigs) == 2
-    assert format_add_checkpoint(req.old_size, req.proof, req.note) == SPEC_REQUEST.encode()
-    assert req.to_body() == SPEC_REQUEST.encode()
-    # The example response: cosignature lines of key ID, 8-byte timestamp and a 64-byte signature.
-    for line in SPEC_RESPONSE.splitlines():
-        sig = NoteSignature.from_line(line)
-        assert len(sig.signature) == 72 and sig.line() == line
-
+# The spec's example request and response: test_c2sp_interop.py.
 
 @pytest.mark.parametrize("body, reason", [
     (b"old 01\n\nx", "leading zeros"),
@@ -195,7 +163,8 @@ def test_cosigns_first_checkpoint_and_extensions(witness: Witness, log: Log) -> 
         open_note(append_signatures(log.note(new), lines), [wv])
     state = witness.state(ORIGIN)
     assert state is not None and (state.size, state.root) == (100, log.root(100))
-    assert state.note == log.note(100)
+    # The stored note is what the monitoring endpoint serves: the log's signature and the cosignature returned.
+    assert state.note == append_signatures(log.note(100), lines) == witness.cosigned_note(ORIGIN)
 
 
 def test_stale_old_size_is_409_with_the_witness_size(witness: Witness, log: Log) -> None:
@@ -221,10 +190,15 @@ def test_rollback_is_refused(witness: Witness, log: Log) -> None:
 def test_fork_is_refused_and_kept_as_evidence(witness: Witness, log: Log) -> None:
     witness.add_checkpoint(0, [], log.note(7))
     fork = forked_note(log, 7)
+    # tlog-witness (since C2SP/C2SP#280): same size, different root is 422, so every 409 carries a size.
     r = refused(witness, 7, [], fork)
-    assert r.status == 409 and r.reason == "fork: same size, different root" and r.latest_size is None
+    assert r.status == 422 and r.reason == "fork: same size, different root" and r.latest_size is None
     [(status, reason, req)] = witness.evidence(ORIGIN)
-    assert (status, reason, req.note) == (409, "fork: same size, different root", fork)
+    assert (status, reason, req.note) == (422, "fork: same size, different root", fork)
+    # Sent with a stale old size it is a 409 with the size, and still kept: it proves a split view either way.
+    r = refused(witness, 3, log.proof(3, 7), fork)
+    assert (r.status, r.latest_size) == (409, 7)
+    assert [e[0] for e in witness.evidence(ORIGIN)] == [422, 409]
     # The true checkpoint of the same size is still accepted (idempotent).
     assert witness.add_checkpoint(7, [], log.note(7))
 
@@ -368,21 +342,26 @@ def test_any_extension_sequence_is_cosigned_and_no_tampered_proof_is(steps: list
 # --- over HTTP ------------------------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def witness_process(tmp: Path, log: Log, name: str) -> Iterator[tuple[str, str]]:
-    """A real witness server process on a free loopback port: (url, witness vkey)."""
+def witness_process(tmp: Path, log: Log, name: str, errlog: list[str] | None = None,
+                    *extra: str) -> Iterator[tuple[str, str]]:
+    """A real witness server process on a free loopback port: (url, witness vkey); its stderr lines (the access
+    log) are appended to ``errlog`` as they come (read continuously, so a full pipe never blocks the server)."""
     vkey = generate_key_files(name, tmp / f"{name.replace('/', '_')}.key", tmp / "w.pub", cosigner=True)
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "medspace.ledger.witness", "--state", str(tmp / "state.db"),
-         "--key", str(tmp / f"{name.replace('/', '_')}.key"), "--log-key", log.signer.vkey(), "--port", "0"],
+         "--key", str(tmp / f"{name.replace('/', '_')}.key"), "--log-key", log.signer.vkey(), "--port", "0",
+         *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     stdout, stderr = proc.stdout, proc.stderr
     assert stdout is not None and stderr is not None
     lines: queue.Queue[str] = queue.Queue()
+    errors = errlog if errlog is not None else []
     threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+    threading.Thread(target=lambda: errors.extend(iter(stderr.readline, "")), daemon=True).start()
     try:
         first = lines.get(timeout=30)
-        assert first.startswith("witness listening on "), first + stderr.read()
+        assert first.startswith("witness listening on "), first + "".join(errors)
         yield first.split()[-1], vkey
     finally:
         proc.terminate()
@@ -419,11 +398,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+SERVED_STDERR: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[str, str, Log]]:
     log = Log()
-    with tempfile.TemporaryDirectory() as tmp, witness_process(Path(tmp), log, "regulator.example/w") as (url, vkey):
+    with tempfile.TemporaryDirectory() as tmp, \
+            witness_process(Path(tmp), log, "regulator.example/w", SERVED_STDERR) as (url, vkey):
         yield url, vkey, log
+
+
+def wait_for_lines(lines: list[str], needle: str, count: int = 1) -> list[str]:
+    """The lines containing ``needle`` once there are ``count`` (another process writes them)."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = [ln for ln in list(lines) if needle in ln]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)
 
 
 def test_http_server_process_speaks_tlog_witness(served: tuple[str, str, Log]) -> None:
@@ -438,13 +431,13 @@ def test_http_server_process_speaks_tlog_witness(served: tuple[str, str, Log]) -
         assert ok.text.endswith("\n") and all(line.startswith("— ") for line in ok.text.splitlines())
         open_note(append_signatures(log.note(5), ok.text.splitlines()), [wv])
         assert post(format_add_checkpoint(5, log.proof(5, 9), log.note(9))).status_code == 200
-        # Stale old size: 409, the size as text/x.tlog.size.
+        # Stale old size: 409, the size as exactly text/x.tlog.size (no charset parameter).
         conflict = post(format_add_checkpoint(5, log.proof(5, 12), log.note(12)))
         assert conflict.status_code == 409
-        assert conflict.headers["content-type"].split(";")[0] == SIZE_CONTENT_TYPE and conflict.text == "9\n"
+        assert conflict.headers.get_list("content-type") == [SIZE_CONTENT_TYPE] and conflict.content == b"9\n"
         # Fork, bad proof, unknown origin, bad signature, malformed body, old > size.
         fork = post(format_add_checkpoint(9, [], forked_note(log, 9)))
-        assert (fork.status_code, fork.text) == (409, "fork: same size, different root\n")
+        assert (fork.status_code, fork.text) == (422, "fork: same size, different root\n")
         assert fork.headers["content-type"].startswith("text/plain")
         proof = log.proof(9, 12)
         bad = post(format_add_checkpoint(9, [proof[0][::-1], *proof[1:]], log.note(12)))
@@ -455,12 +448,152 @@ def test_http_server_process_speaks_tlog_witness(served: tuple[str, str, Log]) -
         assert post(format_add_checkpoint(12, [], log.note(10))).status_code == 400
         assert post(b"old 0\n\n" + b"x" * 70000).status_code == 413
         assert http.get(url + "/").text == vkey + "\n"
+        # The monitoring endpoint: the latest cosigned checkpoint, the log's signature and this witness's.
+        held = http.get(f"{url}/{origin_hash(ORIGIN)}/checkpoint")
+        assert held.status_code == 200 and verify_quorum(held.text, log.signer.verifier(), [wv], 1).size == 9
+        assert fetch_checkpoint(url, ORIGIN) == held.text
     # The client: a refusal carries the status and the witness's size.
     with pytest.raises(WitnessRefusal) as info:
         submit(url, 0, [], log.note(12))
     assert (info.value.status, info.value.latest_size) == (409, 9)
     lines = submit(url, 9, log.proof(9, 12), log.note(12))
     open_note(append_signatures(log.note(12), lines), [wv])
+
+
+def test_access_log_names_each_request_and_never_its_content(served: tuple[str, str, Log], tmp_path: Path) -> None:
+    url, _vkey, log = served
+    with httpx.Client(timeout=10) as http:
+        http.post(url + "/add-checkpoint", content=format_add_checkpoint(0, [], log.note(1)))  # a 409 by now
+        http.get(f"{url}/{'0' * 64}/checkpoint")
+    conflict = wait_for_lines(SERVED_STDERR, '"POST /add-checkpoint" 409')
+    missing = wait_for_lines(SERVED_STDERR, f'"GET /{"0" * 64}/checkpoint" 404')
+    assert conflict and missing, SERVED_STDERR
+    # time, remote, principal ("-": the witness has no writers), request, status, bytes sent, duration.
+    assert re.fullmatch(r'\S+ 127\.0\.0\.1:\d+ - "POST /add-checkpoint" 409 \d+ \d+\.\dms\n', conflict[-1])
+    body = "".join(SERVED_STDERR)
+    root = base64.b64encode(log.root(1)).decode()
+    assert root not in body and "old " not in body and "—" not in body  # no request or response content
+    # --no-access-log: silent.
+    quiet: list[str] = []
+    with witness_process(tmp_path, log, "quiet.example/w", quiet, "--no-access-log") as (url2, _):
+        assert httpx.post(url2 + "/add-checkpoint", content=b"junk", timeout=10).status_code == 400
+        assert httpx.get(url2 + "/", timeout=10).status_code == 200
+    assert quiet == []
+
+
+def test_monitoring_endpoint_serves_the_latest_cosigned_checkpoint(tmp_path: Path, log: Log) -> None:
+    """tlog-witness §Monitor Retrieval Mechanism: GET <prefix>/<sha256(origin) hex>/checkpoint."""
+    other = Log("other.example/log")
+    w = new_witness(tmp_path / "w.db", log, other)
+    wv = w.verifiers()
+    with thread_server(create_app(w)) as url, httpx.Client(timeout=10) as http:
+        path = f"{url}/{origin_hash(ORIGIN)}/checkpoint"
+        assert origin_hash(ORIGIN) == hashlib.sha256(ORIGIN.encode()).hexdigest()
+        # Known origin, nothing cosigned yet; unknown origin; not a lowercase SHA-256.
+        assert (http.get(path).status_code, http.get(path).text) == (404, "no checkpoint cosigned for this log yet\n")
+        assert http.get(f"{url}/{origin_hash('nobody.example/log')}/checkpoint").status_code == 404
+        assert http.get(f"{url}/{origin_hash(ORIGIN).upper()}/checkpoint").status_code == 404
+        assert http.get(f"{url}/{ORIGIN}/checkpoint").status_code == 404
+        with pytest.raises(WitnessRefusal, match=r"no checkpoint for medspace\.example/audit") as info:
+            fetch_checkpoint(url, ORIGIN)
+        assert info.value.status == 404
+        # Signed by the log with an extra signature of an unknown key: served with the verified ones only.
+        stranger = NoteSigner.generate("stranger.example/k")
+        note = append_signatures(log.note(6), [sign_note(split_note(log.note(6))[0], [stranger]).split("\n\n")[1]
+                                               .strip()])
+        lines = submit(url, 0, [], note, client=http)
+        held = http.get(path)
+        assert held.status_code == 200 and held.text == append_signatures(log.note(6), lines)
+        assert verify_quorum(held.text, log.signer.verifier(), wv, 1).size == 6
+        lines = submit(url, 6, log.proof(6, 9), log.note(9), client=http)
+        assert fetch_checkpoint(url, ORIGIN, client=http) == append_signatures(log.note(9), lines)
+        # Each log has its own.
+        submit(url, 0, [], other.note(2), client=http)
+        assert Checkpoint.from_text(split_note(fetch_checkpoint(url, other.origin))[0]).size == 2
+    w.close()
+
+
+def test_a_state_file_without_stored_cosignatures_is_served_cosigned(tmp_path: Path, log: Log) -> None:
+    """A state file from before notes were stored cosigned: its checkpoint is cosigned as of when it was recorded,
+    the same bytes every time."""
+    signer = CosignatureSigner.generate("witness.example/w1")
+    w = Witness(tmp_path / "w.db", [signer])
+    w.add_log(log.signer.verifier())
+    w.add_checkpoint(0, [], log.note(5))
+    w.close()
+    with sqlite3.connect(tmp_path / "w.db") as db:
+        db.execute("UPDATE logs SET note = ?, updated = ? WHERE origin = ?", (log.note(5), 1_700_000_000.5, ORIGIN))
+    w = Witness(tmp_path / "w.db", [signer])
+    first = w.cosigned_note(ORIGIN)
+    assert first is not None and first == w.cosigned_note(ORIGIN)
+    verify_quorum(first, log.signer.verifier(), w.verifiers(), 1)
+    [sig] = [s for s in split_note(first)[1] if s.name == "witness.example/w1"]
+    assert cosignature_timestamp(sig.signature) == 1_700_000_000
+    w.close()
+
+
+@contextlib.contextmanager
+def silent_server(drip: bool = False) -> Iterator[str]:
+    """A TCP server that accepts every connection and never answers (or, with ``drip``, starts an HTTP answer and
+    sends one header line every 50 ms without ever finishing it)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.settimeout(0.1)
+    stop = threading.Event()
+    held: list[socket.socket] = []
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except TimeoutError:
+                continue
+            held.append(conn)
+            if drip:
+                threading.Thread(target=dribble, args=(conn,), daemon=True).start()
+
+    def dribble(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            for i in range(2000):  # bounded: 100 s at most, far past any test's deadline
+                if stop.wait(0.05):
+                    return
+                conn.sendall(b"X-Drip-%d: 1\r\n" % i)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        sock.close()
+
+
+def test_a_witness_that_never_answers_costs_its_timeout(witness: Witness, log: Log) -> None:
+    with thread_server(create_app(witness)) as url1, silent_server() as silent, silent_server(drip=True) as dripping:
+        silence = r"^witness at http://127\.0\.0\.1:\d+/add-checkpoint: no answer within 0\.3 s$"
+        with pytest.raises(WitnessError, match=silence):
+            submit(silent, 0, [], log.note(3), timeout=0.3)
+        with pytest.raises(WitnessError, match=r"no answer within 0\.3 s$"):
+            fetch_checkpoint(silent, ORIGIN, timeout=0.3)
+        # Among others: the honest witness cosigns, the silent ones are reported, and the call returns. A witness
+        # that keeps sending header lines never trips the read timeout: the per-witness deadline ends it.
+        endpoints = [WitnessEndpoint(url1, witness.verifiers()[0]),
+                     WitnessEndpoint(silent, CosignatureSigner.generate("silent.example/w").verifier()),
+                     WitnessEndpoint(dripping, CosignatureSigner.generate("drip.example/w").verifier())]
+        size = 60
+        result = collect_cosignatures(endpoints, log.note(size), lambda old: log.proof(old, size),
+                                      timeout=0.3, deadline=1.0)
+    assert result.cosigned == ["witness.example/w1"]
+    assert result.errors["silent.example/w"].endswith(": no answer within 0.3 s")
+    assert result.errors["drip.example/w"].endswith(": no answer within 1 s")
+    # Refused connections are reported as unreachable, not as silence.
+    with pytest.raises(WitnessError, match="unreachable: ConnectError"):
+        submit(f"http://127.0.0.1:{free_port()}", 0, [], log.note(3), timeout=0.3)
 
 
 def test_serve_refuses_a_busy_port_and_a_loose_key_file(tmp_path: Path, log: Log) -> None:

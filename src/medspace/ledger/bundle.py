@@ -22,7 +22,7 @@ from typing import Any
 from medspace.ledger import merkle
 from medspace.ledger.checkpoint import Checkpoint, NoteVerifier, open_checkpoint, split_note, verifier_from_vkey
 from medspace.ledger.entry import AuditEvent
-from medspace.ledger.errors import EntryError, LedgerError, ProofError
+from medspace.ledger.errors import CheckpointError, EntryError, LedgerError, ProofError
 from medspace.ledger.log import AuditLog
 from medspace.ledger.witness import verify_quorum
 
@@ -55,7 +55,9 @@ def export_bundle(log: AuditLog, index: int) -> dict[str, Any]:
         raise LedgerError(f"the log has no entry {index} (size {log.store.size})")
     note = log.covering(index)
     if note is None:
-        raise LedgerError(f"no published checkpoint covers entry {index} yet: run `medspace ledger publish`")
+        quorum = log.config.quorum
+        need = f" with the cosignatures of {quorum} witness(es) (the quorum)" if quorum else ""
+        raise LedgerError(f"no published checkpoint{need} covers entry {index} yet: run `medspace ledger publish`")
     cp = Checkpoint.from_text(split_note(note)[0])
     proof = log.store.inclusion_proof(index, cp.size)
     return {
@@ -92,6 +94,17 @@ def read_keys(path: Path) -> TrustedKeys:
             f"witnesses ({len(keys.witnesses)})"
         )
     return keys
+
+
+def verify_external(note: str, keys: TrustedKeys, min_cosigners: int, origin: str) -> Checkpoint:
+    """A checkpoint held outside the log, accepted only if the trusted log key signed it for ``origin`` and at
+    least ``min_cosigners`` of the trusted witnesses validly cosigned it."""
+    if min_cosigners == 0:
+        cp, _ = open_checkpoint(note, [keys.log])
+        if cp.origin != origin:
+            raise CheckpointError(f"the checkpoint is of the log {cp.origin!r}, not {origin!r}")
+        return cp
+    return verify_quorum(note, keys.log, list(keys.witnesses), min_cosigners, origin=origin)
 
 
 def _b64(value: Any, what: str) -> bytes:

@@ -475,7 +475,7 @@ def load_verifier(vkey_or_path: str | os.PathLike[str]) -> NoteVerifier:
         try:
             text = Path(text).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise CheckpointError(f"cannot read verifier key file: {exc.strerror}") from None
+            raise CheckpointError(f"cannot read the key file {text}: {exc.strerror or type(exc).__name__}") from None
         except UnicodeDecodeError:
             raise CheckpointError("the verifier key file is not a key (not UTF-8 text)") from None
     return verifier_from_vkey(text)

@@ -117,13 +117,21 @@ _PHI = (
     re.compile(r"(?:19|20)\d\d[-./]?(?:0[1-9]|1[0-2])[-./]?(?:0[1-9]|[12]\d|3[01])"),
     re.compile(r"(?:0[1-9]|[12]\d|3[01])[-./](?:0[1-9]|1[0-2])[-./](?:19|20)\d\d"),
 )
+# All of them in one search (one pass over the value instead of three: events are validated by the thousand).
+_PHI_ANY = re.compile("|".join(f"(?:{p.pattern})" for p in _PHI))
+
+
+_FORMATS = {
+    "actor": "1-128 letters, digits and . _ : @ / + - (e.g. dr-chen@h1)",
+    "resource": "kind:id, kind lower-case, id up to 160 letters, digits and . _ : / - (e.g. study:metformin-age)",
+    "contract_id": "1-64 letters, digits and . _ : - (e.g. C-17)",
+}
 
 
 def _check_token(name: str, value: object, pattern: re.Pattern[str]) -> str:
     if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise EntryError(f"field {name!r} is not in its format")
-    rest = _NEUTRAL.sub("", value)
-    if any(p.search(rest) for p in _PHI):
+        raise EntryError(f"field {name!r} is not in its format: {_FORMATS[name]}")
+    if _PHI_ANY.search(_NEUTRAL.sub("", value)):
         raise EntryError(f"field {name!r} looks like patient data (a date or an identifier number)")
     return value
 
@@ -141,10 +149,14 @@ def _check_hashes(name: str, value: object) -> tuple[str, ...]:
 
 
 def _enum(name: str, cls: type[StrEnum], value: object) -> Any:
+    member = cls._value2member_map_.get(value) if isinstance(value, str) else None  # the fast path: a dict look-up
+    if member is not None:
+        return member
     try:
         return cls(str(value))
     except ValueError:
-        raise EntryError(f"field {name!r} is not in its vocabulary") from None
+        allowed = ", ".join(m.value for m in cls.__members__.values())
+        raise EntryError(f"field {name!r} is not in its vocabulary; allowed: {allowed}") from None
 
 
 def format_time(t: datetime) -> str:

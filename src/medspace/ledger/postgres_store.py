@@ -9,6 +9,8 @@ Entries are written with binary COPY, tiles with an upsert.
 
 from __future__ import annotations
 
+import getpass
+import os
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -16,6 +18,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from medspace.ledger.errors import StorageError
 from medspace.ledger.merkle import NodeId
@@ -34,6 +37,38 @@ def _errors(what: str) -> Iterator[None]:
         raise StorageError(f"{what}: {type(exc).__name__} ({exc.sqlstate})") from exc
 
 
+def describe(conninfo: str) -> str:
+    """Where a connection string points, without its password: ``user@host:port/dbname``."""
+    try:
+        d = conninfo_to_dict(conninfo)
+    except psycopg.Error:
+        return "PostgreSQL (the connection string is malformed)"
+    if "service" in d:
+        return f"the libpq service {d['service']!r}"
+    env = os.environ
+    user = d.get("user") or env.get("PGUSER") or getpass.getuser()
+    host = d.get("host") or env.get("PGHOST") or "the local socket"
+    port = d.get("port") or env.get("PGPORT") or "5432"
+    db = d.get("dbname") or env.get("PGDATABASE") or user
+    return f"{user}@{host}:{port}/{db}"
+
+
+_NEEDS_PASSWORD = ("no password supplied", "password authentication failed")
+
+
+def _connect(conninfo: str) -> psycopg.Connection[Any]:
+    """A connection, or a StorageError naming the server and the cause (a connection error quotes no data)."""
+    try:
+        return psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        cause = text.rsplit(" failed: ", 1)[-1].removeprefix("connection failed: ").replace("FATAL:", "").strip()
+        cause = re.sub(r"\s+", " ", cause)
+        if any(k in cause for k in _NEEDS_PASSWORD):
+            cause += " (give the password in PGPASSWORD, ~/.pgpass or a libpq service file, never in log.json)"
+        raise StorageError(f"cannot connect to PostgreSQL at {describe(conninfo)}: {cause}") from None
+
+
 class PostgresLogStore(LogStore):
     """The log in PostgreSQL tables ``<schema>.<prefix>entries``, ``tiles``, ``head`` (created if absent)."""
 
@@ -49,8 +84,8 @@ class PostgresLogStore(LogStore):
         self._e, self._n, self._h, self._m = (
             sql.Identifier(schema, f"{prefix}{t}") for t in ("entries", "tiles", "head", "meta")
         )
+        self._conn = _connect(conninfo)
         with _errors("cannot open the log"):
-            self._conn = psycopg.connect(conninfo, autocommit=True)
             try:
                 if readonly:
                     self._conn.execute("SET default_transaction_read_only = on")

@@ -1,31 +1,41 @@
 """Witnesses for the audit log: C2SP tlog-witness (https://c2sp.org/tlog-witness) server, client and quorum check.
 
-A witness keeps, per log origin, the last checkpoint it cosigned (size and root) in a SQLite file, and cosigns a
-new checkpoint only if
+A witness keeps, per log origin, the last checkpoint it cosigned (size, root, and the note with the log's verified
+signatures and the witness's cosignatures) in a SQLite file, and cosigns a new checkpoint only if
 
 1. the origin is a log it knows (else 404) and the checkpoint carries a valid signature of one of that log's keys
    and no invalid one (else 403, "bad signature");
 2. the request's ``old`` size is at most the checkpoint size (else 400) and equals the size it last cosigned (else
-   409 with that size as ``text/x.tlog.size``: a stale client learns where to start, and a rollback is refused);
-3. at equal sizes the roots are equal (else 409, "fork: same size, different root");
-4. the RFC 9162 consistency proof from its stored (size, root) to the new checkpoint verifies (else 422).
+   409, the size and a newline as the body, with exactly ``Content-Type: text/x.tlog.size``: a stale client
+   learns where to start, and a rollback is refused);
+3. at equal sizes the roots are equal (else 422, "fork: same size, different root", as tlog-witness asks since it
+   made every 409 carry a size);
+4. the RFC 9162 consistency proof from its stored (size, root) to the new checkpoint verifies, a proof from size 0
+   is empty and a size-0 checkpoint has the empty root (else 422).
 
-Checking and recording are one SQLite ``BEGIN IMMEDIATE`` transaction with a compare-and-swap ``UPDATE`` and a
-full fsync before any cosignature leaves the witness, so two racing requests cannot roll the state back (the race
-tlog-witness §add-checkpoint describes). Requests that arrive together are checked in order within one transaction
-and share its fsync (group commit), which is what lets one witness cosign thousands of checkpoints a second.
-Signed checkpoints refused as a fork or with a bad proof are kept in an ``evidence`` table: they are a log's
-signature on an inconsistent view.
+Checking, cosigning and recording are one SQLite ``BEGIN IMMEDIATE`` transaction with a compare-and-swap
+``UPDATE`` and a full fsync before any cosignature leaves the witness, so two racing requests cannot roll the state
+back (the race tlog-witness §add-checkpoint describes). Requests that arrive together are checked in order within
+one transaction and share its fsync (group commit), which is what lets one witness cosign thousands of checkpoints
+a second. Signed checkpoints refused as a fork or with a bad proof are kept in an ``evidence`` table: they are a
+log's signature on an inconsistent view.
 
-The HTTP server is Starlette on uvicorn (the hub's stack, FastAPI, is built on the same two). Clients:
-:func:`submit` (one witness), :func:`collect_cosignatures` (several, with the 409 retry the spec describes) and
-:func:`verify_quorum` (accept a checkpoint only with k of n valid witness cosignatures).
+The HTTP server is Starlette on uvicorn (the hub's stack, FastAPI, is built on the same two), with one access-log
+line per request (:mod:`medspace.ledger.access_log`). Besides ``POST /add-checkpoint`` it serves the spec's
+monitoring endpoint ``GET /<sha256(origin) hex>/checkpoint`` (the latest cosigned note; 404 for an unknown origin
+or before the first cosignature) and ``GET /`` (its vkeys, our addition). Clients: :func:`submit` (one witness),
+:func:`collect_cosignatures` (several in parallel, with the 409 retry the spec describes), :func:`fetch_checkpoint`
+(what a witness holds for a log) and :func:`verify_quorum` (accept a checkpoint only with k of n valid witness
+cosignatures). Client calls have short timeouts (connect 2 s, each read 5 s, 8 s per witness in all, all
+adjustable), so a witness that accepts the connection and never answers costs seconds and is reported as
+"no answer within N s".
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import re
 import socket
@@ -34,7 +44,8 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,8 +77,12 @@ if TYPE_CHECKING:
 
 MAX_PROOF_LINES = 63  # tlog-witness: a client MUST NOT send more
 MAX_BODY_BYTES = 64 * 1024
+MAX_RESPONSE_BYTES = 1024 * 1024  # what a client reads of a witness's answer at most
 SIZE_CONTENT_TYPE = "text/x.tlog.size"
 DEFAULT_PORT = 7380
+CONNECT_TIMEOUT = 2.0  # seconds to open a connection to a witness
+READ_TIMEOUT = 5.0  # seconds a witness may stay silent while answering
+DEADLINE = 8.0  # seconds one witness may take in all, the 409 retry included
 _OLD_LINE = re.compile(r"old (0|[1-9][0-9]*)")
 
 
@@ -139,6 +154,11 @@ def parse_add_checkpoint(body: bytes) -> AddCheckpointRequest:
     return AddCheckpointRequest(int(match.group(1)), tuple(proof), rest)
 
 
+def origin_hash(origin: str) -> str:
+    """The lowercase hex SHA-256 of a log origin: its path segment on a witness's monitoring prefix."""
+    return hashlib.sha256(origin.encode("utf-8")).hexdigest()
+
+
 # --- state ----------------------------------------------------------------------------------------------------------
 
 _SCHEMA = """
@@ -169,7 +189,8 @@ CREATE TABLE IF NOT EXISTS evidence (
 
 @dataclass(frozen=True)
 class LogState:
-    """What a witness holds for one log: the last cosigned size and root (None before the first) and note."""
+    """What a witness holds for one log: the last cosigned size and root (None before the first), and that
+    checkpoint's note with the log signatures the witness verified and its own cosignatures (None before)."""
 
     origin: str
     size: int
@@ -183,7 +204,8 @@ class _Prepared:
 
     request: AddCheckpointRequest
     checkpoint: Checkpoint
-    text: bytes
+    text: str
+    log_signatures: list[NoteSignature]  # the log's verified signatures, kept in the stored note
 
 
 class Witness:
@@ -216,6 +238,7 @@ class Witness:
         self._log_keys: dict[str, list[NoteVerifier]] = {}
         for origin, vkey in self._db.execute("SELECT origin, vkey FROM log_keys ORDER BY origin, vkey"):
             self._log_keys.setdefault(origin, []).append(NoteVerifier.from_vkey(vkey))
+        self._by_hash = {origin_hash(o): o for o in self._log_keys}
 
     @classmethod
     def open(
@@ -262,6 +285,7 @@ class Witness:
             keys = self._log_keys.setdefault(origin, [])
             if verifier not in keys:
                 keys.append(verifier)
+            self._by_hash[origin_hash(origin)] = origin
 
     def verifiers(self) -> list[CosignatureVerifier]:
         """The public keys of this witness's cosignatures."""
@@ -276,6 +300,29 @@ class Witness:
         with self._lock:
             row = self._db.execute("SELECT size, root, note FROM logs WHERE origin = ?", (origin,)).fetchone()
         return None if row is None else LogState(origin, int(row[0]), row[1], row[2])
+
+    def origin_for_hash(self, hex_hash: str) -> str | None:
+        """The origin of a followed log from its lowercase hex SHA-256 (the monitoring URL's path), or None."""
+        return self._by_hash.get(hex_hash)
+
+    def cosigned_note(self, origin: str) -> str | None:
+        """The latest checkpoint this witness cosigned for ``origin``: the log's verified signatures and this
+        witness's cosignatures, as tlog-witness's monitoring endpoint serves it; None if none yet."""
+        with self._lock:
+            row = self._db.execute("SELECT note, updated FROM logs WHERE origin = ?", (origin,)).fetchone()
+        if row is None or row[0] is None:
+            return None
+        note, updated = str(row[0]), float(row[1] or 0)
+        _text, valid, _invalid, _unknown = verify_signatures(note, self.verifiers())
+        if len(valid) == len(self.signers):
+            return note
+        # A state file written before notes were stored cosigned: cosign that checkpoint as of when it was
+        # recorded (Ed25519 is deterministic, so every answer is the same bytes, and the statement is as true).
+        text, _ = split_note(note)
+        stamp = max(1, int(updated))
+        return append_signatures(note, [
+            NoteSignature(s.name, s.key_id, s.sign_at(stamp, text.encode("utf-8"))).line() for s in self.signers
+        ])
 
     def evidence(self, origin: str) -> list[tuple[int, str, AddCheckpointRequest]]:
         """Signed requests refused as a fork or with a bad proof: (status, reason, request), oldest first."""
@@ -301,8 +348,8 @@ class Witness:
     def add_checkpoints(self, requests: Sequence[AddCheckpointRequest]) -> list[list[str] | WitnessRefusal]:
         """Check a batch in order against the state as each leaves it, in one transaction and one fsync.
 
-        Each result is either that request's cosignature lines or its refusal; nothing is cosigned unless the
-        transaction that records it has committed.
+        Each result is either that request's cosignature lines or its refusal; no cosignature is returned unless
+        the transaction that records it (and the cosigned note) has committed.
         """
         prepared: list[_Prepared | WitnessRefusal] = [self._prepare(r) for r in requests]
         results: list[list[str] | WitnessRefusal] = []
@@ -316,9 +363,6 @@ class Witness:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        for i, item in enumerate(prepared):
-            if isinstance(item, _Prepared) and not isinstance(results[i], WitnessRefusal):
-                results[i] = self._cosign(item.text)
         return results
 
     def _prepare(self, request: AddCheckpointRequest) -> _Prepared | WitnessRefusal:
@@ -341,7 +385,7 @@ class Witness:
             return WitnessRefusal(403, "bad signature: no signature from a trusted log key")
         if request.old_size > checkpoint.size:
             return WitnessRefusal(400, "rollback refused: old size is larger than the checkpoint size")
-        return _Prepared(request, checkpoint, text.encode("utf-8"))
+        return _Prepared(request, checkpoint, text, valid)
 
     def _apply(self, item: _Prepared, now: float) -> list[str] | WitnessRefusal:
         """The stateful rules, inside the open transaction; records the new state (compare-and-swap) if they pass."""
@@ -350,15 +394,18 @@ class Witness:
         if row is None:
             return WitnessRefusal(404, "unknown log origin")
         stored_size, stored_root = int(row[0]), row[1]
+        forked = stored_root is not None and cp.size == stored_size and cp.root_hash != stored_root
         if req.old_size != stored_size:
             why = (
                 "rollback refused: checkpoint is smaller than the last cosigned one"
                 if cp.size < stored_size
                 else "old size does not match the last cosigned size"
             )
-            return WitnessRefusal(409, why, latest_size=stored_size)
-        if stored_root is not None and cp.size == stored_size and cp.root_hash != stored_root:
-            return self._evidence(item, now, WitnessRefusal(409, "fork: same size, different root"))
+            refusal = WitnessRefusal(409, why, latest_size=stored_size)
+            # Whatever old size came with it, a log-signed other root at the cosigned size proves a split view.
+            return self._evidence(item, now, refusal) if forked else refusal
+        if forked:
+            return self._evidence(item, now, WitnessRefusal(422, "fork: same size, different root"))
         try:
             if stored_size == 0:
                 # Nothing is committed before the first checkpoint, so there is nothing to prove from.
@@ -370,13 +417,19 @@ class Witness:
                 merkle.verify_consistency(stored_size, cp.size, stored_root, cp.root_hash, req.proof)
         except ProofError as exc:
             return self._evidence(item, now, WitnessRefusal(422, f"bad consistency proof: {exc}"))
+        message = item.text.encode("utf-8")
+        lines = [NoteSignature(s.name, s.key_id, s.sign(message)).line() for s in self.signers]
+        # Stored as the monitoring endpoint serves it: the log's verified signatures, then the cosignatures.
+        note = item.text + "\n" + "".join(line + "\n" for line in [*(s.line() for s in item.log_signatures), *lines])
         cur = self._db.execute(
             "UPDATE logs SET size = ?, root = ?, note = ?, updated = ? WHERE origin = ? AND size = ? AND root IS ?",
-            (cp.size, cp.root_hash, req.note, now, cp.origin, stored_size, stored_root),
+            (cp.size, cp.root_hash, note, now, cp.origin, stored_size, stored_root),
         )
         if cur.rowcount != 1:
-            return WitnessRefusal(409, "the witness state changed concurrently; retry")
-        return []
+            # Not reachable under BEGIN IMMEDIATE; if it were, every 409 still carries the size (tlog-witness).
+            latest = self._db.execute("SELECT size FROM logs WHERE origin = ?", (cp.origin,)).fetchone()
+            return WitnessRefusal(409, "the witness state changed concurrently", latest_size=int(latest[0]))
+        return lines
 
     def _evidence(self, item: _Prepared, now: float, refusal: WitnessRefusal) -> WitnessRefusal:
         req = item.request
@@ -393,9 +446,6 @@ class Witness:
             ),
         )
         return refusal
-
-    def _cosign(self, text: bytes) -> list[str]:
-        return [NoteSignature(s.name, s.key_id, s.sign(text)).line() for s in self.signers]
 
 
 # --- HTTP server ----------------------------------------------------------------------------------------------------
@@ -448,18 +498,29 @@ class _GroupCommitter:
         self._executor.shutdown(wait=True)
 
 
+_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
 def create_app(witness: Witness) -> Starlette:
-    """The witness's ASGI application: ``POST /add-checkpoint`` (tlog-witness) and ``GET /`` (its vkeys)."""
+    """The witness's ASGI application: ``POST /add-checkpoint`` (tlog-witness), ``GET /<origin hash>/checkpoint``
+    (its monitoring endpoint) and ``GET /`` (its vkeys), each request written to the access log."""
     from starlette.applications import Starlette
+    from starlette.middleware import Middleware
     from starlette.requests import Request
     from starlette.responses import PlainTextResponse, Response
     from starlette.routing import Route
+
+    from medspace.ledger.access_log import AccessLog
 
     committer = _GroupCommitter(witness)
 
     def refusal_response(refusal: WitnessRefusal) -> Response:
         if refusal.status == 409 and refusal.latest_size is not None:
-            return Response(f"{refusal.latest_size}\n", status_code=409, media_type=SIZE_CONTENT_TYPE)
+            # The header given as is: Starlette's media_type would append "; charset=utf-8" to a text/* type,
+            # and tlog-witness fixes the Content-Type to exactly text/x.tlog.size.
+            return Response(
+                f"{refusal.latest_size}\n", status_code=409, headers={"Content-Type": SIZE_CONTENT_TYPE}
+            )
         return PlainTextResponse(refusal.reason + "\n", status_code=refusal.status)
 
     async def add_checkpoint(request: Request) -> Response:
@@ -480,6 +541,17 @@ def create_app(witness: Witness) -> Starlette:
             return refusal_response(result)
         return PlainTextResponse("".join(line + "\n" for line in result))
 
+    def checkpoint(request: Request) -> Response:
+        # A plain function: Starlette runs it on a worker thread, so a group commit holding the state's lock
+        # never blocks the event loop.
+        key = request.path_params["origin_hash"]
+        origin = witness.origin_for_hash(key) if _HEX_SHA256.fullmatch(key) else None
+        note = witness.cosigned_note(origin) if origin is not None else None
+        if note is None:
+            reason = "unknown log origin" if origin is None else "no checkpoint cosigned for this log yet"
+            return PlainTextResponse(reason + "\n", status_code=404)
+        return PlainTextResponse(note)
+
     async def keys(_request: Request) -> Response:
         return PlainTextResponse("".join(v.vkey() + "\n" for v in witness.verifiers()))
 
@@ -491,7 +563,12 @@ def create_app(witness: Witness) -> Starlette:
             committer.close()
 
     return Starlette(
-        routes=[Route("/add-checkpoint", add_checkpoint, methods=["POST"]), Route("/", keys, methods=["GET"])],
+        routes=[
+            Route("/add-checkpoint", add_checkpoint, methods=["POST"]),
+            Route("/{origin_hash}/checkpoint", checkpoint, methods=["GET"]),
+            Route("/", keys, methods=["GET"]),
+        ],
+        middleware=[Middleware(AccessLog)],
         lifespan=lifespan,
     )
 
@@ -503,16 +580,20 @@ def serve(
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
     announce: Callable[[str], None] | None = None,
+    access_log: bool = True,
 ) -> None:
     """Run a witness over HTTP until interrupted (what ``medspace witness serve`` calls).
 
     ``state`` is the SQLite file (created if missing), ``key`` the witness's private key file (0600, a
     cosignature/v1 or Ed25519 skey), ``log_keys`` the vkeys (strings or files) of the logs it follows; the origin
     of each log is its key name. ``port=0`` picks a free port; ``announce`` receives the URL once listening (by
-    default it is printed).
+    default it is printed); ``access_log`` prints one line per request on stderr.
     """
     import uvicorn
 
+    from medspace.ledger.access_log import log_to_stderr
+
+    log_to_stderr(access_log)
     witness = Witness.open(state, key, log_keys)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and without it every
@@ -545,10 +626,72 @@ def _endpoint(url: str) -> str:
     return url.rstrip("/") + "/add-checkpoint"
 
 
-def new_client(timeout: float = 10.0) -> httpx.Client:
-    """An HTTP client for witnesses: keep-alive, and TCP_NODELAY so a request is not held back by Nagle."""
+def _shown(url: str) -> str:
+    """A witness URL for messages: without user info, so a password put in a URL is never printed."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return "<invalid URL>"
+    return str(parsed.copy_with(username=None, password=None)) if parsed.userinfo else url
+
+
+def _timeouts(read: float, connect: float) -> httpx.Timeout:
+    return httpx.Timeout(read, connect=min(connect, read), pool=read)
+
+
+def new_client(timeout: float = READ_TIMEOUT, *, connect_timeout: float = CONNECT_TIMEOUT) -> httpx.Client:
+    """An HTTP client for witnesses: keep-alive, short timeouts (seconds to connect, and that a witness may stay
+    silent while answering), and TCP_NODELAY so a request is not held back by Nagle."""
     nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-    return httpx.Client(timeout=timeout, transport=httpx.HTTPTransport(socket_options=nodelay))
+    return httpx.Client(
+        timeout=_timeouts(timeout, connect_timeout), transport=httpx.HTTPTransport(socket_options=nodelay)
+    )
+
+
+def _exchange(
+    http: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    content: bytes | None,
+    read: float,
+    connect: float,
+    deadline: float | None,
+) -> tuple[int, str, bytes]:
+    """One request, its answer read within ``deadline`` seconds in all: (status, Content-Type, body)."""
+    limit = read if deadline is None else max(0.001, min(read, deadline))
+    end = None if deadline is None else time.monotonic() + deadline
+    shown = _shown(url)
+    try:
+        with http.stream(method, url, content=content, timeout=_timeouts(limit, connect)) as resp:
+            data = bytearray()
+            for chunk in resp.iter_bytes():
+                data += chunk
+                if len(data) > MAX_RESPONSE_BYTES:
+                    raise WitnessError(f"witness at {shown} sent more than {MAX_RESPONSE_BYTES} bytes")
+                if end is not None and time.monotonic() > end:
+                    raise WitnessError(f"witness at {shown}: no answer within {deadline:g} s")
+            return resp.status_code, resp.headers.get("content-type", ""), bytes(data)
+    except httpx.ConnectTimeout:
+        raise WitnessError(f"witness at {shown} unreachable: no connection within {min(connect, limit):g} s") from None
+    except httpx.TimeoutException:
+        raise WitnessError(f"witness at {shown}: no answer within {limit:g} s") from None
+    except httpx.HTTPError as exc:
+        raise WitnessError(f"witness at {shown} unreachable: {type(exc).__name__}") from None
+
+
+def _text(data: bytes, what: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WitnessError(f"{what} is not UTF-8") from None
+
+
+def _reason(status: int, data: bytes) -> str:
+    """The first line of a refusal's body (printable characters only, at most 200), or the status's phrase."""
+    first = data.decode("utf-8", errors="replace").strip().split("\n", 1)[0][:200]
+    first = "".join(c if c.isprintable() else "?" for c in first)
+    return first or httpx.codes.get_reason_phrase(status) or f"HTTP {status}"
 
 
 def _parse_cosignature_lines(body: str) -> list[str]:
@@ -565,6 +708,20 @@ def _parse_cosignature_lines(body: str) -> list[str]:
     return lines
 
 
+def _answer(status: int, content_type: str, data: bytes) -> list[str]:
+    """The cosignature lines of an add-checkpoint answer, or its refusal raised."""
+    if status == 200:
+        return _parse_cosignature_lines(_text(data, "witness response"))
+    # tlog-witness fixes the type as text/x.tlog.size; parameters (a charset some servers add) are tolerated.
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if status == 409 and media_type == SIZE_CONTENT_TYPE:
+        match = re.fullmatch(rb"(0|[1-9][0-9]{0,18})\n", data)
+        if match is None:
+            raise WitnessRefusal(409, "witness sent a malformed size")
+        raise WitnessRefusal(409, "old size does not match the witness", latest_size=int(match.group(1)))
+    raise WitnessRefusal(status, _reason(status, data))
+
+
 def submit(
     url: str,
     old_size: int,
@@ -572,33 +729,67 @@ def submit(
     note: str,
     *,
     client: httpx.Client | None = None,
-    timeout: float = 10.0,
+    timeout: float = READ_TIMEOUT,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    deadline: float | None = None,
 ) -> list[str]:
     """POST a checkpoint to one witness (``url`` is its submission prefix): its cosignature lines, unverified.
 
     A refusal raises WitnessRefusal with the HTTP status and, on 409 with ``text/x.tlog.size``, the witness's
-    latest cosigned size; an unreachable witness raises WitnessError.
+    latest cosigned size; an unreachable or silent witness raises WitnessError ("no answer within N s" after
+    ``timeout`` seconds without a byte, or when the whole answer takes longer than ``deadline`` seconds).
     """
     body = format_add_checkpoint(old_size, proof, note)
     own = client is None
-    http = client or new_client(timeout)
+    http = client or new_client(timeout, connect_timeout=connect_timeout)
     try:
-        resp = http.post(_endpoint(url), content=body, timeout=timeout)
-    except httpx.HTTPError as exc:
-        raise WitnessError(f"witness at {url} unreachable: {type(exc).__name__}") from None
+        status, content_type, data = _exchange(
+            http, "POST", _endpoint(url), content=body, read=timeout, connect=connect_timeout, deadline=deadline
+        )
     finally:
         if own:
             http.close()
-    if resp.status_code == 200:
-        return _parse_cosignature_lines(resp.text)
-    content_type = resp.headers.get("content-type", "").split(";")[0].strip()
-    if resp.status_code == 409 and content_type == SIZE_CONTENT_TYPE:
-        text = resp.text
-        if not text.endswith("\n") or not re.fullmatch(r"0|[1-9][0-9]*", text[:-1]):
-            raise WitnessRefusal(409, "witness sent a malformed size")
-        raise WitnessRefusal(409, "old size does not match the witness", latest_size=int(text[:-1]))
-    reason = resp.text.strip().splitlines()[0][:200] if resp.text.strip() else resp.reason_phrase
-    raise WitnessRefusal(resp.status_code, reason)
+    return _answer(status, content_type, data)
+
+
+def fetch_checkpoint(
+    url: str,
+    origin: str,
+    *,
+    timeout: float = READ_TIMEOUT,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    client: httpx.Client | None = None,
+) -> str:
+    """The latest checkpoint a witness cosigned for the log ``origin``, from its monitoring prefix ``url``
+    (tlog-witness: ``GET <prefix>/<sha256(origin) hex>/checkpoint``).
+
+    The note is checked for syntax and origin only: the caller verifies the log's signature and the witness's
+    cosignature with keys it holds. A witness without a checkpoint for the log raises WitnessRefusal (404); an
+    unreachable or silent one WitnessError.
+    """
+    own = client is None
+    http = client or new_client(timeout, connect_timeout=connect_timeout)
+    endpoint = f"{url.rstrip('/')}/{origin_hash(origin)}/checkpoint"
+    try:
+        status, _type, data = _exchange(
+            http, "GET", endpoint, content=None, read=timeout, connect=connect_timeout, deadline=timeout
+        )
+    finally:
+        if own:
+            http.close()
+    if status == 404:
+        raise WitnessRefusal(404, f"the witness has no checkpoint for {origin}")
+    if status != 200:
+        raise WitnessRefusal(status, _reason(status, data))
+    note = _text(data, "the witness's checkpoint")
+    try:
+        text, _sigs = split_note(note)
+        checkpoint = Checkpoint.from_text(text)
+    except CheckpointError as exc:
+        raise WitnessError(f"the witness sent a malformed checkpoint: {exc}") from None
+    if checkpoint.origin != origin:
+        raise WitnessError("the witness sent a checkpoint of another log")
+    return note
 
 
 @dataclass(frozen=True)
@@ -634,6 +825,11 @@ def _valid_lines(lines: Sequence[str], verifier: NoteVerifier, text: bytes) -> l
     return out
 
 
+def _close_when_done(pending: Iterable[Future[Any]], http: httpx.Client) -> None:
+    wait_for(pending)
+    http.close()
+
+
 def collect_cosignatures(
     witnesses: Sequence[WitnessEndpoint],
     note: str,
@@ -641,27 +837,36 @@ def collect_cosignatures(
     *,
     old_sizes: Mapping[str, int] | None = None,
     client: httpx.Client | None = None,
-    timeout: float = 10.0,
+    timeout: float = READ_TIMEOUT,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    deadline: float = DEADLINE,
 ) -> CollectResult:
     """Ask every witness, in parallel, to cosign a signed checkpoint note; keep the cosignatures that verify.
 
     ``prove(old_size)`` returns the consistency proof from ``old_size`` to the checkpoint's size (``[]`` for 0).
     Each witness is first asked from ``old_sizes[name]`` (default 0); on a 409 carrying its latest size it is asked
-    once more from that size, as tlog-witness prescribes. A witness that refuses, fails or returns no valid
-    cosignature is recorded in ``errors``; it never makes the others fail.
+    once more from that size, as tlog-witness prescribes. A witness that refuses, fails, returns no valid
+    cosignature or does not finish within ``deadline`` seconds (``connect_timeout`` to connect, ``timeout`` of
+    silence at most) is recorded in ``errors``; it never makes the others fail, and the call returns after about
+    ``deadline`` seconds at most.
     """
     text, _ = split_note(note)
     checkpoint = Checkpoint.from_text(text)
     message = text.encode("utf-8")
     sizes = dict(old_sizes or {})
     own = client is None
-    http = client or new_client(timeout)
+    http = client or new_client(timeout, connect_timeout=connect_timeout)
 
     def ask(w: WitnessEndpoint) -> tuple[list[str], int]:
+        end = time.monotonic() + deadline
         old = sizes.get(w.verifier.name, 0)
         for attempt in range(2):
+            left = end - time.monotonic()
+            if left <= 0:
+                raise WitnessError(f"witness at {_shown(_endpoint(w.url))}: no answer within {deadline:g} s")
             try:
-                lines = submit(w.url, old, list(prove(old)) if old else [], note, client=http, timeout=timeout)
+                lines = submit(w.url, old, list(prove(old)) if old else [], note, client=http, timeout=timeout,
+                               connect_timeout=connect_timeout, deadline=left)
             except WitnessRefusal as refusal:
                 if attempt == 0 and refusal.latest_size is not None and refusal.latest_size != old:
                     if refusal.latest_size > checkpoint.size:
@@ -677,21 +882,34 @@ def collect_cosignatures(
 
     result = CollectResult(note=note)
     lines: list[str] = []
+    pending: set[Future[tuple[list[str], int]]] = set()
+    # One thread per witness: every witness gets its whole deadline from the start.
+    pool = ThreadPoolExecutor(max_workers=max(1, min(64, len(witnesses))), thread_name_prefix="witness-client")
     try:
-        with ThreadPoolExecutor(max_workers=max(1, min(16, len(witnesses)))) as pool:
-            futures = [(w, pool.submit(ask, w)) for w in witnesses]
-            for w, fut in futures:
-                try:
-                    got, size = fut.result()
-                except WitnessError as exc:
-                    result.errors[w.verifier.name] = str(exc)
-                    continue
-                lines.extend(got)
-                result.cosigned.append(w.verifier.name)
-                result.sizes[w.verifier.name] = size
+        futures = [(w, pool.submit(ask, w)) for w in witnesses]
+        # Each ask ends by its own deadline; this bound also covers a witness that drips its answer byte by byte.
+        _done, pending = wait_for([f for _, f in futures], timeout=deadline + 0.5)
+        for w, fut in futures:
+            if fut in pending:
+                where = _shown(_endpoint(w.url))
+                result.errors[w.verifier.name] = f"witness at {where}: no answer within {deadline:g} s"
+                continue
+            try:
+                got, size = fut.result()
+            except WitnessError as exc:
+                result.errors[w.verifier.name] = str(exc)
+                continue
+            lines.extend(got)
+            result.cosigned.append(w.verifier.name)
+            result.sizes[w.verifier.name] = size
     finally:
+        pool.shutdown(wait=False, cancel_futures=True)
         if own:
-            http.close()
+            if pending:
+                # A straggler still holds a connection: close the client once it gives up, without waiting here.
+                threading.Thread(target=_close_when_done, args=(pending, http), daemon=True).start()
+            else:
+                http.close()
     if lines:
         result.note = append_signatures(note, lines)
     return result
@@ -748,7 +966,8 @@ def verify_quorum(
 
 
 def _main(argv: Sequence[str]) -> int:
-    """``python -m medspace.ledger.witness --state FILE --key FILE --log-key VKEY [...] [--host H] [--port P]``."""
+    """``python -m medspace.ledger.witness --state FILE --key FILE --log-key VKEY [...] [--host H] [--port P]
+    [--no-access-log]``."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m medspace.ledger.witness", description="Run a tlog witness.")
@@ -757,9 +976,11 @@ def _main(argv: Sequence[str]) -> int:
     parser.add_argument("--log-key", action="append", default=[], required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
+                        help="one line per request on stderr (default: on)")
     args = parser.parse_args(argv)
     try:
-        serve(args.state, args.key, args.log_key, host=args.host, port=args.port)
+        serve(args.state, args.key, args.log_key, host=args.host, port=args.port, access_log=args.access_log)
     except (WitnessError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
