@@ -14,14 +14,13 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
+from servers import SilentServer, thread_server
 
 from medspace.ledger import api
 from medspace.ledger.api import WriteAccess, create_app, new_token
@@ -52,30 +51,9 @@ def log_dir(tmp_path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def thread_server(app: Any) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn on a free loopback port from a background thread."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert server.started
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
-
-
-@contextlib.contextmanager
 def served(log_dir: Path, access: WriteAccess | None, **options: Any) -> Iterator[tuple[str, AuditLog]]:
     """The log's API over ``log_dir`` on loopback: (base URL, the open log)."""
-    with AuditLog(log_dir) as log, thread_server(create_app(log, access=access, **options)) as url:
+    with AuditLog(log_dir) as log, thread_server(create_app(log, access=access, **options), lifespan="off") as url:
         yield url, log
 
 
@@ -335,44 +313,9 @@ def test_publishing_needs_the_token_and_reports_the_checkpoint(log_dir: Path) ->
         assert pub["checkpoint"].split("\n")[:2] == [ORIGIN, "3"]
 
 
-class SilentWitness:
-    """A TCP server that accepts connections and never answers, until released."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.accepted = threading.Event()
-        self.release = threading.Event()
-        self.conns: list[socket.socket] = []
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-
-    def run(self) -> None:
-        self.sock.settimeout(0.05)
-        while not self.release.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            self.conns.append(conn)
-            self.accepted.set()
-        for c in self.conns:
-            c.close()
-
-    def close(self) -> None:
-        self.release.set()
-        self.thread.join(30)
-        self.sock.close()
-
-
 def test_a_silent_witness_stalls_neither_reads_nor_the_server(log_dir: Path, tmp_path: Path) -> None:
     vkey = generate_key_files("silent.medspace.test/witness", tmp_path / "w.key", tmp_path / "w.vkey", cosigner=True)
-    witness = SilentWitness()
+    witness = SilentServer()
     cfg = read_config(log_dir)
     cfg.witnesses = [WitnessConfig(witness.url, vkey)]
     cfg.quorum = 1

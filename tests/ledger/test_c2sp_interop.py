@@ -25,16 +25,15 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
+from servers import thread_server
+from small_log import ORIGIN, Log
 
-from medspace.ledger import merkle
 from medspace.ledger.checkpoint import (
     Checkpoint,
     CosignatureSigner,
@@ -60,11 +59,23 @@ from medspace.ledger.witness import (
     verify_quorum,
 )
 
-ORIGIN = "medspace.example/audit"
 AICS = Path(__file__).parent / "interop_aics"
 AICS_PATH = os.pathsep.join(str(AICS / w) for w in ("aics_witness-0.1.0-py3-none-any.whl",
                                                       "aics_tlog-0.2.1-py3-none-any.whl"))
 
+# The checkpoint of the examples below (the same one in tlog-witness and tlog-cosignature), and that checkpoint as
+# both examples carry it: signed by the log, whose signature comes first.
+SPEC_CHECKPOINT = (
+    "example.com/behind-the-sofa\n"
+    "20852163\n"
+    "CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
+)
+SPEC_SIGNED_CHECKPOINT = (
+    SPEC_CHECKPOINT
+    + "\n"
+    "— example.com/behind-the-sofa Az3grlgtzPICa5OS8npVmf1Myq/5IZniMp+ZJurmRDeOoRDe4URYN7u5/Zhcyv2q1gGzGku9nTo+zyWE"
+    "+xeMcTOAYQ8=\n"
+)
 # tlog-witness §add-checkpoint, "Example request body:".
 SPEC_REQUEST = (
     "old 20852014\n"
@@ -73,13 +84,8 @@ SPEC_REQUEST = (
     "5+pKlUdi2LeF/BcMHBn+Ku6yhPGNCswZZD1X/6QgPd8=\n"
     "/6WVhPs2CwSsb5rYBH5cjHV/wSmA79abXAwhXw3Kj/0=\n"
     "\n"
-    "example.com/behind-the-sofa\n"
-    "20852163\n"
-    "CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
-    "\n"
-    "— example.com/behind-the-sofa Az3grlgtzPICa5OS8npVmf1Myq/5IZniMp+ZJurmRDeOoRDe4URYN7u5/Zhcyv2q1gGzGku9nTo+zyWE"
-    "+xeMcTOAYQ8=\n"
-    "— example.com/behind-the-sofa opLqBQsREYCgu6xQkYQwJr9fo45a62DN9EdmHXnZdXNqlcVGlCum2Wks+49/V6267UEjw6QUXTS5Rovnz"
+    + SPEC_SIGNED_CHECKPOINT
+    + "— example.com/behind-the-sofa opLqBQsREYCgu6xQkYQwJr9fo45a62DN9EdmHXnZdXNqlcVGlCum2Wks+49/V6267UEjw6QUXTS5Rovnz"
     "v++qbSzm9Q=\n"
 )
 # tlog-witness §add-checkpoint, "Example response body:".
@@ -93,76 +99,16 @@ SPEC_RESPONSE = (
 )
 # tlog-cosignature, the introduction's "example of a checkpoint that contains a cosignature".
 SPEC_COSIGNED = (
-    "example.com/behind-the-sofa\n"
-    "20852163\n"
-    "CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
-    "\n"
-    "— example.com/behind-the-sofa Az3grlgtzPICa5OS8npVmf1Myq/5IZniMp+ZJurmRDeOoRDe4URYN7u5/Zhcyv2q1gGzGku9nTo+zyWE"
-    "+xeMcTOAYQ8=\n"
-    "— witness.example.com/w1 jWbPPwAAAABkGFDLEZMHwSRaJNiIDoe9DYn/zXcrtPHeolMI5OWXEhZCB9dlrDJsX3b2oyin1nPZqhf5nNo0xUe+"
-    "mbIUBkBIfZ+qnA==\n"
+    SPEC_SIGNED_CHECKPOINT
+    + "— witness.example.com/w1 jWbPPwAAAABkGFDLEZMHwSRaJNiIDoe9DYn/zXcrtPHeolMI5OWXEhZCB9dlrDJsX3b2oyin1nPZqhf5nNo0xUe"
+    "+mbIUBkBIfZ+qnA==\n"
 )
 # tlog-cosignature §Ed25519 signed message: the message for that checkpoint at time 1679315147.
 SPEC_COSIGNED_MESSAGE = (
     "cosignature/v1\n"
     "time 1679315147\n"
-    "example.com/behind-the-sofa\n"
-    "20852163\n"
-    "CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
+    + SPEC_CHECKPOINT
 )
-
-
-class Log:
-    """A small log: entries ``<origin> entry <i>``, its key, signed checkpoints and consistency proofs."""
-
-    def __init__(self, origin: str = ORIGIN, signer: NoteSigner | None = None) -> None:
-        self.origin = origin
-        self.signer = signer or NoteSigner.generate(origin)
-        self.entries: list[bytes] = []
-
-    def grow(self, size: int) -> None:
-        while len(self.entries) < size:
-            self.entries.append(f"{self.origin} entry {len(self.entries)}".encode())
-
-    def leaves(self, size: int) -> list[bytes]:
-        self.grow(size)
-        return [merkle.leaf_hash(e) for e in self.entries[:size]]
-
-    def root(self, size: int) -> bytes:
-        return merkle.root(self.leaves(size))
-
-    def note(self, size: int) -> str:
-        return Checkpoint(self.origin, size, self.root(size)).sign([self.signer])
-
-    def fork(self, size: int) -> str:
-        """A checkpoint of the same size with another root, signed by the same key (a split view)."""
-        return Checkpoint(self.origin, size, merkle.root([merkle.leaf_hash(b"forked"), *self.leaves(size)[1:]])
-                          ).sign([self.signer])
-
-    def proof(self, old: int, new: int) -> list[bytes]:
-        leaves = self.leaves(new)
-        return [] if old == 0 else merkle.consistency_proof(
-            old, new, lambda level, index, size: merkle.root(leaves[index << level: min((index + 1) << level, size)]))
-
-
-@contextlib.contextmanager
-def thread_server(app: Any) -> Iterator[str]:
-    """Serve an ASGI app on a free loopback port from a background thread."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def canned_app(status: int, body: bytes, content_type: str) -> Any:

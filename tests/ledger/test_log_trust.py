@@ -3,6 +3,7 @@ their signatures and against copies held elsewhere, PostgreSQL secrets, and the 
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -394,6 +395,9 @@ def test_append_errors_name_the_event_and_the_allowed_values(tmp_path: Path) -> 
     assert "event 1 of 2: not a JSON object" in r.stderr
     with AuditLog(tmp_path / "log", readonly=True) as log:
         assert log.store.size == 0
+    ok(run("ledger", "append", "-", "--dir", "log", cwd=tmp_path, stdin=json.dumps(events(3))))
+    with AuditLog(tmp_path / "log", readonly=True) as log:
+        assert log.writer_of(2) == f"local:{getpass.getuser()}" and log.writer_of(3) is None
 
 
 def test_read_config_errors_name_the_path(tmp_path: Path) -> None:

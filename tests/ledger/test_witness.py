@@ -20,9 +20,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from servers import SilentServer, thread_server
+from small_log import ORIGIN, Log
 
 from medspace.ledger import merkle
 from medspace.ledger.checkpoint import (
@@ -55,46 +56,7 @@ from medspace.ledger.witness import (
     verify_quorum,
 )
 
-ORIGIN = "medspace.example/audit"
 SRC = str(Path(__file__).resolve().parents[2] / "src")
-
-
-class Log:
-    """A small in-memory log: its leaves, key, checkpoints and consistency proofs (via medspace.ledger.merkle)."""
-
-    def __init__(self, origin: str = ORIGIN, signer: NoteSigner | None = None) -> None:
-        self.origin = origin
-        self.signer = signer or NoteSigner.generate(origin)
-        self.leaves: list[bytes] = []
-
-    def grow(self, size: int) -> None:
-        while len(self.leaves) < size:
-            self.leaves.append(merkle.leaf_hash(f"{self.origin} entry {len(self.leaves)}".encode()))
-
-    def node(self, level: int, index: int, size: int) -> bytes:
-        return merkle.root(self.leaves[index << level: min((index + 1) << level, size)])
-
-    def root(self, size: int) -> bytes:
-        self.grow(size)
-        return merkle.root(self.leaves[:size])
-
-    def note(self, size: int) -> str:
-        return Checkpoint(self.origin, size, self.root(size)).sign([self.signer])
-
-    def proof(self, old: int, new: int) -> list[bytes]:
-        self.grow(new)
-        return [] if old == 0 else merkle.consistency_proof(old, new, self.node)
-
-    def request(self, old: int, new: int) -> AddCheckpointRequest:
-        return AddCheckpointRequest(old, tuple(self.proof(old, new)), self.note(new))
-
-
-def forked_note(log: Log, size: int) -> str:
-    """A checkpoint of the same size with another history, signed by the same log key (a split view)."""
-    log.grow(size)
-    other = Log(log.origin, log.signer)
-    other.leaves = [merkle.leaf_hash(b"forked " + h) for h in log.leaves[:size]]
-    return other.note(size)
 
 
 def new_witness(path: Path, *logs: Log, name: str = "witness.example/w1") -> Witness:
@@ -189,7 +151,7 @@ def test_rollback_is_refused(witness: Witness, log: Log) -> None:
 
 def test_fork_is_refused_and_kept_as_evidence(witness: Witness, log: Log) -> None:
     witness.add_checkpoint(0, [], log.note(7))
-    fork = forked_note(log, 7)
+    fork = log.fork(7)
     # tlog-witness (since C2SP/C2SP#280): same size, different root is 422, so every 409 carries a size.
     r = refused(witness, 7, [], fork)
     assert r.status == 422 and r.reason == "fork: same size, different root" and r.latest_size is None
@@ -211,7 +173,7 @@ def test_bad_consistency_proof_is_422(witness: Witness, log: Log) -> None:
     assert r.status == 422 and r.reason.startswith("bad consistency proof")
     # A valid proof for other sizes, a short one, and a fork that grew past the witness are refused alike.
     for bad_proof, note in [(log.proof(5, 11), log.note(11)), (proof[:-1], log.note(11)),
-                            (proof, forked_note(log, 11))]:
+                            (proof, log.fork(11))]:
         assert refused(witness, 6, bad_proof, note).status == 422
     assert size_of(witness, ORIGIN) == 6
     assert [e[0] for e in witness.evidence(ORIGIN)] == [422, 422, 422, 422]
@@ -261,7 +223,7 @@ def test_state_survives_restart(tmp_path: Path, log: Log) -> None:
 
 def test_batch_is_checked_in_order_in_one_transaction(witness: Witness, log: Log) -> None:
     reqs = [log.request(0, 3), log.request(3, 9), log.request(3, 7), log.request(9, 9), log.request(9, 30),
-            AddCheckpointRequest(30, (), forked_note(log, 30))]
+            AddCheckpointRequest(30, (), log.fork(30))]
     results = witness.add_checkpoints(reqs)
     ok = [not isinstance(r, WitnessRefusal) for r in results]
     assert ok == [True, True, False, True, True, False]
@@ -372,26 +334,6 @@ def witness_process(tmp: Path, log: Log, name: str, errlog: list[str] | None = N
             proc.wait()
 
 
-@contextlib.contextmanager
-def thread_server(app: object) -> Iterator[str]:
-    """Serve an ASGI app on a free loopback port from a background thread."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # so asyncio sets TCP_NODELAY
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))  # type: ignore[arg-type]
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -436,7 +378,7 @@ def test_http_server_process_speaks_tlog_witness(served: tuple[str, str, Log]) -
         assert conflict.status_code == 409
         assert conflict.headers.get_list("content-type") == [SIZE_CONTENT_TYPE] and conflict.content == b"9\n"
         # Fork, bad proof, unknown origin, bad signature, malformed body, old > size.
-        fork = post(format_add_checkpoint(9, [], forked_note(log, 9)))
+        fork = post(format_add_checkpoint(9, [], log.fork(9)))
         assert (fork.status_code, fork.text) == (422, "fork: same size, different root\n")
         assert fork.headers["content-type"].startswith("text/plain")
         proof = log.proof(9, 12)
@@ -532,59 +474,18 @@ def test_a_state_file_without_stored_cosignatures_is_served_cosigned(tmp_path: P
     w.close()
 
 
-@contextlib.contextmanager
-def silent_server(drip: bool = False) -> Iterator[str]:
-    """A TCP server that accepts every connection and never answers (or, with ``drip``, starts an HTTP answer and
-    sends one header line every 50 ms without ever finishing it)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    sock.settimeout(0.1)
-    stop = threading.Event()
-    held: list[socket.socket] = []
-
-    def run() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = sock.accept()
-            except TimeoutError:
-                continue
-            held.append(conn)
-            if drip:
-                threading.Thread(target=dribble, args=(conn,), daemon=True).start()
-
-    def dribble(conn: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            conn.sendall(b"HTTP/1.1 200 OK\r\n")
-            for i in range(2000):  # bounded: 100 s at most, far past any test's deadline
-                if stop.wait(0.05):
-                    return
-                conn.sendall(b"X-Drip-%d: 1\r\n" % i)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(5)
-        for conn in held:
-            conn.close()
-        sock.close()
-
-
 def test_a_witness_that_never_answers_costs_its_timeout(witness: Witness, log: Log) -> None:
-    with thread_server(create_app(witness)) as url1, silent_server() as silent, silent_server(drip=True) as dripping:
+    with thread_server(create_app(witness)) as url1, SilentServer() as silent, SilentServer(drip=True) as dripping:
         silence = r"^witness at http://127\.0\.0\.1:\d+/add-checkpoint: no answer within 0\.3 s$"
         with pytest.raises(WitnessError, match=silence):
-            submit(silent, 0, [], log.note(3), timeout=0.3)
+            submit(silent.url, 0, [], log.note(3), timeout=0.3)
         with pytest.raises(WitnessError, match=r"no answer within 0\.3 s$"):
-            fetch_checkpoint(silent, ORIGIN, timeout=0.3)
+            fetch_checkpoint(silent.url, ORIGIN, timeout=0.3)
         # Among others: the honest witness cosigns, the silent ones are reported, and the call returns. A witness
         # that keeps sending header lines never trips the read timeout: the per-witness deadline ends it.
         endpoints = [WitnessEndpoint(url1, witness.verifiers()[0]),
-                     WitnessEndpoint(silent, CosignatureSigner.generate("silent.example/w").verifier()),
-                     WitnessEndpoint(dripping, CosignatureSigner.generate("drip.example/w").verifier())]
+                     WitnessEndpoint(silent.url, CosignatureSigner.generate("silent.example/w").verifier()),
+                     WitnessEndpoint(dripping.url, CosignatureSigner.generate("drip.example/w").verifier())]
         size = 60
         result = collect_cosignatures(endpoints, log.note(size), lambda old: log.proof(old, size),
                                       timeout=0.3, deadline=1.0)

@@ -33,6 +33,16 @@ def _sqlite_files(store: str) -> list[Path]:
     return [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
 
 
+def _local_user() -> str:
+    """The login name running the command (``unknown`` when the system cannot tell)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
+
+
 def _events(source: Path) -> list[object]:
     """The JSON events of a file or stdin, as a list."""
     from medspace.ledger.errors import EntryError
@@ -126,6 +136,8 @@ def ledger_append(
             raise EntryError(f"event {n} of {len(items)}: {e}; nothing was appended") from None
     with AuditLog(directory) as log:
         idx = log.append(parsed)
+        if idx:  # attributed like an HTTP write: to the local account that ran the command
+            log.record_write(idx[0], len(idx), f"local:{_local_user()}", "cli")
     console.print(json.dumps({"indices": idx}))
 
 

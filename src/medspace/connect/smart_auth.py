@@ -15,7 +15,6 @@ import math
 import os
 import re
 import secrets
-import stat
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping
@@ -32,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from medspace.connect.errors import ConnectError
-from medspace.private_files import shared_with_others
+from medspace.private_files import PrivateFileError, read_private_file
 
 __all__ = [
     "ASSERTION_LIFETIME",
@@ -97,20 +96,14 @@ def _require_secure(url: httpx.URL, what: str, allow_http: bool) -> None:
 
 def _read_secret_file(path: Path, what: str) -> bytes:
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as e:
-        raise AuthError(f"cannot read {what} {path}: {e.strerror}") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise AuthError(f"{what} {path} is not a regular file")
-        if shared_with_others(mode):
-            raise AuthError(f"{what} {path} is accessible by group or others; chmod 600 it")
-        data = os.read(fd, _MAX_SECRET_BYTES + 1)
-    except OSError as e:
-        raise AuthError(f"cannot read {what} {path}: {e.strerror}") from None
-    finally:
-        os.close(fd)
+        data = read_private_file(path, what, _MAX_SECRET_BYTES)
+    except PrivateFileError as e:
+        # this module's own wording, which its tests pin: the OS's reason as the OS words it, and "chmod 600 it"
+        if e.os_error is not None:
+            raise AuthError(f"cannot read {what} {path}: {e.os_error.strerror}") from None
+        if e.shared:
+            raise AuthError(f"{what} {path} is accessible by group or others; chmod 600 it") from None
+        raise AuthError(str(e)) from None
     if len(data) > _MAX_SECRET_BYTES:
         raise AuthError(f"{what} {path} is larger than {_MAX_SECRET_BYTES // 1024} KiB")
     return data

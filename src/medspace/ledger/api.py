@@ -55,7 +55,6 @@ import hmac
 import os
 import re
 import secrets
-import stat
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -76,7 +75,7 @@ from medspace.ledger.bundle import export_bundle
 from medspace.ledger.entry import AuditEvent
 from medspace.ledger.errors import EntryError, LedgerError, ProofError, StorageError, TamperError
 from medspace.ledger.log import AuditLog
-from medspace.private_files import loose_mode_message, os_reason, shared_with_others
+from medspace.private_files import PrivateFileError, read_private_file
 
 MAX_RANGE = 1_000
 DEFAULT_MAX_BODY = 1024 * 1024
@@ -130,20 +129,9 @@ def write_token_file(path: Path, *, replace: bool = False) -> None:
 def read_token_file(path: Path) -> str:
     """The token in a file only its owner may access (one group or others can read is refused, like ssh keys)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as e:
-        raise LedgerError(f"cannot read the token file {path}: {os_reason(e)}") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise LedgerError(f"the token file {path} is not a regular file")
-        if shared_with_others(mode):
-            raise LedgerError(loose_mode_message("the token file", path))
-        data = os.read(fd, _MAX_TOKEN_FILE + 1)
-    except OSError as e:
-        raise LedgerError(f"cannot read the token file {path}: {os_reason(e)}") from None
-    finally:
-        os.close(fd)
+        data = read_private_file(path, "the token file", _MAX_TOKEN_FILE)
+    except PrivateFileError as e:
+        raise LedgerError(str(e)) from None
     try:
         text = data.decode("ascii") if len(data) <= _MAX_TOKEN_FILE else ""
     except UnicodeDecodeError:
