@@ -85,6 +85,8 @@ def test_recall_and_precision_per_type(corpus: Corpus, with_known: bool) -> None
     pred = T.detect_batch(corpus.texts, corpus.langs, corpus.known if with_known else None)
     scores = T.score(corpus.gold, pred)
     for phi in T.PHI_TYPES:
+        if phi in ("LOCATION", "IP"):  # the generator writes neither (its cities are parts of addresses)
+            continue
         sc = scores[phi]
         assert sc.gold > 0, phi
         assert sc.recall >= (0.98 if phi in T.DIRECT_TYPES else 0.95), (phi, sc)
@@ -134,7 +136,7 @@ EN_NOTES: list[tuple[str, list[tuple[str, str]]]] = [
      [("Robert Lee", "NAME"), ("Sarah K. Whitfield", "NAME")]),
     ("Patient was transferred from 200 Longwood Blvd., Boston, Massachusetts.",
      [("200 Longwood Blvd., Boston, Massachusetts", "ADDRESS")]),
-    ("Remote session from 192.168.10.45 at 10:32.", [("192.168.10.45", "URL")]),
+    ("Remote session from 192.168.10.45 at 10:32.", [("192.168.10.45", "IP")]),
 ]
 ZH_NOTES: list[tuple[str, list[tuple[str, str]]]] = [
     ("患者李秀英，女，93岁，因“胸痛”于2023年3月5日入院。",
@@ -229,8 +231,9 @@ def test_text_without_phi_is_unchanged() -> None:
 
 
 def test_a_listed_word_inside_a_longer_word_starts_no_rule() -> None:
-    assert T.scrub("Patient: Zyx Qwv", "en") == "Patient: [NAME]"
-    for glued in ("xPatient: Zyx Qwv", "7Patient: Zyx Qwv", "病Patient: Zyx Qwv", "OutPt: Zyx Qwv"):
+    # One unknown word (two would be a name wherever they stand: see test_text_en.py).
+    assert T.scrub("Patient: Zyx", "en") == "Patient: [NAME]"
+    for glued in ("xPatient: Zyx", "7Patient: Zyx", "病Patient: Zyx", "OutPt: Zyx"):
         assert T.detect(glued, "en") == [], glued
 
 
@@ -282,7 +285,7 @@ def test_a_note_that_changes_length_when_lower_cased_is_searched_case_by_case() 
     spans = T.detect(note, "en", [("Ruiz", "NAME"), ("AB-123456", "MRN"), ("6175550199", "PHONE")])
     got = {note[s.start:s.end] for s in spans}
     assert {"ab-123456", "Ruiz", "617.555.0199"} <= got
-    assert "ruiz" not in got  # a name in another case is replaced only in upper or title case
+    assert "ruiz" in got  # a known name in any letter case (issue 12; tests/deid/test_text_known.py)
 
 # --- batches ---
 
@@ -314,7 +317,7 @@ def test_a_mixed_batch_finds_what_each_note_alone_finds() -> None:
     batch = T.detect_batch(texts, langs, known)
     assert batch == [T.detect(t, lang, k) for t, lang, k in zip(texts, langs, known, strict=True)]
     assert [[t[s.start:s.end] for s in spans] for t, spans in zip(texts, batch, strict=True) if t] == [
-        ["Ana Ruiz", "2021-03-04"], ["王伟", "92", "13812345678"], ["王"], ["ruiz@example.org", "秀英"],
+        ["Ana Ruiz", "2021-03-04"], ["王伟", "92", "13812345678"], ["王", "Ruiz"], ["ruiz@example.org", "秀英"],
         ["a.b-c+d@x-y.example.com"]]
 
 

@@ -221,7 +221,8 @@ def _unverified_displays(ctx: _Ctx, tables: list[str], report: DeidReport) -> bo
     from medspace.deid import text as T
 
     texts = [r[0] for r in ctx.con.execute(union).fetchall()]
-    scrubbed, counts = T.scrub_texts(texts) if texts else ([], {})
+    scrubbed, counts = T.scrub_texts(texts, uncertain_names=ctx.policy.uncertain_names, keep=ctx.policy.text_keep) \
+        if texts else ([], {})
     for k, n in counts.items():
         report.notes[k] = report.notes.get(k, 0) + n
     ctx.register("_displays", pa.table({"src": pa.array(texts, pa.string()), "text": pa.array(scrubbed, pa.string())}))
@@ -263,11 +264,12 @@ def _derived(ctx: _Ctx, rules: dict[str, Rule]) -> list[tuple[str, str]]:
 PARALLEL_NOTES = 4_000  # below this many notes, one process is quicker than starting workers
 
 
-def _scrub_chunk(args: tuple[list[str | None], list[str | None], list[list[tuple[str, str]]]]
+def _scrub_chunk(args: tuple[list[str | None], list[str | None], list[list[tuple[str, str]]], bool, frozenset[str]]
                  ) -> tuple[list[str | None], dict[str, int]]:
     from medspace.deid import text as T
 
-    return T.scrub_texts(*args)
+    texts, langs, known, uncertain, keep = args
+    return T.scrub_texts(texts, langs, known, uncertain_names=uncertain, keep=keep)
 
 
 def _warm() -> None:
@@ -320,13 +322,15 @@ class _NoteScrub:
         texts = notes.column("text").to_pylist()
         langs = notes.column("language").to_pylist()
         self.ids = notes.column("id")
+        opts = (self.ctx.policy.uncertain_names, self.ctx.policy.text_keep)
         if self._starting is not None:
             self._starting.join()
         if self.pool is None:
-            self.futures = [_done(_scrub_chunk((texts, langs, known)))]
+            self.futures = [_done(_scrub_chunk((texts, langs, known, *opts)))]
             return
         step = -(-n // (self.workers * 4))
-        self.futures = [self.pool.submit(_scrub_chunk, (texts[i: i + step], langs[i: i + step], known[i: i + step]))
+        self.futures = [self.pool.submit(_scrub_chunk, (texts[i: i + step], langs[i: i + step], known[i: i + step],
+                                                        *opts))
                         for i in range(0, n, step)]
 
     def finish(self, report: DeidReport) -> None:

@@ -55,6 +55,9 @@ DEFAULT_ACTIONS: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_KEYS = set(DEFAULT_ACTIONS)
 HIERARCHIES = ("intervals", "dates", "prefix", "icd10", "table", "suppress")
+# The placeholder types of the free-text scrubber (medspace.deid.text.PHI_TYPES, not imported: loading the
+# scrubber compiles its patterns) that a policy's [text] section may name.
+TEXT_TYPES = ("NAME", "ID", "PHONE", "ADDRESS", "DATE", "MRN", "EMAIL", "URL", "AGE", "LOCATION", "IP")
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,10 @@ class Policy:
     rules: dict[str, Rule]  # explicit rules by "table.field"
     anonymity: Anonymity | None
     text: str  # the policy file as written (its hash goes into the report)
+    # [text]: PHI types the scrubber leaves in free text, and whether every capitalised word that is no known
+    # English word is taken for a name (recall over readability).
+    text_keep: frozenset[str] = frozenset()
+    uncertain_names: bool = False
 
     def rule_for(self, table: str, name: str) -> Rule:
         """The rule that applies to a catalogue field: the explicit one, else the default of its PHI tag."""
@@ -210,7 +217,7 @@ def parse_policy(text: str, source: str = "<policy>", *, custom: bool = False) -
     def fail(section: str | None, key: str | None, fld: str, msg: str) -> PolicyError:
         return PolicyError(source, lines.of(section, key), fld, msg)
 
-    known = {"policy", "defaults", "rules", "anonymity"}
+    known = {"policy", "defaults", "rules", "anonymity", "text"}
     for sec in doc:
         if sec not in known:
             raise fail(sec, None, sec, f"unknown section; expected one of {', '.join(sorted(known))}")
@@ -255,9 +262,30 @@ def parse_policy(text: str, source: str = "<policy>", *, custom: bool = False) -
         rules[key] = _rule(key, spec, line, source)
 
     anonymity = _anonymity(doc.get("anonymity"), lines, source, rules) if "anonymity" in doc else None
+    text_keep, uncertain = _text_options(doc.get("text", {}), lines, source)
     return Policy(name=name, title=str(head.get("title", name)), source=source, citations=tuple(cites),
                   include_l1=frozenset(include), as_of=as_of, defaults=defaults, rules=rules, anonymity=anonymity,
-                  text=text)
+                  text=text, text_keep=text_keep, uncertain_names=uncertain)
+
+
+def _text_options(spec: Any, lines: _Lines, source: str) -> tuple[frozenset[str], bool]:
+    """The [text] section: keep = [PHI types left in free text], uncertain_names = "keep" | "remove"."""
+    if not isinstance(spec, dict):
+        raise PolicyError(source, lines.of("text"), "text", "must be a table")
+    for key in spec:
+        if key not in ("keep", "uncertain_names"):
+            raise PolicyError(source, lines.of("text", key), f"text.{key}",
+                              "unknown key; expected keep, uncertain_names")
+    keep = spec.get("keep", [])
+    if not isinstance(keep, list) or any(t not in TEXT_TYPES for t in keep):
+        raise PolicyError(source, lines.of("text", "keep"), "text.keep",
+                          f"must list placeholder types ({', '.join(TEXT_TYPES)})")
+    uncertain = spec.get("uncertain_names", "keep")
+    if uncertain not in ("keep", "remove"):
+        raise PolicyError(source, lines.of("text", "uncertain_names"), "text.uncertain_names",
+                          "must be \"keep\" (only words the lists or the context make a name) or \"remove\" "
+                          "(every capitalised word that is no known English word becomes [NAME])")
+    return frozenset(keep), uncertain == "remove"
 
 
 def _rule(key: str, spec: Any, line: int | None, source: str) -> Rule:

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from itertools import chain, compress, repeat
@@ -49,12 +49,19 @@ from typing import Any, NamedTuple
 
 import pyarrow as pa
 
+from medspace.deid import text_en
 from medspace.deid import text_lexicon as L
 from medspace.deid.errors import DeidError
+from medspace.deid.text_known import find_names as _known_names
+from medspace.deid.text_zh import bound_left as _zh_bound_left
+from medspace.deid.text_zh import detect_zh as _detect_zh
+from medspace.deid.text_zh import fold_width as _fold_width
 from medspace.gc_pause import gc_paused
 
-PHI_TYPES: tuple[str, ...] = ("NAME", "ID", "PHONE", "ADDRESS", "DATE", "MRN", "EMAIL", "URL", "AGE")
-DIRECT_TYPES: tuple[str, ...] = ("NAME", "ID", "PHONE", "ADDRESS", "MRN", "EMAIL", "URL")
+# LOCATION: a city, county or other place smaller than a state (HIPAA Safe Harbor (B)); IP: IPv4/IPv6 addresses.
+PHI_TYPES: tuple[str, ...] = ("NAME", "ID", "PHONE", "ADDRESS", "DATE", "MRN", "EMAIL", "URL", "AGE", "LOCATION",
+                              "IP")
+DIRECT_TYPES: tuple[str, ...] = ("NAME", "ID", "PHONE", "ADDRESS", "MRN", "EMAIL", "URL", "IP")
 LANGUAGES: tuple[str, ...] = ("en", "zh")
 
 
@@ -190,7 +197,7 @@ _MRN_BODY = r"[A-Z]{0,4}-?\d{3,}[\dA-Z-]*"
 _PHONE_CUE_BODY = r"[+]?[\d(（][\d ()（）.-]{5,}\d"
 
 
-def _digit_rules(d: str) -> list[tuple[str, str]]:
+def _digit_rules(d: str, en: bool = False) -> list[tuple[str, str]]:
     """The digit rules that can start with digit d: (rule, what follows d). Known first digits let each rule
     say exactly what may follow (a month starting with 1 continues with [0-2] or nothing)."""
     monc = {"0": "[1-9]", "1": "[0-2]?"}.get(d, "")
@@ -198,7 +205,7 @@ def _digit_rules(d: str) -> list[tuple[str, str]]:
     oldc = {"9": r"\d", "1": r"(?:[01]\d|2[0-5])"}.get(d)
     y4c = {"1": r"[89]\d{2}", "2": r"0\d{2}"}.get(d)
     day_hi = {"1": "[3-9]", "2": r"\d", "3": "[01]"}.get(d)
-    r: list[tuple[str, str]] = []
+    r: list[tuple[str, str]] = text_en.digit_first(d) if en else []
     if d != "0":
         r.append(("ID__gb", rf"\d{{5}}{_Y4}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{{3}}[\dXx]({{G}})(?![A-Za-z\d])"))
     mobile = {"1": "", "0": r"086[ \t-]?1", "8": r"6[ \t-]?1"}.get(d)
@@ -207,13 +214,16 @@ def _digit_rules(d: str) -> list[tuple[str, str]]:
     if d != "0":
         r.append(("ID__gb15", r"\d{7}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}({G})(?![A-Za-z\d])"))
     if d == "0":
-        r.append(("PHONE__cnland", r"\d{2,3}[ \t-]\d{7,8}(?:[ \t]?(?:转|ext\.?|x)[ \t]?\d{1,5})?({G})(?![\d-])"))
+        r.append(("PHONE__cnland", r"\d{2,3}[ \t-](?:\d{7,8}|\d{3,4}[ \t-]\d{4})(?:[ \t]?(?:转|ext\.?|x)[ \t]?\d{1,5})?"
+                                   r"({G})(?![\d-])"))
     r.append(("ID__ssn", r"\d{2}-\d{2}-\d{4}({G})(?![\d-])"))
     r.append(("ID__ssnsp", r"\d{2} \d{2} \d{4}({G})(?![\d-])"))
     if d == "1":
         r.append(("PHONE__us", rf"[ .-]?(?:\([ ]?[2-9]\d{{2}}[ ]?\)[ ]?|[2-9]\d{{2}}[ .-]){_US_TAIL}({{G}})(?![\d-])"))
     elif d >= "2":
         r.append(("PHONE__us", rf"\d{{2}}[ .-]{_US_TAIL}({{G}})(?![\d-])"))
+    if d in "48":  # CN 400/800 service numbers, also written without separators
+        r.append(("PHONE__cn400", r"00[ \t-]?\d{3}[ \t-]?\d{4}({G})(?![\d-])"))
     if d in "12":
         r.append(("DATE__zh", rf"\d{{3}}[ \t]*年[ \t]*{_MON}[ \t]*月(?:[ \t]*{_DAY}[ \t]*[日号])?({{G}})"))
     r.append(("DATE__zh", rf"\d[ \t]*年[ \t]*{_MON}[ \t]*月[ \t]*{_DAY}[ \t]*[日号]({{G}})"))
@@ -236,13 +246,13 @@ def _digit_rules(d: str) -> list[tuple[str, str]]:
                              rf"(?:(?:[A-Z][A-Za-z'.-]*|\d{{1,3}}(?:st|nd|rd|th))[ \t]+){{1,4}}?{_SUFFIX}"
                              r"(?:,?[ \t]+(?:Apt|Apartment|Unit|Suite|Ste|Rm|Room|Fl|Floor|Bldg|#)\.?[ \t]*#?"
                              rf"[A-Za-z0-9-]+)?(?:,?[ \t]+{_CITY},?[ \t]+{_STATE}(?:[ \t]+{_ZIP})?)?({{G}})"))
-    r.append(("URL__ip", r"\d{0,2}\.\d{1,3}\.\d{1,3}\.\d{1,3}({G})(?!\d|\.\d)"))
+    r.append(("IP__ip", r"\d{0,2}\.\d{1,3}\.\d{1,3}\.\d{1,3}({G})(?!\d|\.\d)"))
     r.append(("ID__num", r"\d{6,}({G})(?![A-Za-z\d])"))
-    return r
+    return r + text_en.DIGIT_LAST if en else r
 
 
-def _digit_branch(d: str) -> str:
-    rules = "|".join(_g(cont, rule) for rule, cont in _digit_rules(d))
+def _digit_branch(d: str, en: bool = False) -> str:
+    rules = "|".join(_g(cont, rule) for rule, cont in _digit_rules(d, en))
     # The look-behind keeps rules from starting inside a word or number.
     return rf"{d}(?<![A-Za-z\d']{d})(?:{rules})"
 
@@ -252,11 +262,13 @@ _PLUS_BRANCH = ("\\+(?:" + "|".join((
     _g(rf"1[ .-]?(?:\([ ]?[2-9]\d{{2}}[ ]?\)[ ]?|[2-9]\d{{2}}[ .-]){_US_TAIL}({{G}})(?![\d-])", "PHONE__us"),
     _g(r"[1-9]\d{0,2}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){2,4}({G})(?![\d-])", "PHONE__intl"),
 )) + ")")
+_PLUS_BRANCH_EN = _PLUS_BRANCH[:-1] + "|" + _g(text_en.PLUS_RULE[1], text_en.PLUS_RULE[0]) + ")"
 _PAREN_BRANCHES = (
     "\\((?:" + _g(rf"[ ]?[2-9]\d{{2}}[ ]?\)[ ]?{_US_TAIL}({{G}})(?![\d-])", "PHONE__us") + "|"
     + _g(r"0\d{2,3}\)[ \t-]?\d{7,8}({G})(?![\d-])", "PHONE__cnland") + ")",
     "（" + _g(r"0\d{2,3}）[ \t-]?\d{7,8}({G})(?![\d-])", "PHONE__cnland"),
 )
+_PAREN_BRANCH_EN = _PAREN_BRANCHES[0][:-1] + "|" + _g(text_en.PAREN_RULE[1], text_en.PAREN_RULE[0]) + ")"
 
 
 def _variants(bases: Iterable[str], suffixes: Iterable[str]) -> list[str]:
@@ -288,8 +300,9 @@ _MRN_CONT = rf"[ \t]*[:#.]?[ \t]*({{G}}{_MRN_BODY})(?![A-Za-z\d])"
 _PHONE_CONT = rf"[ \t]*[:：#.]?[ \t]*({{G}}{_PHONE_CUE_BODY})(?!\d)"
 _CUE_CATEGORIES: tuple[tuple[str, Iterable[str], str], ...] = (
     ("ID__cue", _ID_CUES, _ID_CONT),
-    ("MRN__cue", [*_MRN_CUES, "MRN"], _MRN_CONT),
+    # "MRN-829800" whole, before "MRN 829800" (the number after the cue)
     ("MRN__pre", ["MRN"], r"[-#:]?\d{4,}({G})(?![A-Za-z\d])"),
+    ("MRN__cue", [*_MRN_CUES, "MRN"], _MRN_CONT),
     ("PHONE__cue", _PHONE_CUES, _PHONE_CONT),
     ("AGE__cue", ("Age", "AGE", "Aged"), rf"(?:[ \t]+of)?[ \t]*[: \t][ \t]*({{G}}{_OLD})(?!\d|\.\d)"),
     ("ADDRESS__pobox", ("P.O. Box", "PO Box", "P. O. Box", "P O Box", "POB"), r"[ \t]*#?\d+({G})"),
@@ -337,7 +350,8 @@ def _han_categories() -> list[tuple[str, Iterable[str], str]]:
         ("PHONE__cue", ("电话", "手机", "联系方式", "联系电话", "座机", "传真", "手机号", "电话号码", "手机号码"),
          rf"[ \t]*[:：]?[ \t]*({{G}}{_PHONE_CUE_BODY})(?!\d)"),
         ("ADDRESS__zhcore", ("路", "街", "巷", "弄", "道", "大道", "大街", "胡同"),
-         r"[\d０-９一二三四五六七八九十百零〇]{1,5}[号號](?:[\d０-９]{1,4}(?:号楼|号院|栋|幢|座|院|单元|层|楼|室|户|号)"
+         r"[ \t]?[\d０-９一二三四五六七八九十百零〇]{1,5}[号號]"
+         r"(?:[\d０-９]{1,4}(?:号楼|号院|栋|幢|座|院|单元|层|楼|室|户|号)"
          r"|[-－][\d０-９]{1,4})*({G})"),
         ("ADDRESS__zhunit", ("小区", "花园", "公寓", "大厦", "家园", "新村", "社区", "苑", "村"),
          r"[\d０-９]{1,4}(?:号楼|号院|栋|幢|座|期)(?:[\d０-９]{1,4}(?:单元|层|楼|室|户|号))*({G})"),
@@ -394,8 +408,11 @@ def _master(categories: Sequence[tuple[str, Iterable[str], str]], names: bool, z
             by_first.setdefault(first, []).append(body)
     for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ":
         by_first.setdefault(c, []).append(_g(_ALNUM_CONT, "ID__alnum"))
+        if not zh:  # English identifiers and postcodes that mix letters and digits (AB-1234-XY9, SW1A 1AA)
+            by_first[c].append(_g(text_en.CAPITAL_RULE[1], text_en.CAPITAL_RULE[0]))
     # Branches that are complete patterns starting with their own character.
-    complete = [_digit_branch(d) for d in "0123456789"] + [_PLUS_BRANCH, *_PAREN_BRANCHES]
+    complete = [_digit_branch(d, not zh) for d in "0123456789"] + (
+        [_PLUS_BRANCH, *_PAREN_BRANCHES] if zh else [_PLUS_BRANCH_EN, _PAREN_BRANCH_EN, _PAREN_BRANCHES[1]])
     if not zh:
         complete.append(_CSZ_BRANCH)
     # The engine tries the top-level branches in order at every stop: frequent first characters go first
@@ -497,7 +514,7 @@ def _digits(text: str, s: int, e: int) -> int:
 
 
 def _ok_ip(text: str, s: int, e: int) -> _Result:
-    return "URL" if all(p and int(p) <= 255 for p in text[s:e].split(".")) else None
+    return "IP" if all(p and int(p) <= 255 for p in text[s:e].split(".")) else None
 
 
 def _name_tokens(value: str) -> list[str]:
@@ -620,7 +637,14 @@ def _ok_zh_before(text: str, s: int, e: int) -> _Result:
     for k in (1, 2):
         if start - k >= 0 and text[start - k:start] in _ZH_ROLE_WORDS:
             return None
+    if _zh_bound_left(text, start):  # 各位同志: 位 ends the word 各位
+        return None
     return start, s, "NAME"
+
+
+def _ok_zh_cued(text: str, s: int, e: int) -> _Result:
+    # After 患者, 女儿...: not when the cue is misread inside other words (妇女儿童: 儿童 is a word).
+    return None if _zh_bound_left(text, s) else "NAME"
 
 
 def _ok_zh_address(text: str, s: int, e: int) -> _Result:
@@ -655,7 +679,7 @@ _CHECKS: dict[str, Callable[[str, int, int], _Result]] = {
     "MRN__zh": lambda t, s, e: "MRN" if _digits(t, s, e) >= 3 else None,
     "PHONE__cue": lambda t, s, e: "PHONE" if _digits(t, s, e) >= 7 else None,
     "PHONE__intl": lambda t, s, e: "PHONE" if 8 <= _digits(t, s, e) <= 15 else None,
-    "URL__ip": _ok_ip,
+    "IP__ip": _ok_ip,
     "NAME__title": _ok_name_title,
     "NAME__cue": _ok_name_cue,  # type: ignore[dict-item]
     "NAME__lf": _ok_name_lf,
@@ -663,13 +687,15 @@ _CHECKS: dict[str, Callable[[str, int, int], _Result]] = {
     "NAME__sig": _ok_sig,
     "NAME__zhs": _ok_zh_strong,
     "NAME__zht": _ok_zh_before,
+    "NAME__zhw": _ok_zh_cued,
     "NAME__zhg": _ok_zh_before,
     "ADDRESS__zhcore": _ok_zh_address,
     "ADDRESS__zhunit": _ok_zh_address,
     "ADDRESS__zhadmin": _ok_zh_address,
     "ADDRESS__csz": _ok_csz,
 }
-_GENERIC = frozenset(("ID__num", "ID__alnum"))
+_CHECKS.update(text_en.CHECKS)
+_GENERIC = frozenset(("ID__num", "ID__alnum", *text_en.GENERIC))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -682,7 +708,6 @@ _FIELD_TYPES: dict[str, str] = {
     "email": "EMAIL", "address_line": "ADDRESS", "address": "ADDRESS", "url": "URL",
     **{t: t for t in PHI_TYPES},
 }
-_ZH_KNOWN_TITLES = ("先生", "女士", "小姐", "医生", "医师", "大夫", "护士", "主任", "教授", "老师", "同志", "阿姨")
 _PHONE_SEPARATORS = str.maketrans("", "", "0123456789 +-().")
 _DIGIT_GAP = frozenset(" +-().")
 _ZH_ADDRESS_CHARS = frozenset("路街巷弄道号室栋村区镇乡楼")
@@ -722,10 +747,6 @@ def _is_han(ch: str) -> bool:
 _Raw = list[tuple[int, int, int, str]]  # (start, end, source priority, type)
 _DIGIT_TYPES = frozenset(("PHONE", "ID", "MRN"))
 _ASCII_NON_ALNUM = "".join(chr(c) for c in range(128) if not chr(c).isalnum())
-# A Latin-script name's forms: (text, whole words only); a Chinese name as a string; None if no letter or digit.
-_NameForms = tuple[tuple[str, bool], ...] | str | None
-
-
 def _has_alnum(v: str) -> bool:
     if v.isascii():
         return bool(v.strip(_ASCII_NON_ALNUM))
@@ -750,24 +771,6 @@ def _known_pairs(flat: list[Any]) -> tuple[list[str], list[str | None]]:
         out_values.append(value.strip() if isinstance(value, str) else "")
         out_types.append(phi)
     return out_values, out_types
-
-
-def _name_forms(v: str) -> _NameForms:
-    if not _has_alnum(v):
-        return None
-    if not v.isascii() and _is_han(v[0]):
-        return v
-    # Names keep their case (Hill is a name, hill a word): as written anywhere, in upper or title case
-    # as whole words only ("MARY" is not the end of "SUMMARY"); the pieces of a longer name as whole words.
-    forms = {v: len(v) < 4}
-    for f in (v.upper(), v.title()):
-        forms.setdefault(f, True)
-    if " " in v or "," in v:
-        for t in v.replace(",", " ").split():
-            if len(t) >= 2:
-                forms.setdefault(t, True)
-                forms.setdefault(t.upper(), True)
-    return tuple(forms.items())
 
 
 def _digits_of(v: str) -> str | None:
@@ -798,34 +801,6 @@ def _find_digits(text: str, digits: str, phi: str, out: _Raw) -> None:
         if k == 0 and not (j > 0 and text[j - 1].isdigit()) and not (end < len(text) and text[end].isdigit()):
             out.append((j, end, 0, phi))
         i = find(tail, i + 1)
-
-
-def _find_chinese(text: str, names: list[str], out: _Raw) -> None:
-    """The patient's Chinese names that occur in the note: each of two or more characters; a surname and given
-    name together; a one-character name (too common alone) only before a title (朱先生)."""
-    append = out.append
-    find = text.find
-    for x, a in enumerate(names):
-        n = len(a)
-        i = find(a)
-        if n == 1:
-            while i >= 0:
-                if text.startswith(_ZH_KNOWN_TITLES, i + 1):
-                    append((i, i + 1, 0, "NAME"))
-                i = find(a, i + 1)
-        else:
-            while i >= 0:
-                append((i, i + n, 0, "NAME"))
-                i = find(a, i + 1)
-        if n <= 2:
-            for y, b in enumerate(names):
-                if y != x and len(b) <= 2:
-                    ab = a + b
-                    if ab in text:
-                        i = find(ab)
-                        while i >= 0:
-                            append((i, i + len(ab), 0, "NAME"))
-                            i = find(ab, i + 1)
 
 
 def _known_spans(texts: Sequence[str], known: Sequence[Any]) -> list[_Raw]:
@@ -865,20 +840,10 @@ def _known_spans(texts: Sequence[str], known: Sequence[Any]) -> list[_Raw]:
     needles = list(map(str.lower, values))
     hays = list(map(lows.__getitem__, owner))
     found = list(map(contains, hays, needles))
-    forms_of: dict[str, _NameForms] = {}
-    chinese: dict[int, list[str]] = {}
     for j in compress(range(len(flat)), found):
         phi = types[j]
         v = values[j]
-        if phi == "NAME":
-            forms = forms_of.get(v, _MISSING)
-            if forms is _MISSING:
-                forms = forms_of[v] = _name_forms(v)
-            if forms is None:
-                continue
-            _find_name(texts[owner[j]], v, forms, owner[j], out, chinese)
-            continue
-        if phi is None or len(v) < 2 or not (v.isalnum() or _has_alnum(v)):
+        if phi is None or phi == "NAME" or len(v) < 2 or not (v.isalnum() or _has_alnum(v)):
             continue
         needle, low, dst = needles[j], hays[j], out[owner[j]]
         n = len(needle)
@@ -891,51 +856,25 @@ def _known_spans(texts: Sequence[str], known: Sequence[Any]) -> list[_Raw]:
         if i in folded:
             continue
         v = values[j]
-        if types[j] == "NAME":
-            if " " in v or "," in v:  # its pieces may occur alone
-                forms = forms_of.get(v, _MISSING)
-                if forms is _MISSING:
-                    forms = forms_of[v] = _name_forms(v)
-                if forms is not None:
-                    _find_name(texts[i], v, forms, i, out, chinese)
-        elif len(v) >= 7 and (v[-4:] in texts[i] or not v[-4:].isdigit()):
+        if len(v) >= 7 and (v[-4:] in texts[i] or not v[-4:].isdigit()):
             # A long number not found as written, in another layout: looked for by its last four digits.
             digits = _digits_of(v)
             if digits is not None:
                 _find_digits(texts[i], digits, types[j], out[i])  # type: ignore[arg-type]
     for j in [j for j, i in enumerate(owner) if i in folded] if folded else ():
         i = owner[j]
-        if types[j] == "NAME":
-            forms = _name_forms(values[j])
-            if forms is not None:
-                _find_name(texts[i], values[j], forms, i, out, chinese)
-        elif types[j] is not None:
+        if types[j] is not None and types[j] != "NAME":
             _find_folded(texts[i], values[j], types[j], out[i])  # type: ignore[arg-type]
-    for i, names in chinese.items():
-        _find_chinese(texts[i], names, out[i])
+    # Names in any case, with or without diacritics, across script boundaries and stray spaces: `text_known`.
+    names: dict[int, list[str]] = {}
+    for j in [j for j, p in enumerate(types) if p == "NAME"]:
+        names.setdefault(owner[j], []).append(values[j])
+    for i, vs in names.items():
+        _known_names(texts[i], vs, out[i])
     return out
 
 
-_MORE_TYPES = frozenset(("PHONE", "ID", "MRN", "NAME"))
-
-
-def _find_name(text: str, v: str, forms: tuple[tuple[str, bool], ...] | str, i: int, out: list[_Raw],
-               chinese: dict[int, list[str]]) -> None:
-    """A name's occurrences in note i; a Chinese name is kept for combining with the patient's others."""
-    if isinstance(forms, str):
-        if v in text:
-            chinese.setdefault(i, []).append(v)
-        return
-    dst = out[i]
-    for form, word in forms:
-        if form in text:
-            n = len(form)
-            s = text.find(form)
-            while s >= 0:
-                e = s + n
-                if not word or ((s == 0 or not text[s - 1].isalpha()) and (e >= len(text) or not text[e].isalpha())):
-                    dst.append((s, e, 0, "NAME"))
-                s = text.find(form, s + 1)
+_MORE_TYPES = frozenset(("PHONE", "ID", "MRN"))
 
 
 def _find_folded(text: str, v: str, phi: str, out: _Raw) -> None:
@@ -951,8 +890,6 @@ def _find_folded(text: str, v: str, phi: str, out: _Raw) -> None:
         if digits is not None:
             _find_digits(text, digits, phi, out)
 
-
-_MISSING: Any = object()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -975,8 +912,11 @@ def _lang_code(lang: str | None) -> str | None:
     return None
 
 
+_HAN_ANY = re.compile("[\u3400-\u9fff\uf900-\ufaff]")  # what `_is_han` accepts, searched in C
+
+
 def _has_han(text: str) -> bool:
-    return not text.isascii() and any(_is_han(c) for c in text)
+    return not text.isascii() and _HAN_ANY.search(text) is not None
 
 
 # What a group means: (type, check, priority, the group whose span is the PHI: 0, the whole match, for a
@@ -1122,24 +1062,31 @@ def _resolve(raw: _Raw, text: str) -> list[tuple[int, int, str]]:
     return out
 
 
-def _detect(text: str, lang: str, raw: _Raw) -> list[tuple[int, int, str]]:
+def _detect(text: str, lang: str, raw: _Raw, uncertain_names: bool = False) -> list[tuple[int, int, str]]:
     """The resolved spans of one note; raw holds what record-aware matching found in it."""
+    text = _fold_width(text)  # full-width digits and letters as ASCII, offsets unchanged (１２月３１日)
     if lang == "zh":
         _scan(_ZH_RX, _ZH_TABLE, text, raw)
+        _detect_zh(text, raw, uncertain_names)
     else:
         _scan(_EN_RX, _EN_TABLE, text, raw)
         _scan_lower(text, raw)
+        text_en.scan(text, raw, uncertain_names)
         if _has_han(text):
             _scan(_ZH_RX, _ZH_TABLE, text, raw)
+            _detect_zh(text, raw, uncertain_names)
     _scan_web(text, raw)
     return _resolve(raw, text)
 
 
-def detect(text: str, lang: str | None = None, known: Iterable[KnownItem] | None = None) -> list[Span]:
-    """The PHI spans of one note, sorted and non-overlapping (lang: "en", "zh", or None to guess)."""
+def detect(text: str, lang: str | None = None, known: Iterable[KnownItem] | None = None, *,
+           uncertain_names: bool = False) -> list[Span]:
+    """The PHI spans of one note, sorted and non-overlapping (lang: "en", "zh", or None to guess);
+    uncertain_names: every capitalised English token that is no known word is a NAME, and every Chinese common
+    surname with one or two characters that form no ordinary word (recall over readability)."""
     if not text:
         return []
-    return [Span(*x) for x in _detect(text, _lang(lang, text), _known_spans([text], [known])[0])]
+    return [Span(*x) for x in _detect(text, _lang(lang, text), _known_spans([text], [known])[0], uncertain_names)]
 
 
 def replace_spans(text: str, spans: Sequence[Span] | Sequence[tuple[int, int, str]]) -> str:
@@ -1156,11 +1103,13 @@ def replace_spans(text: str, spans: Sequence[Span] | Sequence[tuple[int, int, st
     return "".join(parts)
 
 
-def scrub(text: str, lang: str | None = None, known: Iterable[KnownItem] | None = None) -> str:
-    """One note with every PHI span replaced by its typed placeholder."""
+def scrub(text: str, lang: str | None = None, known: Iterable[KnownItem] | None = None, *,
+          uncertain_names: bool = False, keep: Collection[str] = ()) -> str:
+    """One note with every PHI span replaced by its typed placeholder, except spans of the types in keep."""
     if not text:
         return text
-    return replace_spans(text, _detect(text, _lang(lang, text), _known_spans([text], [known])[0]))
+    spans = _detect(text, _lang(lang, text), _known_spans([text], [known])[0], uncertain_names)
+    return replace_spans(text, [x for x in spans if x[2] not in keep] if keep else spans)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1184,8 +1133,10 @@ def _batch_inputs(texts: Any, langs: Any, known: Any) -> tuple[list[Any], list[A
     return t, lg, kn
 
 
-def _detect_many(texts: list[Any], langs: list[Any], known: list[Any]) -> list[list[tuple[int, int, str]]]:
+def _detect_many(texts: list[Any], langs: list[Any], known: list[Any], uncertain_names: bool = False
+                 ) -> list[list[tuple[int, int, str]]]:
     raws = _known_spans(texts, [k if t else None for t, k in zip(texts, known, strict=True)])
+    texts = [_fold_width(t) if t else t for t in texts]  # as in `_detect`
     codes = {x: _lang_code(x) for x in set(langs)} if all(isinstance(x, str | None) for x in langs) else None
     en: list[int] = []
     zh: list[int] = []
@@ -1200,38 +1151,51 @@ def _detect_many(texts: list[Any], langs: list[Any], known: list[Any]) -> list[l
     for k in en:
         _scan_lower(texts[k], raws[k])
     for k in en:
+        text_en.scan(texts[k], raws[k], uncertain_names)
+    for k in en:
         if _has_han(texts[k]):
             _scan(_ZH_RX, _ZH_TABLE, texts[k], raws[k])
+            _detect_zh(texts[k], raws[k], uncertain_names)
     for k in zh:
         _scan(_ZH_RX, _ZH_TABLE, texts[k], raws[k])
+    for k in zh:
+        _detect_zh(texts[k], raws[k], uncertain_names)
     for k in sorted(en + zh):
         _scan_web(texts[k], raws[k])
     return [_resolve(raw, text) if text else [] for text, raw in zip(texts, raws, strict=True)]
 
 
-def detect_batch(texts: Any, langs: Any = None, known: Any = None) -> list[list[Span]]:
+def detect_batch(texts: Any, langs: Any = None, known: Any = None, *, uncertain_names: bool = False
+                 ) -> list[list[Span]]:
     """PHI spans of many notes. texts: list or pyarrow array (nulls allowed); langs: one language for all, or
-    one per note; known: None or one list of known identifiers per note (None for a note without)."""
+    one per note; known: None or one list of known identifiers per note (None for a note without);
+    uncertain_names as for `detect`."""
     with gc_paused():
-        return [[Span(*x) for x in spans] for spans in _detect_many(*_batch_inputs(texts, langs, known))]
+        return [[Span(*x) for x in spans]
+                for spans in _detect_many(*_batch_inputs(texts, langs, known), uncertain_names)]
 
 
-def scrub_texts(texts: Any, langs: Any = None, known: Any = None) -> tuple[list[str | None], dict[str, int]]:
+def scrub_texts(texts: Any, langs: Any = None, known: Any = None, *, uncertain_names: bool = False,
+                keep: Collection[str] = ()) -> tuple[list[str | None], dict[str, int]]:
     """Scrub many notes: the scrubbed texts as a list (None stays None) and how many placeholders of each type
-    were written. Arguments as for `detect_batch`."""
+    were written. Arguments as for `detect_batch`; spans of the types in keep stay as written (a policy's
+    choice, e.g. cities under a policy that keeps them)."""
     t, lg, kn = _batch_inputs(texts, langs, known)
     with gc_paused():
-        found = _detect_many(t, lg, kn)
+        found = _detect_many(t, lg, kn, uncertain_names)
+        if keep:
+            found = [[x for x in spans if x[2] not in keep] for spans in found]
         out: list[str | None] = [None if text is None else replace_spans(text, spans)
                                  for text, spans in zip(t, found, strict=True)]
         counts = Counter(map(itemgetter(2), chain.from_iterable(found)))
     return out, {k: counts[k] for k in PHI_TYPES if counts[k]}
 
 
-def scrub_batch(texts: Any, langs: Any = None, known: Any = None) -> tuple[pa.Array, dict[str, int]]:
+def scrub_batch(texts: Any, langs: Any = None, known: Any = None, *, uncertain_names: bool = False,
+                keep: Collection[str] = ()) -> tuple[pa.Array, dict[str, int]]:
     """Scrub many notes: the scrubbed texts as a pyarrow string array (nulls stay null) and how many
-    placeholders of each type were written."""
-    out, counts = scrub_texts(texts, langs, known)
+    placeholders of each type were written. Options as for `scrub_texts`."""
+    out, counts = scrub_texts(texts, langs, known, uncertain_names=uncertain_names, keep=keep)
     return pa.array(out, pa.string()), counts
 
 

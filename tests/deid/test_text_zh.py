@@ -1,0 +1,231 @@
+"""Chinese detection without known identifiers (issue 12): names without a cue word, addresses without a
+province, places (LOCATION), phones, IDs and dates in Chinese formats, and precision guards on ordinary
+clinical Chinese."""
+
+from __future__ import annotations
+
+import pytest
+
+from medspace.deid import text as T
+from medspace.deid import text_zh as Z
+
+
+def _found(note: str, value: str, phi_type: str) -> None:
+    spans = T.detect(note, "zh")
+    start = note.index(value)
+    covering = [s for s in spans if s.start <= start and start + len(value) <= s.end]
+    assert covering, (value, spans)
+    assert covering[0].type == phi_type, (value, covering)
+
+
+# --- names without a cue word ---
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    ("张伟因胸痛2小时入院。", "张伟"),
+    ("由李明签字确认。", "李明"),
+    ("与刘洋沟通病情，家属表示理解。", "刘洋"),
+    ("已通知王建国，其表示同意手术。", "王建国"),
+    ("黄晓明，45岁，既往体健。", "黄晓明"),
+    ("欧阳娜娜诉头晕3天。", "欧阳娜娜"),
+])
+def test_a_name_without_a_cue_word(note: str, name: str) -> None:
+    _found(note, name, "NAME")
+
+
+def test_the_cue_rules_no_longer_misread_words() -> None:
+    # 女儿 is no cue inside 妇女儿童; 位 in 各位 is no surname before 同志.
+    assert T.scrub("妇女儿童频道播出。", "zh") == "妇女儿童频道播出。"
+    assert T.scrub("各位同志：", "zh") == "各位同志："
+
+
+# --- addresses and places ---
+
+
+@pytest.mark.parametrize(("note", "value", "phi_type"), [
+    ("患者家住朝阳区建国路 868号。", "朝阳区建国路 868号", "ADDRESS"),
+    ("住址：幸福小区3栋2单元501室。", "幸福小区3栋2单元501室", "ADDRESS"),
+    ("患者来自杭州市，现住西湖区。", "杭州市", "LOCATION"),
+    ("患者来自杭州市，现住西湖区。", "西湖区", "LOCATION"),
+    ("在杭州务工多年。", "杭州", "LOCATION"),
+    ("原籍四川忠县。", "忠县", "LOCATION"),
+    ("来自白马镇李家村。", "白马镇", "LOCATION"),
+    ("来自白马镇李家村。", "李家村", "LOCATION"),
+    ("家住李家村3组。", "李家村3组", "LOCATION"),
+])
+def test_addresses_without_a_province_and_places(note: str, value: str, phi_type: str) -> None:
+    _found(note, value, phi_type)
+
+
+def test_a_hospital_name_keeps_its_name_but_not_its_place() -> None:
+    # Policy: a hospital's name is not PHI, the city or district it reveals is (smaller than a province).
+    assert T.scrub("转入杭州市第一人民医院治疗。", "zh") == "转入[LOCATION]第一人民医院治疗。"
+    assert T.scrub("转入我院心内科。", "zh") == "转入我院心内科。"
+
+
+def test_a_province_alone_is_no_phi() -> None:
+    assert T.scrub("患者为浙江人。", "zh") == "患者为浙江人。"
+
+
+# --- phones, IDs, dates ---
+
+
+@pytest.mark.parametrize(("note", "value", "phi_type"), [
+    ("客服电话400-820-8820。", "400-820-8820", "PHONE"),
+    ("或拨4008208820。", "4008208820", "PHONE"),
+    ("座机010 6512 3456。", "010 6512 3456", "PHONE"),
+    ("座机0571-87654321。", "0571-87654321", "PHONE"),
+    ("电话：(0571)8765 4321", "(0571)8765 4321", "PHONE"),
+    ("手机：+86 138-0013-8000", "+86 138-0013-8000", "PHONE"),
+    ("身份证号：11010519491231002X", "11010519491231002X", "ID"),
+    ("医保卡号：YB440106198800", "YB440106198800", "ID"),
+    ("病案号：12345", "12345", "MRN"),
+    ("住院号:ZY20230017", "ZY20230017", "MRN"),
+    ("入院日期：2023-05-17 08:30", "2023-05-17", "DATE"),
+    ("出院日期：2023.05.17", "2023.05.17", "DATE"),
+    ("2023/5/17复查", "2023/5/17", "DATE"),
+    ("2023年05月17日", "2023年05月17日", "DATE"),
+    ("于5月17日出院", "5月17日", "DATE"),
+    ("二〇二三年五月十七日", "二〇二三年五月十七日", "DATE"),
+    ("2023年5月起病", "2023年5月", "DATE"),
+])
+def test_phones_ids_and_dates_in_chinese_formats(note: str, value: str, phi_type: str) -> None:
+    _found(note, value, phi_type)
+
+
+# --- precision: ordinary clinical Chinese is left alone ---
+
+CLEAN_ZH = [
+    "主诉：反复胸闷、气促3年，加重1周。",
+    "现病史：患者3年前无明显诱因出现胸闷，伴气促，休息后可缓解。",
+    "既往史：高血压病史10年，糖尿病史5年，否认冠心病史。",
+    "陈旧性心肌梗死，左侧肢体无力，右侧巴氏征阳性。",
+    "予阿司匹林肠溶片100mg口服，阿莫西林胶囊0.5g每日三次，石膏固定。",
+    "诊断：高脂血症、黄疸待查、周期性麻痹、金黄色葡萄球菌感染。",
+    "心内科、神经内科、普外科、康复科会诊，建议方可出院。",
+    "麻醉满意，术中出血约50ml，予镇静、镇痛治疗。",
+    "患者为农村户口，参加城乡居民医保。",
+    "血常规：白细胞计数12.3×10^9/L，中性粒细胞百分比85%。",
+    "查体：神志清，精神可，双肺呼吸音粗，未闻及干湿性啰音，心率80次/分。",
+    "病程中患者精神、饮食、睡眠尚可，大小便正常，体重无明显变化。",
+    "嘱患者低盐低脂饮食，规律服药，定期复查，不适随诊。",
+    "妇女儿童医院会诊意见：继续目前治疗方案。",
+]
+
+
+@pytest.mark.parametrize("note", CLEAN_ZH)
+def test_ordinary_clinical_chinese_is_unchanged(note: str) -> None:
+    assert T.scrub(note, "zh") == note
+
+
+# --- full-width forms, dates without a year, places that are also words, names in reports (issue 12, H3) ---
+
+
+@pytest.mark.parametrize(("note", "value", "phi_type"), [
+    ("新华社北京１２月３１日电", "１２月３１日", "DATE"),  # full-width digits: same offsets, ASCII matching
+    ("手机：１３８００１３８０００", "１３８００１３８０００", "PHONE"),
+    ("１９９８年元月１日２０时", "１９９８年元月１日", "DATE"),
+    ("１２月２７日至３１日，温家宝", "３１日", "DATE"),
+    ("恩佐３０日在这里举行记者招待会", "３０日", "DATE"),
+    ("以色列政府决定自一日起开放市场", "一日", "DATE"),
+    ("去年１０月底，他重新拿起笔", "１０月", "DATE"),
+    ("于3日出院", "3日", "DATE"),
+])
+def test_full_width_forms_and_dates_without_a_year(note: str, value: str, phi_type: str) -> None:
+    _found(note, value, phi_type)
+
+
+@pytest.mark.parametrize("note", [
+    "术后3日复查血常规。", "3日后复查。", "病史3月余。", "孕3月。", "3月龄患儿。", "阿莫西林一日三次。",
+    "腹泻3日，发热2日。", "第2日体温正常。",
+])
+def test_durations_and_counts_are_no_dates(note: str) -> None:
+    assert T.scrub(note, "zh") == note
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("来自大连的旅客", "大连"),  # a city that jieba also lists as another word: after 来自
+    ("江西兴国县", "兴国县"),
+    ("安徽省合肥市长江路悬挂灯笼", "合肥市长江路"),  # a street of a listed place
+    ("这对夫妇是该县城关镇鳝塘村人", "鳝塘村"),
+])
+def test_places_in_context(note: str, value: str) -> None:
+    _found(note, value, "LOCATION")
+
+
+@pytest.mark.parametrize("note", [
+    "又投资3000多万元新建各类小型水利工程。",  # 新建 is also a district (南昌)
+    "对辖区内的城区管理、社区服务。",
+    "必须由村集体和县、乡水利部门统一发放。",
+    "目前，这个村已成为全县出名的富裕村。",
+    "全县多个村全部通电。",
+    "实施科教兴国战略。",
+])
+def test_words_that_are_also_place_names_are_left_alone(note: str) -> None:
+    assert T.scrub(note, "zh") == note
+
+
+@pytest.mark.parametrize(("note", "names"), [
+    ("（新华社记者樊如钧摄）", ["樊如钧"]),
+    ("钱其琛在讲话中指出，两国关系良好。", ["钱其琛"]),
+    ("由王建国签字。王建国系患者之子。", ["王建国"]),  # found once, replaced everywhere in the note
+    ("陪同人员有李铁映、贾庆林、曾庆红等。", ["贾庆林", "曾庆红"]),  # an enumeration next to a name
+])
+def test_names_in_reports_repeats_and_enumerations(note: str, names: list[str]) -> None:
+    spans = T.detect(note, "zh")
+    for name in names:
+        for k in [i for i in range(len(note)) if note.startswith(name, i)]:
+            assert any(s.start <= k and k + len(name) <= s.end and s.type == "NAME" for s in spans), (name, spans)
+
+
+def test_full_width_folding_keeps_offsets() -> None:
+    note = "电话：１３８－００１３－８０００，ＡＢＣ"
+    folded = Z.fold_width(note)
+    assert len(folded) == len(note) and folded.endswith("138-0013-8000，ABC")
+    assert Z.fold_width("无全角") == "无全角"
+
+
+def test_the_vocabulary_ships_places_and_words() -> None:
+    assert "杭州市" in Z.PLACES and "杭州" in Z.PLACE_SHORT and "浙江省" not in Z.PLACES
+    assert {"陈旧", "方法", "病史", "分钟", "高脂血症"} <= Z.WORDS
+    assert {"新建", "城区", "大连", "和县"} <= Z.PLACE_AMBIGUOUS
+
+
+# --- round 3: names that are also words, given-name characters, foreign names, the uncertain_names option ---
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    ("李鹏总理在北京考察。", "李鹏"),  # jieba lists 李鹏 as a word too (class n): a name before 总理
+    ("，李鹏说，", "李鹏"),
+    ("现年51岁的王建国出生在河南。", "王建国"),  # after 岁的
+    ("查办张丽娟，会不会影响企业？", "张丽娟"),  # no left context: 丽, 娟 are given-name characters
+    ("美国国防部长科恩说，", "科恩"),  # transliteration characters after a title
+    ("布莱尔表示，英国支持。", "布莱尔"),
+    ("访问的贝宁总统马蒂厄·克雷库一行", "马蒂厄·克雷库"),  # a name in parts joined by ·
+])
+def test_names_that_are_words_given_name_characters_and_foreign_names(note: str, name: str) -> None:
+    _found(note, name, "NAME")
+
+
+@pytest.mark.parametrize("note", [
+    "曾祖父患高血压，曾孙体健。",  # 曾祖, 曾孙: name-tagged entries of jieba that start longer words
+    "予美托洛尔、卡托普利口服。",  # drug names of transliteration characters: no title, no verb of speech
+    "杜仲、麻仁煎服。",
+    "温馨提示：请按时服药。",
+    "查明原因后再行手术。",
+    "多巴胺静脉泵入，阿尔茨海默病待排。",
+    "给予维生素B12、叶酸治疗。",
+])
+def test_words_like_names_are_left_alone(note: str) -> None:
+    assert T.scrub(note, "zh") == note
+
+
+def test_uncertain_names_finds_names_without_context() -> None:
+    note = "术后见到赵阳在病房。"
+    assert "赵阳" in T.scrub(note, "zh")  # 到 is no context for a name
+    assert T.scrub(note, "zh", uncertain_names=True) == "术后见到[NAME]在病房。"
+
+
+@pytest.mark.parametrize("note", CLEAN_ZH)
+def test_uncertain_names_keeps_ordinary_clinical_chinese(note: str) -> None:
+    assert T.scrub(note, "zh", uncertain_names=True) == note
