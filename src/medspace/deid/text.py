@@ -6,18 +6,29 @@ API: ``detect(text, lang, known) -> list[Span]``, ``scrub(text, lang, known) -> 
 ``score(gold, predicted)`` measures spans against a labelled corpus. ``lang`` is "en" or "zh" (None guesses
 from the text).
 
-Two detection sources are combined:
+Three detection sources are combined:
 
-* **Patterns and lexicons** that generalise: one compiled alternation per language of validated rules
-  (GB 11643 resident IDs with their check character, 15-digit IDs with a real birth date, SSNs, CN mobile and
-  landline and US phones, numeric and worded dates in English and 年月日 form (also in Chinese numerals), CN
-  省/市/区/路/号 and US street and city-state-ZIP addresses, MRNs, insurance, passport and other numbers after
-  their cue words, ages over 89, e-mails, URLs and IPv4 addresses (typed URL)) and names found from context
-  ("Dr.", "Patient:", ", MD", "signed by", 患者, 姓名：, 先生/女士, "，男") and from word lists (`text_lexicon`).
-* **Record-aware** matching: the node knows each patient's own identifiers, so every note may come with a
-  list of *known* strings (family/given names, national ID, phone, MRN, address line, the note's author...).
-  Each is found literally (case-insensitively for numbers, addresses and e-mails), long numbers also in other
-  layouts (7817476803 for "(781) 747-6803"), names also in upper or title case as whole words, a Chinese
+* **Patterns** of validated shapes, one compiled alternation per language (GB 11643 resident IDs with their
+  check character, 15-digit IDs with a real birth date, SSNs, phones of CN, US and other countries (numbers
+  with ``+`` checked by `phonenumbers`), numeric and worded dates (17-May-2015, ISO date-times, a time attached
+  to a date; 年月日 also in Chinese numerals and without a year), CN 省/市/区/路/号 and US, European and other
+  street addresses and postcodes, MRNs and other numbers after cue words or in ID shapes (MRN-829800,
+  84-261-680), ages over 89, e-mails, URLs, IPv4 and IPv6 (typed IP)) and names from context ("Dr.", "Patient:",
+  ", MD", "signed by", "Daughter", "My name is", 患者, 姓名：, 先生/女士, "，男"). Full-width digits and letters
+  are read as ASCII (one character for one, so offsets do not move).
+* **Word classes from real-world lists**, Philter's idea: English capitalised words are classed from a shipped
+  vocabulary (`medspace.deid.text_en`: common words from wordfreq and web2, census and SSA names, GeoNames
+  places, drug and ICD-10 words); a word no list knows, or a name that is no common word, in a name-like run is
+  a NAME, a place smaller than a state is a LOCATION. Chinese (`medspace.deid.text_zh`): places from the
+  official division list (cpca) and jieba's dictionary, names from surnames, given-name characters and
+  context, ordinary words from jieba's dictionary to keep 陈旧 or 高脂血症 intact. A policy's
+  ``uncertain_names`` option takes every unknown capitalised word (or surname + given characters that form no
+  word) for a name: recall over readability.
+* **Record-aware** matching (`medspace.deid.text_known`): the node knows each patient's own identifiers, so
+  every note may come with a list of *known* strings (family/given names, national ID, phone, MRN, address
+  line, the note's author...). Each is found literally (case-insensitively for numbers, addresses and
+  e-mails), long numbers also in other layouts (7817476803 for "(781) 747-6803"), names in any case, with or
+  without diacritics, across CJK/Latin boundaries (患者Liu Yang) and with stray spaces (苏 秀英), a Chinese
   surname and given name together and a short surname before a title (朱先生).
 
 Placeholders: each detected span becomes ``[TYPE]`` with TYPE one of `PHI_TYPES` (``[NAME]``, ``[DATE]``...).
@@ -33,7 +44,7 @@ words (so that a patient named Li does not turn Lisinopril into [NAME]sinopril);
 Chinese surname is replaced only next to the given name or a title.
 
 Ages: only ages over 89 are PHI (HIPAA §164.514(b)(2)(i)(C)); the span covers the number only
-("[AGE]-year-old"). Years alone and cities without a street, district or ZIP code are left in place.
+("[AGE]-year-old"). Years alone, states, provinces and countries are left in place (Safe Harbor keeps them).
 """
 
 from __future__ import annotations
