@@ -31,6 +31,7 @@ diacritics removed (so that the scrubber builds its dictionary with one split pe
   n  a personal name and no common word (John, Kamman, Renteria);
   p  a place (city or county) name, one or more words: LOCATION in a place-like position;
   P  a place name that is no common word nor personal name: LOCATION wherever it stands capitalised.
+  C  a country or a US state (GeoNames): no PHI itself, but a postcode or a place next to it is.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ COMMON_TOP = 60_000
 SSA_MIN_BIRTHS = 50  # a name given to fewer babies over 136 years is mostly a spelling variant or a typo
 SSA_MAX_ZIPF = 4.0  # an SSA-only "name" this frequent as a word (Doctor, Royal) stays a word
 NAME_WORD_ZIPF = 5.2  # a name that is also a word this frequent (Young, Long, May) never extends a name alone
+INFLECTED_STEM_ZIPF = 3.5  # records (record): the stem is a frequent word, no rare one (Dawkin) and no name (Hay)
 WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
 
@@ -131,10 +133,15 @@ def main() -> None:
     # A word is safe if it is common or a dictionary word and no personal name; a name stays a word (class w)
     # where the dictionary lists it in lower case; medical words are safe unless they are first names.
     known_words = common | {w for w in dictionary if zipf_frequency(w, "en") >= 1.0}
+    # web2 lists lemmas: an inflected form of a dictionary word (records, holdings, talked) is a word too.
+    inflected = {w for w in common if w not in dictionary and any(
+        w.endswith(x) and len(w) - len(x) >= 3 and w[:-len(x)] in dictionary
+        and zipf_frequency(w[:-len(x)], "en") >= INFLECTED_STEM_ZIPF and w[:-len(x)] not in names
+        for x in ("s", "es", "ed", "ing"))}
     classes: dict[str, str] = {}
     for w in known_words | medical:
         if w in names:
-            if w in dictionary or (w in medical and w not in first_names):
+            if w in dictionary or w in inflected or (w in medical and w not in first_names):
                 if zipf_frequency(w, "en") >= NAME_WORD_ZIPF:
                     classes[w] = "s"
                 else:
@@ -188,6 +195,7 @@ def main() -> None:
         by_class.setdefault("P" if strong else "p", []).append(p)
     for p in sorted(small):
         by_class.setdefault("P" if (" " in p or "-" in p) else "p", []).append(p)
+    by_class["C"] = sorted(c for c in states | countries if re.fullmatch(r"[a-z]+(?:[ '-][a-z]+){0,3}", c))
     lines = []
     for k in sorted(by_class):
         lines.append(f"== {k}")

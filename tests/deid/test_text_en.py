@@ -227,3 +227,48 @@ def test_uncertain_names_remove_through_apply(tmp_path: Path) -> None:
             texts[pol.name] = st.con.execute(f"SELECT text FROM {view_schema(pol.name)}.note").fetchall()[0][0]
     assert texts["safe-harbor"] == note
     assert texts["sh-strict"] == "[NAME] reported less pain; Patient tolerated Lisinopril."
+
+
+# --- addresses: round 3 (street lines in any format, what follows them, intersections) ---
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("Lives at 021 Kase põik 91, Tallinn.", "021 Kase põik 91"),  # lower-case street word
+    ("John had given Maja his address: 449 Πεντέλης 210", "449 Πεντέλης 210"),  # Greek street name
+    ("Please check 7113 Nedre Tverrstredet 238 Apt. 675 GRIMSTAD now", "7113 Nedre Tverrstredet 238 Apt. 675 GRIMSTAD"),
+    ("To 2456 Norrbyvägen 21 Suite 060, LJUNGBY, Sweden 75248?", "Norrbyvägen 21 Suite 060, LJUNGBY, Sweden 75248"),
+    ("Send to 47541 Vallerstrasse 150\n Apt. 126\n Perroy\n Switzerland? I am away.", "Switzerland"),
+    ("Our offices are located at Kerman and 3240 Meadow Drive", "Kerman and 3240 Meadow Drive"),
+    ("Meet at the corner of 99 Derry Street and Lillestøl Stream tonight.", "99 Derry Street and Lillestøl Stream"),
+    ("The letter came from 927 P.O. Box 50 last week.", "927 P.O. Box 50"),
+    ("He lives on the north side of Turjaška 46.", "Turjaška 46"),  # a street no list knows, after a cue
+    ("Apt. 876\nPALMYRA\n??? Australia 07605\n", "07605"),  # a postcode after a country
+    ("My zip code is 86300", "86300"),
+    ("ZIP: 00-423", "00-423"),
+])
+def test_street_lines_in_any_format_and_what_follows_them(note: str, value: str) -> None:
+    _removed(note, value, "ADDRESS")
+
+
+@pytest.mark.parametrize("note", [
+    "Gave 2 Tylenol 500, then rest.",  # a number, a drug, a number: no street
+    "Started on Zorbex 5 mg daily.",  # a number with a unit after an unknown word: no house number
+    "Seen on May 17.",  # a month, not a street
+    "Visited Norway 2015\n",  # a year after a country
+    "Met at the corner of the room and the door.",
+    "Orders were reviewed; records were faxed.",  # inflected words that the census also lists as surnames
+])
+def test_street_rules_leave_plain_text(note: str) -> None:
+    assert not [s for s in T.detect(note, "en") if s.type in ("ADDRESS", "NAME")], T.detect(note, "en")
+
+
+def test_an_address_line_stops_at_the_sentence_and_at_clinical_words() -> None:
+    note = "Lives at 12 Main Street. MRI shows no change. I saw her at 4733 Lesseps 842 GRASSE France. I left."
+    out = T.scrub(note, "en")
+    assert "MRI shows" in out and out.endswith(". I left."), out
+    assert "GRASSE" not in out and "France" not in out, out
+
+
+def test_contact_words_are_no_names() -> None:
+    note = "Mobile: 730 064 218\nFax: (07700)553419\n"
+    assert "Fax:" in T.scrub(note, "en")

@@ -229,3 +229,45 @@ def test_uncertain_names_finds_names_without_context() -> None:
 @pytest.mark.parametrize("note", CLEAN_ZH)
 def test_uncertain_names_keeps_ordinary_clinical_chinese(note: str) -> None:
     assert T.scrub(note, "zh", uncertain_names=True) == note
+
+
+# --- round 4: three-character names whose characters also form words, places across words and provinces ---
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    ("主治医师刘前刚签字。", "刘前刚"),  # after a role, before the end: 前 is no function character here
+    ("（本报记者许宏治）", "许宏治"),
+    ("江泽民主席指出，", "江泽民"),  # 民主 is a word, but 主席 follows
+    ("邓小平等老一辈革命家", "邓小平"),  # 平等 is a word, but 等 ends a name
+    ("，温家宝在贵州考察。", "温家宝"),  # 温家 is a word, 温家宝 is none and 宝 is a given-name character
+    ("党和国家领导人江泽民、李鹏出席。", "江泽民"),  # no word before it, one given-name character, then 、
+])
+def test_three_character_names_next_to_words(note: str, name: str) -> None:
+    _found(note, name, "NAME")
+
+
+@pytest.mark.parametrize("note", [
+    "老人高兴地说：很好。",  # 高兴 is a word: no name after 老人
+    "农村建网应当以市场为导向。",  # 农村 is a word and 网 no end of a name
+    "莫桑比克政府表示欢迎。",  # inside a run of transliteration characters
+    "患者告诉医生，头痛加重。",  # 诉 in 告诉 is no verb of speech after a name
+    "护士长期观察，患者诉头痛。",
+])
+def test_words_next_to_surnames_are_no_names(note: str) -> None:
+    assert T.scrub(note, "zh") == note
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("（河南开封市牛建海）", "开封市"),  # 河南 is matched first: 南开 (a district) does not hide 开封市
+    ("来到溧水县柘塘镇。", "溧水县"),  # the suffix of a unit the current division list no longer has
+    ("银川、南宁、合肥等地", "合肥"),  # a listed place before it makes 合肥 (also a word) a place
+    ("工作在省会长春安装工地上", "长春"),  # 会长 is a word, but 省会 is one too
+    ("挑战济南军区队", "济南"),  # 南军 is a word, but 军区 is one too
+])
+def test_places_across_words_and_provinces(note: str, value: str) -> None:
+    _found(note, value, "LOCATION")
+
+
+@pytest.mark.parametrize("note", ["早餐吃三明治。", "许多公司和政治家出席。", "患者为河南人。"])
+def test_place_names_inside_words_stay(note: str) -> None:
+    assert T.scrub(note, "zh") == note

@@ -21,7 +21,11 @@ detections ``(start, end, priority, type)`` that the caller merges with its own.
 * **DATE**: 17-May-2015, May-17-2015, ISO date-times, and a time attached to a date (02/23/2018 at 04:12 AM).
 * **ID**: letters and digits mixed with hyphens (MRN-829800, AB-1234-XY), hyphenated digit groups.
 * **ADDRESS**: street lines in other countries' formats (Calle Mayor 12, 12 rue de la Paix, Hauptstraße 5,
-  Flat 3), GB/CA/NL/AU postcodes, and the short lines that follow a street line (city, postcode).
+  Flat 3, 021 Kase põik 91, 449 Πεντέλης 210), GB/CA/NL/AU postcodes, streets led by an unknown word after an
+  address cue (lives at Turjaška 46), intersections (corner of X and Y); every address then takes what follows
+  it on its line (unit, place, region code, postcode, country: GeoNames countries and US states) and the short
+  lines after it, and the building number or cross street before it (927 P.O. Box 50, Kerman and 3240 Meadow
+  Drive); a postcode after a country at the end of a line (Norway 32045); zip code 86300.
 * **IP**: IPv4 and IPv6 addresses (checked with `ipaddress`).
 """
 
@@ -49,14 +53,15 @@ _TOK = rf"{_UPC}{_LET}*(?:(?:-|['’](?![sS](?!{_LET}))){_LET}+)*"  # not the po
 _RUN = rf"{_TOK}(?:[ \t]+(?:{_UPC}\.[ \t]+)?{_TOK}){{0,5}}"
 
 
-def _load() -> tuple[dict[str, str], set[str], set[str]]:
-    """The word classes, the strong place names and the context-only place names."""
+def _load() -> tuple[dict[str, str], set[str], set[str], set[str]]:
+    """The word classes, the strong place names, the context-only place names, the countries and US states."""
     # One block of newline-separated words per class: a split and a dict.fromkeys per block, no per-line
     # Python loop (about 0.1 s for 400,000 words).
     raw = resources.files("medspace.deid").joinpath("data/en_vocab.txt.gz").read_bytes()
     classes: dict[str, str] = {}
     strong: set[str] = set()
     weak: set[str] = set()
+    countries: set[str] = set()
     for block in gzip.decompress(raw).decode("utf-8").split("\n== ")[1:]:
         k, _, body = block.partition("\n")
         words = body.split("\n")
@@ -64,15 +69,18 @@ def _load() -> tuple[dict[str, str], set[str], set[str]]:
             strong.update(words)
         elif k == "p":
             weak.update(words)
+        elif k == "C":
+            countries.update(words)
         else:
             classes.update(dict.fromkeys(words, k))
     strong.discard("")
     weak.discard("")
     classes.pop("", None)
-    return classes, strong, weak
+    countries.discard("")
+    return classes, strong, weak, countries
 
 
-_CLASS, _PLACE, _PLACE_CTX = _load()
+_CLASS, _PLACE, _PLACE_CTX, _COUNTRY = _load()
 _ANY_PLACE = _PLACE | _PLACE_CTX
 _PLACE_WORDS = frozenset(w for p in _ANY_PLACE for w in p.split())
 # Words the lists miss that end a name or place run in clinical text: section words and abbreviations.
@@ -83,6 +91,9 @@ for _w in ("pt", "hpi", "ros", "pmh", "psh", "prn", "bid", "tid", "qid", "qd", "
            "ms", "st", "ave", "rd", "jr", "sr", "ii", "iii", "iv"):
     _CLASS.setdefault(_w, "s")
 for _w in ("apt", "blvd", "ste", "bldg", "ctra", "ul", "str", "pl"):  # address abbreviations
+    _CLASS[_w] = "s"
+# Words of contact details and records that the census also lists as surnames (Fax: ..., Records were faxed).
+for _w in ("fax", "tel", "records", "office", "mobile", "desk", "pager", "cell"):
     _CLASS[_w] = "s"
 # Eponyms and other capitalised clinical words that the name lists also hold (Crohn, Parkinson).
 for _w in L.NON_NAME_WORDS:
@@ -218,6 +229,8 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], bool]:
     gate = [t for t in _ADDR_GATE.intersection(caps)] if not _ADDR_GATE.isdisjoint(caps) else []
     gate += [t for t in suspects if t.lower().endswith(_SUFFIX_ENDS)]
     month = not _MONTH_WORDS.isdisjoint(caps)
+    if not _COUNTRY_HEADS.isdisjoint(caps):
+        _country_codes(text, list(_COUNTRY_HEADS.intersection(caps)), out)
     if not suspects:
         return gate, month
     # A name or address the main patterns found needs no second look, unless a capitalised word stands next
@@ -268,6 +281,14 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
     e = right.end() if right is not None else b
     toks = [(m.start(), m.end(), m.group()) for m in _FIRST_TOKEN.finditer(text, s, e)]
     seen.update([t[0] for t in toks])  # the run's other suspect tokens lead here again
+    # A street led by the run, a house number after it and an address cue before it (lives at Turjaška 46,
+    # the station is on Brisas 2117); one character test first, as few runs are followed by a number.
+    if e + 1 < len(text) and text[e] in " \t" and (text[e + 1].isdigit() or text[e + 1].islower()):
+        st = _STREET_TAIL.match(text, e)
+        if st is not None and toks and toks[0][2] not in _MONTH_WORDS \
+                and _ADDR_CUE.search(text, max(0, s - 12), s):
+            out.append((s, st.end(), 1, "ADDRESS"))
+            return
     # A cue word inside the run (Daughter Ligio) or just before it (daughter: Ligio, Mr. Kamman).
     cue = None
     while toks and _fold(toks[0][2]) in _TITLE_REL and len(toks) > 1:
@@ -480,6 +501,17 @@ def _trie(words: list[str]) -> str:
     return "(?:" + emit(root) + ")"
 
 
+# Street names in any alphabet: Latin, Greek and Cyrillic capitals; a short lower-case street word (út, vei, gate,
+# põik, u.) counts only before a capitalised word or a number.
+_UPX = _UP + "\u0386\u0388-\u038f\u0391-\u03a9\u0400-\u042f"
+_TOKX = rf"[{_UPX}]{_LET}*(?:[-'’]{_LET}+)*"
+_LOWX = (r"(?!(?:and|or|the|of|in|at|to|is|on|for|with|was|by)(?![\w]))[a-z\u00df-\u00f6\u00f8-\u00ff]{1,6}\.?"
+         rf"(?=[ \t]+(?:[{_UPX}]|\d))")
+_FIRST_TOKX = re.compile(_TOKX)
+_COUNTRY_HEADS = frozenset(f(c.split()[0]) for c in _COUNTRY for f in (str.capitalize, str.upper))
+_STREET_ABBR = frozenset(("ctra", "ul", "str", "pl", "av", "avda", "bd", "rua", "via", "calle"))
+_UNIT_AHEAD = r"(?:Apt|Apartment|Suite|Ste|Unit|Flat|Room|Floor|Bldg|Building|St)(?![\w])"
+_EU_END = rf"[ \t]*(?:\n|,|$|\.(?![\w])|{_UNIT_AHEAD})"
 _US_SUFFIX = (_trie(["Street", "St", "Avenue", "Ave", "Road", "Rd", "Drive", "Dr", "Lane", "Ln", "Boulevard", "Blvd",
                      "Court", "Ct", "Way", "Place", "Pl", "Terrace", "Parkway", "Pkwy", "Circle", "Cir", "Highway",
                      "Hwy", "Square", "Trail", "Close", "Crescent", "Grove", "Gardens", "Mews", "Row", "Hill", "View",
@@ -493,7 +525,9 @@ _ADDR_NUM = (
     rf"|(?P<us>\d{{0,5}}[A-Za-z]?(?:[ \t]+\d{{1,5}}[A-Za-z]?)?[ \t]+(?:[NSEW]\.?[ \t]+)?(?:[A-Z][\w'.-]*[ \t]+){{1,4}}?"
     rf"{_US_SUFFIX})"
     # 637 Strojírenská 1006: a number, a street name that is no common word, a number, at the end of a line
-    rf"|(?P<eu>\d{{0,4}}[ \t]+{_TOK}(?:[ \t]+{_TOK}){{0,3}}[ \t]+\d{{1,5}}[a-zA-Z]?(?=[ \t]*(?:\n|,|$)))"
+    # 637 Strojírenská 1006 / 021 Kase põik 91 / 449 Πεντέλης 210: a number, a street name (any alphabet, short
+    # lower-case street words such as út, vei, gate), a number, then the end of the line, a comma, a unit word
+    rf"|(?P<eu>\d{{0,4}}[ \t]+{_TOKX}\.?(?:[ \t]+(?:{_TOKX}\.?|{_LOWX})){{0,3}}[ \t]+\d{{1,5}}[a-zA-Z]?(?={_EU_END}))"
     # NL postcodes: 1234 AB Amsterdam
     r"|(?P<nl>(?<=[1-9])\d{3}[ \t]?(?!MG|ML|IU|MC|KG|CM|MM|HR|PM|AM|MU|UG|NG|GM|CC|DL)[A-Z]{2}[ \t]+" + _TOK + ")"
     # 75008 Paris / 10115 Berlin / 2000 Sydney: a postcode before a capitalised place
@@ -641,28 +675,37 @@ _ADDR_LETTER_RX = re.compile(
     r"|Unit[ \t]+\d{3,5}[ \t]+Box[ \t]+\d{3,5})(?:[ \t]*,?[ \t]*\n?[ \t]*(?:FPO|APO|DPO)[ \t]+A[AEP][ \t]+\d{5})?"
     r"|(?:FPO|APO|DPO)[ \t]+A[AEP][ \t]+\d{5}(?!\d)"
     # ZIP: 4032 / the mailing ZIP on the chart is 93291 (the number only)
-    r"|(?:ZIP|Zip|Postcode|Postal[ \t]+[Cc]ode)(?:[ \t]+[Cc]ode)?[^\n\d]{0,30}?"
-    r"(?<![\w-])(?P<zip>\d{3,5}(?:[ -]\d{2,4})?)(?![\w-])"
+    r"|(?:ZIP|Zip|Postcode|Postal[ \t]+[Cc]ode|zip[ \t]+code|postal[ \t]+code|postcode)(?:[ \t]+[Cc]ode)?"
+    r"[^\n\d]{0,30}?(?<![\w-])(?P<zip>\d{2,5}(?:[ -]\d{2,4})?)(?![\w-])"
     r")")
 _POSTCODE = re.compile(r"(?:[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}|[A-Z]\d[A-Z][ \t]?\d[A-Z]\d)(?![\w])")
 # The short lines after a street line: city, region, postcode, country (no lower-case sentence words).
 # A line piece: a capitalised word (with its abbreviation dot), a code, a postcode, a short lower-case particle
 # (Teixeira de Freitas, Bystré u Policky).
-_LINE_PIECE = rf"(?:{_TOK}\.?|[A-Z0-9]{{2,8}}|\d{{3,6}}(?:-\d{{4}})?)"
+# Whole words only: a piece that may split a word (KARARA as KA RA RA) makes a failing line backtrack for long.
+_LINE_PIECE = rf"(?:{_TOK}\.?|[A-Z0-9]{{2,8}}|\d{{3,6}}(?:-\d{{4}})?)(?![\w])"
 _NEXT_LINE = re.compile(rf"[ \t]*,?[ \t]*\n(?:[ \t]*\n(?=[^\n]*\d))?[ \t]*,?[ \t]*({_LINE_PIECE}"
-                        rf"(?:[ \t]*,?[ \t]*(?:{_LINE_PIECE}|[a-z]{{1,3}}(?=[ \t]+[A-Z]))){{0,5}})[ \t]*(?=\n|$)")
+                        rf"(?:(?:[ \t]*,[ \t]*|[ \t]+)(?:{_LINE_PIECE}|[a-z]{{1,3}}(?=[ \t]+[A-Z]))){{0,5}})"
+                        r"[ \t]*(?=\n|$|[.?!;](?:\s|$))")
 
 
 def _address_end(text: str, e: int) -> int:
     """Where an address ending at e ends once the short lines after it (city, postcode, country) are added."""
+    n = len(text)
     for _ in range(4):
+        j = e
+        while j < n and text[j] in " \t,":
+            j += 1
+        if j >= n or text[j] != "\n":
+            break  # most addresses end their line's sentence: no pattern to try
         nxt = _NEXT_LINE.match(text, e)
         if nxt is None:
             break
         line = nxt.group(1)
         words = _FIRST_TOKEN.findall(line)
         if words and not line.isupper() and not any(c.isdigit() for c in line) and all(
-                _CLASS.get(_fold(t)) == "s" and _fold(t) not in _ANY_PLACE for t in words):
+                _CLASS.get(_fold(t)) == "s" and _fold(t) not in _ANY_PLACE for t in words) \
+                and _fold(" ".join(words)) not in _COUNTRY:
             break
         e = nxt.end(1)
     return e
@@ -672,8 +715,9 @@ def _address_ok(text: str, m: re.Match[str]) -> int | None:
     """Where a number-led address ends (with the lines after it), or None if it is none (10000 Units)."""
     eu = m.group("eu")
     if eu is not None:
-        first = _FIRST_TOKEN.search(eu)
-        if first is None or _kind(first.group()) == "s" or first.group().isupper():
+        first = _FIRST_TOKX.search(eu)
+        if first is None or first.group().isupper() or (
+                _kind(first.group()) == "s" and _fold(first.group()) not in _STREET_ABBR):
             return None  # 2 Tablets 500
     pc = m.group("pc")
     if pc is not None:
@@ -699,6 +743,130 @@ def _addresses_letter(text: str, words: list[str], out: _Raw) -> None:
                         out.append((i, _address_end(text, m.end()), 1, "ADDRESS"))
             i = text.find(w, i + 1)
 
+
+
+# --- growing an address: what follows it on its line (unit, place, region, postcode, country), the building
+# number and "the corner of" before it; streets led by a name after an address cue; postcodes after a country
+
+_GROW_UNIT = re.compile(r"[ \t]*,?[ \t]*(?:Apt|Apartment|Suite|Ste|Unit|Flat|Room|Rm|Floor|Fl|Bldg|Building|Box"
+                        r"|P\.?[ \t]?O\.?[ \t]*Box)\.?[ \t]*#?[ \t]*\d{1,5}[A-Za-z]?(?![\w])")
+_GROW_CODE = re.compile(r"[ \t]*,?[ \t]*(?:\d{3,6}(?:[ -]\d{2,4})?(?![\w]|[-./]\d)"
+                        r"|(?:[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}|[A-Z]\d[A-Z][ \t]?\d[A-Z]\d)(?![\w]))")
+_GROW_SEP = re.compile(r"[ \t]*(,?)[ \t]*")
+_GROW_TOK = re.compile(rf"(?:(?:de|del|la|las|los|da|do|dos|das|di|du|des|le|y|van|von|der|den|am|im|an|sur)[ \t]+)?"
+                       rf"({_TOKX})\.?(?![\w])")
+# Words of place names that are also plain words: they continue a place, they do not start one.
+_GEO_WORDS = frozenset((
+    "valley", "garden", "gardens", "heights", "east", "west", "north", "south", "park", "hill", "hills", "creek",
+    "point", "bay", "beach", "harbour", "harbor", "springs", "falls", "lake", "mount", "mt", "port", "town", "city",
+    "village", "strand", "region", "island", "islands", "upper", "lower", "new", "old", "great", "little", "saint",
+    "st", "san", "santa", "fort", "glen", "vale", "wood", "woods", "field", "fields", "bridge", "ford", "haven",
+    "county", "district", "province", "state"))
+_NOT_REGION = frozenset(("pt", "hr", "bp", "rr", "er", "ed", "or", "md", "rn", "np", "cc", "dx", "hx", "rx", "tx",
+                         "sx", "fx", "ct", "iv", "im", "po", "pm", "am"))
+
+
+def _place_tok(tok: str, comma: bool, started: bool) -> bool:
+    """May this capitalised token continue an address line as (part of) a place, region or country?"""
+    f = _fold(tok)
+    if f in _COUNTRY or f in _ANY_PLACE:
+        return True
+    k = _kind(tok)
+    if tok.isupper():
+        if len(tok) <= 3:  # a region code: ", GA", "Pomáz PE"
+            return len(tok) > 1 and (comma or started) and f not in _NOT_REGION
+        return k is None or k == "n" or k == "p"
+    return k != "s" or (started and f in _GEO_WORDS)
+
+
+def _grow_right(text: str, e: int) -> int:
+    """Where an address ending at e ends on its line: units, places, region codes, postcodes, countries."""
+    started = False
+    for _ in range(10):
+        m = _GROW_UNIT.match(text, e) or _GROW_CODE.match(text, e)
+        if m is not None:
+            e, started = m.end(), True
+            continue
+        sep = _GROW_SEP.match(text, e)
+        pos = sep.end() if sep is not None else e
+        comma = sep is not None and sep.group(1) == ","
+        t = _GROW_TOK.match(text, pos)
+        if t is None:
+            break
+        # A place of two or three words (South Africa, Rio de Moinhos) first, then one token.
+        run = _GROW_RUN.match(text, pos)
+        if run is not None:
+            words = run.group().split()
+            for size in range(min(len(words), 4), 1, -1):
+                name = _fold(" ".join(words[:size]).rstrip(".,"))
+                if name in _COUNTRY or name in _ANY_PLACE:
+                    k = pos
+                    for w in words[:size]:
+                        k = text.index(w, k) + len(w)
+                    e, started = k, True
+                    break
+            else:
+                run = None
+            if run is not None:
+                continue
+        if not _place_tok(t.group(1), comma, started):
+            break
+        e, started = t.end(1), True
+        if t.end() > e:
+            break  # "France." ends the sentence (or an abbreviation ends the place)
+    return e
+
+
+_GROW_RUN = re.compile(rf"{_TOKX}(?:[ \t]+(?:(?:de|del|la|da|do|dos|di|du|y|van|von|am|an|sur)[ \t]+)?{_TOKX}){{1,3}}")
+# "corner of X and Y" is the address of an intersection; "the" before it is not part of it.
+_CORNER_BEFORE = re.compile(r"corner[ \t]+of[ \t]+$")
+_AND_BEFORE = re.compile(rf"(?:^|(?<=[\s:]))({_TOKX})[ \t]+and[ \t]+$")
+_NUM_BEFORE = re.compile(r"(?:^|(?<=[\s:]))\d{1,6}[ \t]+$")
+_SIDE = (rf"(?:\d{{1,6}}[ \t]+)*(?:P\.?O\.?[ \t]*Box[ \t]+\d{{1,6}}|{_TOKX}\.?)"
+         rf"(?:[ \t]+(?!and[ \t])(?:{_TOKX}\.?|{_LOWX}|\d{{1,5}}[a-zA-Z]?\.?)){{0,5}}")
+_CORNER = re.compile(rf"corner[ \t]+of[ \t]+{_SIDE}[ \t]+and[ \t]+{_SIDE}")
+
+
+def _grow(text: str, out: _Raw) -> None:
+    """Extend every address found so far over what belongs to it on its line (and the lines after it)."""
+    done: set[tuple[int, int]] = set()
+    for idx, (s, e, p, t) in enumerate(out):
+        if t != "ADDRESS" or (s, e) in done:
+            continue
+        done.add((s, e))
+        s0 = s
+        m = _NUM_BEFORE.search(text, max(0, s - 10), s)
+        if m is not None:
+            s = m.start()  # the building number before a street number or a P.O. Box (927 P.O. Box 50)
+        m = _CORNER_BEFORE.search(text, max(0, s - 16), s)
+        if m is not None:
+            s = m.start()
+        else:
+            m = _AND_BEFORE.search(text, max(0, s - 40), s)
+            if m is not None and _kind(m.group(1)) != "s":
+                s = m.start()  # a cross street: Kerman and 3240 Meadow Drive
+        e2 = _address_end(text, _grow_right(text, e))
+        if s != s0 or e2 != e:
+            out[idx] = (s, e2, p, t)
+
+
+_STREET_TAIL = re.compile(rf"(?:[ \t]+{_LOWX}){{0,2}}[ \t]+\d{{1,5}}[a-zA-Z]?(?={_EU_END})")
+_ADDR_CUE = re.compile(r"(?:(?<![\w])(?:at|on|to|of|is|near|and|address|Address)[ \t]*:?|:|^|\n)[ \t]*$")
+_COUNTRY_CODE = re.compile(rf"((?:[ \t]+{_TOK}){{0,2}})[ \t]+(\d{{4,6}}(?:[ -]\d{{2,3}})?)[ \t]*(?=\n|$)")
+
+
+def _country_codes(text: str, caps: list[str], out: _Raw) -> None:
+    """A postcode after a country at the end of a line (Norway 32045)."""
+    for tok in caps:
+        i = text.find(tok)
+        while i >= 0:
+            m = _COUNTRY_CODE.match(text, i + len(tok))
+            if m is not None and (i == 0 or not text[i - 1].isalnum()) \
+                    and _fold(" ".join((tok + m.group(1)).split())) in _COUNTRY:
+                code = m.group(2)
+                if len(code) != 4 or not code.startswith(("19", "20")):  # not a year
+                    out.append((m.start(2), m.end(2), 1, "ADDRESS"))
+            i = text.find(tok, i + 1)
 
 
 # --- IPs ---
@@ -741,10 +909,15 @@ def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
                 while text[e - 1] in " \t,":
                     e -= 1
                 out.append((s, e, 1, "DATE"))
-    for abbr in ("ul.", "av.", "bd."):  # lower-case street abbreviations (ul. Paderewskiego 35)
+    for abbr in ("ul.", "av.", "bd.", "zip code", "postal code", "postcode"):  # ul. Paderewskiego 35, zip code 86300
         if abbr in text:
             gate.append(abbr)
     if gate:
         _addresses_letter(text, gate, out)
+    if "ADDRESS" in [x[3] for x in out]:
+        _grow(text, out)
+    if "corner of" in text:
+        for m in _CORNER.finditer(text):
+            out.append((m.start(), m.end(), 1, "ADDRESS"))
     if ":" in text:
         _ips(text, out)

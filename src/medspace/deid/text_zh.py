@@ -16,15 +16,20 @@ names that no cue word announces.
 
   Two given-name characters (class g of the data file: 丽, 娟, 鹏) make a name without a word before it; a
   name that jieba also lists as a word (李鹏: class n) counts after a role or before a verb of speech; with
-  ``uncertain_names`` a surname and one or two characters that form no word need no context at all.
+  ``uncertain_names`` a surname and one or two characters that form no word need no context at all. Three
+  characters whose first two are a word (温家宝: 温家) or whose last forms one with what follows (江泽民主席:
+  民主) are a name where the clause or a word people do (说, 主席, 等) ends them; after a role or title a given
+  character may also be one of the function characters of the stop list (记者许宏治, 医师刘前刚).
 * **Foreign names**: a run of transliteration characters (class t: 尔, 斯, 克, 拉) after a title or before a
   verb of speech (总统克雷库, 科恩说), and names in parts joined by · (约翰·克鲁吉).
 
   A name found once is a name wherever else it stands in the note, and a surname with one or two characters
   listed with 、 next to a name is one too (江泽民、李鹏、乔石).
 * **Places that are also words** (新建, 城区, 大连: class `a` of the data file) count only with a place context
-  (来自, 在, a province or another place before them, 人 or 市民 after them); a street right after a place
-  (合肥市长江路) is part of it.
+  (来自, 在, a province or another place before them, also in a list with 、, 人 or 市民 after them); a street
+  right after a place (合肥市长江路) is part of it, as is the suffix of a unit renamed since (溧水县). A short form
+  that forms a word with a neighbour is a place where that neighbour belongs to a word on its other side
+  (省会长春, 济南军区). Provinces are matched and skipped, so that 河南开封市 is not read as 南开.
 * **DATE without a year**: a month (十二月, 11月份, 元月), a month and day, or a day alone (３０日在..., 自一日起),
   but not a duration or a count (术后3日, 3月余, 孕3月, 一日三次).
 * Full-width digits, letters and number punctuation (１２月３１日) are matched in their ASCII form
@@ -61,7 +66,10 @@ def _load() -> tuple[frozenset[str], ...]:
 
 
 PLACES, PLACE_SHORT, PLACE_AMBIGUOUS, WORDS, MAYBE_NAMES, GIVEN_CHARS, TRANSLIT_CHARS = _load()
-_PLACES_AC = ahocorasick_rs.AhoCorasick(sorted(PLACES | PLACE_SHORT | PLACE_AMBIGUOUS),
+# Provinces are matched too, and skipped: otherwise a place across a province's end hides the one after it
+# (南开 in 河南开封市).
+_PROVINCE_NAMES = frozenset(L.CN_PROVINCES) | frozenset(p + "省" for p in L.CN_PROVINCES)
+_PLACES_AC = ahocorasick_rs.AhoCorasick(sorted(PLACES | PLACE_SHORT | PLACE_AMBIGUOUS | _PROVINCE_NAMES),
                                         matchkind=ahocorasick_rs.MatchKind.LeftmostLongest)
 # What makes a place that is also an ordinary word (新建, 城区, 大连: see bench/build_zh_vocab.py) a place: a
 # province or another place right before it, a word of place or motion before it, a word of people or area
@@ -108,14 +116,25 @@ def _find_places(text: str, out: _Raw) -> None:
     prev_end = -1
     for _, s, e in _PLACES_AC.find_matches_as_indexes(text):
         w = text[s:e]
-        before = s == prev_end or text.endswith(_PROVINCE_ENDS, 0, s) or text.endswith(_CTX_BEFORE, 0, s)
+        if w in _PROVINCE_NAMES:
+            prev_end = e
+            continue
+        # In a list after a place (南宁、合肥) is a place context too.
+        before = (s == prev_end or (s == prev_end + 1 and text[prev_end] == "、")
+                  or text.endswith(_PROVINCE_ENDS, 0, s) or text.endswith(_CTX_BEFORE, 0, s))
         if w in PLACE_AMBIGUOUS and not (before or text.startswith(_CTX_AFTER, e)):
             continue
-        # A short form must not be half of an ordinary word with a neighbour (三明 in 三明治); a word of place
-        # before it outweighs one it would form with the character before (自大 in 来自大连).
-        if w not in PLACES and ((s > 0 and not before and text[s - 1:s + 1] in WORDS)
-                                or text[e - 1:e + 1] in WORDS):
+        # A short form must not be half of an ordinary word with a neighbour (三明 in 三明治), unless that
+        # neighbour is part of a word on its other side (省会长春, 济南军区, 成都督战); a word of place before it
+        # outweighs one it would form with the character before (自大 in 来自大连).
+        if w not in PLACES and (
+                (s > 0 and not before and text[s - 1:s + 1] in WORDS and text[s - 2:s] not in WORDS)
+                or (text[e - 1:e + 1] in WORDS and (text[e:e + 2] not in WORDS or w[0] in _TOWN_FUNC)
+                    and not text.startswith(_CTX_AFTER, e))):
             continue
+        # A short form with the suffix of a unit the division list no longer has (溧水县, now 溧水区).
+        if w not in PLACES and e < len(text) and text[e] in "县市区州盟旗" and text[e - 1:e + 1] not in WORDS:
+            e += 1
         # A street of the place (南京路, 合肥市长江路) is part of it.
         st = _STREET.match(text, e)
         if st is not None:
@@ -254,6 +273,8 @@ _RIGHT_WORDS = ("先生", "女士", "小姐", "医生", "医师", "护士", "主
                 "摄", "报道", "指出", "认为", "强调", "宣布", "主持", "会见", "讲话", "介绍", "首先", "亲切", "总理",
                 "主席", "书记", "总统", "部长", "委员")
 _WEAK_SURNAMES = frozenset(L.CN_SURNAMES_AMBIGUOUS)
+_RIGHT_LONG = tuple(w for w in _RIGHT_WORDS if len(w) > 1)
+_RIGHT_ONE = frozenset(w for w in _RIGHT_WORDS if len(w) == 1)
 
 
 def bound_left(text: str, s: int) -> bool:
@@ -297,9 +318,33 @@ def _name_at(text: str, i: int, sl: int, uncertain: bool = False) -> tuple[int, 
     return _uncertain_name_at(text, i, i + sl) if found is None and uncertain else found
 
 
+# Function characters that never stand in a given name, whatever the context (unlike 人, 有, 士: 王启人, 傅全有).
+_HARD_STOP = frozenset("的了是在和与及等也都就而或但把被对从到向这那他她它们我你其之着过吗呢吧")
+
+
+def _strong_right(text: str, j: int) -> bool:
+    """True if a name may end at j whatever word the characters before j form with it: the end, punctuation, a
+    word people do (说, 主席, 报道) or 等 (江泽民主席: 民主 is a word; 邓小平等: 平等 is one)."""
+    if j >= len(text) or not _is_han(text[j]) or text[j] in "、等":
+        return True
+    # 说, 诉 after a character they form a word with (告诉, 听说) is no verb of speech after a name.
+    return text.startswith(_RIGHT_LONG, j) or (text[j] in _RIGHT_ONE and text[j - 1:j + 1] not in WORDS)
+
+
+def _titled_three(text: str, i: int, g: int) -> bool:
+    """A surname and two characters between a role or title and the end of the clause (记者许宏治, 社长王启人。):
+    a name even if a given character is also a function character elsewhere."""
+    return (text.endswith(_LEFT_WORDS, 0, i) and g + 2 <= len(text)
+            and all(_is_han(c) and c not in _HARD_STOP for c in text[g:g + 2])
+            and text[i:g + 2] not in WORDS and text[i:g + 1] not in WORDS and text[g:g + 2] not in WORDS
+            and not text.startswith(_RIGHT_WORDS, g) and _strong_right(text, g + 2))
+
+
 def _name_in_context(text: str, i: int, g: int) -> tuple[int, int] | None:
     """The name of surname text[i:g] found by its context, or None."""
     sl = g - i
+    if _titled_three(text, i, g):
+        return i, g + 2
     left = _left_ok(text, i)
     # A name that is also a word (李鹏): after a role or title, or before a word people do (李鹏说, 李鹏总理); a
     # clause boundary is not enough (曾祖父, 温馨提示).
@@ -308,16 +353,28 @@ def _name_in_context(text: str, i: int, g: int) -> tuple[int, int] | None:
                  or text.startswith(_RIGHT_WORDS, g + 1))):
         return i, g + 1
     weak = sl == 1 and text[i] in _WEAK_SURNAMES
-    two = _given_ok(text, g, g + 2) and text[i:g + 2] not in WORDS and text[g + 1:g + 3] not in WORDS
+    two = _given_ok(text, g, g + 2) and text[i:g + 2] not in WORDS and (
+        text[g + 1:g + 3] not in WORDS or _strong_right(text, g + 2))
     if not left:
         # Two given-name characters (吴金印, 褚时健 after 的, 查办): the name needs no word before it.
-        if (two and not weak and text[g] in GIVEN_CHARS and text[g + 1] in GIVEN_CHARS
+        # One is enough before the end of a clause or a word people do (江泽民、, 孔繁森说).
+        if (two and not weak and (text[g] in GIVEN_CHARS or text[g + 1] in GIVEN_CHARS)
+                and ((text[g] in GIVEN_CHARS and text[g + 1] in GIVEN_CHARS)
+                     or (_strong_right(text, g + 2) and text[i - 1] not in TRANSLIT_CHARS))
                 and text[i:g + 1] not in WORDS and text[i:g + 1] not in MAYBE_NAMES and text[g:g + 2] not in WORDS
                 and _right_ok(text, g + 2)):
             return i, g + 2
         return None
     if sl == 1 and (text[i:g + 1] in WORDS or text[i:g + 1] in MAYBE_NAMES or text[i:g + 3] in WORDS):
-        return None  # surname and the next characters are a word (陈旧, 方法, 左侧, 高脂血症)
+        # Surname and the next characters are a word (陈旧, 方法, 左侧, 高脂血症), unless three characters
+        # that form no word end the clause or stand before a word people do, the last a given-name character
+        # (温家宝在, 陈云峰意识到: 温家 and 陈云 are words too).
+        nxt = text[g + 2:g + 3]
+        if (two and text[g:g + 2] not in WORDS and text[g + 1] in GIVEN_CHARS and not weak
+                and (nxt in _HARD_STOP or (_strong_right(text, g + 2) and not nxt.isdigit()
+                                           and not (nxt.isascii() and nxt.isalpha())))):
+            return i, g + 2
+        return None
     if two and _right_ok(text, g + 2):
         return i, g + 2
     if _given_ok(text, g, g + 1) and _right_ok(text, g + 1) and not (weak and text[g:g + 2] in WORDS):
