@@ -72,3 +72,8 @@ def extracted(project: str, version: str, download: bool = True) -> Path:
                 t.extractall(tmp, filter="data")
         tmp.rename(target)
     return target
+
+
+def package_dir(package: str, project: str, version: str, download: bool = True) -> Path:
+    """The folder of a top-level package: where it is installed, else unpacked from project==version's file."""
+    return installed_dir(package) or extracted(project, version, download) / package

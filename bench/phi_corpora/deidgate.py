@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 from phi_corpora import Doc, GoldSpan, age_type
-from phi_corpora._dist import extracted, installed_dir
+from phi_corpora._dist import package_dir
 
 PROJECT, VERSION = "deidgate", "0.1.0"
 LICENCE = "MIT"
@@ -34,10 +34,7 @@ _STREET_OR_ZIP = re.compile(r"\d{5}(?:-\d{4})?|\d+\s+\S.*")
 
 
 def _file(download: bool) -> Path:
-    pkg = installed_dir("deidgate")
-    if pkg is None:
-        pkg = extracted(PROJECT, VERSION, download) / "deidgate"
-    return pkg / "data" / "safeharbor_seed.jsonl"
+    return package_dir("deidgate", PROJECT, VERSION, download) / "data" / "safeharbor_seed.jsonl"
 
 
 def parse(record: dict[str, object]) -> Doc:

@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from phi_corpora import Doc, GoldSpan, age_type
-from phi_corpora._dist import extracted, installed_dir
+from phi_corpora._dist import package_dir
 
 PROJECT, VERSION = "philter-lite", "0.6.0"
 LICENCE = "BSD-3-Clause"
@@ -39,10 +39,7 @@ _YEAR = re.compile(r"'?\d{2}|\d{4}")
 
 
 def _folder(download: bool) -> Path:
-    pkg = installed_dir("philter_lite")
-    if pkg is None:
-        pkg = extracted(PROJECT, VERSION, download) / "philter_lite"
-    return pkg / "data" / "i2b2_xml"
+    return package_dir("philter_lite", PROJECT, VERSION, download) / "data" / "i2b2_xml"
 
 
 def parse(xml: str, doc_id: str) -> Doc:
