@@ -29,7 +29,13 @@ Output: one line per entry, "<class> <word>". Classes:
      name or a word, a name with a context on either side;
   g  a given-name character (鹏, 伟, 丽, 泽): frequent in the given names of jieba's three-character name
      entries, rare in its other words;
-  t  a transliteration character (尔, 斯, 拉, 克): frequent in jieba's transliterated names (nrt).
+  t  a transliteration character (尔, 斯, 拉, 克): frequent in jieba's transliterated names (nrt);
+  u  a character of transliterated names by a looser measure (林, 马, 波, 加, 利): class t and these make
+     the run of a foreign name (克林顿, 阿尔希波夫);
+  x  an entry of jieba of two to six characters of class u that is no person's name (巧克力, 阿司匹林,
+     莫斯科), or a country's name in Chinese (伊拉克, 乌克兰: the Chinese names of CLDR's territories as
+     shipped by Babel 2.19.0, BSD-3-Clause / Unicode licence; jieba tags many as names): a transliterated
+     word, drug or place, not a person's name.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from medspace.deid import text_lexicon as L
 
 OUT = Path(__file__).resolve().parent.parent / "src" / "medspace" / "deid" / "data" / "zh_vocab.txt.gz"
-PACKAGES = ("jieba==0.42.1", "cpca==0.5.5")
+PACKAGES = ("jieba==0.42.1", "cpca==0.5.5", "babel==2.19.0")
 SUFFIX = re.compile(r"(?:(?:[^族]{1,4}族)+)?(?:自治县|自治旗|自治州|特区|新区|地区|林区|市|县|区|旗|盟)$")
 NAME_TAGS = ("nr", "nrfg", "nrt")
 SHORT_WORD_FREQ = 50  # a short place form listed as another kind of word this often is that word (和平, 白云)
@@ -61,6 +67,7 @@ RARE_FREQ = 3
 GIVEN_MIN = 5  # a given-name character: in at least this many name entries ...
 GIVEN_RATIO = 0.5  # ... and at least half as many as the other words holding it (+20)
 TRANSLIT_MIN, TRANSLIT_RATIO = 8, 0.15  # the same for the characters of transliterated names
+LOOSE_MIN, LOOSE_RATIO = 4, 0.05  # ... and by a looser measure (class u)
 
 
 def fetch(work: Path) -> None:
@@ -81,6 +88,14 @@ def find(work: Path, name: str) -> Path:
     if not hits:
         raise SystemExit(f"{name} not found under {work}")
     return hits[0]
+
+
+def _cldr_countries(work: Path) -> set[str]:
+    """The Chinese names of the world's countries and regions, from the Unicode CLDR data that Babel ships."""
+    sys.path.insert(0, str(find(work, "babel").parent))
+    from babel import Locale  # the downloaded wheel, not an installed one: a build-time source like the others
+
+    return {v for k, v in Locale("zh").territories.items() if k.isalpha() and v}
 
 
 def main() -> None:
@@ -189,15 +204,24 @@ def main() -> None:
                 translit[c] = translit.get(c, 0) + 1
     translit_chars = {c for c, n in translit.items()
                       if n >= TRANSLIT_MIN and n / (other.get(c, 0) + 20) >= TRANSLIT_RATIO}
+    loose_chars = {c for c, n in translit.items()
+                   if n >= LOOSE_MIN and n / (other.get(c, 0) + 20) >= LOOSE_RATIO} - translit_chars
+    run_chars = translit_chars | loose_chars
+    translit_words = {w for w, (_, t) in jieba.items()
+                      if 2 <= len(w) <= 6 and t not in NAME_TAGS and set(w) <= run_chars}
+    countries = _cldr_countries(args.work)
+    translit_words |= {c for c in countries if set(c) <= run_chars}
 
     lines = [f"P {p}" for p in sorted(places)] + [f"p {p}" for p in sorted(keep_short)]
     lines += [f"a {p}" for p in sorted(ambiguous)]
     lines += [f"w {w}" for w in sorted(words)]
     lines += [f"n {w}" for w in sorted(maybe)] + [f"g {c}" for c in sorted(given_chars)]
     lines += [f"t {c}" for c in sorted(translit_chars)]
+    lines += [f"u {c}" for c in sorted(loose_chars)] + [f"x {w}" for w in sorted(translit_words)]
     header = ("# Chinese word classes for medspace.deid.text_zh, built by bench/build_zh_vocab.py.\n"
               "# Sources: cpca 0.5.5 (MIT; administrative division names of the National Bureau of Statistics of\n"
-              "# China), jieba 0.42.1 dictionary (MIT, Sun Junyi). This file is MIT-licensed like its sources.\n")
+              "# China), jieba 0.42.1 dictionary (MIT, Sun Junyi), the Chinese country names of\n"
+              "# Unicode CLDR via Babel 2.19.0 (Unicode licence, BSD-3-Clause). This file is MIT-licensed.\n")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     with gzip.GzipFile(OUT, "wb", compresslevel=9, mtime=0) as fh:
         fh.write((header + "\n".join(lines) + "\n").encode("utf-8"))

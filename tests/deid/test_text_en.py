@@ -272,3 +272,89 @@ def test_an_address_line_stops_at_the_sentence_and_at_clinical_words() -> None:
 def test_contact_words_are_no_names() -> None:
     note = "Mobile: 730 064 218\nFax: (07700)553419\n"
     assert "Fax:" in T.scrub(note, "en")
+
+
+# --- places by position: after a preposition, and the line before a country ---
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("Celebrating its tenth year in Noville, the fund supports writers.", "Noville"),  # no list has it
+    ("The Sunday before Labor Day we returned to GRUTNESS by helicopter.", "GRUTNESS"),
+    ("Where: PUNKAHARJU Country Club.", "PUNKAHARJU"),
+])
+def test_an_unknown_word_after_a_place_preposition_is_a_location(note: str, value: str) -> None:
+    _removed(note, value, "LOCATION")
+
+
+@pytest.mark.parametrize("note", [
+    "Patient in Afib with RVR, transferred to NICU for monitoring.",  # short: abbreviations, not places
+    "Switched to Eliquis in December; referred to Cardiology.",  # listed words
+])
+def test_known_words_and_abbreviations_after_a_preposition_stay(note: str) -> None:
+    assert T.scrub(note, "en") == note
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("Eloise McKenzie\n\nPARIS\nFrance", "PARIS"),
+    ("Krzys W. Zielinski\n\nGudhjem\nDenmark", "Gudhjem"),
+    ("}}Apt. 690\n}}HARSTAD\n}}Norway 32045", "HARSTAD"),
+])
+def test_the_line_before_a_country_line_is_a_location(note: str, value: str) -> None:
+    _removed(note, value, "LOCATION")
+
+
+@pytest.mark.parametrize("note", ["Plan\nCanada", "Follow up\nUnited States", "Assessment and Plan\nIreland 2019"])
+def test_plain_words_before_a_country_line_stay(note: str) -> None:
+    assert T.scrub(note, "en") == note
+
+
+# --- names by position: a possessive before a belonging, a title in lower case ---
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("As promised, here's Marina's address: 12 Oak Street.", "Marina"),  # a first name that is also a word
+    ("Please forward Hilarion's phone to the desk.", "Hilarion"),  # a name no list has
+    ("I'd like to join accounts with ms. Alma", "Alma"),
+    ("Send the letter to dr. Eser Ligio.", "Eser Ligio"),
+])
+def test_names_before_a_belonging_and_after_a_lower_case_title(note: str, value: str) -> None:
+    _removed(note, value, "NAME")
+
+
+@pytest.mark.parametrize("note", [
+    "Crohn's disease flare; the Patient's address is on file.",
+    "Mother's phone is on file.",
+    "QTc 430 ms. Ejection fraction 55%.",
+    "Delay of 30 ms. Alma trial protocol followed.",
+])
+def test_possessives_of_words_and_milliseconds_stay(note: str) -> None:
+    assert T.scrub(note, "en") == note
+
+
+# --- identifiers glued to letters ---
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("File yo0047868 was updated.", "yo0047868"),
+    ("Seen in clinic (chartMRN04857211) with no addendum.", "04857211"),
+])
+def test_digits_glued_to_letters_are_ids(note: str, value: str) -> None:
+    _removed(note, value, "ID")
+
+
+def test_counts_and_vitals_glued_to_letters_stay() -> None:
+    note = "WBC 12.5 x10000, SpO2 97%, B12 400, covid19 negative."
+    assert T.scrub(note, "en") == note
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ('Sophia shouted at the nurse: "What are you doing?"', "Sophia"),  # a first name that is also a word
+    ("Grace said she felt better after the walk.", "Grace"),
+    ("Motoko is from the north of the island.", "Motoko"),  # a word no list knows, before "is"
+])
+def test_a_first_name_as_the_subject_of_a_verb_of_speech(note: str, value: str) -> None:
+    _removed(note, value, "NAME")
+
+
+@pytest.mark.parametrize("note", [
+    "Hope is that the rash resolves.", "Afib was noted overnight.", "Lasix was given; Patient said no.",
+])
+def test_words_and_abbreviations_as_subjects_stay(note: str) -> None:
+    assert T.scrub(note, "en") == note

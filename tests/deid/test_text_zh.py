@@ -271,3 +271,25 @@ def test_places_across_words_and_provinces(note: str, value: str) -> None:
 @pytest.mark.parametrize("note", ["早餐吃三明治。", "许多公司和政治家出席。", "患者为河南人。"])
 def test_place_names_inside_words_stay(note: str) -> None:
     assert T.scrub(note, "zh") == note
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    ("据报道，克林顿表示将访华。", "克林顿"),  # after punctuation, before a verb of speech
+    ("穆巴拉克和萨达姆的会谈", "萨达姆"),  # between function characters
+    ("纳扎尔巴耶夫会见了代表团。", "纳扎尔巴耶夫"),  # at the start of a clause, before a verb of action
+    ("患者阿尔希波夫，男，45岁。", "阿尔希波夫"),
+])
+def test_foreign_names_without_a_title(note: str, name: str) -> None:
+    _found(note, name, "NAME")
+
+
+@pytest.mark.parametrize("note", [
+    "予美托洛尔、卡托普利降压，阿莫西林、头孢克肟抗感染。",  # drug names are transliterations too
+    "奥美拉唑护胃，氯吡格雷抗血小板。",
+    "既往帕金森病史，阿尔茨海默病，克罗恩病。",  # eponyms of diseases are no patient's name
+    "诊断：帕金森综合征。",
+    "伊拉克、乌克兰和哈萨克斯坦的代表",  # countries (ISO 3166-1 in Chinese) are no names
+    "患者为伊拉克人。",
+])
+def test_drugs_eponyms_and_countries_are_no_foreign_names(note: str) -> None:
+    assert "[NAME]" not in T.scrub(note, "zh")

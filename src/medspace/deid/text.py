@@ -426,6 +426,9 @@ def _master(categories: Sequence[tuple[str, Iterable[str], str]], names: bool, z
         [_PLUS_BRANCH, *_PAREN_BRANCHES] if zh else [_PLUS_BRANCH_EN, _PAREN_BRANCH_EN, _PAREN_BRANCHES[1]])
     if not zh:
         complete.append(_CSZ_BRANCH)
+        # Digits glued to letters (yo0047868), one branch per digit: every branch starting with a literal
+        # keeps the engine's skip to the characters that can start a match.
+        complete += [d + _g(text_en.GLUED_RULE[1], text_en.GLUED_RULE[0]).replace("DIGIT", d) for d in "0123456789"]
     # The engine tries the top-level branches in order at every stop: frequent first characters go first
     # (for Chinese text, "，" and the Chinese anchors before the Latin letters). The word branches also come
     # before the digit ones so that their groups get low numbers: a repeat inside an open group saves the

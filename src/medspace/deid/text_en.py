@@ -208,12 +208,20 @@ def _suspect(tok: str) -> bool:
     return k is None or k == "n" or (k != "s" and _fold(tok) in _ANY_PLACE)
 
 
-_SUSPECTS: dict[str, bool] = {}
+_SUSPECTS: dict[str, bool] = {}  # whether each capitalised token seen is a suspect (bounded)
+_SUFFIXED: set[str] = set()  # the suspects among them that end like a street (Hauptstraße, Keizersgracht)
+# The suspects no list knows, long enough not to be an abbreviation (Noville, GRUTNESS; not NICU, Afib).
+_UNKNOWN: set[str] = set()
+# First names that are also words (Sophia, Grace) and words no list knows: a NAME as the subject of a verb of
+# speech (Sophia shouted at John); an unknown one also before "is" or "was" (Motoko is from Osaka).
+_SUBJECTS: set[str] = set()
+_SPEECH_AFTER = re.compile(r"[ \t]+(?:said|says|shouted|asked|told|replied|whispered|yelled|wrote|explained|"
+                           r"(?P<be>is|was))(?![\w])")
 
 
-def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], bool]:
-    """Names and places. Returns the words that may start a letter-led address, and whether a month name
-    (May, JUN) occurs."""
+def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]:
+    """Names and places. Returns the words that may start a letter-led address, and the month names
+    (May, JUN) that occur."""
     # Only runs of capitalised tokens around a suspect token are looked at: a note of common words costs one
     # findall and a (cached) lookup per distinct capitalised token.
     caps = set(_TOKEN_RX.findall(text))
@@ -223,14 +231,30 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], bool]:
         if len(known) > 500_000:
             known.clear()
             new = caps
+            _SUFFIXED.clear()
+            _UNKNOWN.clear()
+            _SUBJECTS.clear()
         for t in new:
-            known[t] = len(t) > 1 and _suspect(t)
+            known[t] = sus = len(t) > 1 and _suspect(t)
+            if sus and t.lower().endswith(_SUFFIX_ENDS):
+                _SUFFIXED.add(t)
+            if (len(t) >= 6 if t.isupper() else len(t) >= 5 and t[1:].islower()) and _kind(t) is None:
+                _UNKNOWN.add(t)
+            if len(t) >= 3 and t[1:].islower() and _kind(t) in (None, "g"):
+                _SUBJECTS.add(t)
     suspects = list(filter(known.__getitem__, caps))
-    gate = [t for t in _ADDR_GATE.intersection(caps)] if not _ADDR_GATE.isdisjoint(caps) else []
-    gate += [t for t in suspects if t.lower().endswith(_SUFFIX_ENDS)]
-    month = not _MONTH_WORDS.isdisjoint(caps)
+    gate = list(_ADDR_GATE.intersection(caps)) if not _ADDR_GATE.isdisjoint(caps) else []
+    if not _SUFFIXED.isdisjoint(caps):
+        gate += _SUFFIXED.intersection(caps)
+    month = list(_MONTH_WORDS.intersection(caps)) if not _MONTH_WORDS.isdisjoint(caps) else []
     if not _COUNTRY_HEADS.isdisjoint(caps):
-        _country_codes(text, list(_COUNTRY_HEADS.intersection(caps)), out)
+        heads = list(_COUNTRY_HEADS.intersection(caps))
+        _country_codes(text, heads, out)
+        _line_before_country(text, heads, out)
+    if not _UNKNOWN.isdisjoint(caps):
+        _cued_places(text, _UNKNOWN.intersection(caps), out)
+    if not _SUBJECTS.isdisjoint(caps):
+        _subjects(text, _SUBJECTS.intersection(caps), out)
     if not suspects:
         return gate, month
     # A name or address the main patterns found needs no second look, unless a capitalised word stands next
@@ -242,12 +266,15 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], bool]:
         else:
             closed.append((s, e))
     closed = [(s, e) for s, e in closed if _closed(text, s, e)]
+    if closed:
+        # Every occurrence inside such spans (counted in C, on the spans joined): nothing to look at.
+        inside = "\n".join([text[s:e] for s, e in closed])
+        suspects = [t for t in suspects if text.count(t) != inside.count(t)]
+        if not suspects:
+            return gate, month
     seen: set[int] = set()
     n = len(text)
     for tok in suspects:
-        # Every occurrence inside such spans (counted in C): nothing to look at.
-        if closed and text.count(tok) == sum([text.count(tok, s, e) for s, e in closed]):
-            continue
         i = text.find(tok)
         while i >= 0:
             j = i + len(tok)
@@ -554,8 +581,13 @@ DIGIT_LAST: list[tuple[str, str]] = [
 ]
 PLUS_RULE = ("PHONE__enplus", rf"(?<![\w.+/:-]\+)\d{{1,3}}[ .-]?(?:\(\d{{1,5}}\)[ .-]?)?{_PHONE_REST}({{G}})")
 PAREN_RULE = ("PHONE__enparen", rf"(?<![\w.+/:-]\()\d{{1,5}}\)[ .-]?{_PHONE_REST}({{G}})")
-CAPITAL_RULE = ("ID__encap", r"[A-Za-z]{0,5}[-#]?\d[A-Za-z0-9]*(?:-[A-Za-z0-9]+)*(?![\w-])({G})")
-GENERIC = ("ID__en", "ID__encap")
+# Five digits or more glued to letters (yo0047868, chartMRN04857211), a branch of the main pattern after each
+# digit (DIGIT is replaced by it): the engine reaches every digit anyway; `_ok_glued` reads the letters before it.
+GLUED_RULE = ("ID__englued", r"(?<=[A-Za-z]DIGIT)\d{4,}[A-Za-z0-9]*(?![\w-])({G})")  # after DIGIT
+# Possessive repeats: tried after every capital letter, so a failure must not backtrack letter by letter (the
+# letters given back could never be the digit or the boundary that follows).
+CAPITAL_RULE = ("ID__encap", r"[A-Za-z]{0,5}+[-#]?\d[A-Za-z0-9]*+(?:-[A-Za-z0-9]++)*+(?![\w-])({G})")
+GENERIC = ("ID__en", "ID__encap", "ID__englued")
 
 _PHONE_CUE = re.compile(r"(?i:phone|tel|telephone|call|fax|mobile|cell|contact|pager|reach|#|no\.?|number)[ \t:.#]*$")
 _DATE_SHAPE = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
@@ -622,6 +654,19 @@ def _ok_capital(text: str, s: int, e: int) -> _Result:
     return _ok_ident(text, s, e)
 
 
+def _ok_glued(text: str, s: int, e: int) -> _Result:
+    """An identifier that starts with letters glued to its digits: the whole token if the letters are few
+    (yo0047868), else the digits (a word glued to a number: chartMRN04857211)."""
+    k = s
+    while k > 0 and s - k < 24 and text[k - 1].isascii() and text[k - 1].isalpha():
+        k -= 1
+    if k > 0 and (text[k - 1].isalnum() or text[k - 1] in "_-"):
+        return None
+    if text[k:s].lower() in ("x", "q", "rr", "hr", "bp", "spo", "sp"):
+        return None  # x10000, q12345 read as a count or a vital sign
+    return (k if s - k <= 4 else s), e, "ID"
+
+
 def _ok_date(text: str, s: int, e: int) -> _Result:
     while text[e - 1] in " \t,":
         e -= 1
@@ -643,6 +688,7 @@ CHECKS = {
     "PHONE__enparen": lambda t, s, e: _ok_phone(t, s, e, paren=True),
     "ID__en": _ok_ident,
     "ID__encap": _ok_capital,
+    "ID__englued": _ok_glued,
 }
 
 
@@ -855,6 +901,117 @@ _ADDR_CUE = re.compile(r"(?:(?<![\w])(?:at|on|to|of|is|near|and|address|Address)
 _COUNTRY_CODE = re.compile(rf"((?:[ \t]+{_TOK}){{0,2}})[ \t]+(\d{{4,6}}(?:[ -]\d{{2,3}})?)[ \t]*(?=\n|$)")
 
 
+# What a person has: "Marina's address", "Lee's song" (not "Crohn's disease", "the patient's address").
+_BELONGINGS = frozenset((
+    "address", "phone", "number", "email", "house", "home", "place", "car", "kid", "kids", "children", "wife",
+    "husband", "son", "daughter", "mother", "father", "brother", "sister", "family", "partner", "boyfriend",
+    "girlfriend", "friend", "birthday", "account", "song", "novel", "book", "office", "apartment", "flat"))
+_TOKEN_BEFORE = re.compile(rf"(?:^|(?<=[^\w'’-])){_TOK}$")
+_WORD_AFTER = re.compile(r"[a-z]+")
+
+
+def _possessive_names(text: str, out: _Raw) -> None:
+    """A capitalised personal name (or a word no list knows) before "'s" and a belonging is a NAME."""
+    i = text.find("'s ")
+    while i >= 0:
+        w = _WORD_AFTER.match(text, i + 3)
+        if w is not None and w.group() in _BELONGINGS:
+            t = _TOKEN_BEFORE.search(text, max(0, i - 30), i)
+            if t is not None and len(t.group()) > 1 and not t.group().isupper() \
+                    and _kind(t.group()) in (None, "n", "g", "w") and _fold(t.group()) not in _CUE_WORDS:
+                out.append((t.start(), i, 1, "NAME"))
+        i = text.find("'s ", i + 1)
+
+
+_LOWER_TITLE = re.compile(rf"(?<![\w.])(?:mr|mrs|ms|dr)\.[ \t]+({_TOK}(?:[ \t]+{_TOK}){{0,2}})")
+_NUMBER_BEFORE = re.compile(r"\d[ \t]*$")
+
+
+def _lower_titles(text: str, out: _Raw) -> None:
+    """A name after a title written in lower case (with ms. Alma), not after a number (430 ms. Ejection)."""
+    for end in ("s. ", "r. "):  # found with str.find: "Dr. " is frequent, "dr. " is not
+        i = text.find(end, 1)
+        while i >= 0:
+            c = text[i - 1]
+            if c == "m" or c == "d" or (c == "r" and i >= 2 and text[i - 2] == "m"):  # ms. mr. dr. / mrs.
+                m = _LOWER_TITLE.match(text, i - 1 if c != "r" else i - 2)
+                if m is not None:
+                    _lower_title(text, m, out)
+            i = text.find(end, i + 1)
+
+
+def _lower_title(text: str, m: re.Match[str], out: _Raw) -> None:
+    if not _NUMBER_BEFORE.search(text, max(0, m.start() - 3), m.start()):
+        end = m.start(1)
+        for t in _FIRST_TOKEN.finditer(text, m.start(1), m.end(1)):
+            if len(t.group()) < 2 or _kind(t.group()) == "s" or _is_caps(t.group()):
+                break
+            end = t.end()
+        if end > m.start(1):
+            out.append((m.start(1), end, 1, "NAME"))
+
+
+def _subjects(text: str, toks: set[str], out: _Raw) -> None:
+    """A first name or unknown word as the subject of a verb of speech (or, if unknown and long, of "is"/"was")."""
+    n = len(text)
+    for tok in toks:
+        i = text.find(tok)
+        while i >= 0:
+            j = i + len(tok)
+            if j < n and text[j] == " " and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] in "-'’")):
+                m = _SPEECH_AFTER.match(text, j)
+                if m is not None and (m.group("be") is None or tok in _UNKNOWN):
+                    out.append((i, j, 1, "NAME"))
+            i = text.find(tok, i + 1)
+
+
+_PREP_BEFORE = re.compile(r"(?<![\w])(?:in|to|near|[Ww]here:)[ \t]+$")
+_UNKNOWN_RUN = re.compile(rf"(?:[ \t]+{_TOK}(?![\w]))*")
+
+
+def _cued_places(text: str, toks: set[str], out: _Raw) -> None:
+    """A word no list knows after "in", "to", "near", "Where:" is a place (year in Noville, returned to
+    GRUTNESS), with the unknown words after it (Chandrexa de Queixa stops at "de")."""
+    n = len(text)
+    for tok in toks:
+        i = text.find(tok)
+        while i >= 0:
+            j = i + len(tok)
+            if (i == 0 or not text[i - 1].isalnum()) and (j >= n or not (text[j].isalnum() or text[j] == "_")) \
+                    and _PREP_BEFORE.search(text, max(0, i - 8), i):
+                run = _UNKNOWN_RUN.match(text, j)
+                if run is not None and run.end() > j:
+                    for w in _FIRST_TOKEN.finditer(text, j, run.end()):
+                        if _kind(w.group()) is not None:
+                            break
+                        j = w.end()
+                out.append((i, j, 1, "LOCATION"))
+            i = text.find(tok, i + 1)
+
+
+_CITY_LINE = re.compile(rf"[^\w\n]*({_TOK}(?:[ \t]+{_TOK}){{0,3}})[ \t]*")
+_COUNTRY_LINE = re.compile(rf"((?:[ \t]+{_TOK}){{0,2}})(?:[ \t]+\(\w+\)|[ \t]+\d{{4,6}})?[ \t]*(?=\n|$)")
+
+
+def _line_before_country(text: str, heads: list[str], out: _Raw) -> None:
+    """The line before a line that is a country (with its postcode) is a place: an address block's city
+    (Gudhjem / Denmark, HARSTAD / Norway 32045), unless its words are all plain words."""
+    for tok in heads:
+        i = text.find(tok)
+        while i >= 0:
+            k = text.rfind("\n", 0, i)
+            m = _COUNTRY_LINE.match(text, i + len(tok))
+            if k > 0 and m is not None and not any(c.isalnum() for c in text[k + 1:i]) \
+                    and _fold(" ".join((tok + m.group(1)).split())) in _COUNTRY:
+                k0 = text.rfind("\n", 0, k) + 1
+                c = _CITY_LINE.fullmatch(text, k0, k)
+                if c is not None:
+                    words = c.group(1).split()
+                    if _fold(c.group(1)) in _PLACE or any(_kind(w) != "s" for w in words):
+                        out.append((c.start(1), c.end(1), 1, "LOCATION"))
+            i = text.find(tok, i + 1)
+
+
 def _country_codes(text: str, caps: list[str], out: _Raw) -> None:
     """A postcode after a country at the end of a line (Norway 32045)."""
     for tok in caps:
@@ -899,16 +1056,23 @@ def _ips(text: str, out: _Raw) -> None:
 
 def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     """Append the detections of one English note to out: (start, end, priority, type)."""
-    gate, month = _names(text, out, uncertain_names)
+    gate, months = _names(text, out, uncertain_names)
     _intro_names(text, out)
-    if month:
-        for m in _DATE_MON_RX.finditer(text):
-            s = m.start()
+    for w in months:
+        # Matched only where a month word stands (str.find), not by a search through the whole note.
+        s = text.find(w)
+        while s >= 0:
             if s == 0 or not (text[s - 1].isalnum() or text[s - 1] in "_/.-"):
-                e = m.end()
-                while text[e - 1] in " \t,":
-                    e -= 1
-                out.append((s, e, 1, "DATE"))
+                m = _DATE_MON_RX.match(text, s)
+                if m is not None:
+                    e = m.end()
+                    while text[e - 1] in " \t,":
+                        e -= 1
+                    out.append((s, e, 1, "DATE"))
+            s = text.find(w, s + 1)
+    if "'s " in text:
+        _possessive_names(text, out)
+    _lower_titles(text, out)
     for abbr in ("ul.", "av.", "bd.", "zip code", "postal code", "postcode"):  # ul. Paderewskiego 35, zip code 86300
         if abbr in text:
             gate.append(abbr)

@@ -57,15 +57,16 @@ _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 
 
 def _load() -> tuple[frozenset[str], ...]:
-    sets: dict[str, set[str]] = {k: set() for k in "Ppawngt"}
+    sets: dict[str, set[str]] = {k: set() for k in "Ppawngtux"}
     raw = resources.files("medspace.deid").joinpath("data/zh_vocab.txt.gz").read_bytes()
     for line in gzip.decompress(raw).decode("utf-8").splitlines():
         if line and line[0] != "#":
             sets[line[0]].add(line[2:])
-    return tuple(frozenset(sets[k]) for k in "Ppawngt")
+    return tuple(frozenset(sets[k]) for k in "Ppawngtux")
 
 
-PLACES, PLACE_SHORT, PLACE_AMBIGUOUS, WORDS, MAYBE_NAMES, GIVEN_CHARS, TRANSLIT_CHARS = _load()
+(PLACES, PLACE_SHORT, PLACE_AMBIGUOUS, WORDS, MAYBE_NAMES, GIVEN_CHARS, TRANSLIT_CHARS, LOOSE_TRANSLIT,
+ TRANSLIT_WORDS) = _load()
 # Provinces are matched too, and skipped: otherwise a place across a province's end hides the one after it
 # (南开 in 河南开封市).
 _PROVINCE_NAMES = frozenset(L.CN_PROVINCES) | frozenset(p + "省" for p in L.CN_PROVINCES)
@@ -443,10 +444,49 @@ def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
                 out.append((s, e, 1, "NAME"))
     for m in _TR_RUN.finditer(text):
         s, e = m.span()
-        if any(a < e and s < b for a, b in busy):
-            continue
+        if any(a < e and s < b for a, b in busy) or text[s:e] in TRANSLIT_WORDS:
+            continue  # a country or a transliterated word (伊拉克, 卢森堡)
         if text.endswith(_TR_LEFT, 0, s) or text.startswith(_RIGHT_WORDS, e):
             out.append((s, e, 1, "NAME"))
+            busy.append((s, e))
+    for m in _LOOSE_RUN.finditer(text):
+        s, e = m.span()
+        # A span inside the run (阿尔希 of 阿尔希波夫 after 患者) does not stop it.
+        if _loose_name(text, s, e) and not any(a < e and s < b and not s <= a < b <= e for a, b in busy):
+            out.append((s, e, 1, "NAME"))
+
+
+# A foreign name without a title (克林顿, 阿尔希波夫): three characters or more of transliteration, two at least
+# of the stricter class, between a boundary (punctuation, a function character, a title) and a boundary or a
+# verb of speech or action.
+_LOOSE_RUN = re.compile(f"[{_TR}{''.join(sorted(LOOSE_TRANSLIT))}]{{3,8}}")
+_TR_FUNC_LEFT = frozenset("在和与同及对向被把给由据的是了让请称、")
+_TR_FUNC_RIGHT = frozenset("在和与同及对向将已也还曾则等的是说称了被把为就又都所并今昨明前后日月一")
+_TR_VERBS = ("表示", "指出", "会见", "会晤", "访问", "抵达", "举行", "认为", "强调", "宣布", "出席", "参加", "接受",
+             "回忆", "主持", "发表", "会谈", "一行", "访华", "来华", "率领")
+# Drug names are transliterations too (美托洛尔, 卡托普利, 阿莫西林, 氯吡格雷): their stems end the run.
+_DRUG_ENDS = ("洛尔", "普利", "西林", "沙坦", "地平", "拉唑", "他汀", "替丁", "格雷", "霉素", "昔布", "曲坦", "司琼",
+              "西泮", "唑仑", "沙星", "米特", "尼特", "卡因", "洛芬", "吗啡", "布芬", "格列", "多巴", "培南", "泊坦",
+              "替尼", "单抗", "拉明", "芬太尼", "利特", "罗定", "那韦", "韦林", "替定", "托品", "利林", "塔林")
+# An eponym of a disease, a sign or a test (帕金森病, 阿尔茨海默病, 克罗恩病, 巴宾斯基征) is no patient's name.
+_EPONYM_NEXT = ("病", "症", "征", "氏", "综合", "淋巴", "瘤", "定律", "效应", "猜想", "系数", "试验", "手术", "反射",
+                "现象", "分类", "分级", "评分", "量表", "指数", "奖", "式", "型", "杆菌", "菌", "病毒", "管", "囊",
+                "细胞", "法", "定理", "方程", "常数", "主义",
+                # a people, a language, a team, a place (伊拉克人, 桑戈语)
+                "人", "语", "队", "族", "岛", "港", "湾", "市", "州")
+
+
+def _loose_name(text: str, s: int, e: int) -> bool:
+    run = text[s:e]
+    core = sum(c in TRANSLIT_CHARS for c in run)
+    if core < 2 or 2 * core < len(run) or run in TRANSLIT_WORDS or run in WORDS or run.endswith(_DRUG_ENDS):
+        return False
+    if text.startswith(_EPONYM_NEXT, e) or text.startswith(_DRUG_ENDS, e - 1):
+        return False
+    left = (s == 0 or not _is_han(text[s - 1]) or text[s - 1] in _TR_FUNC_LEFT or text.endswith(_TR_LEFT, 0, s))
+    right = (e == len(text) or not _is_han(text[e]) or text[e] in _TR_FUNC_RIGHT
+             or text.startswith(_TR_VERBS, e) or text.startswith(_RIGHT_WORDS, e))
+    return left and right
 
 
 def detect_zh(text: str, out: _Raw, uncertain_names: bool = False) -> None:
