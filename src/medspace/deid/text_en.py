@@ -34,13 +34,13 @@ from __future__ import annotations
 import gzip
 import ipaddress
 import re
-import unicodedata
 from importlib import resources
 from typing import Any
 
 import phonenumbers
 
 from medspace.deid import text_lexicon as L
+from medspace.deid.word_fold import fold_word
 
 _Raw = list[tuple[int, int, int, str]]
 
@@ -101,16 +101,7 @@ for _w in L.NON_NAME_WORDS:
 _EPONYM_HEAD = re.compile(r"(?:'s)?[ \t]+(?i:disease|syndrome|sign|test|score|scale|criteria|classification|procedure"
                           r"|operation|maneuver|manoeuvre|reflex|phenomenon|palsy|disorder|lymphoma|tumou?r|ulcer"
                           r"|fracture|equation|formula|catheter|tube|needle|stain|view|position|index)(?![\w])")
-# As bench/build_en_vocab.py folds: letters that Unicode does not decompose (Łódź -> lodz).
-_STRIP = str.maketrans({"ł": "l", "ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "đ": "d", "þ": "th", "ð": "d",
-                        "ı": "i", "’": "'"})
-
-
-def _fold(tok: str) -> str:
-    w = tok.lower()
-    if not w.isascii():
-        w = "".join(c for c in unicodedata.normalize("NFKD", w.translate(_STRIP)) if not unicodedata.combining(c))
-    return w
+_fold = fold_word  # as bench/build_en_vocab.py folds the words of the list
 
 
 _TITLES = ("mr", "mrs", "ms", "miss", "mx", "dr", "dra", "prof", "mister", "madam", "madame", "mme", "mlle",
