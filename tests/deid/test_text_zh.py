@@ -293,3 +293,64 @@ def test_foreign_names_without_a_title(note: str, name: str) -> None:
 ])
 def test_drugs_eponyms_and_countries_are_no_foreign_names(note: str) -> None:
     assert "[NAME]" not in T.scrub(note, "zh")
+
+
+# --- round 6: cities abroad, streets and villages without a place before them ---
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("患者近期在纽约旅居。", "纽约"),
+    ("1月3日前往莫斯科。", "莫斯科"),
+    ("患者来自雅加达，发热3天。", "雅加达"),
+    ("半月前飞往马尼拉。", "马尼拉"),
+    ("会议在伊斯坦布尔举行。", "伊斯坦布尔"),
+    ("上月飞往萨拉克斯。", "萨拉克斯"),  # not listed: a transliteration run after a verb of travel
+])
+def test_a_city_abroad_with_a_place_context(note: str, value: str) -> None:
+    _found(note, value, "LOCATION")
+
+
+def test_the_travel_rule_is_not_the_city_list() -> None:
+    assert "萨拉克斯" not in Z.FOREIGN_CITIES and "莫斯科" in Z.FOREIGN_CITIES
+
+
+@pytest.mark.parametrize("note", [
+    "莫斯科说他不同意。",  # no place context: a city name alone is not replaced as a place
+    "东京审判的历史。",
+    "雅加达尔表示同意。",
+])
+def test_a_city_abroad_without_a_place_context_is_no_location(note: str) -> None:
+    assert not [s for s in T.detect(note, "zh") if s.type == "LOCATION"]
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("家住笋岗路3号，诉头痛。", "笋岗路"),
+    ("笋岗路12号楼302室。", "笋岗路"),
+    ("患者位于沙湾街的住所。", "沙湾街"),
+])
+def test_a_street_without_a_place_before_it(note: str, value: str) -> None:
+    # The address rules may take the street with its number (ADDRESS): either way it is replaced.
+    assert value not in T.scrub(note, "zh")
+
+
+@pytest.mark.parametrize("note", [
+    "患者在公路上摔倒。", "在回家路上跌倒。", "在这条路上行走时胸痛。", "在马路边晕倒。", "一路走来。",
+    "在胡同里摔倒。",
+])
+def test_roads_in_ordinary_text_stay(note: str) -> None:
+    assert T.scrub(note, "zh") == note
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("如今的双泾村，已成为文明小区。", "双泾村"),
+    ("患者常去邻近的柏溪镇赶集。", "柏溪镇"),
+])
+def test_a_village_after_ordinary_text(note: str, value: str) -> None:
+    _found(note, value, "LOCATION")
+
+
+@pytest.mark.parametrize("note", [
+    "建设新农村。", "发展乡镇企业。", "城镇居民医保。", "给予镇静治疗。", "患者回乡后发热。", "全国文明村镇。",
+])
+def test_ordinary_words_with_village_suffixes_stay(note: str) -> None:
+    assert T.scrub(note, "zh") == note

@@ -142,7 +142,9 @@ def _is_caps(tok: str) -> bool:
 
 def _place_in(toks: list[tuple[int, int, str]], places: set[str]) -> tuple[int, int] | None:
     """The longest stretch of the run's tokens (up to four) that is a place name: (first, last+1) indices."""
-    folded = [_fold(t[2]) for t in toks]
+    folded = [t[2].lower() for t in toks]  # what _fold gives for ASCII tokens, without a call per token
+    if not "".join(folded).isascii():
+        folded = [_fold(t[2]) for t in toks]
     if _PLACE_WORDS.isdisjoint(folded):
         return None  # no token is a word of any place name
     n = len(toks)
@@ -409,7 +411,7 @@ def _intro_after(text: str, phrase: str, strong: bool, out: _Raw) -> None:
 
 
 def _classify_run(toks: list[tuple[int, int, str]], out: _Raw, uncertain: bool) -> None:
-    caps = all(_is_caps(t) for _, _, t in toks)
+    caps = all(len(t) > 1 and t.isupper() for _, _, t in toks)  # _is_caps, inlined
     # A one-letter token is an initial (Brenda P Lemon): part of a name between its other parts.
     kinds = [_kind(t) if len(t) > 1 else "i" for _, _, t in toks]
     if len(toks) == 1 and kinds[0] == "s":
@@ -661,7 +663,8 @@ def _ok_glued(text: str, s: int, e: int) -> _Result:
 def _ok_date(text: str, s: int, e: int) -> _Result:
     while text[e - 1] in " \t,":
         e -= 1
-    the = _THE.search(text, max(0, s - 8), s)
+    # "the" before a date is part of it; searched for only where it stands (str.find first).
+    the = _THE.search(text, max(0, s - 8), s) if text.find("the", max(0, s - 8), s) >= 0 else None
     return (the.start() if the else s), e, "DATE"
 
 
@@ -855,6 +858,9 @@ def _grow_right(text: str, e: int) -> int:
 
 
 _GROW_RUN = re.compile(rf"{_TOKX}(?:[ \t]+(?:(?:de|del|la|da|do|dos|di|du|y|van|von|am|an|sur)[ \t]+)?{_TOKX}){{1,3}}")
+# What must stand just before a position for a pattern ending in "[ \t]+$" to match there ("$" also matches
+# before a newline that ends the searched window).
+_BLANK_NL = frozenset(" \t\n")
 # "corner of X and Y" is the address of an intersection; "the" before it is not part of it.
 _CORNER_BEFORE = re.compile(r"corner[ \t]+of[ \t]+$")
 _AND_BEFORE = re.compile(rf"(?:^|(?<=[\s:]))({_TOKX})[ \t]+and[ \t]+$")
@@ -872,14 +878,18 @@ def _grow(text: str, out: _Raw) -> None:
             continue
         done.add((s, e))
         s0 = s
-        m = _NUM_BEFORE.search(text, max(0, s - 10), s)
+        # Each look-back below ends in blanks: searched only where a blank (or a newline) stands before s.
+        m = _NUM_BEFORE.search(text, max(0, s - 10), s) if s > 0 and text[s - 1] in _BLANK_NL else None
         if m is not None:
             s = m.start()  # the building number before a street number or a P.O. Box (927 P.O. Box 50)
-        m = _CORNER_BEFORE.search(text, max(0, s - 16), s)
+        m = _CORNER_BEFORE.search(text, max(0, s - 16), s) \
+            if s > 0 and text[s - 1] in _BLANK_NL and text.find("corner", max(0, s - 16), s) >= 0 else None
         if m is not None:
             s = m.start()
         else:
-            m = _AND_BEFORE.search(text, max(0, s - 40), s)
+            # Searched only where "and" stands in the window (few addresses follow a cross street).
+            m = _AND_BEFORE.search(text, max(0, s - 40), s) \
+                if s > 0 and text[s - 1] in _BLANK_NL and text.find("and", max(0, s - 40), s) >= 0 else None
             if m is not None and _kind(m.group(1)) != "s":
                 s = m.start()  # a cross street: Kerman and 3240 Meadow Drive
         e2 = _address_end(text, _grow_right(text, e))
@@ -969,7 +979,7 @@ def _cued_places(text: str, toks: set[str], out: _Raw) -> None:
         while i >= 0:
             j = i + len(tok)
             if (i == 0 or not text[i - 1].isalnum()) and (j >= n or not (text[j].isalnum() or text[j] == "_")) \
-                    and _PREP_BEFORE.search(text, max(0, i - 8), i):
+                    and i > 0 and text[i - 1] in _BLANK_NL and _PREP_BEFORE.search(text, max(0, i - 8), i):
                 run = _UNKNOWN_RUN.match(text, j)
                 if run is not None and run.end() > j:
                     for w in _FIRST_TOKEN.finditer(text, j, run.end()):
@@ -991,8 +1001,10 @@ def _line_before_country(text: str, heads: list[str], out: _Raw) -> None:
         i = text.find(tok)
         while i >= 0:
             k = text.rfind("\n", 0, i)
-            m = _COUNTRY_LINE.match(text, i + len(tok))
-            if k > 0 and m is not None and not any(c.isalnum() for c in text[k + 1:i]) \
+            # The cheap test first: most occurrences do not start their line.
+            m = _COUNTRY_LINE.match(text, i + len(tok)) if k > 0 and not any(c.isalnum() for c in text[k + 1:i]) \
+                else None
+            if m is not None \
                     and _fold(" ".join((tok + m.group(1)).split())) in _COUNTRY:
                 k0 = text.rfind("\n", 0, k) + 1
                 c = _CITY_LINE.fullmatch(text, k0, k)
@@ -1045,6 +1057,10 @@ def _ips(text: str, out: _Raw) -> None:
         i = text.find(":", i + 1)
 
 
+_TWO_COLONS = re.compile(r":[0-9A-Fa-f]*:")
+_ABBR_CUES = ("ul.", "av.", "bd.", "zip code", "postal code", "postcode")
+
+
 def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     """Append the detections of one English note to out: (start, end, priority, type)."""
     gate, months = _names(text, out, uncertain_names)
@@ -1064,7 +1080,8 @@ def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     if "'s " in text:
         _possessive_names(text, out)
     _lower_titles(text, out)
-    for abbr in ("ul.", "av.", "bd.", "zip code", "postal code", "postcode"):  # ul. Paderewskiego 35, zip code 86300
+    # ul. Paderewskiego 35, zip code 86300; the three "code" cues only where "code" occurs (few notes).
+    for abbr in _ABBR_CUES if "code" in text else _ABBR_CUES[:3]:
         if abbr in text:
             gate.append(abbr)
     if gate:
@@ -1074,5 +1091,5 @@ def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     if "corner of" in text:
         for m in _CORNER.finditer(text):
             out.append((m.start(), m.end(), 1, "ADDRESS"))
-    if ":" in text:
+    if ":" in text and _TWO_COLONS.search(text) is not None:  # an IPv6 address has two colons in a hex run
         _ips(text, out)

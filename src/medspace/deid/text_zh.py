@@ -57,20 +57,21 @@ _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 
 
 def _load() -> tuple[frozenset[str], ...]:
-    sets: dict[str, set[str]] = {k: set() for k in "Ppawngtux"}
+    sets: dict[str, set[str]] = {k: set() for k in "Ppawngtuxf"}
     raw = resources.files("medspace.deid").joinpath("data/zh_vocab.txt.gz").read_bytes()
     for line in gzip.decompress(raw).decode("utf-8").splitlines():
         if line and line[0] != "#":
             sets[line[0]].add(line[2:])
-    return tuple(frozenset(sets[k]) for k in "Ppawngtux")
+    return tuple(frozenset(sets[k]) for k in "Ppawngtuxf")
 
 
 (PLACES, PLACE_SHORT, PLACE_AMBIGUOUS, WORDS, MAYBE_NAMES, GIVEN_CHARS, TRANSLIT_CHARS, LOOSE_TRANSLIT,
- TRANSLIT_WORDS) = _load()
+ TRANSLIT_WORDS, FOREIGN_CITIES) = _load()
 # Provinces are matched too, and skipped: otherwise a place across a province's end hides the one after it
 # (南开 in 河南开封市).
 _PROVINCE_NAMES = frozenset(L.CN_PROVINCES) | frozenset(p + "省" for p in L.CN_PROVINCES)
-_PLACES_AC = ahocorasick_rs.AhoCorasick(sorted(PLACES | PLACE_SHORT | PLACE_AMBIGUOUS | _PROVINCE_NAMES),
+_PLACES_AC = ahocorasick_rs.AhoCorasick(sorted(PLACES | PLACE_SHORT | PLACE_AMBIGUOUS | _PROVINCE_NAMES
+                                               | FOREIGN_CITIES),
                                         matchkind=ahocorasick_rs.MatchKind.LeftmostLongest)
 # What makes a place that is also an ordinary word (新建, 城区, 大连: see bench/build_zh_vocab.py) a place: a
 # province or another place right before it, a word of place or motion before it, a word of people or area
@@ -81,6 +82,10 @@ _CTX_BEFORE = ("来自", "家住", "住在", "现住", "居住", "籍贯", "户�
                "离开", "来到")
 _CTX_AFTER = ("人", "籍", "市民", "市区", "地区", "一带", "境内", "街头", "港", "站", "机场", "等地", "市委", "县委",
               "区委", "市政府", "县政府", "区政府", "考察", "访问", "举行", "召开", "电", "讯")
+# A city abroad (纽约, 莫斯科: GeoNames) counts with these too: a word of travel before it, or 市 or the time of
+# the place after it.
+_CITY_BEFORE = (*_CTX_BEFORE, "访问", "飞往", "赴", "前往", "转往", "驻")
+_CITY_AFTER = (*_CTX_AFTER, "市", "时间", "当地")
 
 
 # Full-width digits, letters and the punctuation of numbers (．－／＋＠＃) map one-to-one to ASCII: a note is
@@ -125,6 +130,9 @@ def _find_places(text: str, out: _Raw) -> None:
                   or text.endswith(_PROVINCE_ENDS, 0, s) or text.endswith(_CTX_BEFORE, 0, s))
         if w in PLACE_AMBIGUOUS and not (before or text.startswith(_CTX_AFTER, e)):
             continue
+        if w in FOREIGN_CITIES and not (before or text.endswith(_CITY_BEFORE, 0, s)
+                                        or text.startswith(_CITY_AFTER, e)):
+            continue
         # A short form must not be half of an ordinary word with a neighbour (三明 in 三明治), unless that
         # neighbour is part of a word on its other side (省会长春, 济南军区, 成都督战); a word of place before it
         # outweighs one it would form with the character before (自大 in 来自大连).
@@ -151,6 +159,46 @@ _TOWN_CUES = ("来自", "家住", "住在", "现住", "居住", "住址", "地�
 _NOT_AFTER = {"镇": ("静", "痛", "定", "咳", "吐", "压"), "乡": ("村", "镇", "下", "亲"), "村": ()}
 _GROUP = re.compile(r"[一二三四五六七八九十\d]{1,3}组")
 _NOT_TOWN = frozenset(("农村", "乡村", "城乡", "家乡", "故乡", "下乡", "新村", "城镇", "乡镇", "村镇", "市镇"))
+
+
+# A street with no place before it (笋岗路): one to three characters and 路, 街, 大道, 大街, 巷 or 胡同 after a word
+# of address (在, 位于, 家住, 地址) or before a house number (3号, 号楼); its name no ordinary word (在公路上,
+# 在回家路上).
+_ST_SUFFIX = "(?:大道|大街|胡同|路|街|巷)"
+_ST_NAME = f"[{_HAN}]{{1,3}}?{_ST_SUFFIX}(?![{_HAN}]?(?:口|头|边|上|灯|面|线|费|况|道|段|旁|过|走))"
+_STREET_CUE_RX = re.compile(f"(?:位于|家住|现住|住址|地址|住在|在|住)[:：]?({_ST_NAME})")
+_STREET_NO_RX = re.compile(f"([{_HAN}]{{1,3}}{_ST_SUFFIX})(?=[0-9一二三四五六七八九十百]+号)")
+_ST_FUNC = frozenset("个这那每各全本该此多是了到由将把被和与及或的在为对从听使后我你他她它们其都即"
+                     "着条段上下里内外边旁附近一二三四五六七八九十")
+
+
+def _find_streets(text: str, out: _Raw, taken: list[tuple[int, int]]) -> None:
+    if not any(c in text for c in "路街巷同"):
+        return
+    busy = sorted(taken)
+    for rx in (_STREET_CUE_RX, _STREET_NO_RX):
+        for m in rx.finditer(text):
+            s, e = m.span(1)
+            # Before a number the name starts where its first word does not reach back (沿着笋岗路3号).
+            while e - s > 2 and (text[s] in _ST_FUNC or text[s - 1:s + 1] in WORDS):
+                s += 1
+            name = text[s:e].removesuffix("大道").removesuffix("大街").removesuffix("胡同").rstrip("路街巷")
+            if (not name or not _ST_FUNC.isdisjoint(name) or name in WORDS or text[s:e] in WORDS
+                    or (text[e - 2:e] in WORDS and len(name) > 1 and text[s:e - 1] in WORDS)
+                    or _overlaps(busy, s, e)):
+                continue
+            out.append((s, e, 1, "LOCATION"))
+            bisect.insort(busy, (s, e))
+
+
+def _overlaps(spans: list[tuple[int, int]], s: int, e: int) -> bool:
+    """Whether [s, e) overlaps one of the sorted spans (each shorter than 64 characters, as places are)."""
+    k = bisect.bisect_left(spans, (s - 64, 0))
+    while k < len(spans) and spans[k][0] < e:
+        if spans[k][1] > s:
+            return True
+        k += 1
+    return False
 
 
 def _find_towns(text: str, out: _Raw, places: list[tuple[int, int]]) -> None:
@@ -202,13 +250,29 @@ def _town_at(text: str, i: int, ends: set[int]) -> tuple[int, int] | None:
         if strong or unit or s == 0 or not _is_han(text[s - 1]):
             start = s
             break
-    if start is None or text[start:i + 1] in _NOT_TOWN or text[i - 1:i + 1] in _NOT_TOWN:
+    if text[i - 1:i + 1] in _NOT_TOWN:
         return None
-    if not strong and (not _TOWN_FUNC.isdisjoint(text[start:i]) if unit else _phrase_town(text, start, i)):
-        return None
+    if start is None or text[start:i + 1] in _NOT_TOWN or (
+            not strong and (not _TOWN_FUNC.isdisjoint(text[start:i]) if unit else _phrase_town(text, start, i))):
+        return _bare_town(text, i)
     e = i + 1
     grp = _GROUP.match(text, e) if text[i] == "村" else None
     return start, grp.end() if grp else e
+
+
+def _bare_town(text: str, i: int) -> tuple[int, int] | None:
+    """A town or village of two characters after ordinary text (如今的双泾村): neither its name, nor the whole,
+    nor the name's last character with the suffix (农村, 乡镇), nor its first with the character before it is
+    an ordinary word."""
+    s = i - 2
+    if s < 0 or not (_is_han(text[s]) and _is_han(text[s + 1])):
+        return None
+    name = text[s:i]
+    if (not _TOWN_FUNC.isdisjoint(name) or name in WORDS or text[s:i + 1] in WORDS or text[i - 1:i + 1] in WORDS
+            or text[s - 1:s + 1] in WORDS or text.startswith(_SUFFIX_WORDS, i) or text[i:i + 2] in WORDS):
+        return None
+    grp = _GROUP.match(text, i + 1) if text[i] == "村" else None
+    return s, grp.end() if grp else i + 1
 
 
 # --- dates smaller than a year: a month, a day, or both (Safe Harbor removes all elements of a date but the
@@ -451,6 +515,9 @@ def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
             busy.append((s, e))
     for m in _LOOSE_RUN.finditer(text):
         s, e = m.span()
+        if _translit_city(text, s, e) and not any(a < e and s < b for a, b in busy):
+            out.append((s, e, 1, "LOCATION"))
+            continue
         # A span inside the run (阿尔希 of 阿尔希波夫 after 患者) does not stop it.
         if _loose_name(text, s, e) and not any(a < e and s < b and not s <= a < b <= e for a, b in busy):
             out.append((s, e, 1, "NAME"))
@@ -476,6 +543,19 @@ _EPONYM_NEXT = ("病", "症", "征", "氏", "综合", "淋巴", "瘤", "定律",
                 "人", "语", "队", "族", "岛", "港", "湾", "市", "州")
 
 
+# A transliteration run after a verb of travel or before 举行 (抵达哈博罗内, 在XX举行) is a city, not a person.
+_TR_CITY_BEFORE = ("到", "抵达", "访问", "来自", "赴", "前往", "飞往", "飞抵", "到达", "途经")
+_TR_CITY_AFTER = ("举行", "召开", "市", "时间")
+
+
+def _translit_city(text: str, s: int, e: int) -> bool:
+    run = text[s:e]
+    if (sum(c in TRANSLIT_CHARS for c in run) < 2 or run in TRANSLIT_WORDS or run in WORDS
+            or run.endswith(_DRUG_ENDS)):
+        return False
+    return text.endswith(_TR_CITY_BEFORE, 0, s) or text.startswith(_TR_CITY_AFTER, e)
+
+
 def _loose_name(text: str, s: int, e: int) -> bool:
     run = text[s:e]
     core = sum(c in TRANSLIT_CHARS for c in run)
@@ -499,6 +579,7 @@ def detect_zh(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     places = [(s, e) for s, e, _, _ in out[n0:]]
     _find_towns(text, out, places)
     taken += [(s, e) for s, e, _, _ in out[n0:]]
+    _find_streets(text, out, taken)
     _find_names(text, out, taken, uncertain_names)
     _find_foreign(text, out, taken)
     _spread_names(text, out)
