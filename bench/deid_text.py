@@ -1,7 +1,7 @@
 """Free-text scrubber benchmark on third-party labelled text: per-type recall and precision, over-scrubbing, speed.
 
     .venv/bin/python bench/deid_text.py [--corpus i2b2,deidgate,presidio,msra,pd98,synth] [--part dev|heldout|all]
-                                        [--known] [--misses N] [--runs 3] [--patients 2000]
+                                        [--known] [--uncertain] [--misses N] [--runs 3] [--patients 2000]
 
 Corpora (bench/phi_corpora; their docstrings give package, licence and label mapping): ``i2b2`` (Philter's
 i2b2-format gold notes), ``deidgate`` (deidgate's Safe Harbor seed set), ``presidio`` (presidio-evaluator's
@@ -39,14 +39,15 @@ DEFAULT_CORPORA = "i2b2,deidgate,presidio,msra,pd98,synth"
 CONTEXT = 40
 
 
-def predict(docs: Sequence[Doc], known: bool) -> list[list[tuple[int, int, str]]]:
+def predict(docs: Sequence[Doc], known: bool, uncertain: bool = False) -> list[list[tuple[int, int, str]]]:
     """The detector's spans for each document (with each document's known identifiers if `known`)."""
     kn = [d.known for d in docs] if known else None
     return [[(s.start, s.end, s.type) for s in spans]
-            for spans in T.detect_batch([d.text for d in docs], [d.lang for d in docs], kn)]
+            for spans in T.detect_batch([d.text for d in docs], [d.lang for d in docs], kn,
+                                        uncertain_names=uncertain)]
 
 
-def throughput(docs: Sequence[Doc], known: bool, runs: int) -> float:
+def throughput(docs: Sequence[Doc], known: bool, runs: int, uncertain: bool = False) -> float:
     """MB/s of UTF-8 text through scrub_batch per CPU second, best of runs."""
     texts = [d.text for d in docs]
     langs = [d.lang for d in docs]
@@ -55,7 +56,7 @@ def throughput(docs: Sequence[Doc], known: bool, runs: int) -> float:
     best = float("inf")
     for _ in range(runs):
         t0 = time.process_time()
-        T.scrub_batch(texts, langs, kn)
+        T.scrub_batch(texts, langs, kn, uncertain_names=uncertain)
         best = min(best, time.process_time() - t0)
     return size / best / 1e6 if best > 0 else float("inf")
 
@@ -109,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--part", default="dev", choices=PARTS)
     ap.add_argument("--known", action="store_true", help="also run record-aware, where a corpus has identifiers")
     ap.add_argument("--misses", type=int, default=0, metavar="N", help="print up to N missed spans per type (dev)")
+    ap.add_argument("--uncertain", action="store_true",
+                    help="the policy option [text] uncertain_names: every unknown capitalised word is a NAME")
     ap.add_argument("--runs", type=int, default=3, help="throughput runs (best of)")
     ap.add_argument("--patients", type=int, default=2000, help="synth corpus: patients per hospital")
     args = ap.parse_args(argv)
@@ -129,14 +132,15 @@ def main(argv: Sequence[str] | None = None) -> None:
               f"{sum(len(d.spans) for d in docs)} labelled spans, loaded in {time.perf_counter() - t0:.1f} s")
         modes = [False] + ([True] if args.known and any(d.known for d in docs) else [])
         for known in modes:
-            pred = predict(docs, known)
+            pred = predict(docs, known, args.uncertain)
             for lang in sorted({d.lang for d in docs}):
                 idx = [i for i, d in enumerate(docs) if d.lang == lang]
                 sub = [docs[i] for i in idx]
                 ev = evaluate([d.text for d in sub], [d.gold() for d in sub], [pred[i] for i in idx], src.judged)
-                mbps = throughput(sub, known, args.runs)
+                mbps = throughput(sub, known, args.runs, args.uncertain)
                 size = sum(len(d.text.encode()) for d in sub) / 1e6
-                mode = ", record-aware (known identifiers)" if known else ""
+                mode = (", record-aware (known identifiers)" if known else "") + (
+                    ", uncertain_names" if args.uncertain else "")
                 print_table(f"{name} [{lang}] {len(sub)} docs, {size:.3f} MB{mode}", ev, mbps)
                 if not known and name != "synth":
                     totals[lang] = totals.get(lang, Evaluation()) + ev
