@@ -993,7 +993,7 @@ def _scan_lower(text: str, out: _Raw) -> None:
     i = text.find(" by ")
     while i >= 0:
         for cue in _BY_CUES:
-            if text.startswith(cue, i + 4 - len(cue)) and cue not in hints:
+            if text.startswith(cue, i + 3 - len(cue)) and cue not in hints:
                 hints.append(cue)
         i = text.find(" by ", i + 1)
     for hint in hints:
