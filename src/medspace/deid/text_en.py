@@ -198,7 +198,8 @@ def _suspect(tok: str) -> bool:
     k = _kind(tok)
     if tok.isupper():  # an unknown word in capitals is an abbreviation, unless a place (TAMPERE)
         return k == "n" or (k != "s" and len(tok) >= 4 and _fold(tok) in _ANY_PLACE)
-    return k is None or k == "n" or (k != "s" and _fold(tok) in _ANY_PLACE)
+    # A name that is also a word (Brown, Grace) is looked at too: capitalised mid-sentence it is a name.
+    return k != "s"
 
 
 _SUSPECTS: dict[str, bool] = {}  # whether each capitalised token seen is a suspect (bounded)
@@ -305,7 +306,7 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
     # the station is on Brisas 2117); one character test first, as few runs are followed by a number.
     if e + 1 < len(text) and text[e] in " \t" and (text[e + 1].isdigit() or text[e + 1].islower()):
         st = _STREET_TAIL.match(text, e)
-        if st is not None and toks and toks[0][2] not in _MONTH_WORDS \
+        if st is not None and toks and toks[0][2] not in _MONTH_WORDS and _fold(toks[-1][2]) not in _COUNTRY \
                 and _ADDR_CUE.search(text, max(0, s - 12), s):
             out.append((s, st.end(), 1, "ADDRESS"))
             return
@@ -370,7 +371,7 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
         return
     if after in (" ", "\t", "'") and _EPONYM_HEAD.match(text, e):
         return  # Crohn disease, Babinski sign
-    _classify_run(toks, out, uncertain)
+    _classify_run(text, toks, out, uncertain)
 
 
 # Phrases that introduce a name: after the strong ones any capitalised word is taken (My name is Oskar),
@@ -410,7 +411,7 @@ def _intro_after(text: str, phrase: str, strong: bool, out: _Raw) -> None:
         i = text.find(phrase, i + 1)
 
 
-def _classify_run(toks: list[tuple[int, int, str]], out: _Raw, uncertain: bool) -> None:
+def _classify_run(text: str, toks: list[tuple[int, int, str]], out: _Raw, uncertain: bool) -> None:
     caps = all(len(t) > 1 and t.isupper() for _, _, t in toks)  # _is_caps, inlined
     # A one-letter token is an initial (Brenda P Lemon): part of a name between its other parts.
     kinds = [_kind(t) if len(t) > 1 else "i" for _, _, t in toks]
@@ -432,12 +433,39 @@ def _classify_run(toks: list[tuple[int, int, str]], out: _Raw, uncertain: bool) 
             piece.append(idx)
             continue
         if piece:
-            _name_piece([toks[i] for i in piece], [kinds[i] for i in piece], out, uncertain, caps)
+            _name_piece(text, [toks[i] for i in piece], [kinds[i] for i in piece], out, uncertain, caps,
+                        len(toks) == 1)
         piece = []
 
 
-def _name_piece(toks: list[tuple[int, int, str]], kinds: list[str | None], out: _Raw, uncertain: bool,
-                caps: bool) -> None:
+def _mid_sentence(text: str, a: int) -> bool:
+    """True if text[a] follows a word, number or comma of the same sentence (not a line or sentence start)."""
+    k = a - 1
+    while k >= 0 and text[k] in " \t":
+        k -= 1
+    return k >= 0 and (text[k].isalnum() or text[k] in ",–-")
+
+
+_QUOTES = frozenset("\"'“”‘’")
+# What a word alone is not followed by if it is a name: a dose (Zorbex 5 mg), a value (Temp 37.2), a year.
+_UNKNOWN_ALONE = re.compile(r"(?![ \t]*\d)")
+
+
+def _name_piece(text: str, toks: list[tuple[int, int, str]], kinds: list[str | None], out: _Raw,
+                uncertain: bool, caps: bool, alone: bool = False) -> None:
+    if alone and not caps:
+        # A capitalised word standing alone that no list holds as a common word: a name mid-sentence (says
+        # Brown, leave me Batirbek), and an unknown one anywhere (Antonsson began writing), unless quoted (a
+        # title) or a title word; we trade some precision for recall.
+        a, b, tok = toks[0]
+        k = kinds[0]
+        if len(tok) >= 3 and tok[1:].isalpha() and tok[1:].islower() and text[b:b + 1] not in _QUOTES \
+                and (len(tok) >= 5 if k is None else k in ("w", "g") and _mid_sentence(text, a)
+                     and _fold(tok) not in _PLACE and _fold(tok) not in _TITLE_SET) \
+                and _UNKNOWN_ALONE.match(text, b) is not None \
+                and ":" not in text[max(0, a - 2):a]:
+            out.append((a, b, 1, "NAME"))
+            return
     # A surname that is also a word (Brown) is a name only after another part of it, or right before a
     # personal name (Calan Stevenson); a given name that is also a word (Mark) only before another part.
     while toks and (kinds[0] == "i" or (kinds[0] == "w" and (len(kinds) < 2 or kinds[1] != "n"))):
