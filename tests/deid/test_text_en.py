@@ -377,3 +377,27 @@ def test_a_capitalised_name_alone_in_a_sentence(note: str, value: str) -> None:
 ])
 def test_a_capitalised_word_alone_that_is_no_name_stays(note: str) -> None:
     assert T.scrub(note, "en") == note
+
+
+@pytest.mark.parametrize(("note", "values"), [
+    ("The board thanked Halvorsen, Okonkwo and Long for their work.", ["Halvorsen", "Okonkwo", "Long"]),
+    ("Brennick and Jones were engineers.", ["Brennick", "Jones"]),
+])
+def test_names_in_a_list_joined_by_and(note: str, values: list[str]) -> None:
+    for v in values:
+        _removed(note, v, "NAME")
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("Seen with Marieke van der Berghe today.", "Marieke van der Berghe"),
+    ("Written by Johanna S. de Vries last year.", "Johanna S. de Vries"),
+    ("Referred by Thomas Whitfield III for review.", "Thomas Whitfield III"),
+    ("Krisztián Péter signed the form.", "Krisztián Péter"),
+])
+def test_names_with_particles_suffixes_and_word_given_names(note: str, value: str) -> None:
+    _removed(note, value, "NAME")
+
+
+def test_a_list_of_plain_words_stays() -> None:
+    note = "Aspirin, Heparin and Warfarin were held; Crohn and Parkinson disease ruled out."
+    assert T.scrub(note, "en") == note

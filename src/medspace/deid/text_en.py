@@ -418,6 +418,10 @@ def _classify_run(text: str, toks: list[tuple[int, int, str]], out: _Raw, uncert
     if len(toks) == 1 and kinds[0] == "s":
         return
     place = _place_in(toks, _PLACE)
+    if place is not None and place[1] - place[0] == 1 and len(toks) > 1 and not caps \
+            and any(k == "n" or (k is None and len(t) > 2) for (_, _, t), k in zip(toks, kinds, strict=True)
+                    if t != toks[place[0]][2]):
+        place = None  # one word of a personal name that is also a town (Radomir Horvatinčić)
     if place is not None:
         i, j = place
         out.append((toks[i][0], toks[j - 1][1], 1, "LOCATION"))
@@ -470,14 +474,16 @@ def _name_piece(text: str, toks: list[tuple[int, int, str]], kinds: list[str | N
     # personal name (Calan Stevenson); a given name that is also a word (Mark) only before another part.
     while toks and (kinds[0] == "i" or (kinds[0] == "w" and (len(kinds) < 2 or kinds[1] != "n"))):
         toks, kinds = toks[1:], kinds[1:]
-    while toks and (kinds[-1] == "i" or (kinds[-1] == "g" and "n" not in kinds)):
+    # Two given names that are also words (Royale Moïse) or an unknown word and one (Krisztián Péter) are a name.
+    pair = not caps and len(kinds) == 2 and kinds[1] == "g" and kinds[0] in ("g", None)
+    while toks and (kinds[-1] == "i" or (kinds[-1] == "g" and "n" not in kinds and not pair)):
         toks, kinds = toks[:-1], kinds[:-1]
     if not toks:
         return
     strong = kinds.count("n")
     unknown = kinds.count(None)
     # In capitals only a listed personal name with another word is a name (JOHN SMITH, not HPI or CBC).
-    ok = (strong >= 1 and len(toks) >= 2) if caps else (strong >= 1 or (unknown >= 1 and len(toks) >= 2))
+    ok = (strong >= 1 and len(toks) >= 2) if caps else (strong >= 1 or (unknown >= 1 and len(toks) >= 2) or pair)
     if ok:
         out.append((toks[0][0], toks[-1][1], 1, "NAME"))
     elif uncertain and not caps:
@@ -1089,6 +1095,52 @@ _TWO_COLONS = re.compile(r":[0-9A-Fa-f]*:")
 _ABBR_CUES = ("ul.", "av.", "bd.", "zip code", "postal code", "postcode")
 
 
+_PARTICLES = r"(?:van|von|de|da|di|del|della|der|den|du|le|la|ter|ten|bin|ibn|al)"
+_PARTICLE_RIGHT = re.compile(rf"(?:[ \t]+{_UPC}\.)?(?:[ \t]+{_PARTICLES}){{1,2}}[ \t]+{_TOK}(?![\w])")
+_PARTICLE_LEFT = re.compile(rf"(?:^|(?<=[^\w]))(?:[Vv]an|[Vv]on|[Dd]e|[Dd]a|[Dd]i|[Ll]e|[Ll]a)"
+                            rf"(?:[ \t]+{_PARTICLES})?[ \t]+$")
+_GENERATION = re.compile(r",?[ \t]+(?:Jr\.?|Sr\.?|II|III|IV)(?![\w])")
+_LIST_LEFT = re.compile(rf"(?:^|(?<=[^\w'’-]))((?:{_TOK},[ \t]+){{0,5}}{_TOK}),?[ \t]+$")
+_NAMELIKE = frozenset(("n", "w", "g", None))
+
+
+def _name_lists(text: str, out: _Raw) -> None:
+    """Capitalised words joined by commas and "and": all are names if one is a personal name and the others
+    may be (Kawashima and Perry), or if two are (Rosing, English and Dominguez)."""
+    i = text.find(" and ")
+    while i >= 0:
+        right = _FIRST_TOKEN.match(text, i + 5)
+        left = _LIST_LEFT.search(text, max(0, i - 120), i + 1) if right is not None else None
+        if right is not None and left is not None:
+            toks = [(m.start(), m.end(), m.group()) for m in _FIRST_TOKEN.finditer(text, left.start(1), left.end(1))]
+            toks.append((right.start(), right.end(), right.group()))
+            kinds = [_kind(t) if len(t) > 1 and not t.isupper() else "s" for _, _, t in toks]
+            named = sum(k == "n" or k is None for k in kinds)
+            end = right.end()
+            if (end >= len(text) or not text[end].isalnum()) and all(_fold(t) not in _PLACE for _, _, t in toks) \
+                    and ((named and all(k in _NAMELIKE for k in kinds)) or (len(toks) >= 3 and named >= 2)):
+                out.extend([(a, b, 1, "NAME") for a, b, t in toks if t not in _MONTH_WORDS])
+        i = text.find(" and ", i + 1)
+
+
+def _name_particles(text: str, out: _Raw) -> None:
+    """Grow each name over the particles and generational suffixes around it (Anthony van den Oord, van Gameren,
+    Philip Weöres III)."""
+    for n, (s, e, p, t) in enumerate(out):
+        if t != "NAME":
+            continue
+        m = _PARTICLE_RIGHT.match(text, e)
+        if m is not None:
+            e = m.end()
+        m = _GENERATION.match(text, e)
+        if m is not None:
+            e = m.end()
+        m = _PARTICLE_LEFT.search(text, max(0, s - 16), s)
+        if m is not None:
+            s = m.start()
+        out[n] = (s, e, p, t)
+
+
 def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     """Append the detections of one English note to out: (start, end, priority, type)."""
     gate, months = _names(text, out, uncertain_names)
@@ -1121,3 +1173,6 @@ def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
             out.append((m.start(), m.end(), 1, "ADDRESS"))
     if ":" in text and _TWO_COLONS.search(text) is not None:  # an IPv6 address has two colons in a hex run
         _ips(text, out)
+    if " and " in text:
+        _name_lists(text, out)
+    _name_particles(text, out)
