@@ -209,6 +209,7 @@ _UNKNOWN: set[str] = set()
 # First names that are also words (Sophia, Grace) and words no list knows: a NAME as the subject of a verb of
 # speech (Sophia shouted at John); an unknown one also before "is" or "was" (Motoko is from Osaka).
 _SUBJECTS: set[str] = set()
+_WEAK: set[str] = set()  # the suspects that are one only as names that are also words (Brown, Grace)
 _SPEECH_AFTER = re.compile(r"[ \t]+(?:said|says|shouted|asked|told|replied|whispered|yelled|wrote|explained|"
                            r"(?P<be>is|was))(?![\w])")
 
@@ -228,8 +229,11 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]
             _SUFFIXED.clear()
             _UNKNOWN.clear()
             _SUBJECTS.clear()
+            _WEAK.clear()
         for t in new:
             known[t] = sus = len(t) > 1 and _suspect(t)
+            if sus and _kind(t) in ("w", "g") and _fold(t) not in _ANY_PLACE:
+                _WEAK.add(t)
             if sus and t.lower().endswith(_SUFFIX_ENDS):
                 _SUFFIXED.add(t)
             if (len(t) >= 6 if t.isupper() else len(t) >= 5 and t[1:].islower()) and _kind(t) is None:
@@ -269,12 +273,16 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]
     seen: set[int] = set()
     n = len(text)
     for tok in suspects:
+        weak = tok in _WEAK
         i = text.find(tok)
         while i >= 0:
             j = i + len(tok)
+            # A name word that is also a common word leads to a run only mid-sentence or before another
+            # capitalised word (most of them start sentences: fewer runs to look at).
             if i not in seen and (i == 0 or not text[i - 1].isalnum()) \
                     and (j >= n or not (text[j].isalnum() or text[j] == "_")) \
-                    and not (closed and any([s <= i and j <= e for s, e in closed])):
+                    and not (closed and any([s <= i and j <= e for s, e in closed])) \
+                    and (not weak or _mid_sentence(text, i) or (text[j:j + 1] == " " and text[j + 1:j + 2].isupper())):
                 _run_at(text, i, j, seen, out, uncertain)
             i = text.find(tok, i + 1)
     return gate, month
@@ -1128,6 +1136,11 @@ def _name_particles(text: str, out: _Raw) -> None:
     Philip Weöres III)."""
     for n, (s, e, p, t) in enumerate(out):
         if t != "NAME":
+            continue
+        # One character test each side first: few names have a particle or suffix next to them.
+        c = text[e + 1:e + 2]
+        if not (c.islower() or c in "IJS" or (c.isupper() and text[e + 2:e + 3] == ".")) \
+                and not (s > 1 and text[s - 2].islower()):
             continue
         m = _PARTICLE_RIGHT.match(text, e)
         if m is not None:
