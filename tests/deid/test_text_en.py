@@ -401,3 +401,18 @@ def test_names_with_particles_suffixes_and_word_given_names(note: str, value: st
 def test_a_list_of_plain_words_stays() -> None:
     note = "Aspirin, Heparin and Warfarin were held; Crohn and Parkinson disease ruled out."
     assert T.scrub(note, "en") == note
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("She lived at 4733 40 avenue Maurice Ravel Suite 842 Lyon for years.", "4733 40 avenue Maurice Ravel Suite 842"),
+    ("Send it to 1162 P.O. Box 108\nHALDEN\n, ZZ\n 38298 please.", "1162 P.O. Box 108\nHALDEN\n, ZZ\n 38298"),
+    ("The title refers to Kuusikkotie 59 street in a small town.", "Kuusikkotie 59"),
+])
+def test_address_numbers_postcodes_and_streets_before_the_word_street(note: str, value: str) -> None:
+    _removed(note, value, "ADDRESS")
+
+
+def test_a_phone_line_after_an_address_is_no_postcode() -> None:
+    note = "12 Main Street\nSpringfield\n723 813 266 office"
+    spans = [s for s in T.detect(note, "en") if s.type == "ADDRESS"]
+    assert spans and "723" not in note[spans[0].start:spans[0].end]

@@ -573,7 +573,8 @@ _FIRST_TOKX = re.compile(_TOKX)
 _COUNTRY_HEADS = frozenset(f(c.split()[0]) for c in _COUNTRY for f in (str.capitalize, str.upper))
 _STREET_ABBR = frozenset(("ctra", "ul", "str", "pl", "av", "avda", "bd", "rua", "via", "calle"))
 _UNIT_AHEAD = r"(?:Apt|Apartment|Suite|Ste|Unit|Flat|Room|Floor|Bldg|Building|St)(?![\w])"
-_EU_END = rf"[ \t]*(?:\n|,|$|\.(?![\w])|{_UNIT_AHEAD})"
+# What ends a street-and-number: the line, a comma, a unit, or the word "street" (Pärna 33 street in Rünga).
+_EU_END = rf"[ \t]*(?:\n|,|$|\.(?![\w])|{_UNIT_AHEAD}|(?i:street|road|avenue)(?![\w]))"
 _US_SUFFIX = (_trie(["Street", "St", "Avenue", "Ave", "Road", "Rd", "Drive", "Dr", "Lane", "Ln", "Boulevard", "Blvd",
                      "Court", "Ct", "Way", "Place", "Pl", "Terrace", "Parkway", "Pkwy", "Circle", "Cir", "Highway",
                      "Hwy", "Square", "Trail", "Close", "Crescent", "Grove", "Gardens", "Mews", "Row", "Hill", "View",
@@ -790,7 +791,8 @@ def _address_end(text: str, e: int) -> int:
                 and _fold(" ".join(words)) not in _COUNTRY:
             break
         e = nxt.end(1)
-    return e
+    m = _CODE_TAIL.match(text, e)
+    return m.end() if m is not None else e
 
 
 def _address_ok(text: str, m: re.Match[str]) -> int | None:
@@ -906,7 +908,21 @@ _BLANK_NL = frozenset(" \t\n")
 # "corner of X and Y" is the address of an intersection; "the" before it is not part of it.
 _CORNER_BEFORE = re.compile(r"corner[ \t]+of[ \t]+$")
 _AND_BEFORE = re.compile(rf"(?:^|(?<=[\s:]))({_TOKX})[ \t]+and[ \t]+$")
-_NUM_BEFORE = re.compile(r"(?:^|(?<=[\s:]))\d{1,6}[ \t]+$")
+# The building number before a street number, perhaps with a street word in lower case (4733 40 avenue ...,
+# 849 t Goylaan 46) or a punctuation mark before it.
+_NUM_BEFORE = re.compile(r"(?:^|(?<=[^\w.,/-]))\d{1,6}(?:[ \t]+\d{1,6})?"
+                         r"(?:[ \t]+(?!(?:and|or|the|of|in|at|to|is|on|for|with|was|by)[ \t])"
+                         r"[a-z\u00df-\u00ff]{1,6}\.?)?"
+                         r"[ \t]+$")
+# A postcode after an address on its line or the next ones, perhaps after a short region code (", FA\n 46664").
+_CODE_TAIL = re.compile(rf"[ \t]*,?[ \t]*\n?(?:[ \t]*{_TOKX},?(?=[ \t]))?"
+                        r"(?:[ \t]*,?[ \t]*[A-Za-z]{2,3}[ \t]*\n?)?[ \t]*,?[ \t]*"
+                        r"\d{3,6}(?:[ -]\d{2,3})?(?![\w]|[ \t]*\d|[-./:]\d)")
+# A unit-led address (Suite 842 ...) whose street stands before it on its line: from the house number on.
+_STREET_BEFORE_UNIT = re.compile(
+    rf"(?:^|(?<=[^\w.,/-]))\d{{1,6}}(?:[ \t]+\d{{1,6}})?(?:[ \t]+[a-z\u00df-\u00ff]{{1,6}}\.?)?"
+    rf"(?:[ \t]+(?:{_TOKX}\.?|de|del|la|da|di|du|van|von|y)){{1,6}}[ \t]+$")
+_UNIT_START = re.compile(_UNIT_AHEAD)
 _SIDE = (rf"(?:\d{{1,6}}[ \t]+)*(?:P\.?O\.?[ \t]*Box[ \t]+\d{{1,6}}|{_TOKX}\.?)"
          rf"(?:[ \t]+(?!and[ \t])(?:{_TOKX}\.?|{_LOWX}|\d{{1,5}}[a-zA-Z]?\.?)){{0,5}}")
 _CORNER = re.compile(rf"corner[ \t]+of[ \t]+{_SIDE}[ \t]+and[ \t]+{_SIDE}")
@@ -921,7 +937,7 @@ def _grow(text: str, out: _Raw) -> None:
         done.add((s, e))
         s0 = s
         # Each look-back below ends in blanks: searched only where a blank (or a newline) stands before s.
-        m = _NUM_BEFORE.search(text, max(0, s - 10), s) if s > 0 and text[s - 1] in _BLANK_NL else None
+        m = _NUM_BEFORE.search(text, max(0, s - 24), s) if s > 0 and text[s - 1] in _BLANK_NL else None
         if m is not None:
             s = m.start()  # the building number before a street number or a P.O. Box (927 P.O. Box 50)
         m = _CORNER_BEFORE.search(text, max(0, s - 16), s) \
@@ -934,6 +950,10 @@ def _grow(text: str, out: _Raw) -> None:
                 if s > 0 and text[s - 1] in _BLANK_NL and text.find("and", max(0, s - 40), s) >= 0 else None
             if m is not None and _kind(m.group(1)) != "s":
                 s = m.start()  # a cross street: Kerman and 3240 Meadow Drive
+        if s == s0 and s > 0 and text[s - 1] in " \t" and _UNIT_START.match(text, s) is not None:
+            m = _STREET_BEFORE_UNIT.search(text, max(0, s - 80), s)
+            if m is not None:
+                s = m.start()
         e2 = _address_end(text, _grow_right(text, e))
         if s != s0 or e2 != e:
             out[idx] = (s, e2, p, t)
