@@ -287,7 +287,7 @@ def test_an_unknown_word_after_a_place_preposition_is_a_location(note: str, valu
 
 @pytest.mark.parametrize("note", [
     "Patient in Afib with RVR, transferred to NICU for monitoring.",  # short: abbreviations, not places
-    "Switched to Eliquis in December; referred to Cardiology.",  # listed words
+    "Switched to Eliquis in 2019; referred to Cardiology.",  # listed words
 ])
 def test_known_words_and_abbreviations_after_a_preposition_stay(note: str) -> None:
     assert T.scrub(note, "en") == note
@@ -416,3 +416,25 @@ def test_a_phone_line_after_an_address_is_no_postcode() -> None:
     note = "12 Main Street\nSpringfield\n723 813 266 office"
     spans = [s for s in T.detect(note, "en") if s.type == "ADDRESS"]
     assert spans and "723" not in note[spans[0].start:spans[0].end]
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("Not seen since November. Doing well.", "November"),
+    ("Admitted on the fifth of March and sent home.", "the fifth of March"),
+    ("Surgery is planned for the 21st of June.", "the 21st of June"),
+])
+def test_a_month_alone_after_a_time_word_and_a_day_of_a_month(note: str, value: str) -> None:
+    _removed(note, value, "DATE")
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("Please call my registered 61 25 93 today.", "61 25 93"),
+    ("Oslo\n44 18 70 office\n", "44 18 70"),
+])
+def test_a_short_local_phone_number_next_to_a_phone_word(note: str, value: str) -> None:
+    _removed(note, value, "PHONE")
+
+
+def test_short_number_pairs_without_a_phone_word_stay() -> None:
+    note = "Scores 12 10 08 recorded; May I ask about the March of events?"
+    assert not [s for s in T.detect(note, "en") if s.type in ("PHONE", "DATE")]

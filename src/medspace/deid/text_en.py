@@ -539,6 +539,13 @@ _MONTH_WORDS = frozenset(w for m in ("January", "February", "March", "April", "M
                                      "September", "Sept", "October", "November", "December")
                          for w in (m, m[:3], m.upper(), m[:3].upper()))
 _THE = re.compile(r"the[ \t]+$")
+_MONTH_CUE = re.compile(r"(?<![\w])(?i:since|until|till|by|from|during|in|early|late|mid|last|next|this|before|after)"
+                        r"[ \t-]+$")
+_ORDINALS = ("first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|thirteenth|"
+             "fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|twentieth|thirtieth")
+# The day before "of <month>": the third of July, the 21st of May, the twenty-first of June.
+_DAY_OF = re.compile(rf"(?<![\w])(?:the[ \t]+)?(?i:(?:twenty|thirty)-?[ \t]?)?(?i:{_ORDINALS}|\d{{1,2}}(?:st|nd|rd|th))"
+                     r"[ \t]+(?:day[ \t]+)?of[ \t]+$")
 _STREET_WORDS = ("calle", "avenida", "av", "avda", "paseo", "plaza", "carrera", "camino", "via", "viale", "piazza",
                  "corso", "largo", "rua", "travessa", "rue", "boulevard", "bd", "chemin", "allee", "allée", "impasse",
                  "quai", "route", "ulica", "ul", "strada", "calea", "carrer", "passeig")
@@ -625,7 +632,10 @@ GLUED_RULE = ("ID__englued", r"(?<=[A-Za-z]DIGIT)\d{4,}[A-Za-z0-9]*(?![\w-])({G}
 CAPITAL_RULE = ("ID__encap", r"[A-Za-z]{0,5}+[-#]?\d[A-Za-z0-9]*+(?:-[A-Za-z0-9]++)*+(?![\w-])({G})")
 GENERIC = ("ID__en", "ID__encap", "ID__englued")
 
-_PHONE_CUE = re.compile(r"(?i:phone|tel|telephone|call|fax|mobile|cell|contact|pager|reach|#|no\.?|number)[ \t:.#]*$")
+_PHONE_CUE = re.compile(r"(?i:phone|tel|telephone|call|fax|mobile|cell|contact|pager|reach|#|no\.?|number|registered)"
+                        r"[ \t:.#]*$")
+_PHONE_AFTER = re.compile(r"[ \t]*[-(]?[ \t]*(?i:office|fax|mobile|cell|home|work|desk|phone|tel)(?![a-z])")
+_SHORT_PHONE = re.compile(r"\d\d[ .-]\d\d[ .-]\d\d")
 _DATE_SHAPE = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
 _TRUSTED_REGIONS = ("US", "GB", "AU", "FR", "IN", "CN", "CA")
 _UNITS = re.compile(r"(?i)\d+(?:mg|mcg|ml|kg|g|l|mm|cm|m|hr|hrs|h|min|s|sec|d|wk|y|yo|x|mmhg|bpm|u|iu|meq|mmol|ng"
@@ -637,6 +647,9 @@ _Result = str | tuple[int, int, str] | None
 def _phone_type(text: str, s: int, e: int, plus: bool, paren: bool) -> str | None:
     v = text[s:e]
     nd = sum(c.isdigit() for c in v)
+    if nd == 6 and not plus and not paren and _SHORT_PHONE.fullmatch(v) \
+            and (_PHONE_AFTER.match(text, e) or _PHONE_CUE.search(text, max(0, s - 24), s)):
+        return "PHONE"  # a short local number in pairs, with a phone word next to it (87 47 98 office)
     if not 7 <= nd <= 15 or (not plus and not paren and _DATE_SHAPE.fullmatch(v)):
         return None
     if plus:
@@ -1184,10 +1197,18 @@ def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
         while s >= 0:
             if s == 0 or not (text[s - 1].isalnum() or text[s - 1] in "_/.-"):
                 m = _DATE_MON_RX.match(text, s)
+                e = -1
                 if m is not None:
                     e = m.end()
                     while text[e - 1] in " \t,":
                         e -= 1
+                elif len(w) > 3 and w[1:].islower() and not text[s + len(w):s + len(w) + 1].isalnum() \
+                        and _MONTH_CUE.search(text, max(0, s - 16), s) is not None:
+                    e = s + len(w)  # a month alone after a time word: since November, in early March
+                d = _DAY_OF.search(text, max(0, s - 40), s) if text[s - 3:s - 1] == "of" else None
+                if d is not None:
+                    out.append((d.start(), max(e, s + len(w)), 1, "DATE"))
+                elif e > 0:
                     out.append((s, e, 1, "DATE"))
             s = text.find(w, s + 1)
     if "'s " in text:
