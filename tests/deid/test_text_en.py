@@ -438,3 +438,17 @@ def test_a_short_local_phone_number_next_to_a_phone_word(note: str, value: str) 
 def test_short_number_pairs_without_a_phone_word_stay() -> None:
     note = "Scores 12 10 08 recorded; May I ask about the March of events?"
     assert not [s for s in T.detect(note, "en") if s.type in ("PHONE", "DATE")]
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("The old chart is filed under mrn 5531 for now.", "5531"),
+    ("Participant study code HARBOR-2291 was assigned.", "HARBOR-2291"),
+    ("The scan is saved as jdoe_knee_2023.png today.", "jdoe_knee_2023.png"),
+])
+def test_identifiers_after_plain_cues_and_file_names(note: str, value: str) -> None:
+    _removed(note, value, "ID")
+
+
+def test_short_codes_and_plain_file_names_stay() -> None:
+    note = "ICD code 250 noted; see image.png for the chart."
+    assert T.scrub(note, "en") == note

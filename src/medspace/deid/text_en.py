@@ -1187,6 +1187,38 @@ def _name_particles(text: str, out: _Raw) -> None:
         out[n] = (s, e, p, t)
 
 
+# Lower-case or plain-word cues of an identifier that the main cue patterns (MRN, ID in capitals) miss.
+_ID_CUES = ("mrn", "code", "template", "chart", "record", "acct", "account", "badge", "serial", "voucher")
+_AFTER_ID_CUE = re.compile(r"(?:[ \t]*(?:no\.?|number|#|:))?[ \t]*:?[ \t]*"
+                           r"((?=[\w-]{4})(?=(?:[A-Za-z_-]*\d){3})[A-Za-z]{0,12}[-_#]?\d[A-Za-z0-9]*(?:[-_][A-Za-z0-9]+)*)(?![\w-])")
+_FILE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".pdf", ".dcm", ".wav", ".mp3",
+              ".mp4", ".m4a", ".doc", ".docx")
+_STEM_BEFORE = re.compile(r"(?:^|(?<=[^\w.-]))[\w-]*(?:_|\d)[\w.-]*$")
+
+
+def _cued_ids(text: str, out: _Raw) -> None:
+    """Identifiers after a plain-word cue (study code CRIMSON-0447, mrn 2280) and file names of photos,
+    recordings and scans whose name carries an underscore or a digit (marisol_frontal_2024.jpg)."""
+    for cue in _ID_CUES:
+        i = text.find(cue)
+        while i >= 0:
+            j = i + len(cue)
+            if (i == 0 or not text[i - 1].isalnum()) and not text[j:j + 1].isalnum():
+                m = _AFTER_ID_CUE.match(text, j)
+                if m is not None:
+                    out.append((m.start(1), m.end(1), 1, "ID"))
+            i = text.find(cue, j)
+    for ext in _FILE_EXTS:
+        i = text.find(ext)
+        while i > 0:
+            j = i + len(ext)
+            if not text[j:j + 1].isalnum():
+                m = _STEM_BEFORE.search(text, max(0, i - 80), i)
+                if m is not None and m.start() < i:
+                    out.append((m.start(), j, 1, "ID"))
+            i = text.find(ext, j)
+
+
 def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     """Append the detections of one English note to out: (start, end, priority, type)."""
     gate, months = _names(text, out, uncertain_names)
@@ -1230,3 +1262,4 @@ def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     if " and " in text:
         _name_lists(text, out)
     _name_particles(text, out)
+    _cued_ids(text, out)
