@@ -1150,7 +1150,7 @@ def _name_lists(text: str, out: _Raw) -> None:
     may be (Kawashima and Perry), or if two are (Rosing, English and Dominguez)."""
     i = text.find(" and ")
     while i >= 0:
-        right = _FIRST_TOKEN.match(text, i + 5)
+        right = _FIRST_TOKEN.match(text, i + 5) if text[i + 5:i + 6].isupper() else None
         left = _LIST_LEFT.search(text, max(0, i - 120), i + 1) if right is not None else None
         if right is not None and left is not None:
             toks = [(m.start(), m.end(), m.group()) for m in _FIRST_TOKEN.finditer(text, left.start(1), left.end(1))]
@@ -1187,36 +1187,29 @@ def _name_particles(text: str, out: _Raw) -> None:
         out[n] = (s, e, p, t)
 
 
-# Lower-case or plain-word cues of an identifier that the main cue patterns (MRN, ID in capitals) miss.
-_ID_CUES = ("mrn", "code", "template", "chart", "record", "acct", "account", "badge", "serial", "voucher")
+# Lower-case or plain-word cues of an identifier that the main cue patterns (MRN, ID in capitals) miss, and
+# file names of photos, recordings and scans (one search each: most notes have neither).
+_ID_CUE_RX = re.compile(r"(?:mrn|code|template|chart|record|acct|account|badge|serial|voucher"
+                        r"|(?P<file>\.(?:jpe?g|png|tiff?|bmp|gif|heic|pdf|dcm|wav|mp3|mp4|m4a|docx?)))(?![\w])")
 _AFTER_ID_CUE = re.compile(r"(?:[ \t]*(?:no\.?|number|#|:))?[ \t]*:?[ \t]*"
-                           r"((?=[\w-]{4})(?=(?:[A-Za-z_-]*\d){3})[A-Za-z]{0,12}[-_#]?\d[A-Za-z0-9]*(?:[-_][A-Za-z0-9]+)*)(?![\w-])")
-_FILE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".pdf", ".dcm", ".wav", ".mp3",
-              ".mp4", ".m4a", ".doc", ".docx")
+                           r"((?=[\w-]{4})(?=(?:[A-Za-z_-]*\d){3})[A-Za-z]{0,12}[-_#]?\d[A-Za-z0-9]*"
+                           r"(?:[-_][A-Za-z0-9]+)*)(?![\w-])")
 _STEM_BEFORE = re.compile(r"(?:^|(?<=[^\w.-]))[\w-]*(?:_|\d)[\w.-]*$")
 
 
 def _cued_ids(text: str, out: _Raw) -> None:
     """Identifiers after a plain-word cue (study code CRIMSON-0447, mrn 2280) and file names of photos,
     recordings and scans whose name carries an underscore or a digit (marisol_frontal_2024.jpg)."""
-    for cue in _ID_CUES:
-        i = text.find(cue)
-        while i >= 0:
-            j = i + len(cue)
-            if (i == 0 or not text[i - 1].isalnum()) and not text[j:j + 1].isalnum():
-                m = _AFTER_ID_CUE.match(text, j)
-                if m is not None:
-                    out.append((m.start(1), m.end(1), 1, "ID"))
-            i = text.find(cue, j)
-    for ext in _FILE_EXTS:
-        i = text.find(ext)
-        while i > 0:
-            j = i + len(ext)
-            if not text[j:j + 1].isalnum():
-                m = _STEM_BEFORE.search(text, max(0, i - 80), i)
-                if m is not None and m.start() < i:
-                    out.append((m.start(), j, 1, "ID"))
-            i = text.find(ext, j)
+    for c in _ID_CUE_RX.finditer(text):
+        i = c.start()
+        if c.group("file") is not None:
+            m = _STEM_BEFORE.search(text, max(0, i - 80), i)
+            if m is not None and m.start() < i:
+                out.append((m.start(), c.end(), 1, "ID"))
+        elif not (i and text[i - 1].isalnum()):  # not inside a word (barcode)
+            m = _AFTER_ID_CUE.match(text, c.end())
+            if m is not None:
+                out.append((m.start(1), m.end(1), 1, "ID"))
 
 
 def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
