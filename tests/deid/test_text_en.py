@@ -452,3 +452,14 @@ def test_identifiers_after_plain_cues_and_file_names(note: str, value: str) -> N
 def test_short_codes_and_plain_file_names_stay() -> None:
     note = "ICD code 250 noted; see image.png for the chart."
     assert T.scrub(note, "en") == note
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("She studied at the University of Τρίπολη last year.", "Τρίπολη"),
+    ("Ann Berg\n\n ΠΑΤΡΑ\nGreece", "ΠΑΤΡΑ"),
+    ("Ann Berg\n\n Birch Lake\nCanada", "Birch Lake"),
+    ("They moved to North Okonkwo in spring.", "North Okonkwo"),
+    ("Office at 12 Saggers Road, SOUTH KALGAN", "SOUTH KALGAN"),
+])
+def test_places_after_university_of_before_a_country_line_and_compass_names(note: str, value: str) -> None:
+    _removed(note, value)

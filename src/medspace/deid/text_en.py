@@ -872,7 +872,7 @@ def _place_tok(tok: str, comma: bool, started: bool) -> bool:
     if tok.isupper():
         if len(tok) <= 3:  # a region code: ", GA", "Pomáz PE"
             return len(tok) > 1 and (comma or started) and f not in _NOT_REGION
-        return k is None or k == "n" or k == "p"
+        return k is None or k == "n" or k == "p" or ((comma or started) and f in _GEO_WORDS)  # SOUTH NEWDEGATE
     return k != "s" or (started and f in _GEO_WORDS)
 
 
@@ -1065,7 +1065,7 @@ def _cued_places(text: str, toks: set[str], out: _Raw) -> None:
             i = text.find(tok, i + 1)
 
 
-_CITY_LINE = re.compile(rf"[^\w\n]*({_TOK}(?:[ \t]+{_TOK}){{0,3}})[ \t]*")
+_CITY_LINE = re.compile(rf"[^\w\n]*({_TOKX}(?:[ \t]+{_TOKX}){{0,3}})[ \t]*")
 _COUNTRY_LINE = re.compile(rf"((?:[ \t]+{_TOK}){{0,2}})(?:[ \t]+\(\w+\)|[ \t]+\d{{4,6}})?[ \t]*(?=\n|$)")
 
 
@@ -1085,7 +1085,9 @@ def _line_before_country(text: str, heads: list[str], out: _Raw) -> None:
                 c = _CITY_LINE.fullmatch(text, k0, k)
                 if c is not None:
                     words = c.group(1).split()
-                    if _fold(c.group(1)) in _PLACE or any(_kind(w) != "s" for w in words):
+                    # Plain words too if one is a word of place names (Dot Lake / United States).
+                    if _fold(c.group(1)) in _PLACE or any(_kind(w) != "s" for w in words) \
+                            or (len(words) >= 2 and any(_fold(w) in _GEO_WORDS for w in words)):
                         out.append((c.start(1), c.end(1), 1, "LOCATION"))
             i = text.find(tok, i + 1)
 
@@ -1164,6 +1166,20 @@ def _name_lists(text: str, out: _Raw) -> None:
         i = text.find(" and ", i + 1)
 
 
+_AFTER_UNIVERSITY = re.compile(rf"[ \t]+({_TOKX}(?:[ \t]+{_TOKX}){{0,3}})")
+_COMPASS_BEFORE = re.compile(r"(?:^|(?<=[^\w]))(?:North|South|East|West|Port|Fort|Lake|Mount)[ \t]+$")
+
+
+def _university_places(text: str, out: _Raw) -> None:
+    """The place after "University of" (University of Tromsø, University of ΓΕΝΑΓΡΑ) in any script."""
+    i = text.find("University of")
+    while i >= 0:
+        m = _AFTER_UNIVERSITY.match(text, i + 13)
+        if m is not None:
+            out.append((m.start(1), m.end(1), 1, "LOCATION"))
+        i = text.find("University of", i + 13)
+
+
 def _name_particles(text: str, out: _Raw) -> None:
     """Grow each name over the particles and generational suffixes around it (Anthony van den Oord, van Gameren,
     Philip Weöres III)."""
@@ -1173,7 +1189,7 @@ def _name_particles(text: str, out: _Raw) -> None:
         # One character test each side first: few names have a particle or suffix next to them.
         c = text[e + 1:e + 2]
         if not (c.islower() or c in "IJS" or (c.isupper() and text[e + 2:e + 3] == ".")) \
-                and not (s > 1 and text[s - 2].islower()):
+                and not (s > 1 and text[s - 2].isalpha()):
             continue
         m = _PARTICLE_RIGHT.match(text, e)
         if m is not None:
@@ -1184,6 +1200,10 @@ def _name_particles(text: str, out: _Raw) -> None:
         m = _PARTICLE_LEFT.search(text, max(0, s - 16), s)
         if m is not None:
             s = m.start()
+        elif s > 5 and text[s - 1] == " " and text[s - 2] in "hteortk":
+            m = _COMPASS_BEFORE.search(text, s - 7, s)
+            if m is not None:  # North Nicolas: a place named after a person
+                s, t = m.start(), "LOCATION"
         out[n] = (s, e, p, t)
 
 
@@ -1255,4 +1275,6 @@ def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     if " and " in text:
         _name_lists(text, out)
     _name_particles(text, out)
+    if "University of" in text:
+        _university_places(text, out)
     _cued_ids(text, out)
