@@ -463,3 +463,11 @@ def test_short_codes_and_plain_file_names_stay() -> None:
 ])
 def test_places_after_university_of_before_a_country_line_and_compass_names(note: str, value: str) -> None:
     _removed(note, value)
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("Please change it to Celina Okonkwo today.", "Celina Okonkwo"),  # Celina is also a town
+    ("The song was sung by Catalina Speer in 1982.", "Catalina Speer"),
+])
+def test_a_town_or_word_inside_a_personal_name(note: str, value: str) -> None:
+    _removed(note, value, "NAME")

@@ -342,6 +342,8 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
             out.append((s, e, 1, "LOCATION"))
             return
         hit = _place_in(toks, _ANY_PLACE)
+        if hit is not None and hit[1] - hit[0] == 1 and _in_name(toks, hit[0]):
+            hit = None  # one word of a name that is also a town (change it to Celina IJzermans)
         if hit is not None:
             i, j = hit
             out.append((toks[i][0], toks[j - 1][1], 1, "LOCATION"))
@@ -419,6 +421,17 @@ def _intro_after(text: str, phrase: str, strong: bool, out: _Raw) -> None:
         i = text.find(phrase, i + 1)
 
 
+def _in_name(toks: list[tuple[int, int, str]], i: int) -> bool:
+    """True if the run's token i stands next to a personal name or an unknown word in lower case (not a place)."""
+    for j in (i - 1, i + 1):
+        if 0 <= j < len(toks):
+            t = toks[j][2]
+            k = _kind(t) if len(t) > 1 and not t.isupper() else "s"
+            if k == "n" or (k is None and len(t) > 2):
+                return True
+    return False
+
+
 def _classify_run(text: str, toks: list[tuple[int, int, str]], out: _Raw, uncertain: bool) -> None:
     caps = all(len(t) > 1 and t.isupper() for _, _, t in toks)  # _is_caps, inlined
     # A one-letter token is an initial (Brenda P Lemon): part of a name between its other parts.
@@ -426,9 +439,7 @@ def _classify_run(text: str, toks: list[tuple[int, int, str]], out: _Raw, uncert
     if len(toks) == 1 and kinds[0] == "s":
         return
     place = _place_in(toks, _PLACE)
-    if place is not None and place[1] - place[0] == 1 and len(toks) > 1 and not caps \
-            and any(k == "n" or (k is None and len(t) > 2) for (_, _, t), k in zip(toks, kinds, strict=True)
-                    if t != toks[place[0]][2]):
+    if place is not None and place[1] - place[0] == 1 and not caps and _in_name(toks, place[0]):
         place = None  # one word of a personal name that is also a town (Radomir Horvatinčić)
     if place is not None:
         i, j = place
@@ -482,8 +493,9 @@ def _name_piece(text: str, toks: list[tuple[int, int, str]], kinds: list[str | N
     # personal name (Calan Stevenson); a given name that is also a word (Mark) only before another part.
     while toks and (kinds[0] == "i" or (kinds[0] == "w" and (len(kinds) < 2 or kinds[1] != "n"))):
         toks, kinds = toks[1:], kinds[1:]
-    # Two given names that are also words (Royale Moïse) or an unknown word and one (Krisztián Péter) are a name.
-    pair = not caps and len(kinds) == 2 and kinds[1] == "g" and kinds[0] in ("g", None)
+    # Two given names that are also words (Royale Moïse), one and a surname that is also a word (Catalina
+    # Speer), or an unknown word and a given name (Krisztián Péter) are a name.
+    pair = not caps and len(kinds) == 2 and kinds[0] in ("g", None) and kinds[1] in ("g", "w")
     while toks and (kinds[-1] == "i" or (kinds[-1] == "g" and "n" not in kinds and not pair)):
         toks, kinds = toks[:-1], kinds[:-1]
     if not toks:
