@@ -471,3 +471,20 @@ def test_places_after_university_of_before_a_country_line_and_compass_names(note
 ])
 def test_a_town_or_word_inside_a_personal_name(note: str, value: str) -> None:
     _removed(note, value, "NAME")
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("Acme Ltd\n Kuusikkotie 57 Harrison Valley\n Suite 769\n TAMPERE\n Finland 33100",
+     "Kuusikkotie 57 Harrison Valley\n Suite 769"),
+    ("Acme NV\n 180 C/ Olmos 47 Suite 356 La Cabrera Madrid\nMobile: 06-25070443", "180 C/ Olmos 47 Suite 356"),
+    ("It is at 12 Lindenweg 11 Apt. 684\nUPPER TOWN, ZZ 47688", "12 Lindenweg 11 Apt. 684\nUPPER TOWN, ZZ 47688"),
+    ("Write to 90 Kade 86 Suite 712, ΠΑΦΟΣ, Cyprus (Greek), please.", "Cyprus (Greek)"),
+])
+def test_address_blocks_grow_over_their_street_line_and_tails(note: str, value: str) -> None:
+    _removed(note, value, "ADDRESS")
+
+
+def test_a_sentence_line_above_a_unit_line_stays() -> None:
+    note = "Give 5 mg daily as before.\nSuite 5 is where the clinic is."
+    spans = [s for s in T.detect(note, "en") if s.type == "ADDRESS"]
+    assert all(note[s.start:s.end].startswith("Suite") for s in spans)

@@ -940,7 +940,7 @@ _NUM_BEFORE = re.compile(r"(?:^|(?<=[^\w.,/-]))\d{1,6}(?:[ \t]+\d{1,6})?"
                          r"[a-z\u00df-\u00ff]{1,6}\.?)?"
                          r"[ \t]+$")
 # A postcode after an address on its line or the next ones, perhaps after a short region code (", FA\n 46664").
-_CODE_TAIL = re.compile(rf"[ \t]*,?[ \t]*\n?(?:[ \t]*{_TOKX},?(?=[ \t]))?"
+_CODE_TAIL = re.compile(rf"[ \t]*,?[ \t]*\n?(?:[ \t]*{_TOKX}(?:[ \t]+{_TOKX}){{0,2}},?(?=[ \t]))?"
                         r"(?:[ \t]*,?[ \t]*[A-Za-z]{2,3}[ \t]*\n?)?[ \t]*,?[ \t]*"
                         r"\d{3,6}(?:[ -]\d{2,3})?(?![\w]|[ \t]*\d|[-./:]\d)")
 # A unit-led address (Suite 842 ...) whose street stands before it on its line: from the house number on.
@@ -948,9 +948,33 @@ _STREET_BEFORE_UNIT = re.compile(
     rf"(?:^|(?<=[^\w.,/-]))\d{{1,6}}(?:[ \t]+\d{{1,6}})?(?:[ \t]+[a-z\u00df-\u00ff]{{1,6}}\.?)?"
     rf"(?:[ \t]+(?:{_TOKX}\.?|de|del|la|da|di|du|van|von|y)){{1,6}}[ \t]+$")
 _UNIT_START = re.compile(_UNIT_AHEAD)
+# The start of an address line before an address found inside it: a house number and up to four words
+# (180 C/ Eras 47 Suite 356 ...).
+_LINE_HEAD = re.compile(r"[^\w\n]*(\d{1,6}(?:[ \t]+[^\s.?!:;]+){0,4}[ \t]+)")
+# The street line above a unit line (Ilmalankuja 57 Harrison Valley / Suite 769): capitalised words and a
+# number, no sentence or label punctuation.
+_STREET_LINE = re.compile(rf"[^\w\n]*(?:{_TOKX}:[ \t]*)?(?=[^\n]*\d)((?:{_TOKX}\.?|\d{{1,6}}[a-zA-Z]?|[A-Z]/?|{_LOWX})"
+                          rf"(?:[ \t]+(?:{_TOKX}\.?|\d{{1,6}}[a-zA-Z]?|[A-Z]/?|{_LOWX})){{1,6}})[ \t,]*")
+_PAREN_WORD = re.compile(r"[ \t]*\([A-Z][a-z]{2,12}\)")
 _SIDE = (rf"(?:\d{{1,6}}[ \t]+)*(?:P\.?O\.?[ \t]*Box[ \t]+\d{{1,6}}|{_TOKX}\.?)"
          rf"(?:[ \t]+(?!and[ \t])(?:{_TOKX}\.?|{_LOWX}|\d{{1,5}}[a-zA-Z]?\.?)){{0,5}}")
 _CORNER = re.compile(rf"corner[ \t]+of[ \t]+{_SIDE}[ \t]+and[ \t]+{_SIDE}")
+
+
+def _line_start(text: str, s: int) -> int:
+    """Where an address found at s starts once the head of its line (a house number and a few words) or,
+    for a unit line (Suite 769), the street line above it is added."""
+    k = text.rfind("\n", 0, s) + 1
+    if k < s and any(c.isalnum() for c in text[k:s]):
+        m = _LINE_HEAD.fullmatch(text, k, s)
+        return m.start(1) if m is not None else s
+    if k > 1 and _UNIT_START.match(text, s) is not None:
+        k0 = text.rfind("\n", 0, k - 1) + 1
+        if k - k0 <= 80:
+            m = _STREET_LINE.fullmatch(text, k0, k - 1)
+            if m is not None:
+                return m.start(1)
+    return s
 
 
 def _grow(text: str, out: _Raw) -> None:
@@ -979,7 +1003,11 @@ def _grow(text: str, out: _Raw) -> None:
             m = _STREET_BEFORE_UNIT.search(text, max(0, s - 80), s)
             if m is not None:
                 s = m.start()
+        s = _line_start(text, s)
         e2 = _address_end(text, _grow_right(text, e))
+        m = _PAREN_WORD.match(text, e2)
+        if m is not None and _fold(text[text.rfind(" ", 0, e2) + 1:e2]) in _COUNTRY:
+            e2 = m.end()  # Cyprus (Greek)
         if s != s0 or e2 != e:
             out[idx] = (s, e2, p, t)
 
