@@ -1207,7 +1207,6 @@ def _name_lists(text: str, out: _Raw) -> None:
 
 
 _AFTER_UNIVERSITY = re.compile(rf"[ \t]+({_TOKX}(?:[ \t]+{_TOKX}){{0,3}})")
-_COMPASS_BEFORE = re.compile(r"(?:^|(?<=[^\w]))(?:North|South|East|West|Port|Fort|Lake|Mount)[ \t]+$")
 
 
 def _university_places(text: str, out: _Raw) -> None:
@@ -1220,56 +1219,65 @@ def _university_places(text: str, out: _Raw) -> None:
         i = text.find("University of", i + 13)
 
 
+_PARTICLE_WORDS = frozenset(_PARTICLES[3:-1].split("|")) | {"Van", "Von", "De", "Da", "Di", "Le", "La"}
+_NEXT_WORDS = _PARTICLE_WORDS | {"Jr", "Jr.", "Jr.,", "Sr", "Sr.", "II", "III", "IV"}
+_COMPASS = frozenset(("North", "South", "East", "West", "Port", "Fort", "Lake", "Mount"))
+
+
 def _name_particles(text: str, out: _Raw) -> None:
     """Grow each name over the particles and generational suffixes around it (Anthony van den Oord, van Gameren,
     Philip Weöres III)."""
     for n, (s, e, p, t) in enumerate(out):
         if t != "NAME":
             continue
-        # One character test each side first: few names have a particle or suffix next to them.
-        c = text[e + 1:e + 2]
-        if not (c.islower() or c in "IJS" or (c.isupper() and text[e + 2:e + 3] == ".")) \
-                and not (s > 1 and text[s - 2].isalpha()):
-            continue
-        m = _PARTICLE_RIGHT.match(text, e)
-        if m is not None:
-            e = m.end()
-        m = _GENERATION.match(text, e)
-        if m is not None:
-            e = m.end()
-        m = _PARTICLE_LEFT.search(text, max(0, s - 16), s)
-        if m is not None:
-            s = m.start()
-        elif s > 5 and text[s - 1] == " " and text[s - 2] in "hteortk":
-            m = _COMPASS_BEFORE.search(text, s - 7, s)
-            if m is not None:  # North Nicolas: a place named after a person
-                s, t = m.start(), "LOCATION"
+        # The words on each side first (a split of a few characters): few names have a particle next to them.
+        nxt = text[e + 1:e + 6].split(" ", 1)[0].rstrip(",\n")
+        prev = text[max(0, s - 7):s - 1].rsplit(" ", 1)[-1] if s > 1 and text[s - 1] == " " else ""
+        if nxt in _NEXT_WORDS or (len(nxt) == 2 and nxt[1] == "." and nxt[0].isupper()):
+            m = _PARTICLE_RIGHT.match(text, e)
+            if m is not None:
+                e = m.end()
+            m = _GENERATION.match(text, e)
+            if m is not None:
+                e = m.end()
+        if prev in _PARTICLE_WORDS:
+            m = _PARTICLE_LEFT.search(text, max(0, s - 16), s)
+            if m is not None:
+                s = m.start()
+        elif prev in _COMPASS:
+            s, t = s - 1 - len(prev), "LOCATION"  # North Nicolas: a place named after a person
         out[n] = (s, e, p, t)
 
 
 # Lower-case or plain-word cues of an identifier that the main cue patterns (MRN, ID in capitals) miss, and
-# file names of photos, recordings and scans (one search each: most notes have neither).
-_ID_CUE_RX = re.compile(r"(?:mrn|code|template|chart|record|acct|account|badge|serial|voucher"
-                        r"|(?P<file>\.(?:jpe?g|png|tiff?|bmp|gif|heic|pdf|dcm|wav|mp3|mp4|m4a|docx?)))(?![\w])")
+# file names of photos, recordings and scans (looked for only where a cue word or an underscore occurs).
+_ID_CUES = ("mrn", "code", "template", "record", "account")
 _AFTER_ID_CUE = re.compile(r"(?:[ \t]*(?:no\.?|number|#|:))?[ \t]*:?[ \t]*"
                            r"((?=[\w-]{4})(?=(?:[A-Za-z_-]*\d){3})[A-Za-z]{0,12}[-_#]?\d[A-Za-z0-9]*"
                            r"(?:[-_][A-Za-z0-9]+)*)(?![\w-])")
-_STEM_BEFORE = re.compile(r"(?:^|(?<=[^\w.-]))[\w-]*(?:_|\d)[\w.-]*$")
+_FILE_RX = re.compile(r"\.(?:jpe?g|png|tiff?|bmp|gif|heic|pdf|dcm|wav|mp3|mp4|m4a|docx?)(?![\w])")
+_STEM_BEFORE = re.compile(r"(?:^|(?<=[^\w.-]))[\w-]*_[\w.-]*$")
 
 
 def _cued_ids(text: str, out: _Raw) -> None:
     """Identifiers after a plain-word cue (study code CRIMSON-0447, mrn 2280) and file names of photos,
-    recordings and scans whose name carries an underscore or a digit (marisol_frontal_2024.jpg)."""
-    for c in _ID_CUE_RX.finditer(text):
-        i = c.start()
-        if c.group("file") is not None:
+    recordings and scans whose name carries an underscore (marisol_frontal_2024.jpg)."""
+    for cue in _ID_CUES:
+        if cue in text:
+            i = text.find(cue)
+            while i >= 0:
+                j = i + len(cue)
+                if not (i and text[i - 1].isalnum()) and not text[j:j + 1].isalnum():  # not barcode
+                    m = _AFTER_ID_CUE.match(text, j)
+                    if m is not None:
+                        out.append((m.start(1), m.end(1), 1, "ID"))
+                i = text.find(cue, j)
+    if "_" in text:
+        for f in _FILE_RX.finditer(text):
+            i = f.start()
             m = _STEM_BEFORE.search(text, max(0, i - 80), i)
             if m is not None and m.start() < i:
-                out.append((m.start(), c.end(), 1, "ID"))
-        elif not (i and text[i - 1].isalnum()):  # not inside a word (barcode)
-            m = _AFTER_ID_CUE.match(text, c.end())
-            if m is not None:
-                out.append((m.start(1), m.end(1), 1, "ID"))
+                out.append((m.start(), f.end(), 1, "ID"))
 
 
 def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
