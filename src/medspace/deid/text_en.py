@@ -1183,8 +1183,15 @@ _PARTICLE_RIGHT = re.compile(rf"(?:[ \t]+{_UPC}\.)?(?:[ \t]+{_PARTICLES}){{1,2}}
 _PARTICLE_LEFT = re.compile(rf"(?:^|(?<=[^\w]))(?:[Vv]an|[Vv]on|[Dd]e|[Dd]a|[Dd]i|[Ll]e|[Ll]a)"
                             rf"(?:[ \t]+{_PARTICLES})?[ \t]+$")
 _GENERATION = re.compile(r",?[ \t]+(?:Jr\.?|Sr\.?|II|III|IV)(?![\w])")
-_LIST_LEFT = re.compile(rf"(?:^|(?<=[^\w'’-]))((?:{_TOK},[ \t]+){{0,5}}{_TOK}),?[ \t]+$")
 _NAMELIKE = frozenset(("n", "w", "g", None))
+
+
+def _word_before(text: str, k: int) -> int:
+    """The start of the capitalised word that ends at k, or -1."""
+    j = k
+    while j > 0 and (text[j - 1].isalpha() or text[j - 1] in "-'’"):
+        j -= 1
+    return j if j < k and text[j].isupper() and (j == 0 or not text[j - 1].isalnum()) else -1
 
 
 def _name_lists(text: str, out: _Raw) -> None:
@@ -1193,9 +1200,18 @@ def _name_lists(text: str, out: _Raw) -> None:
     i = text.find(" and ")
     while i >= 0:
         right = _FIRST_TOKEN.match(text, i + 5) if text[i + 5:i + 6].isupper() else None
-        left = _LIST_LEFT.search(text, max(0, i - 120), i + 1) if right is not None else None
-        if right is not None and left is not None:
-            toks = [(m.start(), m.end(), m.group()) for m in _FIRST_TOKEN.finditer(text, left.start(1), left.end(1))]
+        toks: list[tuple[int, int, str]] = []
+        if right is not None:
+            # The capitalised words before "and", back over ", " (a walk over a few characters, no search).
+            k = i - 1 if text[i - 1:i] == "," else i
+            j = _word_before(text, k)
+            while j >= 0 and len(toks) < 6:
+                toks.insert(0, (j, k, text[j:k]))
+                if text[j - 2:j] != ", ":
+                    break
+                k = j - 2
+                j = _word_before(text, k)
+        if right is not None and toks:
             toks.append((right.start(), right.end(), right.group()))
             kinds = [_kind(t) if len(t) > 1 and not t.isupper() else "s" for _, _, t in toks]
             named = sum(k == "n" or k is None for k in kinds)
