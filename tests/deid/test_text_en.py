@@ -488,3 +488,12 @@ def test_a_sentence_line_above_a_unit_line_stays() -> None:
     note = "Give 5 mg daily as before.\nSuite 5 is where the clinic is."
     spans = [s for s in T.detect(note, "en") if s.type == "ADDRESS"]
     assert all(note[s.start:s.end].startswith("Suite") for s in spans)
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("Set both to the same: 731 R Dom Pedro 20\n Apt. 219\n Braga\n Portugal 96184", "731 R Dom Pedro 20\n Apt. 219"),
+    ("Billing address: 457 Treinta y Tres 2070 Suite 590 Valentines Uruguay, thanks.", "Valentines Uruguay"),
+    ("Acme plc\n\nKorsa and 1719 Kamp St", "Korsa and 1719 Kamp St"),
+])
+def test_address_street_lines_after_a_cue_places_before_a_country_and_cross_streets(note: str, value: str) -> None:
+    _removed(note, value, "ADDRESS")

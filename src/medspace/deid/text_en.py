@@ -919,7 +919,10 @@ def _grow_right(text: str, e: int) -> int:
             if run is not None:
                 continue
         if not _place_tok(t.group(1), comma, started):
-            break
+            nxt = _GROW_TOK.match(text, t.end() + 1) if text[t.end():t.end() + 1] == " " else None
+            if nxt is None or _fold(nxt.group(1)) not in _COUNTRY:
+                break
+            t = nxt  # a place the lists miss before its country (Suite 590 Valentines Uruguay)
         e, started = t.end(1), True
         if t.end() > e:
             break  # "France." ends the sentence (or an abbreviation ends the place)
@@ -953,7 +956,8 @@ _UNIT_START = re.compile(_UNIT_AHEAD)
 _LINE_HEAD = re.compile(r"[^\w\n]*(\d{1,6}(?:[ \t]+[^\s.?!:;]+){0,4}[ \t]+)")
 # The street line above a unit line (Ilmalankuja 57 Harrison Valley / Suite 769): capitalised words and a
 # number, no sentence or label punctuation.
-_STREET_LINE = re.compile(rf"[^\w\n]*(?:{_TOKX}:[ \t]*)?(?=[^\n]*\d)((?:{_TOKX}\.?|\d{{1,6}}[a-zA-Z]?|[A-Z]/?|{_LOWX})"
+_STREET_LINE = re.compile(rf"[^\w\n]*(?:[^\n]*?(?::|[ \t](?:at|to|is|in|with))[ \t]+)?(?=[^\n]*\d)"
+                          rf"((?:{_TOKX}\.?|\d{{1,6}}[a-zA-Z]?|[A-Z]/?|{_LOWX})"
                           rf"(?:[ \t]+(?:{_TOKX}\.?|\d{{1,6}}[a-zA-Z]?|[A-Z]/?|{_LOWX})){{1,6}})[ \t,]*")
 _PAREN_WORD = re.compile(r"[ \t]*\([A-Z][a-z]{2,12}\)")
 _SIDE = (rf"(?:\d{{1,6}}[ \t]+)*(?:P\.?O\.?[ \t]*Box[ \t]+\d{{1,6}}|{_TOKX}\.?)"
@@ -997,8 +1001,8 @@ def _grow(text: str, out: _Raw) -> None:
             # Searched only where "and" stands in the window (few addresses follow a cross street).
             m = _AND_BEFORE.search(text, max(0, s - 40), s) \
                 if s > 0 and text[s - 1] in _BLANK_NL and text.find("and", max(0, s - 40), s) >= 0 else None
-            if m is not None and _kind(m.group(1)) != "s":
-                s = m.start()  # a cross street: Kerman and 3240 Meadow Drive
+            if m is not None and (_kind(m.group(1)) != "s" or text[max(0, m.start() - 1):m.start()] in ("", "\n")):
+                s = m.start()  # a cross street: Kerman and 3240 Meadow Drive (any word at a line start)
         if s == s0 and s > 0 and text[s - 1] in " \t" and _UNIT_START.match(text, s) is not None:
             m = _STREET_BEFORE_UNIT.search(text, max(0, s - 80), s)
             if m is not None:
