@@ -497,3 +497,11 @@ def test_a_sentence_line_above_a_unit_line_stays() -> None:
 ])
 def test_address_street_lines_after_a_cue_places_before_a_country_and_cross_streets(note: str, value: str) -> None:
     _removed(note, value, "ADDRESS")
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("She lives on Οδός Ερμού 42 near the square.", "Οδός Ερμού 42"),
+    ("Адрес: Улица Ленина 5", "Улица Ленина 5"),
+])
+def test_a_greek_or_cyrillic_street_and_number(note: str, value: str) -> None:
+    _removed(note, value, "ADDRESS")

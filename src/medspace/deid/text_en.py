@@ -1300,6 +1300,12 @@ def _cued_ids(text: str, out: _Raw) -> None:
                 out.append((m.start(), f.end(), 1, "ID"))
 
 
+# A street in Greek or Cyrillic letters and its number (Λεωφόρος Πανεπιστημίου 219): the Latin rules miss it.
+_NON_LATIN_STREET = re.compile(r"[\u0388-\u038f\u0391-\u03a9\u0400-\u042f][\u0370-\u03ff\u0400-\u04ff]+"
+                               r"(?:[ \t]+[\u0370-\u03ff\u0400-\u04ff.]+){0,3}"
+                               r"[ \t]+\d{1,5}[a-zA-Z\u0391-\u03c9]?(?![\w])")
+
+
 def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     """Append the detections of one English note to out: (start, end, priority, type)."""
     gate, months = _names(text, out, uncertain_names)
@@ -1346,3 +1352,6 @@ def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     if "University of" in text:
         _university_places(text, out)
     _cued_ids(text, out)
+    if not text.isascii():
+        for m in _NON_LATIN_STREET.finditer(text):
+            out.append((m.start(), m.end(), 1, "ADDRESS"))
