@@ -198,7 +198,8 @@ def _suspect(tok: str) -> bool:
     k = _kind(tok)
     if tok.isupper():  # an unknown word in capitals is an abbreviation, unless a place (TAMPERE)
         return k == "n" or (k != "s" and len(tok) >= 4 and _fold(tok) in _ANY_PLACE)
-    return k is None or k == "n" or (k != "s" and _fold(tok) in _ANY_PLACE)
+    # A name that is also a word (Brown, Grace) is looked at too: capitalised mid-sentence it is a name.
+    return k != "s"
 
 
 _SUSPECTS: dict[str, bool] = {}  # whether each capitalised token seen is a suspect (bounded)
@@ -208,6 +209,7 @@ _UNKNOWN: set[str] = set()
 # First names that are also words (Sophia, Grace) and words no list knows: a NAME as the subject of a verb of
 # speech (Sophia shouted at John); an unknown one also before "is" or "was" (Motoko is from Osaka).
 _SUBJECTS: set[str] = set()
+_WEAK: set[str] = set()  # the suspects that are one only as names that are also words (Brown, Grace)
 _SPEECH_AFTER = re.compile(r"[ \t]+(?:said|says|shouted|asked|told|replied|whispered|yelled|wrote|explained|"
                            r"(?P<be>is|was))(?![\w])")
 
@@ -227,8 +229,11 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]
             _SUFFIXED.clear()
             _UNKNOWN.clear()
             _SUBJECTS.clear()
+            _WEAK.clear()
         for t in new:
             known[t] = sus = len(t) > 1 and _suspect(t)
+            if sus and _kind(t) in ("w", "g") and _fold(t) not in _ANY_PLACE:
+                _WEAK.add(t)
             if sus and t.lower().endswith(_SUFFIX_ENDS):
                 _SUFFIXED.add(t)
             if (len(t) >= 6 if t.isupper() else len(t) >= 5 and t[1:].islower()) and _kind(t) is None:
@@ -268,12 +273,16 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]
     seen: set[int] = set()
     n = len(text)
     for tok in suspects:
+        weak = tok in _WEAK
         i = text.find(tok)
         while i >= 0:
             j = i + len(tok)
+            # A name word that is also a common word leads to a run only mid-sentence or before another
+            # capitalised word (most of them start sentences: fewer runs to look at).
             if i not in seen and (i == 0 or not text[i - 1].isalnum()) \
                     and (j >= n or not (text[j].isalnum() or text[j] == "_")) \
-                    and not (closed and any([s <= i and j <= e for s, e in closed])):
+                    and not (closed and any([s <= i and j <= e for s, e in closed])) \
+                    and (not weak or _mid_sentence(text, i) or (text[j:j + 1] == " " and text[j + 1:j + 2].isupper())):
                 _run_at(text, i, j, seen, out, uncertain)
             i = text.find(tok, i + 1)
     return gate, month
@@ -305,7 +314,7 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
     # the station is on Brisas 2117); one character test first, as few runs are followed by a number.
     if e + 1 < len(text) and text[e] in " \t" and (text[e + 1].isdigit() or text[e + 1].islower()):
         st = _STREET_TAIL.match(text, e)
-        if st is not None and toks and toks[0][2] not in _MONTH_WORDS \
+        if st is not None and toks and toks[0][2] not in _MONTH_WORDS and _fold(toks[-1][2]) not in _COUNTRY \
                 and _ADDR_CUE.search(text, max(0, s - 12), s):
             out.append((s, st.end(), 1, "ADDRESS"))
             return
@@ -333,6 +342,8 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
             out.append((s, e, 1, "LOCATION"))
             return
         hit = _place_in(toks, _ANY_PLACE)
+        if hit is not None and hit[1] - hit[0] == 1 and _in_name(toks, hit[0]):
+            hit = None  # one word of a name that is also a town (change it to Celina IJzermans)
         if hit is not None:
             i, j = hit
             out.append((toks[i][0], toks[j - 1][1], 1, "LOCATION"))
@@ -370,7 +381,7 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
         return
     if after in (" ", "\t", "'") and _EPONYM_HEAD.match(text, e):
         return  # Crohn disease, Babinski sign
-    _classify_run(toks, out, uncertain)
+    _classify_run(text, toks, out, uncertain)
 
 
 # Phrases that introduce a name: after the strong ones any capitalised word is taken (My name is Oskar),
@@ -410,13 +421,26 @@ def _intro_after(text: str, phrase: str, strong: bool, out: _Raw) -> None:
         i = text.find(phrase, i + 1)
 
 
-def _classify_run(toks: list[tuple[int, int, str]], out: _Raw, uncertain: bool) -> None:
+def _in_name(toks: list[tuple[int, int, str]], i: int) -> bool:
+    """True if the run's token i stands next to a personal name or an unknown word in lower case (not a place)."""
+    for j in (i - 1, i + 1):
+        if 0 <= j < len(toks):
+            t = toks[j][2]
+            k = _kind(t) if len(t) > 1 and not t.isupper() else "s"
+            if k == "n" or (k is None and len(t) > 2):
+                return True
+    return False
+
+
+def _classify_run(text: str, toks: list[tuple[int, int, str]], out: _Raw, uncertain: bool) -> None:
     caps = all(len(t) > 1 and t.isupper() for _, _, t in toks)  # _is_caps, inlined
     # A one-letter token is an initial (Brenda P Lemon): part of a name between its other parts.
     kinds = [_kind(t) if len(t) > 1 else "i" for _, _, t in toks]
     if len(toks) == 1 and kinds[0] == "s":
         return
     place = _place_in(toks, _PLACE)
+    if place is not None and place[1] - place[0] == 1 and not caps and _in_name(toks, place[0]):
+        place = None  # one word of a personal name that is also a town (Radomir Horvatinčić)
     if place is not None:
         i, j = place
         out.append((toks[i][0], toks[j - 1][1], 1, "LOCATION"))
@@ -432,24 +456,54 @@ def _classify_run(toks: list[tuple[int, int, str]], out: _Raw, uncertain: bool) 
             piece.append(idx)
             continue
         if piece:
-            _name_piece([toks[i] for i in piece], [kinds[i] for i in piece], out, uncertain, caps)
+            _name_piece(text, [toks[i] for i in piece], [kinds[i] for i in piece], out, uncertain, caps,
+                        len(toks) == 1)
         piece = []
 
 
-def _name_piece(toks: list[tuple[int, int, str]], kinds: list[str | None], out: _Raw, uncertain: bool,
-                caps: bool) -> None:
+def _mid_sentence(text: str, a: int) -> bool:
+    """True if text[a] follows a word, number or comma of the same sentence (not a line or sentence start)."""
+    k = a - 1
+    while k >= 0 and text[k] in " \t":
+        k -= 1
+    return k >= 0 and (text[k].isalnum() or text[k] in ",–-")
+
+
+_QUOTES = frozenset("\"'“”‘’")
+# What a word alone is not followed by if it is a name: a dose (Zorbex 5 mg), a value (Temp 37.2), a year.
+_UNKNOWN_ALONE = re.compile(r"(?![ \t]*\d)")
+
+
+def _name_piece(text: str, toks: list[tuple[int, int, str]], kinds: list[str | None], out: _Raw,
+                uncertain: bool, caps: bool, alone: bool = False) -> None:
+    if alone and not caps:
+        # A capitalised word standing alone that no list holds as a common word: a name mid-sentence (says
+        # Brown, leave me Batirbek), and an unknown one anywhere (Antonsson began writing), unless quoted (a
+        # title) or a title word; we trade some precision for recall.
+        a, b, tok = toks[0]
+        k = kinds[0]
+        if len(tok) >= 3 and tok[1:].isalpha() and tok[1:].islower() and text[b:b + 1] not in _QUOTES \
+                and (len(tok) >= 5 if k is None else k in ("w", "g") and _mid_sentence(text, a)
+                     and _fold(tok) not in _PLACE and _fold(tok) not in _TITLE_SET) \
+                and _UNKNOWN_ALONE.match(text, b) is not None \
+                and ":" not in text[max(0, a - 2):a]:
+            out.append((a, b, 1, "NAME"))
+            return
     # A surname that is also a word (Brown) is a name only after another part of it, or right before a
     # personal name (Calan Stevenson); a given name that is also a word (Mark) only before another part.
     while toks and (kinds[0] == "i" or (kinds[0] == "w" and (len(kinds) < 2 or kinds[1] != "n"))):
         toks, kinds = toks[1:], kinds[1:]
-    while toks and (kinds[-1] == "i" or (kinds[-1] == "g" and "n" not in kinds)):
+    # Two given names that are also words (Royale Moïse), one and a surname that is also a word (Catalina
+    # Speer), or an unknown word and a given name (Krisztián Péter) are a name.
+    pair = not caps and len(kinds) == 2 and kinds[0] in ("g", None) and kinds[1] in ("g", "w")
+    while toks and (kinds[-1] == "i" or (kinds[-1] == "g" and "n" not in kinds and not pair)):
         toks, kinds = toks[:-1], kinds[:-1]
     if not toks:
         return
     strong = kinds.count("n")
     unknown = kinds.count(None)
     # In capitals only a listed personal name with another word is a name (JOHN SMITH, not HPI or CBC).
-    ok = (strong >= 1 and len(toks) >= 2) if caps else (strong >= 1 or (unknown >= 1 and len(toks) >= 2))
+    ok = (strong >= 1 and len(toks) >= 2) if caps else (strong >= 1 or (unknown >= 1 and len(toks) >= 2) or pair)
     if ok:
         out.append((toks[0][0], toks[-1][1], 1, "NAME"))
     elif uncertain and not caps:
@@ -497,6 +551,13 @@ _MONTH_WORDS = frozenset(w for m in ("January", "February", "March", "April", "M
                                      "September", "Sept", "October", "November", "December")
                          for w in (m, m[:3], m.upper(), m[:3].upper()))
 _THE = re.compile(r"the[ \t]+$")
+_MONTH_CUE = re.compile(r"(?<![\w])(?i:since|until|till|by|from|during|in|early|late|mid|last|next|this|before|after)"
+                        r"[ \t-]+$")
+_ORDINALS = ("first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|thirteenth|"
+             "fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|twentieth|thirtieth")
+# The day before "of <month>": the third of July, the 21st of May, the twenty-first of June.
+_DAY_OF = re.compile(rf"(?<![\w])(?:the[ \t]+)?(?i:(?:twenty|thirty)-?[ \t]?)?(?i:{_ORDINALS}|\d{{1,2}}(?:st|nd|rd|th))"
+                     r"[ \t]+(?:day[ \t]+)?of[ \t]+$")
 _STREET_WORDS = ("calle", "avenida", "av", "avda", "paseo", "plaza", "carrera", "camino", "via", "viale", "piazza",
                  "corso", "largo", "rua", "travessa", "rue", "boulevard", "bd", "chemin", "allee", "allée", "impasse",
                  "quai", "route", "ulica", "ul", "strada", "calea", "carrer", "passeig")
@@ -531,7 +592,8 @@ _FIRST_TOKX = re.compile(_TOKX)
 _COUNTRY_HEADS = frozenset(f(c.split()[0]) for c in _COUNTRY for f in (str.capitalize, str.upper))
 _STREET_ABBR = frozenset(("ctra", "ul", "str", "pl", "av", "avda", "bd", "rua", "via", "calle"))
 _UNIT_AHEAD = r"(?:Apt|Apartment|Suite|Ste|Unit|Flat|Room|Floor|Bldg|Building|St)(?![\w])"
-_EU_END = rf"[ \t]*(?:\n|,|$|\.(?![\w])|{_UNIT_AHEAD})"
+# What ends a street-and-number: the line, a comma, a unit, or the word "street" (Pärna 33 street in Rünga).
+_EU_END = rf"[ \t]*(?:\n|,|$|\.(?![\w])|{_UNIT_AHEAD}|(?i:street|road|avenue)(?![\w]))"
 _US_SUFFIX = (_trie(["Street", "St", "Avenue", "Ave", "Road", "Rd", "Drive", "Dr", "Lane", "Ln", "Boulevard", "Blvd",
                      "Court", "Ct", "Way", "Place", "Pl", "Terrace", "Parkway", "Pkwy", "Circle", "Cir", "Highway",
                      "Hwy", "Square", "Trail", "Close", "Crescent", "Grove", "Gardens", "Mews", "Row", "Hill", "View",
@@ -582,7 +644,10 @@ GLUED_RULE = ("ID__englued", r"(?<=[A-Za-z]DIGIT)\d{4,}[A-Za-z0-9]*(?![\w-])({G}
 CAPITAL_RULE = ("ID__encap", r"[A-Za-z]{0,5}+[-#]?\d[A-Za-z0-9]*+(?:-[A-Za-z0-9]++)*+(?![\w-])({G})")
 GENERIC = ("ID__en", "ID__encap", "ID__englued")
 
-_PHONE_CUE = re.compile(r"(?i:phone|tel|telephone|call|fax|mobile|cell|contact|pager|reach|#|no\.?|number)[ \t:.#]*$")
+_PHONE_CUE = re.compile(r"(?i:phone|tel|telephone|call|fax|mobile|cell|contact|pager|reach|#|no\.?|number|registered)"
+                        r"[ \t:.#]*$")
+_PHONE_AFTER = re.compile(r"[ \t]*[-(]?[ \t]*(?i:office|fax|mobile|cell|home|work|desk|phone|tel)(?![a-z])")
+_SHORT_PHONE = re.compile(r"\d\d[ .-]\d\d[ .-]\d\d")
 _DATE_SHAPE = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
 _TRUSTED_REGIONS = ("US", "GB", "AU", "FR", "IN", "CN", "CA")
 _UNITS = re.compile(r"(?i)\d+(?:mg|mcg|ml|kg|g|l|mm|cm|m|hr|hrs|h|min|s|sec|d|wk|y|yo|x|mmhg|bpm|u|iu|meq|mmol|ng"
@@ -594,6 +659,9 @@ _Result = str | tuple[int, int, str] | None
 def _phone_type(text: str, s: int, e: int, plus: bool, paren: bool) -> str | None:
     v = text[s:e]
     nd = sum(c.isdigit() for c in v)
+    if nd == 6 and not plus and not paren and _SHORT_PHONE.fullmatch(v) \
+            and (_PHONE_AFTER.match(text, e) or _PHONE_CUE.search(text, max(0, s - 24), s)):
+        return "PHONE"  # a short local number in pairs, with a phone word next to it (87 47 98 office)
     if not 7 <= nd <= 15 or (not plus and not paren and _DATE_SHAPE.fullmatch(v)):
         return None
     if plus:
@@ -748,7 +816,8 @@ def _address_end(text: str, e: int) -> int:
                 and _fold(" ".join(words)) not in _COUNTRY:
             break
         e = nxt.end(1)
-    return e
+    m = _CODE_TAIL.match(text, e)
+    return m.end() if m is not None else e
 
 
 def _address_ok(text: str, m: re.Match[str]) -> int | None:
@@ -815,7 +884,7 @@ def _place_tok(tok: str, comma: bool, started: bool) -> bool:
     if tok.isupper():
         if len(tok) <= 3:  # a region code: ", GA", "Pomáz PE"
             return len(tok) > 1 and (comma or started) and f not in _NOT_REGION
-        return k is None or k == "n" or k == "p"
+        return k is None or k == "n" or k == "p" or ((comma or started) and f in _GEO_WORDS)  # SOUTH NEWDEGATE
     return k != "s" or (started and f in _GEO_WORDS)
 
 
@@ -850,7 +919,10 @@ def _grow_right(text: str, e: int) -> int:
             if run is not None:
                 continue
         if not _place_tok(t.group(1), comma, started):
-            break
+            nxt = _GROW_TOK.match(text, t.end() + 1) if text[t.end():t.end() + 1] == " " else None
+            if nxt is None or _fold(nxt.group(1)) not in _COUNTRY:
+                break
+            t = nxt  # a place the lists miss before its country (Suite 590 Valentines Uruguay)
         e, started = t.end(1), True
         if t.end() > e:
             break  # "France." ends the sentence (or an abbreviation ends the place)
@@ -864,10 +936,49 @@ _BLANK_NL = frozenset(" \t\n")
 # "corner of X and Y" is the address of an intersection; "the" before it is not part of it.
 _CORNER_BEFORE = re.compile(r"corner[ \t]+of[ \t]+$")
 _AND_BEFORE = re.compile(rf"(?:^|(?<=[\s:]))({_TOKX})[ \t]+and[ \t]+$")
-_NUM_BEFORE = re.compile(r"(?:^|(?<=[\s:]))\d{1,6}[ \t]+$")
+# The building number before a street number, perhaps with a street word in lower case (4733 40 avenue ...,
+# 849 t Goylaan 46) or a punctuation mark before it.
+_NUM_BEFORE = re.compile(r"(?:^|(?<=[^\w.,/-]))\d{1,6}(?:[ \t]+\d{1,6})?"
+                         r"(?:[ \t]+(?!(?:and|or|the|of|in|at|to|is|on|for|with|was|by)[ \t])"
+                         r"[a-z\u00df-\u00ff]{1,6}\.?)?"
+                         r"[ \t]+$")
+# A postcode after an address on its line or the next ones, perhaps after a short region code (", FA\n 46664").
+_CODE_TAIL = re.compile(rf"[ \t]*,?[ \t]*\n?(?:[ \t]*{_TOKX}(?:[ \t]+{_TOKX}){{0,2}},?(?=[ \t]))?"
+                        r"(?:[ \t]*,?[ \t]*[A-Za-z]{2,3}[ \t]*\n?)?[ \t]*,?[ \t]*"
+                        r"\d{3,6}(?:[ -]\d{2,3})?(?![\w]|[ \t]*\d|[-./:]\d)")
+# A unit-led address (Suite 842 ...) whose street stands before it on its line: from the house number on.
+_STREET_BEFORE_UNIT = re.compile(
+    rf"(?:^|(?<=[^\w.,/-]))\d{{1,6}}(?:[ \t]+\d{{1,6}})?(?:[ \t]+[a-z\u00df-\u00ff]{{1,6}}\.?)?"
+    rf"(?:[ \t]+(?:{_TOKX}\.?|de|del|la|da|di|du|van|von|y)){{1,6}}[ \t]+$")
+_UNIT_START = re.compile(_UNIT_AHEAD)
+# The start of an address line before an address found inside it: a house number and up to four words
+# (180 C/ Eras 47 Suite 356 ...).
+_LINE_HEAD = re.compile(r"[^\w\n]*(\d{1,6}(?:[ \t]+[^\s.?!:;]+){0,4}[ \t]+)")
+# The street line above a unit line (Ilmalankuja 57 Harrison Valley / Suite 769): capitalised words and a
+# number, no sentence or label punctuation.
+_STREET_LINE = re.compile(rf"[^\w\n]*(?:[^\n]*?(?::|[ \t](?:at|to|is|in|with))[ \t]+)?(?=[^\n]*\d)"
+                          rf"((?:{_TOKX}\.?|\d{{1,6}}[a-zA-Z]?|[A-Z]/?|{_LOWX})"
+                          rf"(?:[ \t]+(?:{_TOKX}\.?|\d{{1,6}}[a-zA-Z]?|[A-Z]/?|{_LOWX})){{1,6}})[ \t,]*")
+_PAREN_WORD = re.compile(r"[ \t]*\([A-Z][a-z]{2,12}\)")
 _SIDE = (rf"(?:\d{{1,6}}[ \t]+)*(?:P\.?O\.?[ \t]*Box[ \t]+\d{{1,6}}|{_TOKX}\.?)"
          rf"(?:[ \t]+(?!and[ \t])(?:{_TOKX}\.?|{_LOWX}|\d{{1,5}}[a-zA-Z]?\.?)){{0,5}}")
 _CORNER = re.compile(rf"corner[ \t]+of[ \t]+{_SIDE}[ \t]+and[ \t]+{_SIDE}")
+
+
+def _line_start(text: str, s: int) -> int:
+    """Where an address found at s starts once the head of its line (a house number and a few words) or,
+    for a unit line (Suite 769), the street line above it is added."""
+    k = text.rfind("\n", 0, s) + 1
+    if k < s and any(c.isalnum() for c in text[k:s]):
+        m = _LINE_HEAD.fullmatch(text, k, s)
+        return m.start(1) if m is not None else s
+    if k > 1 and _UNIT_START.match(text, s) is not None:
+        k0 = text.rfind("\n", 0, k - 1) + 1
+        if k - k0 <= 80:
+            m = _STREET_LINE.fullmatch(text, k0, k - 1)
+            if m is not None:
+                return m.start(1)
+    return s
 
 
 def _grow(text: str, out: _Raw) -> None:
@@ -879,7 +990,7 @@ def _grow(text: str, out: _Raw) -> None:
         done.add((s, e))
         s0 = s
         # Each look-back below ends in blanks: searched only where a blank (or a newline) stands before s.
-        m = _NUM_BEFORE.search(text, max(0, s - 10), s) if s > 0 and text[s - 1] in _BLANK_NL else None
+        m = _NUM_BEFORE.search(text, max(0, s - 24), s) if s > 0 and text[s - 1] in _BLANK_NL else None
         if m is not None:
             s = m.start()  # the building number before a street number or a P.O. Box (927 P.O. Box 50)
         m = _CORNER_BEFORE.search(text, max(0, s - 16), s) \
@@ -890,9 +1001,17 @@ def _grow(text: str, out: _Raw) -> None:
             # Searched only where "and" stands in the window (few addresses follow a cross street).
             m = _AND_BEFORE.search(text, max(0, s - 40), s) \
                 if s > 0 and text[s - 1] in _BLANK_NL and text.find("and", max(0, s - 40), s) >= 0 else None
-            if m is not None and _kind(m.group(1)) != "s":
-                s = m.start()  # a cross street: Kerman and 3240 Meadow Drive
+            if m is not None and (_kind(m.group(1)) != "s" or text[max(0, m.start() - 1):m.start()] in ("", "\n")):
+                s = m.start()  # a cross street: Kerman and 3240 Meadow Drive (any word at a line start)
+        if s == s0 and s > 0 and text[s - 1] in " \t" and _UNIT_START.match(text, s) is not None:
+            m = _STREET_BEFORE_UNIT.search(text, max(0, s - 80), s)
+            if m is not None:
+                s = m.start()
+        s = _line_start(text, s)
         e2 = _address_end(text, _grow_right(text, e))
+        m = _PAREN_WORD.match(text, e2)
+        if m is not None and _fold(text[text.rfind(" ", 0, e2) + 1:e2]) in _COUNTRY:
+            e2 = m.end()  # Cyprus (Greek)
         if s != s0 or e2 != e:
             out[idx] = (s, e2, p, t)
 
@@ -990,7 +1109,7 @@ def _cued_places(text: str, toks: set[str], out: _Raw) -> None:
             i = text.find(tok, i + 1)
 
 
-_CITY_LINE = re.compile(rf"[^\w\n]*({_TOK}(?:[ \t]+{_TOK}){{0,3}})[ \t]*")
+_CITY_LINE = re.compile(rf"[^\w\n]*({_TOKX}(?:[ \t]+{_TOKX}){{0,3}})[ \t]*")
 _COUNTRY_LINE = re.compile(rf"((?:[ \t]+{_TOK}){{0,2}})(?:[ \t]+\(\w+\)|[ \t]+\d{{4,6}})?[ \t]*(?=\n|$)")
 
 
@@ -1010,7 +1129,9 @@ def _line_before_country(text: str, heads: list[str], out: _Raw) -> None:
                 c = _CITY_LINE.fullmatch(text, k0, k)
                 if c is not None:
                     words = c.group(1).split()
-                    if _fold(c.group(1)) in _PLACE or any(_kind(w) != "s" for w in words):
+                    # Plain words too if one is a word of place names (Dot Lake / United States).
+                    if _fold(c.group(1)) in _PLACE or any(_kind(w) != "s" for w in words) \
+                            or (len(words) >= 2 and any(_fold(w) in _GEO_WORDS for w in words)):
                         out.append((c.start(1), c.end(1), 1, "LOCATION"))
             i = text.find(tok, i + 1)
 
@@ -1061,6 +1182,130 @@ _TWO_COLONS = re.compile(r":[0-9A-Fa-f]*:")
 _ABBR_CUES = ("ul.", "av.", "bd.", "zip code", "postal code", "postcode")
 
 
+_PARTICLES = r"(?:van|von|de|da|di|del|della|der|den|du|le|la|ter|ten|bin|ibn|al)"
+_PARTICLE_RIGHT = re.compile(rf"(?:[ \t]+{_UPC}\.)?(?:[ \t]+{_PARTICLES}){{1,2}}[ \t]+{_TOK}(?![\w])")
+_PARTICLE_LEFT = re.compile(rf"(?:^|(?<=[^\w]))(?:[Vv]an|[Vv]on|[Dd]e|[Dd]a|[Dd]i|[Ll]e|[Ll]a)"
+                            rf"(?:[ \t]+{_PARTICLES})?[ \t]+$")
+_GENERATION = re.compile(r",?[ \t]+(?:Jr\.?|Sr\.?|II|III|IV)(?![\w])")
+_NAMELIKE = frozenset(("n", "w", "g", None))
+
+
+def _word_before(text: str, k: int) -> int:
+    """The start of the capitalised word that ends at k, or -1."""
+    j = k
+    while j > 0 and (text[j - 1].isalpha() or text[j - 1] in "-'’"):
+        j -= 1
+    return j if j < k and text[j].isupper() and (j == 0 or not text[j - 1].isalnum()) else -1
+
+
+def _name_lists(text: str, out: _Raw) -> None:
+    """Capitalised words joined by commas and "and": all are names if one is a personal name and the others
+    may be (Kawashima and Perry), or if two are (Rosing, English and Dominguez)."""
+    i = text.find(" and ")
+    while i >= 0:
+        right = _FIRST_TOKEN.match(text, i + 5) if text[i + 5:i + 6].isupper() else None
+        toks: list[tuple[int, int, str]] = []
+        if right is not None:
+            # The capitalised words before "and", back over ", " (a walk over a few characters, no search).
+            k = i - 1 if text[i - 1:i] == "," else i
+            j = _word_before(text, k)
+            while j >= 0 and len(toks) < 6:
+                toks.insert(0, (j, k, text[j:k]))
+                if text[j - 2:j] != ", ":
+                    break
+                k = j - 2
+                j = _word_before(text, k)
+        if right is not None and toks:
+            toks.append((right.start(), right.end(), right.group()))
+            kinds = [_kind(t) if len(t) > 1 and not t.isupper() else "s" for _, _, t in toks]
+            named = sum(k == "n" or k is None for k in kinds)
+            end = right.end()
+            if (end >= len(text) or not text[end].isalnum()) and all(_fold(t) not in _PLACE for _, _, t in toks) \
+                    and ((named and all(k in _NAMELIKE for k in kinds)) or (len(toks) >= 3 and named >= 2)):
+                out.extend([(a, b, 1, "NAME") for a, b, t in toks if t not in _MONTH_WORDS])
+        i = text.find(" and ", i + 1)
+
+
+_AFTER_UNIVERSITY = re.compile(rf"[ \t]+({_TOKX}(?:[ \t]+{_TOKX}){{0,3}})")
+
+
+def _university_places(text: str, out: _Raw) -> None:
+    """The place after "University of" (University of Tromsø, University of ΓΕΝΑΓΡΑ) in any script."""
+    i = text.find("University of")
+    while i >= 0:
+        m = _AFTER_UNIVERSITY.match(text, i + 13)
+        if m is not None:
+            out.append((m.start(1), m.end(1), 1, "LOCATION"))
+        i = text.find("University of", i + 13)
+
+
+_PARTICLE_WORDS = frozenset(_PARTICLES[3:-1].split("|")) | {"Van", "Von", "De", "Da", "Di", "Le", "La"}
+_NEXT_WORDS = _PARTICLE_WORDS | {"Jr", "Jr.", "Jr.,", "Sr", "Sr.", "II", "III", "IV"}
+_COMPASS = frozenset(("North", "South", "East", "West", "Port", "Fort", "Lake", "Mount"))
+
+
+def _name_particles(text: str, out: _Raw) -> None:
+    """Grow each name over the particles and generational suffixes around it (Anthony van den Oord, van Gameren,
+    Philip Weöres III)."""
+    for n, (s, e, p, t) in enumerate(out):
+        if t != "NAME":
+            continue
+        # The words on each side first (a split of a few characters): few names have a particle next to them.
+        nxt = text[e + 1:e + 6].split(" ", 1)[0].rstrip(",\n")
+        prev = text[max(0, s - 7):s - 1].rsplit(" ", 1)[-1] if s > 1 and text[s - 1] == " " else ""
+        if nxt in _NEXT_WORDS or (len(nxt) == 2 and nxt[1] == "." and nxt[0].isupper()):
+            m = _PARTICLE_RIGHT.match(text, e)
+            if m is not None:
+                e = m.end()
+            m = _GENERATION.match(text, e)
+            if m is not None:
+                e = m.end()
+        if prev in _PARTICLE_WORDS:
+            m = _PARTICLE_LEFT.search(text, max(0, s - 16), s)
+            if m is not None:
+                s = m.start()
+        elif prev in _COMPASS:
+            s, t = s - 1 - len(prev), "LOCATION"  # North Nicolas: a place named after a person
+        out[n] = (s, e, p, t)
+
+
+# Lower-case or plain-word cues of an identifier that the main cue patterns (MRN, ID in capitals) miss, and
+# file names of photos, recordings and scans (looked for only where a cue word or an underscore occurs).
+_ID_CUES = ("mrn", "code", "template", "record", "account")
+_AFTER_ID_CUE = re.compile(r"(?:[ \t]*(?:no\.?|number|#|:))?[ \t]*:?[ \t]*"
+                           r"((?=[\w-]{4})(?=(?:[A-Za-z_-]*\d){3})[A-Za-z]{0,12}[-_#]?\d[A-Za-z0-9]*"
+                           r"(?:[-_][A-Za-z0-9]+)*)(?![\w-])")
+_FILE_RX = re.compile(r"\.(?:jpe?g|png|tiff?|bmp|gif|heic|pdf|dcm|wav|mp3|mp4|m4a|docx?)(?![\w])")
+_STEM_BEFORE = re.compile(r"(?:^|(?<=[^\w.-]))[\w-]*_[\w.-]*$")
+
+
+def _cued_ids(text: str, out: _Raw) -> None:
+    """Identifiers after a plain-word cue (study code CRIMSON-0447, mrn 2280) and file names of photos,
+    recordings and scans whose name carries an underscore (marisol_frontal_2024.jpg)."""
+    for cue in _ID_CUES:
+        if cue in text:
+            i = text.find(cue)
+            while i >= 0:
+                j = i + len(cue)
+                if not (i and text[i - 1].isalnum()) and not text[j:j + 1].isalnum():  # not barcode
+                    m = _AFTER_ID_CUE.match(text, j)
+                    if m is not None:
+                        out.append((m.start(1), m.end(1), 1, "ID"))
+                i = text.find(cue, j)
+    if "_" in text:
+        for f in _FILE_RX.finditer(text):
+            i = f.start()
+            m = _STEM_BEFORE.search(text, max(0, i - 80), i)
+            if m is not None and m.start() < i:
+                out.append((m.start(), f.end(), 1, "ID"))
+
+
+# A street in Greek or Cyrillic letters and its number (Λεωφόρος Πανεπιστημίου 219): the Latin rules miss it.
+_NON_LATIN_STREET = re.compile(r"[\u0388-\u038f\u0391-\u03a9\u0400-\u042f][\u0370-\u03ff\u0400-\u04ff]+"
+                               r"(?:[ \t]+[\u0370-\u03ff\u0400-\u04ff.]+){0,3}"
+                               r"[ \t]+\d{1,5}[a-zA-Z\u0391-\u03c9]?(?![\w])")
+
+
 def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     """Append the detections of one English note to out: (start, end, priority, type)."""
     gate, months = _names(text, out, uncertain_names)
@@ -1071,10 +1316,18 @@ def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
         while s >= 0:
             if s == 0 or not (text[s - 1].isalnum() or text[s - 1] in "_/.-"):
                 m = _DATE_MON_RX.match(text, s)
+                e = -1
                 if m is not None:
                     e = m.end()
                     while text[e - 1] in " \t,":
                         e -= 1
+                elif len(w) > 3 and w[1:].islower() and not text[s + len(w):s + len(w) + 1].isalnum() \
+                        and _MONTH_CUE.search(text, max(0, s - 16), s) is not None:
+                    e = s + len(w)  # a month alone after a time word: since November, in early March
+                d = _DAY_OF.search(text, max(0, s - 40), s) if text[s - 3:s - 1] == "of" else None
+                if d is not None:
+                    out.append((d.start(), max(e, s + len(w)), 1, "DATE"))
+                elif e > 0:
                     out.append((s, e, 1, "DATE"))
             s = text.find(w, s + 1)
     if "'s " in text:
@@ -1093,3 +1346,12 @@ def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
             out.append((m.start(), m.end(), 1, "ADDRESS"))
     if ":" in text and _TWO_COLONS.search(text) is not None:  # an IPv6 address has two colons in a hex run
         _ips(text, out)
+    if " and " in text:
+        _name_lists(text, out)
+    _name_particles(text, out)
+    if "University of" in text:
+        _university_places(text, out)
+    _cued_ids(text, out)
+    if not text.isascii():
+        for m in _NON_LATIN_STREET.finditer(text):
+            out.append((m.start(), m.end(), 1, "ADDRESS"))
