@@ -240,7 +240,9 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]
                 _UNKNOWN.add(t)
             if len(t) >= 3 and t[1:].islower() and _kind(t) in (None, "g"):
                 _SUBJECTS.add(t)
-    suspects = list(filter(known.__getitem__, caps))
+    # Sorted by first occurrence: set order varies with the hash seed, and which word of a run comes first
+    # can decide the run.
+    suspects = sorted(filter(known.__getitem__, caps), key=lambda t: (text.find(t), -len(t)))
     gate = list(_ADDR_GATE.intersection(caps)) if not _ADDR_GATE.isdisjoint(caps) else []
     if not _SUFFIXED.isdisjoint(caps):
         gate += _SUFFIXED.intersection(caps)
