@@ -10,7 +10,9 @@ Every list comes from real-world data nobody in this project wrote, fetched with
   without its suffix (杭州 for 杭州市) where that short form is not an ordinary word; towns and villages
   (镇, 乡, 村) tagged as place names (ns) in jieba's dictionary. Provinces are left out: like a US state they
   are not PHI on their own (HIPAA Safe Harbor).
-* words: jieba 0.42.1's dictionary (MIT), words of two to four characters with their frequency, kept where
+* words: jieba 0.42.1's dictionary (MIT; built partly from People's Daily text, so its name entries overlap
+  the pd98 corpus's names: the held-out part, not dev, is the figure to quote), words of two to four
+  characters with their frequency, kept where
   they can be mistaken for a name: those starting or ending with a surname character, and frequent two-
   character words (which end a name before them). Two-character entries count as words whatever jieba's tag
   (it tags 陈旧 and 康复 as names), so a patient whose name is also a word (王平) is found only by a cue or
@@ -29,6 +31,9 @@ Output: one line per entry, "<class> <word>". Classes:
      name or a word, a name with a context on either side;
   g  a given-name character (鹏, 伟, 丽, 泽): frequent in the given names of jieba's three-character name
      entries, rare in its other words;
+  h  a plausible given-name character by a looser measure (民, 海, 光, 真): in the given names of at least three
+     of those entries and a tenth as often as in jieba's other words; two of them after a surname make a
+     name where they form no word;
   t  a transliteration character (尔, 斯, 拉, 克): frequent in jieba's transliterated names (nrt);
   u  a character of transliterated names by a looser measure (林, 马, 波, 加, 利): class t and these make
      the run of a foreign name (克林顿, 阿尔希波夫);
@@ -74,6 +79,7 @@ WORD_FREQ = 10
 RARE_FREQ = 3
 GIVEN_MIN = 5  # a given-name character: in at least this many name entries ...
 GIVEN_RATIO = 0.5  # ... and at least half as many as the other words holding it (+20)
+LOOSE_GIVEN_MIN, LOOSE_GIVEN_RATIO = 3, 0.1  # a plausible given-name character (class h): a looser measure
 TRANSLIT_MIN, TRANSLIT_RATIO = 8, 0.15  # the same for the characters of transliterated names
 LOOSE_MIN, LOOSE_RATIO = 4, 0.05  # ... and by a looser measure (class u)
 
@@ -204,6 +210,8 @@ def main() -> None:
     # 氏 makes a clan or an eponym (罗氏, 巴氏征), not a given name.
     given_chars = {c for c, n in given.items()
                    if n >= GIVEN_MIN and n / (other.get(c, 0) + 20) >= GIVEN_RATIO and c != "氏"}
+    loose_given = {c for c, n in given.items() if n >= LOOSE_GIVEN_MIN and n / (other.get(c, 0) + 20)
+                   >= LOOSE_GIVEN_RATIO and c != "氏"} - given_chars
     # A two-character entry tagged as a name whose second character is a given-name character (李鹏, 乔石 is
     # not: 石 is too common in words) is a name that may also be a word: class n, not w. Only after a common
     # surname: after an ambiguous one it is mostly a word (师傅, 查明, 高峰).
@@ -240,6 +248,7 @@ def main() -> None:
     lines += [f"a {p}" for p in sorted(ambiguous)]
     lines += [f"w {w}" for w in sorted(words)]
     lines += [f"n {w}" for w in sorted(maybe)] + [f"g {c}" for c in sorted(given_chars)]
+    lines += [f"h {c}" for c in sorted(loose_given)]
     lines += [f"t {c}" for c in sorted(translit_chars)]
     lines += [f"u {c}" for c in sorted(loose_chars)] + [f"x {w}" for w in sorted(translit_words)]
     lines += [f"f {w}" for w in sorted(foreign)]

@@ -354,3 +354,39 @@ def test_a_village_after_ordinary_text(note: str, value: str) -> None:
 ])
 def test_ordinary_words_with_village_suffixes_stay(note: str) -> None:
     assert T.scrub(note, "zh") == note
+
+
+# --- names by character statistics, glued lists, surnames before a title ---
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    ("昨天我们拜访了王海涛的家人。", "王海涛"),  # a surname and two plausible given-name characters, no cue
+    ("会议由赵志远主持，孙丽萍、周建华列席。", "周建华"),
+])
+def test_a_surname_and_two_plausible_given_characters(note: str, name: str) -> None:
+    _found(note, name, "NAME")
+
+
+def test_a_list_of_names_without_separators() -> None:
+    note = "出席的有刘建华王海涛孙丽萍。"
+    for name in ("刘建华", "王海涛", "孙丽萍"):
+        _found(note, name, "NAME")
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("陪同张主任查房。", "张"),
+    ("今天刘副院长来看望患者。", "刘"),
+    ("老闫说他最近睡眠不好。", "老闫"),
+    ("请小邹。", "小邹"),
+])
+def test_a_surname_before_a_title_and_old_or_young_before_a_surname(note: str, value: str) -> None:
+    _found(note, value, "NAME")
+
+
+@pytest.mark.parametrize("note", [
+    "阿莫西林胶囊口服。",       # a drug: no name inside a transliteration
+    "老年患者，小儿科会诊。",    # 老年, 小儿 are words
+    "国家主席出访。",            # a title with no surname before it
+])
+def test_no_names_from_titles_words_or_drugs(note: str) -> None:
+    assert "[NAME]" not in T.scrub(note, "zh")

@@ -57,16 +57,18 @@ _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 
 
 def _load() -> tuple[frozenset[str], ...]:
-    sets: dict[str, set[str]] = {k: set() for k in "Ppawngtuxf"}
+    sets: dict[str, set[str]] = {k: set() for k in "Ppawnghtuxf"}
     raw = resources.files("medspace.deid").joinpath("data/zh_vocab.txt.gz").read_bytes()
     for line in gzip.decompress(raw).decode("utf-8").splitlines():
         if line and line[0] != "#":
             sets[line[0]].add(line[2:])
-    return tuple(frozenset(sets[k]) for k in "Ppawngtuxf")
+    return tuple(frozenset(sets[k]) for k in "Ppawnghtuxf")
 
 
-(PLACES, PLACE_SHORT, PLACE_AMBIGUOUS, WORDS, MAYBE_NAMES, GIVEN_CHARS, TRANSLIT_CHARS, LOOSE_TRANSLIT,
- TRANSLIT_WORDS, FOREIGN_CITIES) = _load()
+(PLACES, PLACE_SHORT, PLACE_AMBIGUOUS, WORDS, MAYBE_NAMES, GIVEN_CHARS, LOOSE_GIVEN, TRANSLIT_CHARS,
+ LOOSE_TRANSLIT, TRANSLIT_WORDS, FOREIGN_CITIES) = _load()
+# A plausible given-name character: of class g or h of the data file.
+NAME_CHARS = GIVEN_CHARS | LOOSE_GIVEN
 # Provinces are matched too, and skipped: otherwise a place across a province's end hides the one after it
 # (南开 in 河南开封市).
 _PROVINCE_NAMES = frozenset(L.CN_PROVINCES) | frozenset(p + "省" for p in L.CN_PROVINCES)
@@ -408,7 +410,7 @@ def _titled_three(text: str, i: int, g: int) -> bool:
 def _name_in_context(text: str, i: int, g: int) -> tuple[int, int] | None:
     """The name of surname text[i:g] found by its context, or None."""
     sl = g - i
-    if _titled_three(text, i, g):
+    if _titled_three(text, i, g) or _plausible_three(text, i, g, sl == 1 and text[i] in _WEAK_SURNAMES):
         return i, g + 2
     left = _left_ok(text, i)
     # A name that is also a word (李鹏): after a role or title, or before a word people do (李鹏说, 李鹏总理); a
@@ -445,6 +447,25 @@ def _name_in_context(text: str, i: int, g: int) -> tuple[int, int] | None:
     if _given_ok(text, g, g + 1) and _right_ok(text, g + 1) and not (weak and text[g:g + 2] in WORDS):
         return i, g + 1
     return None
+
+
+def _plausible_three(text: str, i: int, g: int, weak: bool) -> bool:
+    """A surname and two plausible given-name characters (邓小平, 王近山 after any word): a name where neither the
+    surname with the first, nor the two, nor the second with what follows, nor the whole is an ordinary word.
+    Recall first: the goal tolerates a surname and two name-like characters read as a name."""
+    a, b = text[g:g + 1], text[g + 1:g + 2]
+    if not (a in NAME_CHARS and b in NAME_CHARS) or a in _HARD_STOP or b in _HARD_STOP:
+        return False
+    # After a surname that is also a function word (于, 和, 高) both characters must be the stricter class.
+    if weak and not (a in GIVEN_CHARS and b in GIVEN_CHARS):
+        return False
+    # Inside a transliterated word (莫西林 of 阿莫西林) the surname is no surname.
+    if i > 0 and (text[i - 1] in TRANSLIT_CHARS or text[i - 1] in LOOSE_TRANSLIT):
+        return False
+    # The two may be a word when the second is of the stricter class: given names are often words (海涛, 建华).
+    return (text[i:g + 1] not in WORDS and (text[g:g + 2] not in WORDS or (b in GIVEN_CHARS and not weak))
+            and text[i:g + 2] not in WORDS
+            and text[i:g + 3] not in WORDS and (text[g + 1:g + 3] not in WORDS or _strong_right(text, g + 2)))
 
 
 def _uncertain_name_at(text: str, i: int, g: int) -> tuple[int, int] | None:
@@ -569,6 +590,44 @@ def _loose_name(text: str, s: int, e: int) -> bool:
     return left and right
 
 
+# A surname alone before a title stands for the person (江主席, 李总理, 张副主任, 冷科长), as does 老 or 小 before a
+# surname (老王, 小李).
+_TITLES = ("主席", "总理", "总书记", "书记", "部长", "局长", "厂长", "科长", "处长", "主任", "大使", "市长", "县长",
+           "省长", "团长", "校长", "院长", "所长", "队长", "经理", "总统", "委员长", "秘书长", "司令", "政委", "师傅",
+           "老师", "先生", "女士", "小姐", "同志", "医生", "大夫", "教授", "护士", "阿姨", "大爷", "大娘", "大妈",
+           "总编", "会长", "社长", "董事长", "行长", "站长", "村长", "组长", "班长", "连长", "营长", "师长", "军长",
+           "主编", "工程师", "律师", "法官", "警官", "博士", "医师", "护士长", "老", "总")
+_TITLED_RX = re.compile(f"([{_SURNAMES}{''.join(sorted(_WEAK_SURNAMES))}])(?:副|代)?(?:{'|'.join(_TITLES)})")
+_OLD_RX = re.compile(f"([老小][{_SURNAMES}])")
+
+
+def _find_titled(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
+    for m in _TITLED_RX.finditer(text):
+        i = m.start()
+        if i > 0 and _is_han(text[i - 1]) and (text[i - 1:i + 1] in WORDS or (text[i] in _WEAK_SURNAMES
+                                              and text[i - 1] not in _STOP and text[i - 1] not in _LEFT_CHARS)):
+            continue
+        # 老 and 总 as titles only after a clause boundary or a stop character (张老, 王总), not in 各总.
+        if m.group().endswith(("老", "总")) and len(m.group()) == 2 and (
+                text[i:i + 3] in WORDS or text[i + 1:i + 3] in WORDS or text[i:i + 2] in WORDS):
+            continue
+        if (text[i:i + 2] in WORDS and m.end() - i == 2) or _overlaps(busy, i, i + 1):
+            continue
+        out.append((i, i + 1, 1, "NAME"))
+    for m in _OLD_RX.finditer(text):
+        i = m.start()
+        j = i + 2
+        if (text[i:j] in WORDS or (i > 0 and text[i - 1:i + 1] in WORDS) or _overlaps(busy, i, i + 1)
+                or (j < len(text) and text[j - 1:j + 1] in WORDS)):
+            continue
+        # What follows must end the reference: punctuation, a stop character, a word people do, or a word.
+        if j < len(text) and _is_han(text[j]) and not (
+                text[j] in _STOP or text.startswith(_RIGHT_WORDS, j) or text.startswith(_TR_VERBS, j)
+                or text[j:j + 2] in WORDS):
+            continue
+        out.append((i, j, 1, "NAME"))
+
+
 def detect_zh(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     """Append to out the places and cue-less names of a note with Chinese text; uncertain_names: every common
     surname with one or two characters that form no ordinary word is a name (recall over readability)."""
@@ -582,6 +641,7 @@ def detect_zh(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     _find_streets(text, out, taken)
     _find_names(text, out, taken, uncertain_names)
     _find_foreign(text, out, taken)
+    _find_titled(text, out, sorted((s, e) for s, e, _, _ in out))
     _spread_names(text, out)
 
 
@@ -589,7 +649,19 @@ def detect_zh(text: str, out: _Raw, uncertain_names: bool = False) -> None:
 # two characters listed next to a name (江泽民、李鹏、乔石) is one too.
 _ANY_SURNAME = f"(?:{'|'.join(_COMPOUND)}|[{_SURNAMES}{''.join(sorted(_WEAK_SURNAMES))}])"
 _ENUM_RX = re.compile(f"、({_ANY_SURNAME}[{_HAN}]{{1,2}})(?=[、，,。；;）)等]|$)")
+# A list of names with no separator (李鹏乔石朱镕基, a byline 徐国春张雅文): a surname and one or two
+# characters right after a name, up to the next surname or the end of the clause.
+_GLUED_RX = re.compile(f"({_ANY_SURNAME}[{_HAN}]{{1,2}}?)(?={_ANY_SURNAME}|[、，,。；;）)\\s]|$)")
+_SURNAME_START = re.compile(_ANY_SURNAME)
 _ENUM_BACK_RX = re.compile(f"(?:^|(?<=[，,。；;：:（(“『、\\s]))({_ANY_SURNAME}[{_HAN}]{{1,2}})$")
+
+
+def _glued_ok(text: str, s: int, e: int) -> bool:
+    """Whether a surname and characters glued to a name's end are a name too: neither an ordinary word nor the
+    start of one (李鹏乔石, not 李鹏同志 or 张三和)."""
+    w = text[s:e]
+    return (w not in WORDS and text[s:s + 2] not in WORDS and _GIVEN_STOP.isdisjoint(w[1:])
+            and text[e - 1:e + 1] not in WORDS and w not in PLACES and w not in PLACE_SHORT)
 
 
 def _spread_names(text: str, out: _Raw) -> None:
@@ -614,6 +686,16 @@ def _spread_names(text: str, out: _Raw) -> None:
         m = _ENUM_RX.match(text, e)
         if m is not None and not (m.end(1) - m.start(1) == 3 and m.group(1) in WORDS):
             nxt.append(m.span(1))
+        g = _GLUED_RX.match(text, e)
+        if g is not None and _glued_ok(text, *g.span(1)):
+            nxt.append(g.span(1))
+        for k in (3, 2):
+            # Backwards only from the start of the clause: a surname and characters glued before a name
+            # in running text are mostly a word's end (高兴李四).
+            if (s >= k and (s == k or not _is_han(text[s - k - 1])) and _SURNAME_START.match(text, s - k)
+                    and _glued_ok(text, s - k, s)):
+                nxt.append((s - k, s))
+                break
         if s > 2 and text[s - 1] == "、":
             b = _ENUM_BACK_RX.search(text, max(0, s - 5), s - 1)
             if b is not None and not (b.end(1) - b.start(1) == 3 and b.group(1) in WORDS):
