@@ -390,3 +390,18 @@ def test_a_surname_before_a_title_and_old_or_young_before_a_surname(note: str, v
 ])
 def test_no_names_from_titles_words_or_drugs(note: str) -> None:
     assert "[NAME]" not in T.scrub(note, "zh")
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("患者今日出院，嘱门诊随访。（周建华孙丽萍）", "周建华孙丽萍"),  # a byline in brackets at the end
+    ("出院小结\n宋立新\n", "宋立新"),                                # a name alone on a line (a signature)
+    ("由州长威尔逊主持。", "威尔逊"),                                 # a transliteration after a title's end
+    ("今天与罗伯逊见面。", "罗伯逊"),                                 # ... or between ordinary characters
+])
+def test_bylines_signatures_and_foreign_names(note: str, value: str) -> None:
+    _found(note, value, "NAME")
+
+
+def test_a_bracket_or_a_line_that_is_a_word_stays() -> None:
+    assert T.scrub("诊断明确（高血压）", "zh") == "诊断明确（高血压）"
+    assert T.scrub("出院小结\n方法\n", "zh") == "出院小结\n方法\n"

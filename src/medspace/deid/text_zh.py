@@ -318,6 +318,11 @@ def _find_dates(text: str, out: _Raw) -> None:
 _SURNAMES = L.CN_SURNAMES_COMMON.replace("万", "") + "黄高"
 _COMPOUND = L.CN_COMPOUND_SURNAMES
 _SURNAME_RX = re.compile("(?:" + "|".join(_COMPOUND) + f"|[{_SURNAMES}])(?=[{_HAN}])")
+# The surnames that are also function or common words (于, 和, 华, 项) make a name only with two plausible
+# given-name characters (`_plausible_three`); the regex looks for those first, as they are frequent.
+_WEAK_ONLY = frozenset(L.CN_SURNAMES_AMBIGUOUS) - frozenset(_SURNAMES)
+_NC = "".join(sorted(NAME_CHARS))
+_WEAK_RX = re.compile(f"[{''.join(sorted(_WEAK_ONLY))}](?=[{_NC}][{_NC}])")
 # Pronouns, demonstratives and measure words end a name too.
 _STOP = frozenset(L.ZH_NAME_STOP + "他她它们这那哪谁啥么个些其每各该此")
 # Characters and words after which a person's name often stands (由王伟签字, 通知其子, 与刘洋沟通).
@@ -407,11 +412,21 @@ def _titled_three(text: str, i: int, g: int) -> bool:
             and not text.startswith(_RIGHT_WORDS, g) and _strong_right(text, g + 2))
 
 
+_TITLE_LEFT = ("总理", "总统", "主席", "书记", "部长", "委员长", "秘书长", "省长", "市长", "县长", "局长", "大使",
+               "司令", "政委", "院长", "校长", "社长", "会长", "行长", "厂长", "经理", "董事长", "主任", "记者",
+               "首相", "外长", "议长", "国务委员", "同志", "教授", "院士", "专家", "作家", "诗人", "导演")
+
+
 def _name_in_context(text: str, i: int, g: int) -> tuple[int, int] | None:
     """The name of surname text[i:g] found by its context, or None."""
     sl = g - i
     if _titled_three(text, i, g) or _plausible_three(text, i, g, sl == 1 and text[i] in _WEAK_SURNAMES):
         return i, g + 2
+    # A name that is also a word (黄菊, 罗干, 乔石) right after a title and before the end of the clause or a
+    # word people do (书记黄菊主持, 秘书长罗干、).
+    if (sl == 1 and text[i:g + 1] in WORDS and text.endswith(_TITLE_LEFT, 0, i) and _is_han(text[g])
+            and text[g] not in _HARD_STOP and (_strong_right(text, g + 1) or text[g + 1:g + 2] in _HARD_STOP)):
+        return i, g + 1
     left = _left_ok(text, i)
     # A name that is also a word (李鹏): after a role or title, or before a word people do (李鹏说, 李鹏总理); a
     # clause boundary is not enough (曾祖父, 温馨提示).
@@ -456,8 +471,8 @@ def _plausible_three(text: str, i: int, g: int, weak: bool) -> bool:
     a, b = text[g:g + 1], text[g + 1:g + 2]
     if not (a in NAME_CHARS and b in NAME_CHARS) or a in _HARD_STOP or b in _HARD_STOP:
         return False
-    # After a surname that is also a function word (于, 和, 高) both characters must be the stricter class.
-    if weak and not (a in GIVEN_CHARS and b in GIVEN_CHARS):
+    # After a surname that is also a function word (于, 和, 高) one character must be of the stricter class.
+    if weak and not (a in GIVEN_CHARS or b in GIVEN_CHARS):
         return False
     # Inside a transliterated word (莫西林 of 阿莫西林) the surname is no surname.
     if i > 0 and (text[i - 1] in TRANSLIT_CHARS or text[i - 1] in LOOSE_TRANSLIT):
@@ -489,14 +504,22 @@ def _find_names(text: str, out: _Raw, taken: list[tuple[int, int]], uncertain: b
     pos = 0
     for m in _SURNAME_RX.finditer(text):
         i = m.start()
-        if i < pos:
-            continue
-        if any(s <= i < e for s, e in busy):
+        if i < pos or _overlaps(busy, i, i + 1):
             continue
         span = _name_at(text, i, m.end() - i, uncertain)
+        if span is None and m.end() - i == 1 and _titled_surname(text, i):
+            span = (i, i + 1)
         if span is not None:
             out.append((span[0], span[1], 1, "NAME"))
+            bisect.insort(busy, span)
             pos = span[1]
+    for m in _WEAK_RX.finditer(text):
+        i = m.start()
+        if _overlaps(busy, i, i + 3) or (i > 0 and _is_han(text[i - 1]) and text[i - 1:i + 1] in WORDS):
+            continue
+        if _plausible_three(text, i, i + 1, True):
+            out.append((i, i + 3, 1, "NAME"))
+            bisect.insort(busy, (i, i + 3))
 
 
 # --- foreign names: transliteration characters (from jieba's nrt entries) ---
@@ -505,6 +528,7 @@ _TR = "".join(sorted(TRANSLIT_CHARS))
 # Words that introduce a foreign person (a title or a role) besides those of `_LEFT_WORDS`.
 _TR_LEFT = (*_LEFT_WORDS, "总统", "总理", "首相", "外长", "国务卿", "大使", "议长", "国王", "王储", "亲王", "总书记",
             "发言人", "总裁", "董事长", "教练", "球星", "夫人", "博士", "法官", "将军", "大臣")
+_TITLE_ENDS = frozenset("长员师理统使官者士席授")
 _TR_RUN = re.compile(f"[{_TR}]{{2,8}}")
 # A name in parts joined by · (约翰·克鲁吉, 拉吉夫·甘地): the parts at most five characters each.
 _DOT_RX = re.compile(f"[{_HAN}]{{1,5}}(?:·[{_HAN}]{{1,5}})+")
@@ -531,7 +555,11 @@ def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
         s, e = m.span()
         if any(a < e and s < b for a, b in busy) or text[s:e] in TRANSLIT_WORDS:
             continue  # a country or a transliterated word (伊拉克, 卢森堡)
-        if text.endswith(_TR_LEFT, 0, s) or text.startswith(_RIGHT_WORDS, e):
+        # After the last character of a title (州长, 大使, 议员) too.
+        if (text.endswith(_TR_LEFT, 0, s) or text.startswith(_RIGHT_WORDS, e)
+                or (s > 0 and text[s - 1] in _TITLE_ENDS and text[s - 1:s + 1] not in WORDS
+                    and not text.startswith(_EPONYM_NEXT, e) and not text.startswith(_DRUG_ENDS, e - 1)
+                    and text[s:e] not in WORDS)):
             out.append((s, e, 1, "NAME"))
             busy.append((s, e))
     for m in _LOOSE_RUN.finditer(text):
@@ -577,6 +605,11 @@ def _translit_city(text: str, s: int, e: int) -> bool:
     return text.endswith(_TR_CITY_BEFORE, 0, s) or text.startswith(_TR_CITY_AFTER, e)
 
 
+def _eponym_near(text: str, e: int) -> bool:
+    """Whether a disease or sign word follows within two characters (阿尔茨 in 阿尔茨海默病)."""
+    return any(text.startswith(_EPONYM_NEXT, k) for k in (e + 1, e + 2))
+
+
 def _loose_name(text: str, s: int, e: int) -> bool:
     run = text[s:e]
     core = sum(c in TRANSLIT_CHARS for c in run)
@@ -584,9 +617,12 @@ def _loose_name(text: str, s: int, e: int) -> bool:
         return False
     if text.startswith(_EPONYM_NEXT, e) or text.startswith(_DRUG_ENDS, e - 1):
         return False
-    left = (s == 0 or not _is_han(text[s - 1]) or text[s - 1] in _TR_FUNC_LEFT or text.endswith(_TR_LEFT, 0, s))
+    # Recall first: any neighbour will do that forms no word with the run's first or last character.
+    left = (s == 0 or not _is_han(text[s - 1]) or text[s - 1] in _TR_FUNC_LEFT or text.endswith(_TR_LEFT, 0, s)
+            or text[s - 1:s + 1] not in WORDS)
     right = (e == len(text) or not _is_han(text[e]) or text[e] in _TR_FUNC_RIGHT
-             or text.startswith(_TR_VERBS, e) or text.startswith(_RIGHT_WORDS, e))
+             or text.startswith(_TR_VERBS, e) or text.startswith(_RIGHT_WORDS, e)
+             or (text[e - 1:e + 1] not in WORDS and not _eponym_near(text, e)))
     return left and right
 
 
@@ -596,24 +632,21 @@ _TITLES = ("主席", "总理", "总书记", "书记", "部长", "局长", "厂�
            "省长", "团长", "校长", "院长", "所长", "队长", "经理", "总统", "委员长", "秘书长", "司令", "政委", "师傅",
            "老师", "先生", "女士", "小姐", "同志", "医生", "大夫", "教授", "护士", "阿姨", "大爷", "大娘", "大妈",
            "总编", "会长", "社长", "董事长", "行长", "站长", "村长", "组长", "班长", "连长", "营长", "师长", "军长",
-           "主编", "工程师", "律师", "法官", "警官", "博士", "医师", "护士长", "老", "总")
-_TITLED_RX = re.compile(f"([{_SURNAMES}{''.join(sorted(_WEAK_SURNAMES))}])(?:副|代)?(?:{'|'.join(_TITLES)})")
+           "主编", "工程师", "律师", "法官", "警官", "博士", "医师", "护士长")
+_TITLE_TUPLE = tuple(sorted({p + t for t in _TITLES for p in ("", "副", "代")}, key=len, reverse=True))
+_TITLE_FIRST = frozenset(t[0] for t in _TITLE_TUPLE)
 _OLD_RX = re.compile(f"([老小][{_SURNAMES}])")
 
 
-def _find_titled(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
-    for m in _TITLED_RX.finditer(text):
-        i = m.start()
-        if i > 0 and _is_han(text[i - 1]) and (text[i - 1:i + 1] in WORDS or (text[i] in _WEAK_SURNAMES
-                                              and text[i - 1] not in _STOP and text[i - 1] not in _LEFT_CHARS)):
-            continue
-        # 老 and 总 as titles only after a clause boundary or a stop character (张老, 王总), not in 各总.
-        if m.group().endswith(("老", "总")) and len(m.group()) == 2 and (
-                text[i:i + 3] in WORDS or text[i + 1:i + 3] in WORDS or text[i:i + 2] in WORDS):
-            continue
-        if (text[i:i + 2] in WORDS and m.end() - i == 2) or _overlaps(busy, i, i + 1):
-            continue
-        out.append((i, i + 1, 1, "NAME"))
+def _titled_surname(text: str, i: int) -> bool:
+    """Whether the surname at i stands alone before a title (江主席, 张副主任), not as a word's end (国家主席)."""
+    return (text[i + 1:i + 2] in _TITLE_FIRST and text.startswith(_TITLE_TUPLE, i + 1)
+            and not (i > 0 and text[i - 1:i + 1] in WORDS))
+
+
+def _find_old_young(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
+    if "老" not in text and "小" not in text:
+        return
     for m in _OLD_RX.finditer(text):
         i = m.start()
         j = i + 2
@@ -626,6 +659,32 @@ def _find_titled(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
                 or text[j:j + 2] in WORDS):
             continue
         out.append((i, j, 1, "NAME"))
+
+
+# A byline: names alone in brackets at the end of a paragraph (（徐国春张雅文）), or alone on a line (a signature).
+# The run starts with a surname and holds no word, place or function character.
+_ALL_SURNAMES = f"{_SURNAMES}{''.join(sorted(_WEAK_SURNAMES))}"
+_BYLINE_BRACKET = re.compile(f"[（(]((?:{'|'.join(_COMPOUND)}|[{_ALL_SURNAMES}])[{_HAN}]{{1,11}})[）)](?=\\s*$)", re.M)
+_BYLINE_LINE = re.compile(f"^\\s*((?:{'|'.join(_COMPOUND)}|[{_ALL_SURNAMES}])[{_HAN}]{{1,3}})\\s*$", re.M)
+
+
+def _find_bylines(text: str, out: _Raw) -> None:
+    # Each pattern only where it can match (a per-note cost: most notes have neither).
+    if "\n" in text:
+        hits = [*_BYLINE_BRACKET.finditer(text), *_BYLINE_LINE.finditer(text)]
+    elif len(text) < 8:
+        hits = [*_BYLINE_LINE.finditer(text)]
+    else:
+        tail = text[-16:]
+        if "）" not in tail and ")" not in tail:
+            return
+        hits = [*_BYLINE_BRACKET.finditer(text, len(text) - 16)]
+    for m in hits:
+        s, e = m.span(1)
+        w = text[s:e]
+        if not (w in WORDS or w in PLACES or w in PLACE_SHORT or w in PLACE_AMBIGUOUS
+                or not _HARD_STOP.isdisjoint(w)):
+            out.append((s, e, 1, "NAME"))
 
 
 def detect_zh(text: str, out: _Raw, uncertain_names: bool = False) -> None:
@@ -641,7 +700,8 @@ def detect_zh(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     _find_streets(text, out, taken)
     _find_names(text, out, taken, uncertain_names)
     _find_foreign(text, out, taken)
-    _find_titled(text, out, sorted((s, e) for s, e, _, _ in out))
+    _find_old_young(text, out, sorted((s, e) for s, e, _, _ in out))
+    _find_bylines(text, out)
     _spread_names(text, out)
 
 
