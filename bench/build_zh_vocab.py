@@ -8,7 +8,8 @@ Every list comes from real-world data nobody in this project wrote, fetched with
 * places: the administrative divisions of China (prefecture-level cities and county-level units: 市, 区, 县,
   旗...) from the National Bureau of Statistics codes as shipped by `cpca` 0.5.5 (MIT), with each name also
   without its suffix (杭州 for 杭州市) where that short form is not an ordinary word; towns and villages
-  (镇, 乡, 村) tagged as place names (ns) in jieba's dictionary. Provinces are left out: like a US state they
+  (镇, 乡, 村) and counties, cities and prefectures under former names (丰润县, 恩施州) tagged as place names
+  (ns) in jieba's dictionary. Provinces are left out: like a US state they
   are not PHI on their own (HIPAA Safe Harbor).
 * words: jieba 0.42.1's dictionary (MIT; built partly from People's Daily text, so its name entries overlap
   the pd98 corpus's names: the held-out part, not dev, is the figure to quote), words of two to four
@@ -151,7 +152,10 @@ def main() -> None:
                 city = code[4:].strip("0") == ""
                 short[name[:m.start()]] = short.get(name[:m.start()], False) or city
     for w, (_, t) in jieba.items():
-        if t == "ns" and len(w) >= 3 and w[-1] in "镇乡村":
+        # Towns and villages; counties, cities and prefectures jieba knows by former names (丰润县, now 丰润区).
+        if t == "ns" and ((len(w) >= 3 and w[-1] in "镇乡村")
+                          or (3 <= len(w) <= 5 and w[-1] in "县市州" and not set(w) & FUNCTION_CHARS
+                              and w[:-1] not in L.CN_PROVINCES)):
             places.add(w)
     places -= provinces
     # Towns and villages whose name holds a function or measure character are phrases (多个村, 这个村).

@@ -405,3 +405,27 @@ def test_bylines_signatures_and_foreign_names(note: str, value: str) -> None:
 def test_a_bracket_or_a_line_that_is_a_word_stays() -> None:
     assert T.scrub("诊断明确（高血压）", "zh") == "诊断明确（高血压）"
     assert T.scrub("出院小结\n方法\n", "zh") == "出院小结\n方法\n"
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("复诊。４日，患者诉头痛。", "４日"),          # a day opening a clause
+    ("本月７日，患者再次入院。", "７日"),
+    ("自去年７月以来反复咳嗽。", "７月"),          # since July: a date, not a duration
+    ("农历正月初四发病。", "正月"),
+    ("拟于１８日前往上级医院。", "１８日"),
+])
+def test_days_and_months_in_more_positions(note: str, value: str) -> None:
+    _found(note, value, "DATE")
+
+
+@pytest.mark.parametrize("note", ["发热2日，咳嗽。", "术后3月以内复查。"])
+def test_durations_stay_after_the_new_date_positions(note: str) -> None:
+    assert "[DATE]" not in T.scrub(note, "zh")
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("患者来自东阳县，务农。", "东阳县"),          # a county under its former name (jieba: now 东阳市)
+    ("去年到大连车站接人。", "大连"),              # a place that is also a word, before what a place has
+])
+def test_places_under_former_names_and_with_more_contexts(note: str, value: str) -> None:
+    _found(note, value, "LOCATION")

@@ -81,9 +81,13 @@ _PLACES_AC = ahocorasick_rs.AhoCorasick(sorted(PLACES | PLACE_SHORT | PLACE_AMBI
 _PROVINCE_ENDS = tuple(L.CN_PROVINCES) + tuple(p + "省" for p in L.CN_PROVINCES)
 _CTX_BEFORE = ("来自", "家住", "住在", "现住", "居住", "籍贯", "户籍", "出生于", "生于", "位于", "地处", "本报",
                "新华社", "前往", "赴", "抵达", "飞抵", "返回", "途经", "到达", "到", "去", "回", "在", "于", "从", "至",
-               "离开", "来到")
+               "离开", "来到", "前往", "来自", "城市", "首都", "首府", "西北", "东北", "西南", "东南", "港城")
 _CTX_AFTER = ("人", "籍", "市民", "市区", "地区", "一带", "境内", "街头", "港", "站", "机场", "等地", "市委", "县委",
-              "区委", "市政府", "县政府", "区政府", "考察", "访问", "举行", "召开", "电", "讯")
+              "区委", "市政府", "县政府", "区政府", "考察", "访问", "举行", "召开", "电", "讯",
+              # what a place has or is known for (大连车站, 纽约股市, 张北地震, 合肥晚报)
+              "灾区", "股市", "分行", "车站", "火车站", "开发区", "晚报", "日报", "时报", "地震", "周围", "附近",
+              "郊区", "海关", "市场", "地铁", "当地", "以南", "以北", "以东", "以西", "西部", "东部", "南部", "北部",
+              "城区", "古城", "中学", "小学", "农村", "乡镇", "地方")
 # A city abroad (纽约, 莫斯科: GeoNames) counts with these too: a word of travel before it, or 市 or the time of
 # the place after it.
 _CITY_BEFORE = (*_CTX_BEFORE, "访问", "飞往", "赴", "前往", "转往", "驻")
@@ -290,15 +294,19 @@ _DAY_H = f"(?:[二三]?十[{_HD}]?|三十一|[{_HD}]|初[{_HD}十])"
 # these (3日后, 3月余, 3月龄, 一日三次).
 _NOT_BEFORE = "第每近数余约共续后前隔个了达满历为期连孕逾超仅才各周这那哪几多上下本当次"
 _NOT_AFTER_D = "后前内来余以左多龄经次量剂片粒袋支"
+# ... but 前往, 来华, 以来 (since) after a date are travel and time, not a duration.
+_NOT_AFTER_X = "(?!后|前(?!往)|内|来(?![华京访到])|余|以[内上下后前]|左|多|龄|经|次|量|剂|片|粒|袋|支)"
 _DATE_RX = re.compile(
     # The look-ahead on the first character lets the regex engine skip ahead to a digit or numeral.
     f"(?=[0-9〇零{_HD}十元正腊冬初])(?:"
     # a month with an optional year and day (十二月, 11月份, 1998年元月3日, 5月17号)
-    rf"(?<![\d.{_NOT_BEFORE}{_HD}十〇零])(?:(?:\d{{4}}|[〇零{_HD}]{{4}})年)?(?:{_MON_D}|{_MON_H}|腊|冬)月"
-    rf"(?:份|(?:{_DAY_D}|{_DAY_H})[日号])?(?![{_NOT_AFTER_D}])"
+    rf"(?:(?<=农历)|(?<![\d.{_NOT_BEFORE}{_HD}十〇零]))(?:(?:\d{{4}}|[〇零{_HD}]{{4}})年)?(?:{_MON_D}|{_MON_H}|腊|冬)月"
+    rf"(?:份|(?:{_DAY_D}|{_DAY_H})[日号])?{_NOT_AFTER_X}"
     # a day alone (３０日在这里, 自一日起, 至３１日): 日 only, 号 is also a bed or a room number (3号床). Before
     # punctuation it is a duration (发热2日，) unless a word of time or a range comes first.
-    rf"|(?<=[自于在至到从—－~、])(?:{_DAY_D}|{_DAY_H})日(?![{_NOT_AFTER_D}])"
+    rf"|(?<=[自于在至到从—－~、])(?:{_DAY_D}|{_DAY_H})日{_NOT_AFTER_X}"
+    # a day that opens a clause (。４日，, 本月７日，)
+    rf"|(?:^|(?<=[。；！？!?\n])|(?<=本月|上月|下月|当月))(?:{_DAY_D}|{_DAY_H})日(?=[，,])"
     rf"|(?<![\d.{_NOT_BEFORE}])(?:{_DAY_D})日(?![{_NOT_AFTER_D}，。；,;.:：）)\s]|$)"
     # in Chinese numerals only before a word that makes it a date (十五日晚, 三日宣布)
     rf"|(?<![{_NOT_BEFORE}{_HD}十〇零])(?:{_DAY_H})日(?=[起电晚讯凌夜早晨午上下至到—－~、在宣发举报对]))")
