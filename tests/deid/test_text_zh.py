@@ -429,3 +429,18 @@ def test_durations_stay_after_the_new_date_positions(note: str) -> None:
 ])
 def test_places_under_former_names_and_with_more_contexts(note: str, value: str) -> None:
     _found(note, value, "LOCATION")
+
+
+def test_a_list_of_names_with_enumeration_commas() -> None:
+    note = "参加会诊的有刘建国、孙丽萍、周海涛等。"
+    for name in ("刘建国", "孙丽萍", "周海涛"):
+        _found(note, name, "NAME")
+
+
+@pytest.mark.parametrize("note", ["既往高血压、糖尿病、冠心病史。", "检查肝、肾功能。"])
+def test_lists_of_conditions_are_no_names(note: str) -> None:
+    assert "[NAME]" not in T.scrub(note, "zh")
+
+
+def test_a_given_name_with_a_function_character_after_a_title() -> None:
+    _found("主治医师钱其琛查房。", "钱其琛", "NAME")

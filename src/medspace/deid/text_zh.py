@@ -414,10 +414,15 @@ def _strong_right(text: str, j: int) -> bool:
 def _titled_three(text: str, i: int, g: int) -> bool:
     """A surname and two characters between a role or title and the end of the clause (记者许宏治, 社长王启人。):
     a name even if a given character is also a function character elsewhere."""
-    return (text.endswith(_LEFT_WORDS, 0, i) and g + 2 <= len(text)
+    if not ((text.endswith(_LEFT_WORDS, 0, i) or text.endswith(_TITLE_LEFT, 0, i)) and g + 2 <= len(text)
             and all(_is_han(c) and c not in _HARD_STOP for c in text[g:g + 2])
-            and text[i:g + 2] not in WORDS and text[i:g + 1] not in WORDS and text[g:g + 2] not in WORDS
-            and not text.startswith(_RIGHT_WORDS, g) and _strong_right(text, g + 2))
+            and text[i:g + 2] not in WORDS and not text.startswith(_RIGHT_WORDS, g)):
+        return False
+    # Right after a title the given name may be a word (导演袁和平, 女星崔真实) if a given-name character is in it
+    # and the clause or a word people do ends it; otherwise neither half may be a word.
+    if _strong_right(text, g + 2) or text[g + 2:g + 3] in _HARD_STOP:
+        return text[i:g + 1] not in WORDS and (text[g:g + 2] not in WORDS or not NAME_CHARS.isdisjoint(text[g:g + 2]))
+    return False
 
 
 _TITLE_LEFT = ("总理", "总统", "主席", "书记", "部长", "委员长", "秘书长", "省长", "市长", "县长", "局长", "大使",
@@ -472,12 +477,17 @@ def _name_in_context(text: str, i: int, g: int) -> tuple[int, int] | None:
     return None
 
 
+_ALWAYS_STOP = _HARD_STOP - frozenset("其之")
+
+
 def _plausible_three(text: str, i: int, g: int, weak: bool) -> bool:
     """A surname and two plausible given-name characters (邓小平, 王近山 after any word): a name where neither the
     surname with the first, nor the two, nor the second with what follows, nor the whole is an ordinary word.
     Recall first: the goal tolerates a surname and two name-like characters read as a name."""
     a, b = text[g:g + 1], text[g + 1:g + 2]
-    if not (a in NAME_CHARS and b in NAME_CHARS) or a in _HARD_STOP or b in _HARD_STOP:
+    # 其 and 之 stand in given names too (钱其琛, 刘复之) next to a character of the stricter class.
+    if not ((a in NAME_CHARS or (a == "其" and b in GIVEN_CHARS))
+            and (b in NAME_CHARS or (b == "之" and a in GIVEN_CHARS))) or a in _ALWAYS_STOP or b in _ALWAYS_STOP:
         return False
     # After a surname that is also a function word (于, 和, 高) one character must be of the stricter class.
     if weak and not (a in GIVEN_CHARS or b in GIVEN_CHARS):
@@ -695,6 +705,58 @@ def _find_bylines(text: str, out: _Raw) -> None:
             out.append((s, e, 1, "NAME"))
 
 
+# A list of names with 、 (江泽民、李鹏、乔石等): two items or more of a surname and one to three characters that
+# are neither a word nor a place make every such item a name, and a two-character word after a common surname
+# too (乔石) where most items are names. The first item may follow other text (出席的有江泽民、).
+_LIST_RX = re.compile(f"[{_HAN}]{{2,8}}(?:、[{_HAN}]{{2,4}})+")
+_LIST_END = re.compile(f"(?:{'|'.join(_COMPOUND)}|[{_ALL_SURNAMES}])[{_HAN}]{{1,2}}")
+
+
+def _list_item(w: str) -> bool:
+    if not (2 <= len(w) <= 4) or not _SURNAME_START.match(w) or not _HARD_STOP.isdisjoint(w[1:]):
+        return False
+    if len(w) == 4 and w[:2] not in _COMPOUND:
+        return False
+    return not (w in WORDS or w in PLACES or w in PLACE_SHORT or w in PLACE_AMBIGUOUS or w in TRANSLIT_WORDS
+                or w in FOREIGN_CITIES or (w[:2] in WORDS and len(w) == 3))
+
+
+def _find_lists(text: str, out: _Raw) -> None:
+    if "、" not in text:
+        return
+    for m in _LIST_RX.finditer(text):
+        items: list[tuple[int, int]] = []
+        pos = m.start()
+        for part in m.group().split("、"):
+            items.append((pos, pos + len(part)))
+            pos += len(part) + 1
+        orig = list(items)
+        # The first item: its last two to four characters; the last: its first two or three before a stop.
+        s0, e0 = items[0]
+        for k in (3, 2, 4):
+            if e0 - k >= s0 and _list_item(text[e0 - k:e0]):
+                items[0] = (e0 - k, e0)
+                break
+        sl, el = items[-1]
+        for k in (3, 2):
+            if sl + k <= el and _list_item(text[sl:sl + k]) and (sl + k == el or text[sl + k] in _STOP
+                                                                 or text[sl + k] in "等和"):
+                items[-1] = (sl, sl + k)
+                break
+        good = [x for x in items if _list_item(text[x[0]:x[1]])]
+        # Two good items at least, and one of three characters that is a whole item (not cut from the text
+        # around the list) unless there are three (杜仲、麻仁煎服 is no list of names).
+        whole = {x for x, y in zip(items, orig, strict=True) if x == y}
+        if len(good) < 2 or 2 * len(good) < len(items) or (
+                len(good) < 3 and not any(b - a == 3 and (a, b) in whole for a, b in good)):
+            continue
+        for a, b in items:
+            w = text[a:b]
+            if (a, b) in good or (len(w) == 2 and w[0] in _SURNAMES and w not in PLACES and w not in PLACE_SHORT
+                                  and 3 * len(good) >= 2 * len(items)):
+                out.append((a, b, 1, "NAME"))
+
+
 def detect_zh(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     """Append to out the places and cue-less names of a note with Chinese text; uncertain_names: every common
     surname with one or two characters that form no ordinary word is a name (recall over readability)."""
@@ -710,6 +772,7 @@ def detect_zh(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     _find_foreign(text, out, taken)
     _find_old_young(text, out, sorted((s, e) for s, e, _, _ in out))
     _find_bylines(text, out)
+    _find_lists(text, out)
     _spread_names(text, out)
 
 
