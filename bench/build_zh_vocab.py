@@ -28,13 +28,15 @@ Output: one line per entry, "<class> <word>". Classes:
      jieba tags as another kind of word (大连: d, 保定: v): LOCATION only with a place context (来自, 在, a
      province before it, 人 or 市民 after it...);
   w  an ordinary word that is no personal name (陈旧, 方法, 病史, 胸痛);
-  n  a two-character entry jieba tags as a name whose second character is a given-name character (李鹏): a
+  n  a two-character entry jieba tags as a name whose second character is of class g or h (李鹏): a
      name or a word, a name with a context on either side;
   g  a given-name character (鹏, 伟, 丽, 泽): frequent in the given names of jieba's three-character name
      entries, rare in its other words;
   h  a plausible given-name character by a looser measure (民, 海, 光, 真): in the given names of at least three
      of those entries and a tenth as often as in jieba's other words; two of them after a surname make a
      name where they form no word;
+  s  a rarer surname (萧, 慕, 尉): the first character of many of jieba's three-character name entries and of
+     few of its other words, not of class t or u;
   t  a transliteration character (尔, 斯, 拉, 克): frequent in jieba's transliterated names (nrt);
   u  a character of transliterated names by a looser measure (林, 马, 波, 加, 利): class t and these make
      the run of a foreign name (克林顿, 阿尔希波夫);
@@ -80,6 +82,7 @@ WORD_FREQ = 10
 RARE_FREQ = 3
 GIVEN_MIN = 5  # a given-name character: in at least this many name entries ...
 GIVEN_RATIO = 0.5  # ... and at least half as many as the other words holding it (+20)
+RARE_SURNAME_MIN = 15  # a rarer surname (class s): starts this many three-character name entries at least
 LOOSE_GIVEN_MIN, LOOSE_GIVEN_RATIO = 3, 0.1  # a plausible given-name character (class h): a looser measure
 TRANSLIT_MIN, TRANSLIT_RATIO = 8, 0.15  # the same for the characters of transliterated names
 LOOSE_MIN, LOOSE_RATIO = 4, 0.05  # ... and by a looser measure (class u)
@@ -216,11 +219,12 @@ def main() -> None:
                    if n >= GIVEN_MIN and n / (other.get(c, 0) + 20) >= GIVEN_RATIO and c != "氏"}
     loose_given = {c for c, n in given.items() if n >= LOOSE_GIVEN_MIN and n / (other.get(c, 0) + 20)
                    >= LOOSE_GIVEN_RATIO and c != "氏"} - given_chars
-    # A two-character entry tagged as a name whose second character is a given-name character (李鹏, 乔石 is
-    # not: 石 is too common in words) is a name that may also be a word: class n, not w. Only after a common
-    # surname: after an ambiguous one it is mostly a word (师傅, 查明, 高峰).
+    # A two-character entry tagged as a name whose second character is a plausible given-name character (李鹏,
+    # 罗干; 乔石 is not: 石 is too common in words) is a name that may also be a word: class n, not w. Only after
+    # a common surname: after an ambiguous one it is mostly a word (师傅, 查明, 高峰).
     maybe = {w for w, (_, t) in jieba.items()
-             if len(w) == 2 and t in ("nr", "nrfg") and w[0] in L.CN_SURNAMES_COMMON and w[1] in given_chars}
+             if len(w) == 2 and t in ("nr", "nrfg") and w[0] in L.CN_SURNAMES_COMMON
+             and w[1] in given_chars | loose_given}
     # ... nor one that starts a longer word of another kind (曾祖父, 麻仁丸, 杜仲胶).
     maybe -= {w[:2] for w, (_, t) in jieba.items() if len(w) >= 3 and t not in NAME_TAGS}
     words -= maybe
@@ -237,6 +241,18 @@ def main() -> None:
     loose_chars = {c for c, n in translit.items()
                    if n >= LOOSE_MIN and n / (other.get(c, 0) + 20) >= LOOSE_RATIO} - translit_chars
     run_chars = translit_chars | loose_chars
+    # Rarer surnames (萧, 慕, 尉, 赖): characters that start many of jieba's three-character name entries and
+    # few of its other words, and are no transliteration characters.
+    first: dict[str, int] = {}
+    first_other: dict[str, int] = {}
+    for w, (_, t) in jieba.items():
+        if t in ("nr", "nrfg") and len(w) == 3:
+            first[w[0]] = first.get(w[0], 0) + 1
+        elif t not in NAME_TAGS:
+            first_other[w[0]] = first_other.get(w[0], 0) + 1
+    rare_surnames = {c for c, n in first.items()
+                     if n >= RARE_SURNAME_MIN and n >= first_other.get(c, 0) + 20 and c not in surnames
+                     and c not in run_chars}
     translit_words = {w for w, (_, t) in jieba.items()
                       if 2 <= len(w) <= 6 and t not in NAME_TAGS and set(w) <= run_chars}
     countries = _cldr_countries(args.work)
@@ -252,7 +268,7 @@ def main() -> None:
     lines += [f"a {p}" for p in sorted(ambiguous)]
     lines += [f"w {w}" for w in sorted(words)]
     lines += [f"n {w}" for w in sorted(maybe)] + [f"g {c}" for c in sorted(given_chars)]
-    lines += [f"h {c}" for c in sorted(loose_given)]
+    lines += [f"h {c}" for c in sorted(loose_given)] + [f"s {c}" for c in sorted(rare_surnames)]
     lines += [f"t {c}" for c in sorted(translit_chars)]
     lines += [f"u {c}" for c in sorted(loose_chars)] + [f"x {w}" for w in sorted(translit_words)]
     lines += [f"f {w}" for w in sorted(foreign)]

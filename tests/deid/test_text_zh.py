@@ -444,3 +444,11 @@ def test_lists_of_conditions_are_no_names(note: str) -> None:
 
 def test_a_given_name_with_a_function_character_after_a_title() -> None:
     _found("主治医师钱其琛查房。", "钱其琛", "NAME")
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    ("昨天萧振宇来复诊。", "萧振宇"),   # a rarer surname (class s of the data file)
+    ("昨天于振宇来复诊。", "于振宇"),   # a surname that is also a function word, two given-name characters
+])
+def test_rarer_and_ambiguous_surnames_with_two_given_name_characters(note: str, name: str) -> None:
+    _found(note, name, "NAME")

@@ -57,16 +57,16 @@ _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 
 
 def _load() -> tuple[frozenset[str], ...]:
-    sets: dict[str, set[str]] = {k: set() for k in "Ppawnghtuxf"}
+    sets: dict[str, set[str]] = {k: set() for k in "Ppawnghstuxf"}
     raw = resources.files("medspace.deid").joinpath("data/zh_vocab.txt.gz").read_bytes()
     for line in gzip.decompress(raw).decode("utf-8").splitlines():
         if line and line[0] != "#":
             sets[line[0]].add(line[2:])
-    return tuple(frozenset(sets[k]) for k in "Ppawnghtuxf")
+    return tuple(frozenset(sets[k]) for k in "Ppawnghstuxf")
 
 
-(PLACES, PLACE_SHORT, PLACE_AMBIGUOUS, WORDS, MAYBE_NAMES, GIVEN_CHARS, LOOSE_GIVEN, TRANSLIT_CHARS,
- LOOSE_TRANSLIT, TRANSLIT_WORDS, FOREIGN_CITIES) = _load()
+(PLACES, PLACE_SHORT, PLACE_AMBIGUOUS, WORDS, MAYBE_NAMES, GIVEN_CHARS, LOOSE_GIVEN, RARE_SURNAMES,
+ TRANSLIT_CHARS, LOOSE_TRANSLIT, TRANSLIT_WORDS, FOREIGN_CITIES) = _load()
 # A plausible given-name character: of class g or h of the data file.
 NAME_CHARS = GIVEN_CHARS | LOOSE_GIVEN
 # Provinces are matched too, and skipped: otherwise a place across a province's end hides the one after it
@@ -326,9 +326,10 @@ def _find_dates(text: str, out: _Raw) -> None:
 _SURNAMES = L.CN_SURNAMES_COMMON.replace("万", "") + "黄高"
 _COMPOUND = L.CN_COMPOUND_SURNAMES
 _SURNAME_RX = re.compile("(?:" + "|".join(_COMPOUND) + f"|[{_SURNAMES}])(?=[{_HAN}])")
-# The surnames that are also function or common words (于, 和, 华, 项) make a name only with two plausible
+# The surnames that are also function or common words (于, 和, 华, 项) and the rarer ones of the data file (萧,
+# 慕) make a name only with two plausible
 # given-name characters (`_plausible_three`); the regex looks for those first, as they are frequent.
-_WEAK_ONLY = frozenset(L.CN_SURNAMES_AMBIGUOUS) - frozenset(_SURNAMES)
+_WEAK_ONLY = (frozenset(L.CN_SURNAMES_AMBIGUOUS) | RARE_SURNAMES) - frozenset(_SURNAMES)
 _NC = "".join(sorted(NAME_CHARS))
 _WEAK_RX = re.compile(f"[{''.join(sorted(_WEAK_ONLY))}](?=[{_NC}][{_NC}])")
 # Pronouns, demonstratives and measure words end a name too.
@@ -414,9 +415,11 @@ def _strong_right(text: str, j: int) -> bool:
 def _titled_three(text: str, i: int, g: int) -> bool:
     """A surname and two characters between a role or title and the end of the clause (记者许宏治, 社长王启人。):
     a name even if a given character is also a function character elsewhere."""
-    if not ((text.endswith(_LEFT_WORDS, 0, i) or text.endswith(_TITLE_LEFT, 0, i)) and g + 2 <= len(text)
-            and all(_is_han(c) and c not in _HARD_STOP for c in text[g:g + 2])
-            and text[i:g + 2] not in WORDS and not text.startswith(_RIGHT_WORDS, g)):
+    # The cheap tests first: this runs for every surname.
+    if not (g + 2 <= len(text) and _is_han(text[g]) and _is_han(text[g + 1]) and text[g] not in _HARD_STOP
+            and text[g + 1] not in _HARD_STOP and text[i:g + 2] not in WORDS
+            and (text.endswith(_LEFT_WORDS, 0, i) or text.endswith(_TITLE_LEFT, 0, i))
+            and not text.startswith(_RIGHT_WORDS, g)):
         return False
     # Right after a title the given name may be a word (导演袁和平, 女星崔真实) if a given-name character is in it
     # and the clause or a word people do ends it; otherwise neither half may be a word.
@@ -459,6 +462,13 @@ def _name_in_context(text: str, i: int, g: int) -> tuple[int, int] | None:
                 and text[i:g + 1] not in WORDS and text[i:g + 1] not in MAYBE_NAMES and text[g:g + 2] not in WORDS
                 and _right_ok(text, g + 2)):
             return i, g + 2
+        # A surname and one given-name character of the stricter class before a function character, punctuation
+        # or a word people do (照料起张倩和她的母亲).
+        if (sl == 1 and not weak and text[g:g + 1] in GIVEN_CHARS and text[i:g + 1] not in WORDS
+                and text[i:g + 1] not in MAYBE_NAMES and text[g:g + 2] not in WORDS
+                and (g + 1 >= len(text) or not _is_han(text[g + 1]) or text[g + 1] in _HARD_STOP
+                     or text.startswith(_RIGHT_WORDS, g + 1))):
+            return i, g + 1
         return None
     if sl == 1 and (text[i:g + 1] in WORDS or text[i:g + 1] in MAYBE_NAMES or text[i:g + 3] in WORDS):
         # Surname and the next characters are a word (陈旧, 方法, 左侧, 高脂血症), unless three characters
@@ -519,18 +529,20 @@ def _uncertain_name_at(text: str, i: int, g: int) -> tuple[int, int] | None:
 
 def _find_names(text: str, out: _Raw, taken: list[tuple[int, int]], uncertain: bool = False) -> None:
     busy = sorted(taken)
+    found: list[tuple[int, int]] = []
     pos = 0
     for m in _SURNAME_RX.finditer(text):
         i = m.start()
-        if i < pos or _overlaps(busy, i, i + 1):
+        if i < pos or (busy and _overlaps(busy, i, i + 1)):
             continue
         span = _name_at(text, i, m.end() - i, uncertain)
         if span is None and m.end() - i == 1 and _titled_surname(text, i):
             span = (i, i + 1)
         if span is not None:
             out.append((span[0], span[1], 1, "NAME"))
-            bisect.insort(busy, span)
+            found.append(span)
             pos = span[1]
+    busy = sorted(busy + found)
     for m in _WEAK_RX.finditer(text):
         i = m.start()
         if _overlaps(busy, i, i + 3) or (i > 0 and _is_han(text[i - 1]) and text[i - 1:i + 1] in WORDS):
@@ -708,8 +720,10 @@ def _find_bylines(text: str, out: _Raw) -> None:
 # A list of names with 、 (江泽民、李鹏、乔石等): two items or more of a surname and one to three characters that
 # are neither a word nor a place make every such item a name, and a two-character word after a common surname
 # too (乔石) where most items are names. The first item may follow other text (出席的有江泽民、).
-_LIST_RX = re.compile(f"[{_HAN}]{{2,8}}(?:、[{_HAN}]{{2,4}})+")
 _LIST_END = re.compile(f"(?:{'|'.join(_COMPOUND)}|[{_ALL_SURNAMES}])[{_HAN}]{{1,2}}")
+
+
+_LIST_FIRST = frozenset(_ALL_SURNAMES) | frozenset(c[0] for c in _COMPOUND)
 
 
 def _list_item(w: str) -> bool:
@@ -721,15 +735,56 @@ def _list_item(w: str) -> bool:
                 or w in FOREIGN_CITIES or (w[:2] in WORDS and len(w) == 3))
 
 
+_HAN_FWD = re.compile(f"[{_HAN}]{{1,8}}")
+_HAN_BACK = re.compile(f"[{_HAN}]{{1,8}}$")
+
+
+def _list_groups(text: str) -> list[list[tuple[int, int]]]:
+    """The 、-separated runs of Han items in text: the first item up to eight characters back, the inner ones
+    of two to four, the last up to four (cheaper than a regex led by a Han class)."""
+    groups: list[list[tuple[int, int]]] = []
+    cur: list[tuple[int, int]] = []
+    i = text.find("、")
+    while i >= 0:
+        if cur and cur[-1][1] == i:  # the item before this 、 closes the previous one
+            pass
+        else:
+            if len(cur) >= 2:
+                groups.append(cur)
+            mb = _HAN_BACK.search(text, max(0, i - 8), i)
+            back = i - mb.start() if mb else 0
+            cur = [(i - back, i)] if back >= 2 else []
+        nxt = text.find("、", i + 1)
+        mf = _HAN_FWD.match(text, i + 1)
+        fwd = mf.end() - i - 1 if mf else 0
+        if cur and fwd >= 2 and nxt == i + 1 + fwd and fwd <= 4:
+            cur.append((i + 1, nxt))
+        elif cur and fwd >= 2:
+            cur.append((i + 1, i + 1 + min(fwd, 4)))
+            if len(cur) >= 2:
+                groups.append(cur)
+            cur = []
+        else:
+            if len(cur) >= 2:
+                groups.append(cur)
+            cur = []
+        i = nxt
+    if len(cur) >= 2:
+        groups.append(cur)
+    return groups
+
+
+_LIST_GATE = re.compile(f"、(?:{'|'.join(_COMPOUND)}|[{_ALL_SURNAMES}])")
+
+
 def _find_lists(text: str, out: _Raw) -> None:
-    if "、" not in text:
+    if "、" not in text or _LIST_GATE.search(text) is None:
         return
-    for m in _LIST_RX.finditer(text):
-        items: list[tuple[int, int]] = []
-        pos = m.start()
-        for part in m.group().split("、"):
-            items.append((pos, pos + len(part)))
-            pos += len(part) + 1
+    for items in _list_groups(text):
+        # Cheap first: two items at least must hold a surname.
+        if sum(text[a] in _LIST_FIRST or text[b - 3:b - 2] in _LIST_FIRST or text[b - 2:b - 1] in _LIST_FIRST
+               for a, b in items) < 2:
+            continue
         orig = list(items)
         # The first item: its last two to four characters; the last: its first two or three before a stop.
         s0, e0 = items[0]
