@@ -452,3 +452,11 @@ def test_a_given_name_with_a_function_character_after_a_title() -> None:
 ])
 def test_rarer_and_ambiguous_surnames_with_two_given_name_characters(note: str, name: str) -> None:
     _found(note, name, "NAME")
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    ("家属签字：罗建平（男，52岁）。", "罗建平"),   # a name before its sex in brackets
+    ("陪护人员邓玉（女）。", "邓玉"),
+])
+def test_a_name_before_its_sex_in_brackets(note: str, name: str) -> None:
+    _found(note, name, "NAME")

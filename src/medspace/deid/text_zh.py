@@ -20,6 +20,17 @@ names that no cue word announces.
   characters whose first two are a word (温家宝: 温家) or whose last forms one with what follows (江泽民主席:
   民主) are a name where the clause or a word people do (说, 主席, 等) ends them; after a role or title a given
   character may also be one of the function characters of the stop list (记者许宏治, 医师刘前刚).
+* **Names by character statistics** (recall first: the goal trades precision for recall): a surname and two
+  plausible given-name characters (class g or h of the data file: jieba's three-character name entries against
+  its other words) that form no word with the surname or what follows (邓小平理论, 王近山指挥), wherever they
+  stand; after a surname that is also a function word (于, 和, 华) or a rarer one (class s: 萧, 慕) one of the
+  two must be of class g. After a title a given name may be a word (导演袁和平), and a name that is a word
+  (黄菊, 罗干) counts between a title and the clause's end.
+* **References and lists**: a surname alone before a title (江主席, 张副主任), 老 or 小 before a surname (老闫);
+  lists with 、 whose items are mostly a surname and one to three characters (even with no known name in
+  them); names glued together in a list or byline (李鹏乔石朱镕基) next to a found name; names alone in
+  brackets at a paragraph's end (（徐国春张雅文）) or alone on a line; a name before its sex in brackets
+  (吴仪（女）).
 * **Foreign names**: a run of transliteration characters (class t: 尔, 斯, 克, 拉) after a title or before a
   verb of speech (总统克雷库, 科恩说), and names in parts joined by · (约翰·克鲁吉).
 
@@ -30,8 +41,9 @@ names that no cue word announces.
   right after a place (合肥市长江路) is part of it, as is the suffix of a unit renamed since (溧水县). A short form
   that forms a word with a neighbour is a place where that neighbour belongs to a word on its other side
   (省会长春, 济南军区). Provinces are matched and skipped, so that 河南开封市 is not read as 南开.
-* **DATE without a year**: a month (十二月, 11月份, 元月), a month and day, or a day alone (３０日在..., 自一日起),
-  but not a duration or a count (术后3日, 3月余, 孕3月, 一日三次).
+* **DATE without a year**: a month (十二月, 11月份, 元月, 农历正月), a month and day, or a day alone (３０日在...,
+  自一日起, a day opening a clause: 。４日，), but not a duration or a count (术后3日, 3月余, 孕3月, 一日三次); 以来,
+  前往 and 来华 after one are no duration.
 * Full-width digits, letters and number punctuation (１２月３１日) are matched in their ASCII form
   (`fold_width`, one character for one, so offsets hold), for every rule of `text`.
 
@@ -698,6 +710,25 @@ _BYLINE_BRACKET = re.compile(f"[（(]((?:{'|'.join(_COMPOUND)}|[{_ALL_SURNAMES}]
 _BYLINE_LINE = re.compile(f"^\\s*((?:{'|'.join(_COMPOUND)}|[{_ALL_SURNAMES}])[{_HAN}]{{1,3}})\\s*$", re.M)
 
 
+# A name before its sex or people in brackets (吴仪（女）, 张三（男，45岁）, 阿不都（维吾尔族）).
+_SEX_RX = re.compile(f"[（(](?:女|男|[{_HAN}]{{1,4}}族)[）)，,、]")
+
+
+def _find_sexed(text: str, out: _Raw) -> None:
+    if "（" not in text and "(" not in text:
+        return
+    for m in _SEX_RX.finditer(text):
+        e = m.start()
+        # A surname and two characters, else one (the longer when both start with a surname).
+        for k in (3, 2):
+            s = e - k
+            w = text[s:e]
+            if (s >= 0 and len(w) == k and all(map(_is_han, w)) and _SURNAME_START.match(w) is not None
+                    and w not in WORDS and w not in PLACES and w not in PLACE_SHORT and _HARD_STOP.isdisjoint(w)):
+                out.append((s, e, 1, "NAME"))
+                break
+
+
 def _find_bylines(text: str, out: _Raw) -> None:
     # Each pattern only where it can match (a per-note cost: most notes have neither).
     if "\n" in text:
@@ -828,6 +859,7 @@ def detect_zh(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     _find_old_young(text, out, sorted((s, e) for s, e, _, _ in out))
     _find_bylines(text, out)
     _find_lists(text, out)
+    _find_sexed(text, out)
     _spread_names(text, out)
 
 
