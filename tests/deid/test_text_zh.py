@@ -460,3 +460,11 @@ def test_rarer_and_ambiguous_surnames_with_two_given_name_characters(note: str, 
 ])
 def test_a_name_before_its_sex_in_brackets(note: str, name: str) -> None:
     _found(note, name, "NAME")
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    ("李鹏在病房陪护。", "李鹏"),          # a name that is also a word, as the subject of a clause
+    ("科恩在门诊随访。", "科恩"),          # two transliteration characters as the subject of a clause
+])
+def test_names_as_the_subject_of_a_clause(note: str, name: str) -> None:
+    _found(note, name, "NAME")

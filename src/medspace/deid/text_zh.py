@@ -445,6 +445,9 @@ _TITLE_LEFT = ("总理", "总统", "主席", "书记", "部长", "委员长", "�
                "首相", "外长", "议长", "国务委员", "同志", "教授", "院士", "专家", "作家", "诗人", "导演")
 
 
+_SUBJECT_NEXT = frozenset("在等对为还也又曾将已则说")
+
+
 def _name_in_context(text: str, i: int, g: int) -> tuple[int, int] | None:
     """The name of surname text[i:g] found by its context, or None."""
     sl = g - i
@@ -460,7 +463,10 @@ def _name_in_context(text: str, i: int, g: int) -> tuple[int, int] | None:
     # clause boundary is not enough (曾祖父, 温馨提示).
     if (sl == 1 and text[i:g + 1] in MAYBE_NAMES and _given_ok(text, g, g + 1)
             and ((text.endswith(_LEFT_WORDS, 0, i) and _right_ok(text, g + 1))
-                 or text.startswith(_RIGHT_WORDS, g + 1))):
+                 or text.startswith(_RIGHT_WORDS, g + 1)
+                 # the subject of a clause (，李鹏在北京, 罗干还说)
+                 or ((i == 0 or not _is_han(text[i - 1])) and text[g + 1:g + 2] in _SUBJECT_NEXT
+                     and text[g + 1:g + 3] not in WORDS))):
         return i, g + 1
     weak = sl == 1 and text[i] in _WEAK_SURNAMES
     two = _given_ok(text, g, g + 2) and text[i:g + 2] not in WORDS and (
@@ -599,6 +605,10 @@ def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
             continue  # a country or a transliterated word (伊拉克, 卢森堡)
         # After the last character of a title (州长, 大使, 议员) too.
         if (text.endswith(_TR_LEFT, 0, s) or text.startswith(_RIGHT_WORDS, e)
+                # the subject of a clause (，恩佐在记者招待会上说)
+                or ((s == 0 or not _is_han(text[s - 1])) and text[s:e] not in WORDS
+                    and (text[e:e + 1] in _TR_FUNC_RIGHT or text.startswith(_TR_VERBS, e))
+                    and text[e:e + 2] not in WORDS and not text.startswith(_EPONYM_NEXT, e))
                 or (s > 0 and text[s - 1] in _TITLE_ENDS and text[s - 1:s + 1] not in WORDS
                     and not text.startswith(_EPONYM_NEXT, e) and not text.startswith(_DRUG_ENDS, e - 1)
                     and text[s:e] not in WORDS)):
