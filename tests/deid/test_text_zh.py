@@ -464,7 +464,7 @@ def test_a_name_before_its_sex_in_brackets(note: str, name: str) -> None:
 
 @pytest.mark.parametrize(("note", "name"), [
     ("李鹏在病房陪护。", "李鹏"),          # a name that is also a word, as the subject of a clause
-    ("科恩在门诊随访。", "科恩"),          # two transliteration characters as the subject of a clause
+    ("塔克在门诊随访。", "塔克"),          # two transliteration characters as the subject of a clause
 ])
 def test_names_as_the_subject_of_a_clause(note: str, name: str) -> None:
     _found(note, name, "NAME")
