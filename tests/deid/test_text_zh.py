@@ -468,3 +468,8 @@ def test_a_name_before_its_sex_in_brackets(note: str, name: str) -> None:
 ])
 def test_names_as_the_subject_of_a_clause(note: str, name: str) -> None:
     _found(note, name, "NAME")
+
+
+def test_a_name_in_parts_joined_by_a_dot_whatever_its_characters() -> None:
+    _found("会诊专家为拉吉夫·甘地教授。", "拉吉夫·甘地", "NAME")
+    assert "[NAME]" not in T.scrub("清·龚自珍", "zh").split("·")[0]

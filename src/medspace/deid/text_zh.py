@@ -597,7 +597,12 @@ def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
                     break
             span = text[s:e]
             han = span.replace("·", "")
-            if e - last >= 1 and len(han) >= 3 and 3 * sum(c in TRANSLIT_CHARS for c in han) >= len(han):
+            # Parts of two characters or more on both sides are a name whatever their characters (拉吉夫·甘地);
+            # a part of one (清·龚自珍: a dynasty) needs a third of transliteration characters.
+            first = text.index("·", s) - s
+            if e - last >= 1 and len(han) >= 3 and (
+                    3 * sum(c in TRANSLIT_CHARS for c in han) >= len(han)
+                    or (first >= 2 and e - last >= 2 and span not in WORDS)):
                 out.append((s, e, 1, "NAME"))
     for m in _TR_RUN.finditer(text):
         s, e = m.span()
