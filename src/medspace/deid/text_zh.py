@@ -588,12 +588,13 @@ def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
             s, e = m.span()
             # The first part starts after a word that introduces a person, the last ends before one.
             for k in range(s, text.index("·", s)):
-                if text.endswith(_TR_LEFT, 0, k) or text[k - 1] in _LEFT_CHARS:
+                if text.endswith(_TR_LEFT, 0, k) or text[k - 1] in _LEFT_CHARS or text[k - 1] in _TR_FUNC_LEFT:
                     s = k
             last = text.rindex("·", s, e) + 1
+            # Only function characters end the last part: 地 of 甘地 is a name's.
             for k in range(last + 1, e + 1):
-                if text.startswith(_RIGHT_WORDS, k) or text[k - 1] in _STOP:
-                    e = k if text[k - 1] not in _STOP else k - 1
+                if text.startswith(_RIGHT_WORDS, k) or text.startswith(_TR_VERBS, k) or text[k - 1] in _HARD_STOP:
+                    e = k if text[k - 1] not in _HARD_STOP else k - 1
                     break
             span = text[s:e]
             han = span.replace("·", "")
