@@ -377,7 +377,7 @@ def test_a_list_of_names_without_separators() -> None:
     ("陪同张主任查房。", "张"),
     ("今天刘副院长来看望患者。", "刘"),
     ("老闫说他最近睡眠不好。", "老闫"),
-    ("请小邹。", "小邹"),
+    ("请小邹过来。", "小邹"),
 ])
 def test_a_surname_before_a_title_and_old_or_young_before_a_surname(note: str, value: str) -> None:
     _found(note, value, "NAME")

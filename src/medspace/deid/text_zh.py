@@ -556,6 +556,8 @@ def _find_names(text: str, out: _Raw, taken: list[tuple[int, int]], uncertain: b
         span = _name_at(text, i, m.end() - i, uncertain)
         if span is None and m.end() - i == 1 and _titled_surname(text, i):
             span = (i, i + 1)
+        if i > 0 and text[i - 1] in "老小" and (span is None or span[0] == i) and _old_young(text, i - 1):
+            span = (i - 1, i + 1)
         if span is not None:
             out.append((span[0], span[1], 1, "NAME"))
             found.append(span)
@@ -693,7 +695,6 @@ _TITLES = ("主席", "总理", "总书记", "书记", "部长", "局长", "厂�
            "主编", "工程师", "律师", "法官", "警官", "博士", "医师", "护士长")
 _TITLE_TUPLE = tuple(sorted({p + t for t in _TITLES for p in ("", "副", "代")}, key=len, reverse=True))
 _TITLE_FIRST = frozenset(t[0] for t in _TITLE_TUPLE)
-_OLD_RX = re.compile(f"([老小][{_SURNAMES}])")
 
 
 def _titled_surname(text: str, i: int) -> bool:
@@ -702,21 +703,15 @@ def _titled_surname(text: str, i: int) -> bool:
             and not (i > 0 and text[i - 1:i + 1] in WORDS))
 
 
-def _find_old_young(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
-    if "老" not in text and "小" not in text:
-        return
-    for m in _OLD_RX.finditer(text):
-        i = m.start()
-        j = i + 2
-        if (text[i:j] in WORDS or (i > 0 and text[i - 1:i + 1] in WORDS) or _overlaps(busy, i, i + 1)
-                or (j < len(text) and text[j - 1:j + 1] in WORDS)):
-            continue
-        # What follows must end the reference: punctuation, a stop character, a word people do, or a word.
-        if j < len(text) and _is_han(text[j]) and not (
-                text[j] in _STOP or text.startswith(_RIGHT_WORDS, j) or text.startswith(_TR_VERBS, j)
-                or text[j:j + 2] in WORDS):
-            continue
-        out.append((i, j, 1, "NAME"))
+def _old_young(text: str, i: int) -> bool:
+    """Whether 老 or 小 at i and the surname after it are a reference to a person (老闫说, 小邹。)."""
+    j = i + 2
+    if text[i:j] in WORDS or (i > 0 and text[i - 1:i + 1] in WORDS) or (j < len(text) and text[j - 1:j + 1] in WORDS):
+        return False
+    # What follows must end the reference: punctuation, a stop character, a word people do, or a word.
+    return j >= len(text) or not _is_han(text[j]) or (
+        text[j] in _STOP or text.startswith(_RIGHT_WORDS, j) or text.startswith(_TR_VERBS, j)
+        or text[j:j + 2] in WORDS)
 
 
 # A byline: names alone in brackets at the end of a paragraph (（徐国春张雅文）), or alone on a line (a signature).
@@ -872,7 +867,6 @@ def detect_zh(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     _find_streets(text, out, taken)
     _find_names(text, out, taken, uncertain_names)
     _find_foreign(text, out, taken)
-    _find_old_young(text, out, sorted((s, e) for s, e, _, _ in out))
     _find_bylines(text, out)
     _find_lists(text, out)
     _find_sexed(text, out)
@@ -920,10 +914,10 @@ def _spread_names(text: str, out: _Raw) -> None:
         m = _ENUM_RX.match(text, e)
         if m is not None and not (m.end(1) - m.start(1) == 3 and m.group(1) in WORDS):
             nxt.append(m.span(1))
-        g = _GLUED_RX.match(text, e)
+        g = _GLUED_RX.match(text, e) if text[e:e + 1] in _LIST_FIRST else None
         if g is not None and _glued_ok(text, *g.span(1)):
             nxt.append(g.span(1))
-        for k in (3, 2):
+        for k in (3, 2) if s >= 2 and _is_han(text[s - 1]) else ():
             # Backwards only from the start of the clause: a surname and characters glued before a name
             # in running text are mostly a word's end (高兴李四).
             if (s >= k and (s == k or not _is_han(text[s - k - 1])) and _SURNAME_START.match(text, s - k)
