@@ -174,13 +174,16 @@ def main() -> None:
             ambiguous.add(p)
     places -= ambiguous
     keep_short = set()
+    word_places = set()  # ordinary words first: listed in class w too (富裕 of 富裕县 in 富裕村)
     for s, city in short.items():
         if s in places or s in provinces or s in ambiguous:
             continue
         f, t = jieba.get(s, (0, "ns"))
-        # A county's short form that is also another kind of word (上街, 和平) is that word; a city's when the
-        # word is frequent needs a place context (大连: d, 保定: v), as does a county's that is a frequent word.
+        # A county's short form that is also another kind of word (上街, 和平, 顺德) needs a place context, as
+        # does a city's when the word is frequent (大连: d, 保定: v) and a county's that is a frequent word.
         if t != "ns" and not city:
+            ambiguous.add(s)
+            word_places.add(s)
             continue
         # A short form ending in 州 (兖州) is no ordinary word.
         if (t not in ("ns", *NAME_TAGS) and f >= SHORT_WORD_FREQ) or (
@@ -228,6 +231,7 @@ def main() -> None:
     # ... nor one that starts a longer word of another kind (曾祖父, 麻仁丸, 杜仲胶).
     maybe -= {w[:2] for w, (_, t) in jieba.items() if len(w) >= 3 and t not in NAME_TAGS}
     words -= maybe
+    words |= {w for w in word_places if w not in maybe}
 
     # Transliteration characters (尔, 斯, 拉, 克): frequent in jieba's entries tagged as transliterated names
     # (nrt) of three characters or more, against the other words holding them.

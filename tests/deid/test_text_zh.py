@@ -426,6 +426,7 @@ def test_durations_stay_after_the_new_date_positions(note: str) -> None:
 @pytest.mark.parametrize(("note", "value"), [
     ("患者来自东阳县，务农。", "东阳县"),          # a county under its former name (jieba: now 东阳市)
     ("去年到大连车站接人。", "大连"),              # a place that is also a word, before what a place has
+    ("患者来自顺德，务农。", "顺德"),              # a district's short form that jieba tags as another word
 ])
 def test_places_under_former_names_and_with_more_contexts(note: str, value: str) -> None:
     _found(note, value, "LOCATION")
