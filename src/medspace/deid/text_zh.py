@@ -428,7 +428,8 @@ def _titled_three(text: str, i: int, g: int) -> bool:
     """A surname and two characters between a role or title and the end of the clause (记者许宏治, 社长王启人。):
     a name even if a given character is also a function character elsewhere."""
     # The cheap tests first: this runs for every surname.
-    if not (g + 2 <= len(text) and _is_han(text[g]) and _is_han(text[g + 1]) and text[g] not in _HARD_STOP
+    if not (i > 0 and text[i - 1] in _TITLE_LAST and g + 2 <= len(text) and _is_han(text[g])
+            and _is_han(text[g + 1]) and text[g] not in _HARD_STOP
             and text[g + 1] not in _HARD_STOP and text[i:g + 2] not in WORDS
             and (text.endswith(_LEFT_WORDS, 0, i) or text.endswith(_TITLE_LEFT, 0, i))
             and not text.startswith(_RIGHT_WORDS, g)):
@@ -446,6 +447,10 @@ _TITLE_LEFT = ("总理", "总统", "主席", "书记", "部长", "委员长", "�
 
 
 _SUBJECT_NEXT = frozenset("在等对为还也又曾将已则说")
+
+
+# The last characters of the words _titled_three looks for: a cheap test before the long endswith.
+_TITLE_LAST = frozenset(w[-1] for w in (*_LEFT_WORDS, *_TITLE_LEFT))
 
 
 def _name_in_context(text: str, i: int, g: int) -> tuple[int, int] | None:
