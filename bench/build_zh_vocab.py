@@ -8,9 +8,12 @@ Every list comes from real-world data nobody in this project wrote, fetched with
 * places: the administrative divisions of China (prefecture-level cities and county-level units: 市, 区, 县,
   旗...) from the National Bureau of Statistics codes as shipped by `cpca` 0.5.5 (MIT), with each name also
   without its suffix (杭州 for 杭州市) where that short form is not an ordinary word; towns and villages
-  (镇, 乡, 村) tagged as place names (ns) in jieba's dictionary. Provinces are left out: like a US state they
+  (镇, 乡, 村) and counties, cities and prefectures under former names (丰润县, 恩施州) tagged as place names
+  (ns) in jieba's dictionary. Provinces are left out: like a US state they
   are not PHI on their own (HIPAA Safe Harbor).
-* words: jieba 0.42.1's dictionary (MIT), words of two to four characters with their frequency, kept where
+* words: jieba 0.42.1's dictionary (MIT; built partly from People's Daily text, so its name entries overlap
+  the pd98 corpus's names: the held-out part, not dev, is the figure to quote), words of two to four
+  characters with their frequency, kept where
   they can be mistaken for a name: those starting or ending with a surname character, and frequent two-
   character words (which end a name before them). Two-character entries count as words whatever jieba's tag
   (it tags 陈旧 and 康复 as names), so a patient whose name is also a word (王平) is found only by a cue or
@@ -25,10 +28,15 @@ Output: one line per entry, "<class> <word>". Classes:
      jieba tags as another kind of word (大连: d, 保定: v): LOCATION only with a place context (来自, 在, a
      province before it, 人 or 市民 after it...);
   w  an ordinary word that is no personal name (陈旧, 方法, 病史, 胸痛);
-  n  a two-character entry jieba tags as a name whose second character is a given-name character (李鹏): a
+  n  a two-character entry jieba tags as a name whose second character is of class g or h (李鹏): a
      name or a word, a name with a context on either side;
   g  a given-name character (鹏, 伟, 丽, 泽): frequent in the given names of jieba's three-character name
      entries, rare in its other words;
+  h  a plausible given-name character by a looser measure (民, 海, 光, 真): in the given names of at least three
+     of those entries and a tenth as often as in jieba's other words; two of them after a surname make a
+     name where they form no word;
+  s  a rarer surname (萧, 慕, 尉): the first character of many of jieba's three-character name entries and of
+     few of its other words, not of class t or u;
   t  a transliteration character (尔, 斯, 拉, 克): frequent in jieba's transliterated names (nrt);
   u  a character of transliterated names by a looser measure (林, 马, 波, 加, 利): class t and these make
      the run of a foreign name (克林顿, 阿尔希波夫);
@@ -74,6 +82,8 @@ WORD_FREQ = 10
 RARE_FREQ = 3
 GIVEN_MIN = 5  # a given-name character: in at least this many name entries ...
 GIVEN_RATIO = 0.5  # ... and at least half as many as the other words holding it (+20)
+RARE_SURNAME_MIN = 15  # a rarer surname (class s): starts this many three-character name entries at least
+LOOSE_GIVEN_MIN, LOOSE_GIVEN_RATIO = 3, 0.1  # a plausible given-name character (class h): a looser measure
 TRANSLIT_MIN, TRANSLIT_RATIO = 8, 0.15  # the same for the characters of transliterated names
 LOOSE_MIN, LOOSE_RATIO = 4, 0.05  # ... and by a looser measure (class u)
 
@@ -145,7 +155,10 @@ def main() -> None:
                 city = code[4:].strip("0") == ""
                 short[name[:m.start()]] = short.get(name[:m.start()], False) or city
     for w, (_, t) in jieba.items():
-        if t == "ns" and len(w) >= 3 and w[-1] in "镇乡村":
+        # Towns and villages; counties, cities and prefectures jieba knows by former names (丰润县, now 丰润区).
+        if t == "ns" and ((len(w) >= 3 and w[-1] in "镇乡村")
+                          or (3 <= len(w) <= 5 and w[-1] in "县市州" and not set(w) & FUNCTION_CHARS
+                              and w[:-1] not in L.CN_PROVINCES)):
             places.add(w)
     places -= provinces
     # Towns and villages whose name holds a function or measure character are phrases (多个村, 这个村).
@@ -161,13 +174,16 @@ def main() -> None:
             ambiguous.add(p)
     places -= ambiguous
     keep_short = set()
+    word_places = set()  # ordinary words first: listed in class w too (富裕 of 富裕县 in 富裕村)
     for s, city in short.items():
         if s in places or s in provinces or s in ambiguous:
             continue
         f, t = jieba.get(s, (0, "ns"))
-        # A county's short form that is also another kind of word (上街, 和平) is that word; a city's when the
-        # word is frequent needs a place context (大连: d, 保定: v), as does a county's that is a frequent word.
+        # A county's short form that is also another kind of word (上街, 和平, 顺德) needs a place context, as
+        # does a city's when the word is frequent (大连: d, 保定: v) and a county's that is a frequent word.
         if t != "ns" and not city:
+            ambiguous.add(s)
+            word_places.add(s)
             continue
         # A short form ending in 州 (兖州) is no ordinary word.
         if (t not in ("ns", *NAME_TAGS) and f >= SHORT_WORD_FREQ) or (
@@ -204,14 +220,18 @@ def main() -> None:
     # 氏 makes a clan or an eponym (罗氏, 巴氏征), not a given name.
     given_chars = {c for c, n in given.items()
                    if n >= GIVEN_MIN and n / (other.get(c, 0) + 20) >= GIVEN_RATIO and c != "氏"}
-    # A two-character entry tagged as a name whose second character is a given-name character (李鹏, 乔石 is
-    # not: 石 is too common in words) is a name that may also be a word: class n, not w. Only after a common
-    # surname: after an ambiguous one it is mostly a word (师傅, 查明, 高峰).
+    loose_given = {c for c, n in given.items() if n >= LOOSE_GIVEN_MIN and n / (other.get(c, 0) + 20)
+                   >= LOOSE_GIVEN_RATIO and c != "氏"} - given_chars
+    # A two-character entry tagged as a name whose second character is a plausible given-name character (李鹏,
+    # 罗干; 乔石 is not: 石 is too common in words) is a name that may also be a word: class n, not w. Only after
+    # a common surname: after an ambiguous one it is mostly a word (师傅, 查明, 高峰).
     maybe = {w for w, (_, t) in jieba.items()
-             if len(w) == 2 and t in ("nr", "nrfg") and w[0] in L.CN_SURNAMES_COMMON and w[1] in given_chars}
+             if len(w) == 2 and t in ("nr", "nrfg") and w[0] in L.CN_SURNAMES_COMMON
+             and w[1] in given_chars | loose_given}
     # ... nor one that starts a longer word of another kind (曾祖父, 麻仁丸, 杜仲胶).
     maybe -= {w[:2] for w, (_, t) in jieba.items() if len(w) >= 3 and t not in NAME_TAGS}
     words -= maybe
+    words |= {w for w in word_places if w not in maybe}
 
     # Transliteration characters (尔, 斯, 拉, 克): frequent in jieba's entries tagged as transliterated names
     # (nrt) of three characters or more, against the other words holding them.
@@ -225,6 +245,18 @@ def main() -> None:
     loose_chars = {c for c, n in translit.items()
                    if n >= LOOSE_MIN and n / (other.get(c, 0) + 20) >= LOOSE_RATIO} - translit_chars
     run_chars = translit_chars | loose_chars
+    # Rarer surnames (萧, 慕, 尉, 赖): characters that start many of jieba's three-character name entries and
+    # few of its other words, and are no transliteration characters.
+    first: dict[str, int] = {}
+    first_other: dict[str, int] = {}
+    for w, (_, t) in jieba.items():
+        if t in ("nr", "nrfg") and len(w) == 3:
+            first[w[0]] = first.get(w[0], 0) + 1
+        elif t not in NAME_TAGS:
+            first_other[w[0]] = first_other.get(w[0], 0) + 1
+    rare_surnames = {c for c, n in first.items()
+                     if n >= RARE_SURNAME_MIN and n >= first_other.get(c, 0) + 20 and c not in surnames
+                     and c not in run_chars}
     translit_words = {w for w, (_, t) in jieba.items()
                       if 2 <= len(w) <= 6 and t not in NAME_TAGS and set(w) <= run_chars}
     countries = _cldr_countries(args.work)
@@ -240,6 +272,7 @@ def main() -> None:
     lines += [f"a {p}" for p in sorted(ambiguous)]
     lines += [f"w {w}" for w in sorted(words)]
     lines += [f"n {w}" for w in sorted(maybe)] + [f"g {c}" for c in sorted(given_chars)]
+    lines += [f"h {c}" for c in sorted(loose_given)] + [f"s {c}" for c in sorted(rare_surnames)]
     lines += [f"t {c}" for c in sorted(translit_chars)]
     lines += [f"u {c}" for c in sorted(loose_chars)] + [f"x {w}" for w in sorted(translit_words)]
     lines += [f"f {w}" for w in sorted(foreign)]

@@ -354,3 +354,123 @@ def test_a_village_after_ordinary_text(note: str, value: str) -> None:
 ])
 def test_ordinary_words_with_village_suffixes_stay(note: str) -> None:
     assert T.scrub(note, "zh") == note
+
+
+# --- names by character statistics, glued lists, surnames before a title ---
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    ("昨天我们拜访了王海涛的家人。", "王海涛"),  # a surname and two plausible given-name characters, no cue
+    ("会议由赵志远主持，孙丽萍、周建华列席。", "周建华"),
+])
+def test_a_surname_and_two_plausible_given_characters(note: str, name: str) -> None:
+    _found(note, name, "NAME")
+
+
+def test_a_list_of_names_without_separators() -> None:
+    note = "出席的有刘建华王海涛孙丽萍。"
+    for name in ("刘建华", "王海涛", "孙丽萍"):
+        _found(note, name, "NAME")
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("陪同张主任查房。", "张"),
+    ("今天刘副院长来看望患者。", "刘"),
+    ("老闫说他最近睡眠不好。", "老闫"),
+    ("请小邹过来。", "小邹"),
+])
+def test_a_surname_before_a_title_and_old_or_young_before_a_surname(note: str, value: str) -> None:
+    _found(note, value, "NAME")
+
+
+@pytest.mark.parametrize("note", [
+    "阿莫西林胶囊口服。",       # a drug: no name inside a transliteration
+    "老年患者，小儿科会诊。",    # 老年, 小儿 are words
+    "国家主席出访。",            # a title with no surname before it
+])
+def test_no_names_from_titles_words_or_drugs(note: str) -> None:
+    assert "[NAME]" not in T.scrub(note, "zh")
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("患者今日出院，嘱门诊随访。（周建华孙丽萍）", "周建华孙丽萍"),  # a byline in brackets at the end
+    ("出院小结\n宋立新\n", "宋立新"),                                # a name alone on a line (a signature)
+    ("由州长威尔逊主持。", "威尔逊"),                                 # a transliteration after a title's end
+    ("今天与罗伯逊见面。", "罗伯逊"),                                 # ... or between ordinary characters
+])
+def test_bylines_signatures_and_foreign_names(note: str, value: str) -> None:
+    _found(note, value, "NAME")
+
+
+def test_a_bracket_or_a_line_that_is_a_word_stays() -> None:
+    assert T.scrub("诊断明确（高血压）", "zh") == "诊断明确（高血压）"
+    assert T.scrub("出院小结\n方法\n", "zh") == "出院小结\n方法\n"
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("复诊。４日，患者诉头痛。", "４日"),          # a day opening a clause
+    ("本月７日，患者再次入院。", "７日"),
+    ("自去年７月以来反复咳嗽。", "７月"),          # since July: a date, not a duration
+    ("农历正月初四发病。", "正月"),
+    ("拟于１８日前往上级医院。", "１８日"),
+])
+def test_days_and_months_in_more_positions(note: str, value: str) -> None:
+    _found(note, value, "DATE")
+
+
+@pytest.mark.parametrize("note", ["发热2日，咳嗽。", "术后3月以内复查。"])
+def test_durations_stay_after_the_new_date_positions(note: str) -> None:
+    assert "[DATE]" not in T.scrub(note, "zh")
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("患者来自东阳县，务农。", "东阳县"),          # a county under its former name (jieba: now 东阳市)
+    ("去年到大连车站接人。", "大连"),              # a place that is also a word, before what a place has
+    ("患者来自顺德，务农。", "顺德"),              # a district's short form that jieba tags as another word
+])
+def test_places_under_former_names_and_with_more_contexts(note: str, value: str) -> None:
+    _found(note, value, "LOCATION")
+
+
+def test_a_list_of_names_with_enumeration_commas() -> None:
+    note = "参加会诊的有刘建国、孙丽萍、周海涛等。"
+    for name in ("刘建国", "孙丽萍", "周海涛"):
+        _found(note, name, "NAME")
+
+
+@pytest.mark.parametrize("note", ["既往高血压、糖尿病、冠心病史。", "检查肝、肾功能。"])
+def test_lists_of_conditions_are_no_names(note: str) -> None:
+    assert "[NAME]" not in T.scrub(note, "zh")
+
+
+def test_a_given_name_with_a_function_character_after_a_title() -> None:
+    _found("主治医师钱其琛查房。", "钱其琛", "NAME")
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    ("昨天萧振宇来复诊。", "萧振宇"),   # a rarer surname (class s of the data file)
+    ("昨天于振宇来复诊。", "于振宇"),   # a surname that is also a function word, two given-name characters
+])
+def test_rarer_and_ambiguous_surnames_with_two_given_name_characters(note: str, name: str) -> None:
+    _found(note, name, "NAME")
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    ("家属签字：罗建平（男，52岁）。", "罗建平"),   # a name before its sex in brackets
+    ("陪护人员邓玉（女）。", "邓玉"),
+])
+def test_a_name_before_its_sex_in_brackets(note: str, name: str) -> None:
+    _found(note, name, "NAME")
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    ("李鹏在病房陪护。", "李鹏"),          # a name that is also a word, as the subject of a clause
+    ("塔克在门诊随访。", "塔克"),          # two transliteration characters as the subject of a clause
+])
+def test_names_as_the_subject_of_a_clause(note: str, name: str) -> None:
+    _found(note, name, "NAME")
+
+
+def test_a_name_in_parts_joined_by_a_dot_whatever_its_characters() -> None:
+    _found("会诊专家为拉吉夫·甘地教授。", "拉吉夫·甘地", "NAME")
+    assert "[NAME]" not in T.scrub("清·龚自珍", "zh").split("·")[0]

@@ -20,6 +20,17 @@ names that no cue word announces.
   characters whose first two are a word (温家宝: 温家) or whose last forms one with what follows (江泽民主席:
   民主) are a name where the clause or a word people do (说, 主席, 等) ends them; after a role or title a given
   character may also be one of the function characters of the stop list (记者许宏治, 医师刘前刚).
+* **Names by character statistics** (recall first: the goal trades precision for recall): a surname and two
+  plausible given-name characters (class g or h of the data file: jieba's three-character name entries against
+  its other words) that form no word with the surname or what follows (邓小平理论, 王近山指挥), wherever they
+  stand; after a surname that is also a function word (于, 和, 华) or a rarer one (class s: 萧, 慕) one of the
+  two must be of class g. After a title a given name may be a word (导演袁和平), and a name that is a word
+  (黄菊, 罗干) counts between a title and the clause's end.
+* **References and lists**: a surname alone before a title (江主席, 张副主任), 老 or 小 before a surname (老闫);
+  lists with 、 whose items are mostly a surname and one to three characters (even with no known name in
+  them); names glued together in a list or byline (李鹏乔石朱镕基) next to a found name; names alone in
+  brackets at a paragraph's end (（徐国春张雅文）) or alone on a line; a name before its sex in brackets
+  (吴仪（女）).
 * **Foreign names**: a run of transliteration characters (class t: 尔, 斯, 克, 拉) after a title or before a
   verb of speech (总统克雷库, 科恩说), and names in parts joined by · (约翰·克鲁吉).
 
@@ -30,8 +41,9 @@ names that no cue word announces.
   right after a place (合肥市长江路) is part of it, as is the suffix of a unit renamed since (溧水县). A short form
   that forms a word with a neighbour is a place where that neighbour belongs to a word on its other side
   (省会长春, 济南军区). Provinces are matched and skipped, so that 河南开封市 is not read as 南开.
-* **DATE without a year**: a month (十二月, 11月份, 元月), a month and day, or a day alone (３０日在..., 自一日起),
-  but not a duration or a count (术后3日, 3月余, 孕3月, 一日三次).
+* **DATE without a year**: a month (十二月, 11月份, 元月, 农历正月), a month and day, or a day alone (３０日在...,
+  自一日起, a day opening a clause: 。４日，), but not a duration or a count (术后3日, 3月余, 孕3月, 一日三次); 以来,
+  前往 and 来华 after one are no duration.
 * Full-width digits, letters and number punctuation (１２月３１日) are matched in their ASCII form
   (`fold_width`, one character for one, so offsets hold), for every rule of `text`.
 
@@ -57,16 +69,18 @@ _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 
 
 def _load() -> tuple[frozenset[str], ...]:
-    sets: dict[str, set[str]] = {k: set() for k in "Ppawngtuxf"}
+    sets: dict[str, set[str]] = {k: set() for k in "Ppawnghstuxf"}
     raw = resources.files("medspace.deid").joinpath("data/zh_vocab.txt.gz").read_bytes()
     for line in gzip.decompress(raw).decode("utf-8").splitlines():
         if line and line[0] != "#":
             sets[line[0]].add(line[2:])
-    return tuple(frozenset(sets[k]) for k in "Ppawngtuxf")
+    return tuple(frozenset(sets[k]) for k in "Ppawnghstuxf")
 
 
-(PLACES, PLACE_SHORT, PLACE_AMBIGUOUS, WORDS, MAYBE_NAMES, GIVEN_CHARS, TRANSLIT_CHARS, LOOSE_TRANSLIT,
- TRANSLIT_WORDS, FOREIGN_CITIES) = _load()
+(PLACES, PLACE_SHORT, PLACE_AMBIGUOUS, WORDS, MAYBE_NAMES, GIVEN_CHARS, LOOSE_GIVEN, RARE_SURNAMES,
+ TRANSLIT_CHARS, LOOSE_TRANSLIT, TRANSLIT_WORDS, FOREIGN_CITIES) = _load()
+# A plausible given-name character: of class g or h of the data file.
+NAME_CHARS = GIVEN_CHARS | LOOSE_GIVEN
 # Provinces are matched too, and skipped: otherwise a place across a province's end hides the one after it
 # (南开 in 河南开封市).
 _PROVINCE_NAMES = frozenset(L.CN_PROVINCES) | frozenset(p + "省" for p in L.CN_PROVINCES)
@@ -79,9 +93,13 @@ _PLACES_AC = ahocorasick_rs.AhoCorasick(sorted(PLACES | PLACE_SHORT | PLACE_AMBI
 _PROVINCE_ENDS = tuple(L.CN_PROVINCES) + tuple(p + "省" for p in L.CN_PROVINCES)
 _CTX_BEFORE = ("来自", "家住", "住在", "现住", "居住", "籍贯", "户籍", "出生于", "生于", "位于", "地处", "本报",
                "新华社", "前往", "赴", "抵达", "飞抵", "返回", "途经", "到达", "到", "去", "回", "在", "于", "从", "至",
-               "离开", "来到")
+               "离开", "来到", "前往", "来自", "城市", "首都", "首府", "西北", "东北", "西南", "东南", "港城")
 _CTX_AFTER = ("人", "籍", "市民", "市区", "地区", "一带", "境内", "街头", "港", "站", "机场", "等地", "市委", "县委",
-              "区委", "市政府", "县政府", "区政府", "考察", "访问", "举行", "召开", "电", "讯")
+              "区委", "市政府", "县政府", "区政府", "考察", "访问", "举行", "召开", "电", "讯",
+              # what a place has or is known for (大连车站, 纽约股市, 张北地震, 合肥晚报)
+              "灾区", "股市", "分行", "车站", "火车站", "开发区", "晚报", "日报", "时报", "地震", "周围", "附近",
+              "郊区", "海关", "市场", "地铁", "当地", "以南", "以北", "以东", "以西", "西部", "东部", "南部", "北部",
+              "城区", "古城", "中学", "小学", "农村", "乡镇", "地方")
 # A city abroad (纽约, 莫斯科: GeoNames) counts with these too: a word of travel before it, or 市 or the time of
 # the place after it.
 _CITY_BEFORE = (*_CTX_BEFORE, "访问", "飞往", "赴", "前往", "转往", "驻")
@@ -288,15 +306,19 @@ _DAY_H = f"(?:[二三]?十[{_HD}]?|三十一|[{_HD}]|初[{_HD}十])"
 # these (3日后, 3月余, 3月龄, 一日三次).
 _NOT_BEFORE = "第每近数余约共续后前隔个了达满历为期连孕逾超仅才各周这那哪几多上下本当次"
 _NOT_AFTER_D = "后前内来余以左多龄经次量剂片粒袋支"
+# ... but 前往, 来华, 以来 (since) after a date are travel and time, not a duration.
+_NOT_AFTER_X = "(?!后|前(?!往)|内|来(?![华京访到])|余|以[内上下后前]|左|多|龄|经|次|量|剂|片|粒|袋|支)"
 _DATE_RX = re.compile(
     # The look-ahead on the first character lets the regex engine skip ahead to a digit or numeral.
     f"(?=[0-9〇零{_HD}十元正腊冬初])(?:"
     # a month with an optional year and day (十二月, 11月份, 1998年元月3日, 5月17号)
-    rf"(?<![\d.{_NOT_BEFORE}{_HD}十〇零])(?:(?:\d{{4}}|[〇零{_HD}]{{4}})年)?(?:{_MON_D}|{_MON_H}|腊|冬)月"
-    rf"(?:份|(?:{_DAY_D}|{_DAY_H})[日号])?(?![{_NOT_AFTER_D}])"
+    rf"(?:(?<=农历)|(?<![\d.{_NOT_BEFORE}{_HD}十〇零]))(?:(?:\d{{4}}|[〇零{_HD}]{{4}})年)?(?:{_MON_D}|{_MON_H}|腊|冬)月"
+    rf"(?:份|(?:{_DAY_D}|{_DAY_H})[日号])?{_NOT_AFTER_X}"
     # a day alone (３０日在这里, 自一日起, 至３１日): 日 only, 号 is also a bed or a room number (3号床). Before
     # punctuation it is a duration (发热2日，) unless a word of time or a range comes first.
-    rf"|(?<=[自于在至到从—－~、])(?:{_DAY_D}|{_DAY_H})日(?![{_NOT_AFTER_D}])"
+    rf"|(?<=[自于在至到从—－~、])(?:{_DAY_D}|{_DAY_H})日{_NOT_AFTER_X}"
+    # a day that opens a clause (。４日，, 本月７日，)
+    rf"|(?:^|(?<=[。；！？!?\n])|(?<=本月|上月|下月|当月))(?:{_DAY_D}|{_DAY_H})日(?=[，,])"
     rf"|(?<![\d.{_NOT_BEFORE}])(?:{_DAY_D})日(?![{_NOT_AFTER_D}，。；,;.:：）)\s]|$)"
     # in Chinese numerals only before a word that makes it a date (十五日晚, 三日宣布)
     rf"|(?<![{_NOT_BEFORE}{_HD}十〇零])(?:{_DAY_H})日(?=[起电晚讯凌夜早晨午上下至到—－~、在宣发举报对]))")
@@ -316,6 +338,12 @@ def _find_dates(text: str, out: _Raw) -> None:
 _SURNAMES = L.CN_SURNAMES_COMMON.replace("万", "") + "黄高"
 _COMPOUND = L.CN_COMPOUND_SURNAMES
 _SURNAME_RX = re.compile("(?:" + "|".join(_COMPOUND) + f"|[{_SURNAMES}])(?=[{_HAN}])")
+# The surnames that are also function or common words (于, 和, 华, 项) and the rarer ones of the data file (萧,
+# 慕) make a name only with two plausible
+# given-name characters (`_plausible_three`); the regex looks for those first, as they are frequent.
+_WEAK_ONLY = (frozenset(L.CN_SURNAMES_AMBIGUOUS) | RARE_SURNAMES) - frozenset(_SURNAMES)
+_NC = "".join(sorted(NAME_CHARS))
+_WEAK_RX = re.compile(f"[{''.join(sorted(_WEAK_ONLY))}](?=[{_NC}][{_NC}])")
 # Pronouns, demonstratives and measure words end a name too.
 _STOP = frozenset(L.ZH_NAME_STOP + "他她它们这那哪谁啥么个些其每各该此")
 # Characters and words after which a person's name often stands (由王伟签字, 通知其子, 与刘洋沟通).
@@ -399,23 +427,51 @@ def _strong_right(text: str, j: int) -> bool:
 def _titled_three(text: str, i: int, g: int) -> bool:
     """A surname and two characters between a role or title and the end of the clause (记者许宏治, 社长王启人。):
     a name even if a given character is also a function character elsewhere."""
-    return (text.endswith(_LEFT_WORDS, 0, i) and g + 2 <= len(text)
-            and all(_is_han(c) and c not in _HARD_STOP for c in text[g:g + 2])
-            and text[i:g + 2] not in WORDS and text[i:g + 1] not in WORDS and text[g:g + 2] not in WORDS
-            and not text.startswith(_RIGHT_WORDS, g) and _strong_right(text, g + 2))
+    # The cheap tests first: this runs for every surname.
+    if not (i > 0 and text[i - 1] in _TITLE_LAST and g + 2 <= len(text) and _is_han(text[g])
+            and _is_han(text[g + 1]) and text[g] not in _HARD_STOP
+            and text[g + 1] not in _HARD_STOP and text[i:g + 2] not in WORDS
+            and (text.endswith(_LEFT_WORDS, 0, i) or text.endswith(_TITLE_LEFT, 0, i))
+            and not text.startswith(_RIGHT_WORDS, g)):
+        return False
+    # Right after a title the given name may be a word (导演袁和平, 女星崔真实) if a given-name character is in it
+    # and the clause or a word people do ends it; otherwise neither half may be a word.
+    if _strong_right(text, g + 2) or text[g + 2:g + 3] in _HARD_STOP:
+        return text[i:g + 1] not in WORDS and (text[g:g + 2] not in WORDS or not NAME_CHARS.isdisjoint(text[g:g + 2]))
+    return False
+
+
+_TITLE_LEFT = ("总理", "总统", "主席", "书记", "部长", "委员长", "秘书长", "省长", "市长", "县长", "局长", "大使",
+               "司令", "政委", "院长", "校长", "社长", "会长", "行长", "厂长", "经理", "董事长", "主任", "记者",
+               "首相", "外长", "议长", "国务委员", "同志", "教授", "院士", "专家", "作家", "诗人", "导演")
+
+
+_SUBJECT_NEXT = frozenset("在等对为还也又曾将已则说")
+
+
+# The last characters of the words _titled_three looks for: a cheap test before the long endswith.
+_TITLE_LAST = frozenset(w[-1] for w in (*_LEFT_WORDS, *_TITLE_LEFT))
 
 
 def _name_in_context(text: str, i: int, g: int) -> tuple[int, int] | None:
     """The name of surname text[i:g] found by its context, or None."""
     sl = g - i
-    if _titled_three(text, i, g):
+    if _titled_three(text, i, g) or _plausible_three(text, i, g, sl == 1 and text[i] in _WEAK_SURNAMES):
         return i, g + 2
+    # A name that is also a word (黄菊, 罗干, 乔石) right after a title and before the end of the clause or a
+    # word people do (书记黄菊主持, 秘书长罗干、).
+    if (sl == 1 and text[i:g + 1] in WORDS and text.endswith(_TITLE_LEFT, 0, i) and _is_han(text[g])
+            and text[g] not in _HARD_STOP and (_strong_right(text, g + 1) or text[g + 1:g + 2] in _HARD_STOP)):
+        return i, g + 1
     left = _left_ok(text, i)
     # A name that is also a word (李鹏): after a role or title, or before a word people do (李鹏说, 李鹏总理); a
     # clause boundary is not enough (曾祖父, 温馨提示).
     if (sl == 1 and text[i:g + 1] in MAYBE_NAMES and _given_ok(text, g, g + 1)
             and ((text.endswith(_LEFT_WORDS, 0, i) and _right_ok(text, g + 1))
-                 or text.startswith(_RIGHT_WORDS, g + 1))):
+                 or text.startswith(_RIGHT_WORDS, g + 1)
+                 # the subject of a clause (，李鹏在北京, 罗干还说)
+                 or ((i == 0 or not _is_han(text[i - 1])) and text[g + 1:g + 2] in _SUBJECT_NEXT
+                     and text[g + 1:g + 3] not in WORDS))):
         return i, g + 1
     weak = sl == 1 and text[i] in _WEAK_SURNAMES
     two = _given_ok(text, g, g + 2) and text[i:g + 2] not in WORDS and (
@@ -429,6 +485,13 @@ def _name_in_context(text: str, i: int, g: int) -> tuple[int, int] | None:
                 and text[i:g + 1] not in WORDS and text[i:g + 1] not in MAYBE_NAMES and text[g:g + 2] not in WORDS
                 and _right_ok(text, g + 2)):
             return i, g + 2
+        # A surname and one given-name character of the stricter class before a function character, punctuation
+        # or a word people do (照料起张倩和她的母亲).
+        if (sl == 1 and not weak and text[g:g + 1] in GIVEN_CHARS and text[i:g + 1] not in WORDS
+                and text[i:g + 1] not in MAYBE_NAMES and text[g:g + 2] not in WORDS
+                and (g + 1 >= len(text) or not _is_han(text[g + 1]) or text[g + 1] in _HARD_STOP
+                     or text.startswith(_RIGHT_WORDS, g + 1))):
+            return i, g + 1
         return None
     if sl == 1 and (text[i:g + 1] in WORDS or text[i:g + 1] in MAYBE_NAMES or text[i:g + 3] in WORDS):
         # Surname and the next characters are a word (陈旧, 方法, 左侧, 高脂血症), unless three characters
@@ -445,6 +508,30 @@ def _name_in_context(text: str, i: int, g: int) -> tuple[int, int] | None:
     if _given_ok(text, g, g + 1) and _right_ok(text, g + 1) and not (weak and text[g:g + 2] in WORDS):
         return i, g + 1
     return None
+
+
+_ALWAYS_STOP = _HARD_STOP - frozenset("其之")
+
+
+def _plausible_three(text: str, i: int, g: int, weak: bool) -> bool:
+    """A surname and two plausible given-name characters (邓小平, 王近山 after any word): a name where neither the
+    surname with the first, nor the two, nor the second with what follows, nor the whole is an ordinary word.
+    Recall first: the goal tolerates a surname and two name-like characters read as a name."""
+    a, b = text[g:g + 1], text[g + 1:g + 2]
+    # 其 and 之 stand in given names too (钱其琛, 刘复之) next to a character of the stricter class.
+    if not ((a in NAME_CHARS or (a == "其" and b in GIVEN_CHARS))
+            and (b in NAME_CHARS or (b == "之" and a in GIVEN_CHARS))) or a in _ALWAYS_STOP or b in _ALWAYS_STOP:
+        return False
+    # After a surname that is also a function word (于, 和, 高) one character must be of the stricter class.
+    if weak and not (a in GIVEN_CHARS or b in GIVEN_CHARS):
+        return False
+    # Inside a transliterated word (莫西林 of 阿莫西林) the surname is no surname.
+    if i > 0 and (text[i - 1] in TRANSLIT_CHARS or text[i - 1] in LOOSE_TRANSLIT):
+        return False
+    # The two may be a word when the second is of the stricter class: given names are often words (海涛, 建华).
+    return (text[i:g + 1] not in WORDS and (text[g:g + 2] not in WORDS or (b in GIVEN_CHARS and not weak))
+            and text[i:g + 2] not in WORDS
+            and text[i:g + 3] not in WORDS and (text[g + 1:g + 3] not in WORDS or _strong_right(text, g + 2)))
 
 
 def _uncertain_name_at(text: str, i: int, g: int) -> tuple[int, int] | None:
@@ -465,17 +552,29 @@ def _uncertain_name_at(text: str, i: int, g: int) -> tuple[int, int] | None:
 
 def _find_names(text: str, out: _Raw, taken: list[tuple[int, int]], uncertain: bool = False) -> None:
     busy = sorted(taken)
+    found: list[tuple[int, int]] = []
     pos = 0
     for m in _SURNAME_RX.finditer(text):
         i = m.start()
-        if i < pos:
-            continue
-        if any(s <= i < e for s, e in busy):
+        if i < pos or (busy and _overlaps(busy, i, i + 1)):
             continue
         span = _name_at(text, i, m.end() - i, uncertain)
+        if span is None and m.end() - i == 1 and _titled_surname(text, i):
+            span = (i, i + 1)
+        if i > 0 and text[i - 1] in "老小" and (span is None or span[0] == i) and _old_young(text, i - 1):
+            span = (i - 1, i + 1)
         if span is not None:
             out.append((span[0], span[1], 1, "NAME"))
+            found.append(span)
             pos = span[1]
+    busy = sorted(busy + found)
+    for m in _WEAK_RX.finditer(text):
+        i = m.start()
+        if _overlaps(busy, i, i + 3) or (i > 0 and _is_han(text[i - 1]) and text[i - 1:i + 1] in WORDS):
+            continue
+        if _plausible_three(text, i, i + 1, True):
+            out.append((i, i + 3, 1, "NAME"))
+            bisect.insort(busy, (i, i + 3))
 
 
 # --- foreign names: transliteration characters (from jieba's nrt entries) ---
@@ -484,6 +583,7 @@ _TR = "".join(sorted(TRANSLIT_CHARS))
 # Words that introduce a foreign person (a title or a role) besides those of `_LEFT_WORDS`.
 _TR_LEFT = (*_LEFT_WORDS, "总统", "总理", "首相", "外长", "国务卿", "大使", "议长", "国王", "王储", "亲王", "总书记",
             "发言人", "总裁", "董事长", "教练", "球星", "夫人", "博士", "法官", "将军", "大臣")
+_TITLE_ENDS = frozenset("长员师理统使官者士席授")
 _TR_RUN = re.compile(f"[{_TR}]{{2,8}}")
 # A name in parts joined by · (约翰·克鲁吉, 拉吉夫·甘地): the parts at most five characters each.
 _DOT_RX = re.compile(f"[{_HAN}]{{1,5}}(?:·[{_HAN}]{{1,5}})+")
@@ -495,22 +595,36 @@ def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
             s, e = m.span()
             # The first part starts after a word that introduces a person, the last ends before one.
             for k in range(s, text.index("·", s)):
-                if text.endswith(_TR_LEFT, 0, k) or text[k - 1] in _LEFT_CHARS:
+                if text.endswith(_TR_LEFT, 0, k) or text[k - 1] in _LEFT_CHARS or text[k - 1] in _TR_FUNC_LEFT:
                     s = k
             last = text.rindex("·", s, e) + 1
+            # Only function characters end the last part: 地 of 甘地 is a name's.
             for k in range(last + 1, e + 1):
-                if text.startswith(_RIGHT_WORDS, k) or text[k - 1] in _STOP:
-                    e = k if text[k - 1] not in _STOP else k - 1
+                if text.startswith(_RIGHT_WORDS, k) or text.startswith(_TR_VERBS, k) or text[k - 1] in _HARD_STOP:
+                    e = k if text[k - 1] not in _HARD_STOP else k - 1
                     break
             span = text[s:e]
             han = span.replace("·", "")
-            if e - last >= 1 and len(han) >= 3 and 3 * sum(c in TRANSLIT_CHARS for c in han) >= len(han):
+            # Parts of two characters or more on both sides are a name whatever their characters (拉吉夫·甘地);
+            # a part of one (清·龚自珍: a dynasty) needs a third of transliteration characters.
+            first = text.index("·", s) - s
+            if e - last >= 1 and len(han) >= 3 and (
+                    3 * sum(c in TRANSLIT_CHARS for c in han) >= len(han)
+                    or (first >= 2 and e - last >= 2 and span not in WORDS)):
                 out.append((s, e, 1, "NAME"))
     for m in _TR_RUN.finditer(text):
         s, e = m.span()
         if any(a < e and s < b for a, b in busy) or text[s:e] in TRANSLIT_WORDS:
             continue  # a country or a transliterated word (伊拉克, 卢森堡)
-        if text.endswith(_TR_LEFT, 0, s) or text.startswith(_RIGHT_WORDS, e):
+        # After the last character of a title (州长, 大使, 议员) too.
+        if (text.endswith(_TR_LEFT, 0, s) or text.startswith(_RIGHT_WORDS, e)
+                # the subject of a clause (，恩佐在记者招待会上说)
+                or ((s == 0 or not _is_han(text[s - 1])) and text[s:e] not in WORDS
+                    and (text[e:e + 1] in _TR_FUNC_RIGHT or text.startswith(_TR_VERBS, e))
+                    and text[e:e + 2] not in WORDS and not text.startswith(_EPONYM_NEXT, e))
+                or (s > 0 and text[s - 1] in _TITLE_ENDS and text[s - 1:s + 1] not in WORDS
+                    and not text.startswith(_EPONYM_NEXT, e) and not text.startswith(_DRUG_ENDS, e - 1)
+                    and text[s:e] not in WORDS)):
             out.append((s, e, 1, "NAME"))
             busy.append((s, e))
     for m in _LOOSE_RUN.finditer(text):
@@ -556,6 +670,11 @@ def _translit_city(text: str, s: int, e: int) -> bool:
     return text.endswith(_TR_CITY_BEFORE, 0, s) or text.startswith(_TR_CITY_AFTER, e)
 
 
+def _eponym_near(text: str, e: int) -> bool:
+    """Whether a disease or sign word follows within two characters (阿尔茨 in 阿尔茨海默病)."""
+    return any(text.startswith(_EPONYM_NEXT, k) for k in (e + 1, e + 2))
+
+
 def _loose_name(text: str, s: int, e: int) -> bool:
     run = text[s:e]
     core = sum(c in TRANSLIT_CHARS for c in run)
@@ -563,10 +682,181 @@ def _loose_name(text: str, s: int, e: int) -> bool:
         return False
     if text.startswith(_EPONYM_NEXT, e) or text.startswith(_DRUG_ENDS, e - 1):
         return False
-    left = (s == 0 or not _is_han(text[s - 1]) or text[s - 1] in _TR_FUNC_LEFT or text.endswith(_TR_LEFT, 0, s))
+    # Recall first: any neighbour will do that forms no word with the run's first or last character.
+    left = (s == 0 or not _is_han(text[s - 1]) or text[s - 1] in _TR_FUNC_LEFT or text.endswith(_TR_LEFT, 0, s)
+            or text[s - 1:s + 1] not in WORDS)
     right = (e == len(text) or not _is_han(text[e]) or text[e] in _TR_FUNC_RIGHT
-             or text.startswith(_TR_VERBS, e) or text.startswith(_RIGHT_WORDS, e))
+             or text.startswith(_TR_VERBS, e) or text.startswith(_RIGHT_WORDS, e)
+             or (text[e - 1:e + 1] not in WORDS and not _eponym_near(text, e)))
     return left and right
+
+
+# A surname alone before a title stands for the person (江主席, 李总理, 张副主任, 冷科长), as does 老 or 小 before a
+# surname (老王, 小李).
+_TITLES = ("主席", "总理", "总书记", "书记", "部长", "局长", "厂长", "科长", "处长", "主任", "大使", "市长", "县长",
+           "省长", "团长", "校长", "院长", "所长", "队长", "经理", "总统", "委员长", "秘书长", "司令", "政委", "师傅",
+           "老师", "先生", "女士", "小姐", "同志", "医生", "大夫", "教授", "护士", "阿姨", "大爷", "大娘", "大妈",
+           "总编", "会长", "社长", "董事长", "行长", "站长", "村长", "组长", "班长", "连长", "营长", "师长", "军长",
+           "主编", "工程师", "律师", "法官", "警官", "博士", "医师", "护士长")
+_TITLE_TUPLE = tuple(sorted({p + t for t in _TITLES for p in ("", "副", "代")}, key=len, reverse=True))
+_TITLE_FIRST = frozenset(t[0] for t in _TITLE_TUPLE)
+
+
+def _titled_surname(text: str, i: int) -> bool:
+    """Whether the surname at i stands alone before a title (江主席, 张副主任), not as a word's end (国家主席)."""
+    return (text[i + 1:i + 2] in _TITLE_FIRST and text.startswith(_TITLE_TUPLE, i + 1)
+            and not (i > 0 and text[i - 1:i + 1] in WORDS))
+
+
+def _old_young(text: str, i: int) -> bool:
+    """Whether 老 or 小 at i and the surname after it are a reference to a person (老闫说, 小邹。)."""
+    j = i + 2
+    if text[i:j] in WORDS or (i > 0 and text[i - 1:i + 1] in WORDS) or (j < len(text) and text[j - 1:j + 1] in WORDS):
+        return False
+    # What follows must end the reference: punctuation, a stop character, a word people do, or a word.
+    return j >= len(text) or not _is_han(text[j]) or (
+        text[j] in _STOP or text.startswith(_RIGHT_WORDS, j) or text.startswith(_TR_VERBS, j)
+        or text[j:j + 2] in WORDS)
+
+
+# A byline: names alone in brackets at the end of a paragraph (（徐国春张雅文）), or alone on a line (a signature).
+# The run starts with a surname and holds no word, place or function character.
+_ALL_SURNAMES = f"{_SURNAMES}{''.join(sorted(_WEAK_SURNAMES))}"
+_BYLINE_BRACKET = re.compile(f"[（(]((?:{'|'.join(_COMPOUND)}|[{_ALL_SURNAMES}])[{_HAN}]{{1,11}})[）)](?=\\s*$)", re.M)
+_BYLINE_LINE = re.compile(f"^\\s*((?:{'|'.join(_COMPOUND)}|[{_ALL_SURNAMES}])[{_HAN}]{{1,3}})\\s*$", re.M)
+
+
+# A name before its sex or people in brackets (吴仪（女）, 张三（男，45岁）, 阿不都（维吾尔族）).
+_SEX_RX = re.compile(f"[（(](?:女|男|[{_HAN}]{{1,4}}族)[）)，,、]")
+
+
+def _find_sexed(text: str, out: _Raw) -> None:
+    if "（" not in text and "(" not in text:
+        return
+    for m in _SEX_RX.finditer(text):
+        e = m.start()
+        # A surname and two characters, else one (the longer when both start with a surname).
+        for k in (3, 2):
+            s = e - k
+            w = text[s:e]
+            if (s >= 0 and len(w) == k and all(map(_is_han, w)) and _SURNAME_START.match(w) is not None
+                    and w not in WORDS and w not in PLACES and w not in PLACE_SHORT and _HARD_STOP.isdisjoint(w)):
+                out.append((s, e, 1, "NAME"))
+                break
+
+
+def _find_bylines(text: str, out: _Raw) -> None:
+    # Each pattern only where it can match (a per-note cost: most notes have neither).
+    if "\n" in text:
+        hits = [*_BYLINE_BRACKET.finditer(text), *_BYLINE_LINE.finditer(text)]
+    elif len(text) < 8:
+        hits = [*_BYLINE_LINE.finditer(text)]
+    else:
+        tail = text[-16:]
+        if "）" not in tail and ")" not in tail:
+            return
+        hits = [*_BYLINE_BRACKET.finditer(text, len(text) - 16)]
+    for m in hits:
+        s, e = m.span(1)
+        w = text[s:e]
+        if not (w in WORDS or w in PLACES or w in PLACE_SHORT or w in PLACE_AMBIGUOUS
+                or not _HARD_STOP.isdisjoint(w)):
+            out.append((s, e, 1, "NAME"))
+
+
+# A list of names with 、 (江泽民、李鹏、乔石等): two items or more of a surname and one to three characters that
+# are neither a word nor a place make every such item a name, and a two-character word after a common surname
+# too (乔石) where most items are names. The first item may follow other text (出席的有江泽民、).
+_LIST_END = re.compile(f"(?:{'|'.join(_COMPOUND)}|[{_ALL_SURNAMES}])[{_HAN}]{{1,2}}")
+
+
+_LIST_FIRST = frozenset(_ALL_SURNAMES) | frozenset(c[0] for c in _COMPOUND)
+
+
+def _list_item(w: str) -> bool:
+    if not (2 <= len(w) <= 4) or not _SURNAME_START.match(w) or not _HARD_STOP.isdisjoint(w[1:]):
+        return False
+    if len(w) == 4 and w[:2] not in _COMPOUND:
+        return False
+    return not (w in WORDS or w in PLACES or w in PLACE_SHORT or w in PLACE_AMBIGUOUS or w in TRANSLIT_WORDS
+                or w in FOREIGN_CITIES or (w[:2] in WORDS and len(w) == 3))
+
+
+_HAN_FWD = re.compile(f"[{_HAN}]{{1,8}}")
+_HAN_BACK = re.compile(f"[{_HAN}]{{1,8}}$")
+
+
+def _list_groups(text: str) -> list[list[tuple[int, int]]]:
+    """The 、-separated runs of Han items in text: the first item up to eight characters back, the inner ones
+    of two to four, the last up to four (cheaper than a regex led by a Han class)."""
+    groups: list[list[tuple[int, int]]] = []
+    cur: list[tuple[int, int]] = []
+    i = text.find("、")
+    while i >= 0:
+        if cur and cur[-1][1] == i:  # the item before this 、 closes the previous one
+            pass
+        else:
+            if len(cur) >= 2:
+                groups.append(cur)
+            mb = _HAN_BACK.search(text, max(0, i - 8), i)
+            back = i - mb.start() if mb else 0
+            cur = [(i - back, i)] if back >= 2 else []
+        nxt = text.find("、", i + 1)
+        mf = _HAN_FWD.match(text, i + 1)
+        fwd = mf.end() - i - 1 if mf else 0
+        if cur and fwd >= 2 and nxt == i + 1 + fwd and fwd <= 4:
+            cur.append((i + 1, nxt))
+        elif cur and fwd >= 2:
+            cur.append((i + 1, i + 1 + min(fwd, 4)))
+            if len(cur) >= 2:
+                groups.append(cur)
+            cur = []
+        else:
+            if len(cur) >= 2:
+                groups.append(cur)
+            cur = []
+        i = nxt
+    if len(cur) >= 2:
+        groups.append(cur)
+    return groups
+
+
+_LIST_GATE = re.compile(f"、(?:{'|'.join(_COMPOUND)}|[{_ALL_SURNAMES}])")
+
+
+def _find_lists(text: str, out: _Raw) -> None:
+    if "、" not in text or _LIST_GATE.search(text) is None:
+        return
+    for items in _list_groups(text):
+        # Cheap first: two items at least must hold a surname.
+        if sum(text[a] in _LIST_FIRST or text[b - 3:b - 2] in _LIST_FIRST or text[b - 2:b - 1] in _LIST_FIRST
+               for a, b in items) < 2:
+            continue
+        orig = list(items)
+        # The first item: its last two to four characters; the last: its first two or three before a stop.
+        s0, e0 = items[0]
+        for k in (3, 2, 4):
+            if e0 - k >= s0 and _list_item(text[e0 - k:e0]):
+                items[0] = (e0 - k, e0)
+                break
+        sl, el = items[-1]
+        for k in (3, 2):
+            if sl + k <= el and _list_item(text[sl:sl + k]) and (sl + k == el or text[sl + k] in _STOP
+                                                                 or text[sl + k] in "等和"):
+                items[-1] = (sl, sl + k)
+                break
+        good = [x for x in items if _list_item(text[x[0]:x[1]])]
+        # Two good items at least, and one of three characters that is a whole item (not cut from the text
+        # around the list) unless there are three (杜仲、麻仁煎服 is no list of names).
+        whole = {x for x, y in zip(items, orig, strict=True) if x == y}
+        if len(good) < 2 or 2 * len(good) < len(items) or (
+                len(good) < 3 and not any(b - a == 3 and (a, b) in whole for a, b in good)):
+            continue
+        for a, b in items:
+            w = text[a:b]
+            if (a, b) in good or (len(w) == 2 and w[0] in _SURNAMES and w not in PLACES and w not in PLACE_SHORT
+                                  and 3 * len(good) >= 2 * len(items)):
+                out.append((a, b, 1, "NAME"))
 
 
 def detect_zh(text: str, out: _Raw, uncertain_names: bool = False) -> None:
@@ -582,6 +872,9 @@ def detect_zh(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     _find_streets(text, out, taken)
     _find_names(text, out, taken, uncertain_names)
     _find_foreign(text, out, taken)
+    _find_bylines(text, out)
+    _find_lists(text, out)
+    _find_sexed(text, out)
     _spread_names(text, out)
 
 
@@ -589,7 +882,19 @@ def detect_zh(text: str, out: _Raw, uncertain_names: bool = False) -> None:
 # two characters listed next to a name (江泽民、李鹏、乔石) is one too.
 _ANY_SURNAME = f"(?:{'|'.join(_COMPOUND)}|[{_SURNAMES}{''.join(sorted(_WEAK_SURNAMES))}])"
 _ENUM_RX = re.compile(f"、({_ANY_SURNAME}[{_HAN}]{{1,2}})(?=[、，,。；;）)等]|$)")
+# A list of names with no separator (李鹏乔石朱镕基, a byline 徐国春张雅文): a surname and one or two
+# characters right after a name, up to the next surname or the end of the clause.
+_GLUED_RX = re.compile(f"({_ANY_SURNAME}[{_HAN}]{{1,2}}?)(?={_ANY_SURNAME}|[、，,。；;）)\\s]|$)")
+_SURNAME_START = re.compile(_ANY_SURNAME)
 _ENUM_BACK_RX = re.compile(f"(?:^|(?<=[，,。；;：:（(“『、\\s]))({_ANY_SURNAME}[{_HAN}]{{1,2}})$")
+
+
+def _glued_ok(text: str, s: int, e: int) -> bool:
+    """Whether a surname and characters glued to a name's end are a name too: neither an ordinary word nor the
+    start of one (李鹏乔石, not 李鹏同志 or 张三和)."""
+    w = text[s:e]
+    return (w not in WORDS and text[s:s + 2] not in WORDS and _GIVEN_STOP.isdisjoint(w[1:])
+            and text[e - 1:e + 1] not in WORDS and w not in PLACES and w not in PLACE_SHORT)
 
 
 def _spread_names(text: str, out: _Raw) -> None:
@@ -614,6 +919,16 @@ def _spread_names(text: str, out: _Raw) -> None:
         m = _ENUM_RX.match(text, e)
         if m is not None and not (m.end(1) - m.start(1) == 3 and m.group(1) in WORDS):
             nxt.append(m.span(1))
+        g = _GLUED_RX.match(text, e) if text[e:e + 1] in _LIST_FIRST else None
+        if g is not None and _glued_ok(text, *g.span(1)):
+            nxt.append(g.span(1))
+        for k in (3, 2) if s >= 2 and _is_han(text[s - 1]) else ():
+            # Backwards only from the start of the clause: a surname and characters glued before a name
+            # in running text are mostly a word's end (高兴李四).
+            if (s >= k and (s == k or not _is_han(text[s - k - 1])) and _SURNAME_START.match(text, s - k)
+                    and _glued_ok(text, s - k, s)):
+                nxt.append((s - k, s))
+                break
         if s > 2 and text[s - 1] == "、":
             b = _ENUM_BACK_RX.search(text, max(0, s - 5), s - 1)
             if b is not None and not (b.end(1) - b.start(1) == 3 and b.group(1) in WORDS):
