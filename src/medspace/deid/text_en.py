@@ -101,7 +101,17 @@ for _w in L.NON_NAME_WORDS:
 _EPONYM_HEAD = re.compile(r"(?:'s)?[ \t]+(?i:disease|syndrome|sign|test|score|scale|criteria|classification|procedure"
                           r"|operation|maneuver|manoeuvre|reflex|phenomenon|palsy|disorder|lymphoma|tumou?r|ulcer"
                           r"|fracture|equation|formula|catheter|tube|needle|stain|view|position|index)(?![\w])")
-_fold = fold_word  # as bench/build_en_vocab.py folds the words of the list
+_FOLDED: dict[str, str] = {}  # each token seen, folded (bounded): notes repeat their words
+
+
+def _fold(tok: str) -> str:
+    """The token as the word list holds it, folded as bench/build_en_vocab.py folds the list."""
+    w = _FOLDED.get(tok)
+    if w is None:
+        if len(_FOLDED) > 200_000:
+            _FOLDED.clear()
+        w = _FOLDED[tok] = fold_word(tok)
+    return w
 
 
 _TITLES = ("mr", "mrs", "ms", "miss", "mx", "dr", "dra", "prof", "mister", "madam", "madame", "mme", "mlle",
@@ -240,9 +250,7 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]
                 _UNKNOWN.add(t)
             if len(t) >= 3 and t[1:].islower() and _kind(t) in (None, "g"):
                 _SUBJECTS.add(t)
-    # Sorted by first occurrence: set order varies with the hash seed, and which word of a run comes first
-    # can decide the run.
-    suspects = sorted(filter(known.__getitem__, caps), key=lambda t: (text.find(t), -len(t)))
+    suspects = list(filter(known.__getitem__, caps))
     gate = list(_ADDR_GATE.intersection(caps)) if not _ADDR_GATE.isdisjoint(caps) else []
     if not _SUFFIXED.isdisjoint(caps):
         gate += _SUFFIXED.intersection(caps)
@@ -272,6 +280,9 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]
         suspects = [t for t in suspects if text.count(t) != inside.count(t)]
         if not suspects:
             return gate, month
+    # Sorted by first occurrence (only those left: most notes have none): set order varies with the hash
+    # seed, and which word of a run comes first can decide the run.
+    suspects.sort(key=lambda t: (text.find(t), -len(t)))
     seen: set[int] = set()
     n = len(text)
     for tok in suspects:
@@ -306,12 +317,22 @@ def _closed(text: str, s: int, e: int) -> bool:
 def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: bool) -> None:
     """Decide the run of capitalised tokens around the token text[a:b]."""
     # The capitalised tokens before (read backwards, from the token outwards) and after it, with initials.
-    left = _REV_LEFT.match(text[max(0, a - 100):a][::-1])
-    s = a - left.end() if left is not None else a
-    right = _RIGHT_RUN.match(text, b)
-    e = right.end() if right is not None else b
-    toks = [(m.start(), m.end(), m.group()) for m in _FIRST_TOKEN.finditer(text, s, e)]
-    seen.update([t[0] for t in toks])  # the run's other suspect tokens lead here again
+    # Both patterns need a blank next to the token: most tokens stand alone (one character test each).
+    s, e = a, b
+    if a and text[a - 1] in " \t":
+        left = _REV_LEFT.match(text[max(0, a - 100):a][::-1])
+        if left is not None:
+            s = a - left.end()
+    if text[b:b + 1] in (" ", "\t"):
+        right = _RIGHT_RUN.match(text, b)
+        if right is not None:
+            e = right.end()
+    if s == a and e == b:
+        toks = [(a, b, text[a:b])]
+        seen.add(a)
+    else:
+        toks = [(m.start(), m.end(), m.group()) for m in _FIRST_TOKEN.finditer(text, s, e)]
+        seen.update([t[0] for t in toks])  # the run's other suspect tokens lead here again
     # A street led by the run, a house number after it and an address cue before it (lives at Turjaška 46,
     # the station is on Brisas 2117); one character test first, as few runs are followed by a number.
     if e + 1 < len(text) and text[e] in " \t" and (text[e + 1].isdigit() or text[e + 1].islower()):
@@ -1252,9 +1273,12 @@ def _name_particles(text: str, out: _Raw) -> None:
     for n, (s, e, p, t) in enumerate(out):
         if t != "NAME":
             continue
-        # The words on each side first (a split of a few characters): few names have a particle next to them.
-        nxt = text[e + 1:e + 6].split(" ", 1)[0].rstrip(",\n")
+        # The words on each side first (a split of a few characters): few names have a particle next to them,
+        # and a word that could be one starts with a letter right after the name's next character.
+        nxt = text[e + 1:e + 6].split(" ", 1)[0].rstrip(",\n") if text[e + 1:e + 2].isalpha() else ""
         prev = text[max(0, s - 7):s - 1].rsplit(" ", 1)[-1] if s > 1 and text[s - 1] == " " else ""
+        if not nxt and not prev:
+            continue
         if nxt in _NEXT_WORDS or (len(nxt) == 2 and nxt[1] == "." and nxt[0].isupper()):
             m = _PARTICLE_RIGHT.match(text, e)
             if m is not None:
