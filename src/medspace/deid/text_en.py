@@ -139,6 +139,7 @@ _STATE_AFTER = re.compile(
     r"|Chile|Peru|Venezuela|Sweden|Norway|Denmark|Finland|Belgium|Switzerland|Austria|Greece|Israel|Egypt"
     r"|Pakistan|Bangladesh|Vietnam|Thailand|Indonesia|Malaysia|Singapore|Korea|Russia|Ukraine)(?![\w]))")
 _COUNTY_AFTER = re.compile(r"[ \t]+(?:County|Parish|Borough|Township|Municipality|District)(?![\w])")
+_COUNTY_NEXT = frozenset("CPBTMD \t")
 _FIRST_TOKEN = re.compile(_TOK)
 
 
@@ -343,7 +344,7 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
             return
     # A cue word inside the run (Daughter Ligio) or just before it (daughter: Ligio, Mr. Kamman).
     cue = None
-    while toks and _fold(toks[0][2]) in _TITLE_REL and len(toks) > 1:
+    while len(toks) > 1 and _fold(toks[0][2]) in _TITLE_REL:
         cue = _fold(toks[0][2])
         toks = toks[1:]
     s = toks[0][0]
@@ -397,7 +398,9 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
             out.append((keep[0][0], keep[-1][1], 1, "NAME"))
             return
     # A run before ", <state>" or "County" is a place.
-    county = _COUNTY_AFTER.match(text, e) if after == " " or after == "\t" else None
+    # The pattern is tried only where one of its words' capitals (or more blanks) comes next.
+    county = _COUNTY_AFTER.match(text, e) if (after == " " or after == "\t") and text[e + 1:e + 2] in _COUNTY_NEXT \
+        else None
     if county is not None or (len(toks) <= 3 and after == "," and _STATE_AFTER.match(text, e)
                               and all(_kind(t) != "s" or _fold(t) in _ANY_PLACE for _, _, t in toks)):
         out.append((s, county.end() if county else e, 1, "LOCATION"))
@@ -419,7 +422,8 @@ def _intro_names(text: str, out: _Raw) -> None:
     for hint, phrases in _INTRO:
         if hint in text:
             for phrase, strong in phrases:
-                _intro_after(text, phrase, strong, out)
+                if phrase in text:  # "name" is frequent (Patient name:), "name is " is not
+                    _intro_after(text, phrase, strong, out)
 
 
 def _intro_after(text: str, phrase: str, strong: bool, out: _Raw) -> None:
@@ -456,6 +460,19 @@ def _in_name(toks: list[tuple[int, int, str]], i: int) -> bool:
 
 
 def _classify_run(text: str, toks: list[tuple[int, int, str]], out: _Raw, uncertain: bool) -> None:
+    if len(toks) == 1 and len(toks[0][2]) > 1:
+        # A word standing alone (most runs): the steps below for one token, without their lists.
+        a, b, tok = toks[0]
+        k = _kind(tok)
+        if k == "s":
+            return
+        if _fold(tok) in _PLACE:
+            out.append((a, b, 1, "LOCATION"))
+            return
+        caps = tok.isupper()
+        if not (caps and k is None):  # an unknown all-capitals token is an abbreviation
+            _name_piece(text, toks, [k], out, uncertain, caps, True)
+        return
     caps = all(len(t) > 1 and t.isupper() for _, _, t in toks)  # _is_caps, inlined
     # A one-letter token is an initial (Brenda P Lemon): part of a name between its other parts.
     kinds = [_kind(t) if len(t) > 1 else "i" for _, _, t in toks]
@@ -1270,13 +1287,15 @@ _COMPASS = frozenset(("North", "South", "East", "West", "Port", "Fort", "Lake", 
 def _name_particles(text: str, out: _Raw) -> None:
     """Grow each name over the particles and generational suffixes around it (Anthony van den Oord, van Gameren,
     Philip Weöres III)."""
-    for n, (s, e, p, t) in enumerate(out):
-        if t != "NAME":
+    for n, x in enumerate(out):
+        if x[3] != "NAME":
             continue
-        # The words on each side first (a split of a few characters): few names have a particle next to them,
-        # and a word that could be one starts with a letter right after the name's next character.
+        s, e, p, t = x
+        # The words on each side first (a split of a few characters): few names have a particle next to them.
+        # Each word looked for is letters (and a dot), so it needs a letter next to the blank beside the name.
         nxt = text[e + 1:e + 6].split(" ", 1)[0].rstrip(",\n") if text[e + 1:e + 2].isalpha() else ""
-        prev = text[max(0, s - 7):s - 1].rsplit(" ", 1)[-1] if s > 1 and text[s - 1] == " " else ""
+        prev = text[max(0, s - 7):s - 1].rsplit(" ", 1)[-1] \
+            if s > 1 and text[s - 1] == " " and text[s - 2].isalpha() else ""
         if not nxt and not prev:
             continue
         if nxt in _NEXT_WORDS or (len(nxt) == 2 and nxt[1] == "." and nxt[0].isupper()):
