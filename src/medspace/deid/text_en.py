@@ -281,9 +281,12 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]
         suspects = [t for t in suspects if text.count(t) != inside.count(t)]
         if not suspects:
             return gate, month
-    # Sorted by first occurrence (only those left: most notes have none): set order varies with the hash
-    # seed, and which word of a run comes first can decide the run.
-    suspects.sort(key=lambda t: (text.find(t), -len(t)))
+    # Sorted by first occurrence, the longer first where two start together (Mary-Ann, Mary), in two stable
+    # sorts with built-in keys; only those left (most notes have none): set order varies with the hash seed,
+    # and which word of a run comes first can decide the run.
+    if len(suspects) > 1:
+        suspects.sort(key=len, reverse=True)
+        suspects.sort(key=text.find)
     seen: set[int] = set()
     n = len(text)
     for tok in suspects:
