@@ -519,3 +519,21 @@ def test_names_do_not_depend_on_the_hash_seed() -> None:
     outs = {subprocess.run([sys.executable, "-c", code, note], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3", "4")}
     assert len(outs) == 1
+
+
+@pytest.mark.parametrize(("note", "value", "phi"), [
+    ("Later that week Antonsson began writing again.", "Antonsson", "NAME"),  # an unknown word alone
+    ("The pain started while she was visiting Tampere last spring.", "Tampere", "LOCATION"),  # a town alone
+    ("Dr. Anthony van den Oord reviewed the scan.", "Anthony van den Oord", "NAME"),  # particles inside
+])
+def test_the_shortcuts_for_lone_words_decide_as_the_full_steps(note: str, value: str, phi: str) -> None:
+    """A word standing alone, and a name with no word beside it, take shorter paths (cached folding, no run
+    patterns): the decision is that of the full steps, and the same on every note of a batch."""
+    _removed(note, value, phi)
+    first = T.detect(note, "en")
+    batch = T.detect_batch([note, "Results were sent to NICU today, says Brown.", note], "en")
+    assert batch[0] == batch[2] == first
+
+
+def test_an_abbreviation_in_capitals_standing_alone_is_kept() -> None:
+    assert _types("Results were sent to NICU today.") == {}

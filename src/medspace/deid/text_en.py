@@ -101,7 +101,17 @@ for _w in L.NON_NAME_WORDS:
 _EPONYM_HEAD = re.compile(r"(?:'s)?[ \t]+(?i:disease|syndrome|sign|test|score|scale|criteria|classification|procedure"
                           r"|operation|maneuver|manoeuvre|reflex|phenomenon|palsy|disorder|lymphoma|tumou?r|ulcer"
                           r"|fracture|equation|formula|catheter|tube|needle|stain|view|position|index)(?![\w])")
-_fold = fold_word  # as bench/build_en_vocab.py folds the words of the list
+_FOLDED: dict[str, str] = {}  # each token seen, folded (bounded): notes repeat their words
+
+
+def _fold(tok: str) -> str:
+    """The token as the word list holds it, folded as bench/build_en_vocab.py folds the list."""
+    w = _FOLDED.get(tok)
+    if w is None:
+        if len(_FOLDED) > 200_000:
+            _FOLDED.clear()
+        w = _FOLDED[tok] = fold_word(tok)
+    return w
 
 
 _TITLES = ("mr", "mrs", "ms", "miss", "mx", "dr", "dra", "prof", "mister", "madam", "madame", "mme", "mlle",
@@ -129,6 +139,7 @@ _STATE_AFTER = re.compile(
     r"|Chile|Peru|Venezuela|Sweden|Norway|Denmark|Finland|Belgium|Switzerland|Austria|Greece|Israel|Egypt"
     r"|Pakistan|Bangladesh|Vietnam|Thailand|Indonesia|Malaysia|Singapore|Korea|Russia|Ukraine)(?![\w]))")
 _COUNTY_AFTER = re.compile(r"[ \t]+(?:County|Parish|Borough|Township|Municipality|District)(?![\w])")
+_COUNTY_NEXT = frozenset("CPBTMD \t")
 _FIRST_TOKEN = re.compile(_TOK)
 
 
@@ -240,9 +251,7 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]
                 _UNKNOWN.add(t)
             if len(t) >= 3 and t[1:].islower() and _kind(t) in (None, "g"):
                 _SUBJECTS.add(t)
-    # Sorted by first occurrence: set order varies with the hash seed, and which word of a run comes first
-    # can decide the run.
-    suspects = sorted(filter(known.__getitem__, caps), key=lambda t: (text.find(t), -len(t)))
+    suspects = list(filter(known.__getitem__, caps))
     gate = list(_ADDR_GATE.intersection(caps)) if not _ADDR_GATE.isdisjoint(caps) else []
     if not _SUFFIXED.isdisjoint(caps):
         gate += _SUFFIXED.intersection(caps)
@@ -272,6 +281,12 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]
         suspects = [t for t in suspects if text.count(t) != inside.count(t)]
         if not suspects:
             return gate, month
+    # Sorted by first occurrence, the longer first where two start together (Mary-Ann, Mary), in two stable
+    # sorts with built-in keys; only those left (most notes have none): set order varies with the hash seed,
+    # and which word of a run comes first can decide the run.
+    if len(suspects) > 1:
+        suspects.sort(key=len, reverse=True)
+        suspects.sort(key=text.find)
     seen: set[int] = set()
     n = len(text)
     for tok in suspects:
@@ -306,12 +321,22 @@ def _closed(text: str, s: int, e: int) -> bool:
 def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: bool) -> None:
     """Decide the run of capitalised tokens around the token text[a:b]."""
     # The capitalised tokens before (read backwards, from the token outwards) and after it, with initials.
-    left = _REV_LEFT.match(text[max(0, a - 100):a][::-1])
-    s = a - left.end() if left is not None else a
-    right = _RIGHT_RUN.match(text, b)
-    e = right.end() if right is not None else b
-    toks = [(m.start(), m.end(), m.group()) for m in _FIRST_TOKEN.finditer(text, s, e)]
-    seen.update([t[0] for t in toks])  # the run's other suspect tokens lead here again
+    # Both patterns need a blank next to the token: most tokens stand alone (one character test each).
+    s, e = a, b
+    if a and text[a - 1] in " \t":
+        left = _REV_LEFT.match(text[max(0, a - 100):a][::-1])
+        if left is not None:
+            s = a - left.end()
+    if text[b:b + 1] in (" ", "\t"):
+        right = _RIGHT_RUN.match(text, b)
+        if right is not None:
+            e = right.end()
+    if s == a and e == b:
+        toks = [(a, b, text[a:b])]
+        seen.add(a)
+    else:
+        toks = [(m.start(), m.end(), m.group()) for m in _FIRST_TOKEN.finditer(text, s, e)]
+        seen.update([t[0] for t in toks])  # the run's other suspect tokens lead here again
     # A street led by the run, a house number after it and an address cue before it (lives at Turjaška 46,
     # the station is on Brisas 2117); one character test first, as few runs are followed by a number.
     if e + 1 < len(text) and text[e] in " \t" and (text[e + 1].isdigit() or text[e + 1].islower()):
@@ -322,7 +347,7 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
             return
     # A cue word inside the run (Daughter Ligio) or just before it (daughter: Ligio, Mr. Kamman).
     cue = None
-    while toks and _fold(toks[0][2]) in _TITLE_REL and len(toks) > 1:
+    while len(toks) > 1 and _fold(toks[0][2]) in _TITLE_REL:
         cue = _fold(toks[0][2])
         toks = toks[1:]
     s = toks[0][0]
@@ -376,7 +401,9 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
             out.append((keep[0][0], keep[-1][1], 1, "NAME"))
             return
     # A run before ", <state>" or "County" is a place.
-    county = _COUNTY_AFTER.match(text, e) if after == " " or after == "\t" else None
+    # The pattern is tried only where one of its words' capitals (or more blanks) comes next.
+    county = _COUNTY_AFTER.match(text, e) if (after == " " or after == "\t") and text[e + 1:e + 2] in _COUNTY_NEXT \
+        else None
     if county is not None or (len(toks) <= 3 and after == "," and _STATE_AFTER.match(text, e)
                               and all(_kind(t) != "s" or _fold(t) in _ANY_PLACE for _, _, t in toks)):
         out.append((s, county.end() if county else e, 1, "LOCATION"))
@@ -398,7 +425,8 @@ def _intro_names(text: str, out: _Raw) -> None:
     for hint, phrases in _INTRO:
         if hint in text:
             for phrase, strong in phrases:
-                _intro_after(text, phrase, strong, out)
+                if phrase in text:  # "name" is frequent (Patient name:), "name is " is not
+                    _intro_after(text, phrase, strong, out)
 
 
 def _intro_after(text: str, phrase: str, strong: bool, out: _Raw) -> None:
@@ -435,6 +463,19 @@ def _in_name(toks: list[tuple[int, int, str]], i: int) -> bool:
 
 
 def _classify_run(text: str, toks: list[tuple[int, int, str]], out: _Raw, uncertain: bool) -> None:
+    if len(toks) == 1 and len(toks[0][2]) > 1:
+        # A word standing alone (most runs): the steps below for one token, without their lists.
+        a, b, tok = toks[0]
+        k = _kind(tok)
+        if k == "s":
+            return
+        if _fold(tok) in _PLACE:
+            out.append((a, b, 1, "LOCATION"))
+            return
+        caps = tok.isupper()
+        if not (caps and k is None):  # an unknown all-capitals token is an abbreviation
+            _name_piece(text, toks, [k], out, uncertain, caps, True)
+        return
     caps = all(len(t) > 1 and t.isupper() for _, _, t in toks)  # _is_caps, inlined
     # A one-letter token is an initial (Brenda P Lemon): part of a name between its other parts.
     kinds = [_kind(t) if len(t) > 1 else "i" for _, _, t in toks]
@@ -1249,12 +1290,17 @@ _COMPASS = frozenset(("North", "South", "East", "West", "Port", "Fort", "Lake", 
 def _name_particles(text: str, out: _Raw) -> None:
     """Grow each name over the particles and generational suffixes around it (Anthony van den Oord, van Gameren,
     Philip Weöres III)."""
-    for n, (s, e, p, t) in enumerate(out):
-        if t != "NAME":
+    for n, x in enumerate(out):
+        if x[3] != "NAME":
             continue
+        s, e, p, t = x
         # The words on each side first (a split of a few characters): few names have a particle next to them.
-        nxt = text[e + 1:e + 6].split(" ", 1)[0].rstrip(",\n")
-        prev = text[max(0, s - 7):s - 1].rsplit(" ", 1)[-1] if s > 1 and text[s - 1] == " " else ""
+        # Each word looked for is letters (and a dot), so it needs a letter next to the blank beside the name.
+        nxt = text[e + 1:e + 6].split(" ", 1)[0].rstrip(",\n") if text[e + 1:e + 2].isalpha() else ""
+        prev = text[max(0, s - 7):s - 1].rsplit(" ", 1)[-1] \
+            if s > 1 and text[s - 1] == " " and text[s - 2].isalpha() else ""
+        if not nxt and not prev:
+            continue
         if nxt in _NEXT_WORDS or (len(nxt) == 2 and nxt[1] == "." and nxt[0].isupper()):
             m = _PARTICLE_RIGHT.match(text, e)
             if m is not None:
