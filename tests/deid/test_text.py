@@ -425,3 +425,64 @@ def test_a_batch_finds_what_each_note_alone_finds(people: list[tuple[str, str]],
             assert f"{k[1][0][:3]}-{k[1][0][3:]}" not in rest
         if len(k[0][0]) >= 2 and not ("\u4e00" <= k[0][0][0] <= "\u9fff" and len(k[0][0]) == 1):
             assert k[0][0] not in rest
+
+
+_DIGIT_CONTS = sorted({cont for d in "0123456789" for en in (False, True) for _rule, cont in T._digit_rules(d, en)})
+_NUMBERISH = st.text(alphabet="0123456789 -/.,:x年月日号AbcStreetMain\t\n()", max_size=40)
+
+
+def test_only_rules_that_give_digits_back_are_guarded() -> None:
+    """The look-ahead goes before rules whose leading digits vary in number, and names the characters they need."""
+    guarded = T._guarded(r"\d{0,4}[ \t]+[A-Z][a-z]+[ \t]+Street({G})")
+    assert guarded.startswith(r"(?=\d*+[^") and guarded.endswith(r"\d{0,4}[ \t]+[A-Z][a-z]+[ \t]+Street({G})")
+    assert T._guarded(r"\d{2}-\d{2}-\d{4}({G})") == r"\d{2}-\d{2}-\d{4}({G})"  # a fixed count fails at once
+    assert T._guarded(r"\d{0,5}({G})") == r"\d{0,5}({G})"  # it can end among the digits: nothing to look for
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(_DIGIT_CONTS), _NUMBERISH)
+def test_a_guarded_digit_rule_matches_what_the_rule_alone_matches(cont: str, text: str) -> None:
+    """The look-ahead only rejects early: every digit rule matches the same text with it as without it."""
+    plain = re.compile(cont.replace("{G}", ""))
+    guarded = re.compile(T._guarded(cont).replace("{G}", ""))
+    for i in range(len(text) + 1):
+        a, b = plain.match(text, i), guarded.match(text, i)
+        assert (a and a.span()) == (b and b.span())
+
+
+_LOWER_NOTE = st.lists(st.sampled_from(["seen by", "signed by", "son", "wife", "age", "aged", "ninety", "one hundred",
+                                        "one-hundred", "two", "years", "Anna", "Lee", "Smith", ":", ",", "by", "person",
+                                        "97", "of", "daughter", "Dr.", "\n", "referred by", "mother", "é"]),
+                       max_size=25).map(lambda ws: " ".join(ws))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_LOWER_NOTE)
+def test_lower_case_cues_found_in_one_pass_in_order(text: str) -> None:
+    """One pass over the note finds the cues a search word by word finds, in the same order."""
+    got: list[tuple[int, int, int, str]] = []
+    T._scan_lower(text, got)
+    want: list[tuple[int, int, int, str]] = []
+    hints = [h for h in T._LOWER_HINTS if h in text]
+    if "hundred" in text:
+        hints += ("one hundred", "one-hundred")
+    i = text.find(" by ")
+    while i >= 0:
+        hints += [c for c in T._BY_CUES if text.startswith(c, i + 3 - len(c)) and c not in hints]
+        i = text.find(" by ", i + 1)
+    for hint in hints:
+        i = text.find(hint)
+        while i >= 0:
+            if i == 0 or not text[i - 1].isalnum():
+                m = T._LOWER_RX.match(text, i)
+                info = T._LOWER_TABLE[m.lastindex] if m is not None and m.lastindex is not None else None
+                if m is not None and info is not None:
+                    phi, check, prio, g = info
+                    s, e = m.span(g)
+                    res = T._ok_name_cue(text, s, e, ":" in text[i:s]) if check is T._ok_name_cue else phi
+                    if isinstance(res, tuple):
+                        want.append((res[0], res[1], prio, res[2]))
+                    elif res is not None:
+                        want.append((s, e, prio, res))
+            i = text.find(hint, i + 1)
+    assert got == want
