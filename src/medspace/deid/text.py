@@ -56,8 +56,6 @@ from dataclasses import dataclass
 from datetime import date
 from itertools import chain, compress, repeat
 from operator import and_, contains, itemgetter, methodcaller, not_
-from re import _constants as _C  # type: ignore[attr-defined]
-from re import _parser  # type: ignore[attr-defined]
 from typing import Any, NamedTuple
 
 import ahocorasick_rs
@@ -265,95 +263,8 @@ def _digit_rules(d: str, en: bool = False) -> list[tuple[str, str]]:
     return r + text_en.DIGIT_LAST if en else r
 
 
-def _after_digits(items: Any, c: str) -> tuple[bool, bool]:
-    """Whether a parsed pattern can match some digits then character c (a non-digit), and whether it can
-    match digits alone. Generous where unsure: look-arounds are skipped, a back-reference matches anything."""
-    can = False
-    for op, av in items:
-        if op is _C.LITERAL:
-            hit, empty = chr(av) == c, chr(av).isdecimal()
-        elif op is _C.NOT_LITERAL or op is _C.ANY:
-            hit, empty = True, True
-        elif op is _C.IN:
-            hit, empty = _in_set(av, c), _in_set(av, None)
-        elif op is _C.SUBPATTERN or op is _C.ATOMIC_GROUP:
-            if op is _C.SUBPATTERN and av[1] & re.IGNORECASE:
-                hit, empty = True, True
-            else:
-                hit, empty = _after_digits(av[-1] if op is _C.SUBPATTERN else av, c)
-        elif op is _C.BRANCH:
-            found = [_after_digits(alt, c) for alt in av[1]]
-            hit, empty = any(f[0] for f in found), any(f[1] for f in found)
-        elif op in (_C.MAX_REPEAT, _C.MIN_REPEAT, _C.POSSESSIVE_REPEAT):
-            hit, empty = _after_digits(av[2], c)
-            empty = empty or av[0] == 0
-        elif op in (_C.ASSERT, _C.ASSERT_NOT, _C.AT):
-            continue
-        else:
-            hit, empty = True, True
-        can = can or hit
-        if not empty:
-            return can, False
-    return can, True
-
-
-def _in_set(items: Any, c: str | None) -> bool:
-    """Whether a parsed character set holds c (None: any decimal digit), categories as the engine reads them."""
-    negate = False
-    hit = False
-    for op, av in items:
-        if op is _C.NEGATE:
-            negate = True
-        elif op is _C.LITERAL:
-            hit = hit or (chr(av).isdecimal() if c is None else chr(av) == c)
-        elif op is _C.RANGE:
-            hit = hit or (any(chr(x).isdecimal() for x in range(av[0], av[1] + 1)) if c is None
-                          else av[0] <= ord(c) <= av[1])
-        elif op is _C.CATEGORY and av is _C.CATEGORY_DIGIT:
-            hit = hit or c is None or c.isdecimal()
-        elif op is _C.CATEGORY and c is not None and av in _CATEGORY_CLASS:
-            hit = hit or re.fullmatch(_CATEGORY_CLASS[av], c) is not None
-        else:
-            return True
-    return hit != negate
-
-
-_CATEGORY_CLASS = {_C.CATEGORY_SPACE: r"\s", _C.CATEGORY_NOT_SPACE: r"\S", _C.CATEGORY_NOT_DIGIT: r"\D",
-                   _C.CATEGORY_WORD: r"\w", _C.CATEGORY_NOT_WORD: r"\W"}
-_ASCII_NON_DIGITS_STR = "".join(chr(c) for c in range(128) if not chr(c).isdigit())
-
-
-def _backtracks(items: Any) -> bool:
-    """Whether a parsed pattern starts with a run of digits of varying length (one the engine gives back)."""
-    for op, av in items:
-        if op in (_C.ASSERT, _C.ASSERT_NOT, _C.AT):
-            continue
-        if op is _C.SUBPATTERN:
-            return _backtracks(av[-1])
-        if op is _C.BRANCH:
-            return any(_backtracks(alt) for alt in av[1])
-        return (op is _C.MAX_REPEAT and av[0] < av[1] and len(av[2]) == 1 and av[2][0][0] is _C.IN
-                and all(o is _C.CATEGORY and a is _C.CATEGORY_DIGIT for o, a in av[2][0][1]))
-    return False
-
-
-def _guarded(cont: str) -> str:
-    """A digit rule's continuation behind a look-ahead that rejects at once the numbers it cannot start:
-    the engine reaches every number, and most rules fail only after reading (and giving back) its digits."""
-    tree = _parser.parse(cont.replace("{G}", ""))
-    if tree.state.flags & re.IGNORECASE or not _backtracks(tree):
-        return cont  # a rule that reads a fixed number of digits fails about as fast as the look-ahead
-    found = [(c, _after_digits(tree, c)) for c in _ASCII_NON_DIGITS_STR]
-    if any(empty for _c, (_hit, empty) in found):
-        return cont  # it can end inside the digits
-    never = "".join(c for c, (hit, _empty) in found if not hit)
-    if not never:
-        return cont
-    return rf"(?=\d*+[^{re.escape(never)}])" + cont
-
-
 def _digit_branch(d: str, en: bool = False) -> str:
-    rules = "|".join(_g(_guarded(cont), rule) for rule, cont in _digit_rules(d, en))
+    rules = "|".join(_g(cont, rule) for rule, cont in _digit_rules(d, en))
     # The look-behind keeps rules from starting inside a word or number.
     return rf"{d}(?<![A-Za-z\d']{d})(?:{rules})"
 
