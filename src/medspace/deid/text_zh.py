@@ -186,6 +186,8 @@ _ST_SUFFIX = "(?:大道|大街|胡同|路|街|巷)"
 _ST_NAME = f"[{_HAN}]{{1,3}}?{_ST_SUFFIX}(?![{_HAN}]?(?:口|头|边|上|灯|面|线|费|况|道|段|旁|过|走))"
 _STREET_CUE_RX = re.compile(f"(?:位于|家住|现住|住址|地址|住在|在|住)[:：]?({_ST_NAME})")
 _STREET_NO_RX = re.compile(f"([{_HAN}]{{1,3}}{_ST_SUFFIX})(?=[0-9一二三四五六七八九十百]+号)")
+# What _STREET_NO_RX needs, without the name that it tries at every Han character: a cheap test first.
+_STREET_NO_GATE = re.compile(f"{_ST_SUFFIX}[0-9一二三四五六七八九十百]+号")
 _ST_FUNC = frozenset("个这那每各全本该此多是了到由将把被和与及或的在为对从听使后我你他她它们其都即"
                      "着条段上下里内外边旁附近一二三四五六七八九十")
 
@@ -194,7 +196,8 @@ def _find_streets(text: str, out: _Raw, taken: list[tuple[int, int]]) -> None:
     if not any(c in text for c in "路街巷同"):
         return
     busy = sorted(taken)
-    for rx in (_STREET_CUE_RX, _STREET_NO_RX):
+    rxs = (_STREET_CUE_RX, _STREET_NO_RX) if "号" in text and _STREET_NO_GATE.search(text) else (_STREET_CUE_RX,)
+    for rx in rxs:
         for m in rx.finditer(text):
             s, e = m.span(1)
             # Before a number the name starts where its first word does not reach back (沿着笋岗路3号).
@@ -337,7 +340,10 @@ def _find_dates(text: str, out: _Raw) -> None:
 # 那) only 黄 and 高, among the twenty most frequent; 万 is also a number.
 _SURNAMES = L.CN_SURNAMES_COMMON.replace("万", "") + "黄高"
 _COMPOUND = L.CN_COMPOUND_SURNAMES
-_SURNAME_RX = re.compile("(?:" + "|".join(_COMPOUND) + f"|[{_SURNAMES}])(?=[{_HAN}])")
+# The look-ahead on the first character lets the regex engine skip ahead to a surname's first character (twice
+# as fast as trying the compound surnames at every position).
+_SURNAME_FIRST = "".join(sorted(set(_SURNAMES) | {c[0] for c in _COMPOUND}))
+_SURNAME_RX = re.compile(f"(?=[{_SURNAME_FIRST}])(?:" + "|".join(_COMPOUND) + f"|[{_SURNAMES}])(?=[{_HAN}])")
 # The surnames that are also function or common words (于, 和, 华, 项) and the rarer ones of the data file (萧,
 # 慕) make a name only with two plausible
 # given-name characters (`_plausible_three`); the regex looks for those first, as they are frequent.
@@ -399,8 +405,13 @@ _GIVEN_STOP = _STOP - frozenset("其中")
 
 
 def _given_ok(text: str, a: int, b: int) -> bool:
-    return b <= len(text) and all(_is_han(c) and c not in _GIVEN_STOP for c in text[a:b]) and (
-        b - a == 2 or text[a] not in _STOP)
+    if b > len(text):
+        return False
+    # A loop, not all() over a generator: this runs for most surnames.
+    for c in text[a:b]:
+        if not ("\u3400" <= c <= "\u9fff" or "\uf900" <= c <= "\ufaff") or c in _GIVEN_STOP:
+            return False
+    return b - a == 2 or text[a] not in _STOP
 
 
 def _name_at(text: str, i: int, sl: int, uncertain: bool = False) -> tuple[int, int] | None:
@@ -456,11 +467,15 @@ _TITLE_LAST = frozenset(w[-1] for w in (*_LEFT_WORDS, *_TITLE_LEFT))
 def _name_in_context(text: str, i: int, g: int) -> tuple[int, int] | None:
     """The name of surname text[i:g] found by its context, or None."""
     sl = g - i
-    if _titled_three(text, i, g) or _plausible_three(text, i, g, sl == 1 and text[i] in _WEAK_SURNAMES):
+    # Both three-character rules want the surname and the next character to be no word (方面, 高度, 农业: a
+    # third of the surnames found), and so do the rules of the not-left branch below.
+    head = text[i:g + 1] in WORDS
+    if not head and (_titled_three(text, i, g)
+                     or _plausible_three(text, i, g, sl == 1 and text[i] in _WEAK_SURNAMES)):
         return i, g + 2
     # A name that is also a word (黄菊, 罗干, 乔石) right after a title and before the end of the clause or a
     # word people do (书记黄菊主持, 秘书长罗干、).
-    if (sl == 1 and text[i:g + 1] in WORDS and text.endswith(_TITLE_LEFT, 0, i) and _is_han(text[g])
+    if (sl == 1 and head and text.endswith(_TITLE_LEFT, 0, i) and _is_han(text[g])
             and text[g] not in _HARD_STOP and (_strong_right(text, g + 1) or text[g + 1:g + 2] in _HARD_STOP)):
         return i, g + 1
     left = _left_ok(text, i)
@@ -473,6 +488,8 @@ def _name_in_context(text: str, i: int, g: int) -> tuple[int, int] | None:
                  or ((i == 0 or not _is_han(text[i - 1])) and text[g + 1:g + 2] in _SUBJECT_NEXT
                      and text[g + 1:g + 3] not in WORDS))):
         return i, g + 1
+    if not left and head:
+        return None
     weak = sl == 1 and text[i] in _WEAK_SURNAMES
     two = _given_ok(text, g, g + 2) and text[i:g + 2] not in WORDS and (
         text[g + 1:g + 3] not in WORDS or _strong_right(text, g + 2))
@@ -493,7 +510,7 @@ def _name_in_context(text: str, i: int, g: int) -> tuple[int, int] | None:
                      or text.startswith(_RIGHT_WORDS, g + 1))):
             return i, g + 1
         return None
-    if sl == 1 and (text[i:g + 1] in WORDS or text[i:g + 1] in MAYBE_NAMES or text[i:g + 3] in WORDS):
+    if sl == 1 and (head or text[i:g + 1] in MAYBE_NAMES or text[i:g + 3] in WORDS):
         # Surname and the next characters are a word (陈旧, 方法, 左侧, 高脂血症), unless three characters
         # that form no word end the clause or stand before a word people do, the last a given-name character
         # (温家宝在, 陈云峰意识到: 温家 and 陈云 are words too).
@@ -558,8 +575,13 @@ def _find_names(text: str, out: _Raw, taken: list[tuple[int, int]], uncertain: b
         i = m.start()
         if i < pos or (busy and _overlaps(busy, i, i + 1)):
             continue
-        span = _name_at(text, i, m.end() - i, uncertain)
-        if span is None and m.end() - i == 1 and _titled_surname(text, i):
+        sl = m.end() - i
+        # The surname character ends a word (病史, 分钟, 结石): tested here, before any call.
+        if i > 0 and text[i - 1:i + 1] in WORDS and _is_han(text[i - 1]):
+            span = None
+        else:
+            span = _name_at(text, i, sl, uncertain)
+        if span is None and sl == 1 and _titled_surname(text, i):
             span = (i, i + 1)
         if i > 0 and text[i - 1] in "老小" and (span is None or span[0] == i) and _old_young(text, i - 1):
             span = (i - 1, i + 1)
@@ -612,7 +634,9 @@ def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
                     3 * sum(c in TRANSLIT_CHARS for c in han) >= len(han)
                     or (first >= 2 and e - last >= 2 and span not in WORDS)):
                 out.append((s, e, 1, "NAME"))
-    for m in _TR_RUN.finditer(text):
+    # One scan for the maximal runs of either class; both rules then look only inside them.
+    runs = [m.span() for m in _ANY_TR_RUN.finditer(text)]
+    for m in (m for a, b in runs for m in _TR_RUN.finditer(text, a, b)):
         s, e = m.span()
         if any(a < e and s < b for a, b in busy) or text[s:e] in TRANSLIT_WORDS:
             continue  # a country or a transliterated word (伊拉克, 卢森堡)
@@ -627,7 +651,7 @@ def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
                     and text[s:e] not in WORDS)):
             out.append((s, e, 1, "NAME"))
             busy.append((s, e))
-    for m in _LOOSE_RUN.finditer(text):
+    for m in (m for a, b in runs if b - a >= 3 for m in _LOOSE_RUN.finditer(text, a, b)):
         s, e = m.span()
         if _translit_city(text, s, e) and not any(a < e and s < b for a, b in busy):
             out.append((s, e, 1, "LOCATION"))
@@ -641,6 +665,7 @@ def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
 # of the stricter class, between a boundary (punctuation, a function character, a title) and a boundary or a
 # verb of speech or action.
 _LOOSE_RUN = re.compile(f"[{_TR}{''.join(sorted(LOOSE_TRANSLIT))}]{{3,8}}")
+_ANY_TR_RUN = re.compile(f"[{_TR}{''.join(sorted(LOOSE_TRANSLIT))}]{{2,}}")
 _TR_FUNC_LEFT = frozenset("在和与同及对向被把给由据的是了让请称、")
 _TR_FUNC_RIGHT = frozenset("在和与同及对向将已也还曾则等的是说称了被把为就又都所并今昨明前后日月一")
 _TR_VERBS = ("表示", "指出", "会见", "会晤", "访问", "抵达", "举行", "认为", "强调", "宣布", "出席", "参加", "接受",
