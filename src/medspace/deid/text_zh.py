@@ -193,7 +193,7 @@ _ST_FUNC = frozenset("个这那每各全本该此多是了到由将把被和与�
 
 
 def _find_streets(text: str, out: _Raw, taken: list[tuple[int, int]]) -> None:
-    if not any(c in text for c in "路街巷同"):
+    if "路" not in text and "街" not in text and "巷" not in text and "同" not in text:
         return
     busy = sorted(taken)
     rxs = (_STREET_CUE_RX, _STREET_NO_RX) if "号" in text and _STREET_NO_GATE.search(text) else (_STREET_CUE_RX,)
@@ -223,6 +223,8 @@ def _overlaps(spans: list[tuple[int, int]], s: int, e: int) -> bool:
 
 
 def _find_towns(text: str, out: _Raw, places: list[tuple[int, int]]) -> None:
+    if "村" not in text and "镇" not in text and "乡" not in text:
+        return
     ends = {e for _, e in places}
     hits = sorted(i for ch in "镇乡村" for i in _all(text, ch))
     for i in hits:
@@ -926,7 +928,6 @@ def _spread_names(text: str, out: _Raw) -> None:
     names = {text[s:e] for s, e, _, t in out if t == "NAME" and 2 <= e - s <= 4 and _is_han(text[s])}
     if not names:
         return
-    covered = sorted((s, e) for s, e, _, _ in out)
     found: list[tuple[int, int]] = []
     for w in names:
         i = text.find(w)
@@ -935,7 +936,8 @@ def _spread_names(text: str, out: _Raw) -> None:
             i = text.find(w, i + 1)
     # Enumerations: a chain of 、-separated candidates touching a found name. A two-character candidate counts
     # even if it is a word (jieba lists 李鹏 and 乔石): the chain makes it a name.
-    spans = sorted(set(found) | {(s, e) for s, e, _, t in out if t == "NAME"})
+    given = {(s, e) for s, e, _, t in out if t == "NAME"}
+    spans = sorted(set(found) | given)
     todo = [x for x in spans]
     seen = set(spans)
     while todo:
@@ -963,6 +965,11 @@ def _spread_names(text: str, out: _Raw) -> None:
                 seen.add(x)
                 found.append(x)
                 todo.append(x)
+    # Most found spans are the names themselves: the sort of every span is needed only for the others.
+    found = [x for x in found if x not in given]
+    if not found:
+        return
+    covered = sorted((s, e) for s, e, _, _ in out)
     for s, e in found:
         k = bisect.bisect_right(covered, (s, 1 << 30)) - 1
         if k >= 0 and covered[k][1] > s:
