@@ -575,14 +575,13 @@ def _find_names(text: str, out: _Raw, taken: list[tuple[int, int]], uncertain: b
     pos = 0
     for m in _SURNAME_RX.finditer(text):
         i = m.start()
-        if i < pos or (busy and _overlaps(busy, i, i + 1)):
+        # The surname character ends a word (病史, 分钟, 结石; then no rule below applies): tested first, as a
+        # quarter of the surnames found are such.
+        if i < pos or (i > 0 and text[i - 1:i + 1] in WORDS and _is_han(text[i - 1])) or (
+                busy and _overlaps(busy, i, i + 1)):
             continue
         sl = m.end() - i
-        # The surname character ends a word (病史, 分钟, 结石): tested here, before any call.
-        if i > 0 and text[i - 1:i + 1] in WORDS and _is_han(text[i - 1]):
-            span = None
-        else:
-            span = _name_at(text, i, sl, uncertain)
+        span = _name_at(text, i, sl, uncertain)
         if span is None and sl == 1 and _titled_surname(text, i):
             span = (i, i + 1)
         if i > 0 and text[i - 1] in "老小" and (span is None or span[0] == i) and _old_young(text, i - 1):
