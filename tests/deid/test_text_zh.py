@@ -474,3 +474,21 @@ def test_names_as_the_subject_of_a_clause(note: str, name: str) -> None:
 def test_a_name_in_parts_joined_by_a_dot_whatever_its_characters() -> None:
     _found("会诊专家为拉吉夫·甘地教授。", "拉吉夫·甘地", "NAME")
     assert "[NAME]" not in T.scrub("清·龚自珍", "zh").split("·")[0]
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    ("院长孙振宇、科长何平出席。", "孙振宇"),
+    ("护士长孙丽萍签字。", "孙丽萍"),
+])
+def test_a_surname_after_a_title_ending_in_the_first_character_of_a_compound_surname(note: str, name: str) -> None:
+    # 长孙 is a compound surname, but here 长 ends the title.
+    spans = T.detect(note, "zh")
+    assert any(note[s.start:s.end] == name and s.type == "NAME" for s in spans), spans
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    ("昨日探视了赵竞蒙。", "赵竞蒙"),
+    ("下午又去看望了周友才。", "周友才"),
+])
+def test_a_surname_and_two_characters_that_form_no_word_before_the_end_of_a_clause(note: str, name: str) -> None:
+    _found(note, name, "NAME")

@@ -464,6 +464,7 @@ _SUBJECT_NEXT = frozenset("在等对为还也又曾将已则说")
 
 # The last characters of the words _titled_three looks for: a cheap test before the long endswith.
 _TITLE_LAST = frozenset(w[-1] for w in (*_LEFT_WORDS, *_TITLE_LEFT))
+_TITLE_WORDS = (*_LEFT_WORDS, *_TITLE_LEFT, "护士长", "董事长", "秘书长", "委员长", "班长", "组长")
 
 
 def _name_in_context(text: str, i: int, g: int) -> tuple[int, int] | None:
@@ -553,6 +554,23 @@ def _plausible_three(text: str, i: int, g: int, weak: bool) -> bool:
             and text[i:g + 3] not in WORDS and (text[g + 1:g + 3] not in WORDS or _strong_right(text, g + 2)))
 
 
+def _ended_three(text: str, i: int) -> bool:
+    """A common surname and two characters, one a plausible given-name character, that form no word, before
+    the end of a clause, a function character or a word people do (会见了邹竞蒙。, 许有才家): recall first."""
+    g = i + 1
+    if g + 2 > len(text) or text[i] in _WEAK_SURNAMES:
+        return False
+    a, b = text[g], text[g + 1]
+    if not ((a in NAME_CHARS or b in NAME_CHARS) and _given_ok(text, g, g + 2)):
+        return False
+    if not (_strong_right(text, g + 2) or text[g + 2] in _HARD_STOP):
+        return False
+    if i > 0 and (text[i - 1] in TRANSLIT_CHARS or text[i - 1] in LOOSE_TRANSLIT):
+        return False
+    return (text[i:g + 1] not in WORDS and text[g:g + 2] not in WORDS and text[i:g + 2] not in WORDS
+            and text[i:g + 1] not in MAYBE_NAMES and text[i:g + 3] not in WORDS)
+
+
 def _uncertain_name_at(text: str, i: int, g: int) -> tuple[int, int] | None:
     """Recall over readability: a surname and one or two characters that form no ordinary word with it or
     with what follows, whatever stands around them."""
@@ -575,13 +593,27 @@ def _find_names(text: str, out: _Raw, taken: list[tuple[int, int]], uncertain: b
     pos = 0
     for m in _SURNAME_RX.finditer(text):
         i = m.start()
+        sl = m.end() - i
+        if i < pos or (busy and _overlaps(busy, i, i + 1)):
+            continue
         # The surname character ends a word (病史, 分钟, 结石; then no rule below applies): tested first, as a
         # quarter of the surnames found are such.
-        if i < pos or (i > 0 and text[i - 1:i + 1] in WORDS and _is_han(text[i - 1])) or (
-                busy and _overlaps(busy, i, i + 1)):
-            continue
-        sl = m.end() - i
-        span = _name_at(text, i, sl, uncertain)
+        # A compound surname whose first character ends a title (护士长孙丽萍: 长孙) is that title's end.
+        if (i > 0 and text[i - 1:i + 1] in WORDS and _is_han(text[i - 1])) or (
+                sl == 2 and text[i] in _TITLE_LAST and text.endswith(_TITLE_WORDS, 0, i + 1)):
+            if sl == 1 or text[i + 1] not in _SURNAMES:
+                continue
+            span = None
+        else:
+            span = _name_at(text, i, sl, uncertain)
+        # A compound surname may be a word's end and a surname (副部长孙振宇: 长孙): then the single one, whose
+        # "word" with the character before is that compound.
+        if span is None and sl == 2 and text[i + 1] in _SURNAMES:
+            span = _name_in_context(text, i + 1, i + 2)
+            if span is None and uncertain:
+                span = _uncertain_name_at(text, i + 1, i + 2)
+        if span is None and sl == 1 and _ended_three(text, i):
+            span = (i, i + 3)
         if span is None and sl == 1 and _titled_surname(text, i):
             span = (i, i + 1)
         if i > 0 and text[i - 1] in "老小" and (span is None or span[0] == i) and _old_young(text, i - 1):
