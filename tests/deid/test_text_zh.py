@@ -492,3 +492,19 @@ def test_a_surname_after_a_title_ending_in_the_first_character_of_a_compound_sur
 ])
 def test_a_surname_and_two_characters_that_form_no_word_before_the_end_of_a_clause(note: str, name: str) -> None:
     _found(note, name, "NAME")
+
+
+@pytest.mark.parametrize(("note", "place"), [
+    ("患者昨日抵达拉萨。", "拉萨"),  # 达拉 (a city abroad, no context) hid 拉萨
+    ("他在约旦首都安曼工作。", "安曼"),  # 都安 (a county's short form, half of 首都) hid 安曼
+])
+def test_a_place_hidden_by_a_rejected_overlapping_one(note: str, place: str) -> None:
+    _found(note, place, "LOCATION")
+
+
+@pytest.mark.parametrize(("note", "place"), [
+    ("转入大同三医院继续治疗。", "大同"),
+    ("一名大连旅客突发胸痛。", "大连"),
+])
+def test_a_place_that_is_also_a_word_before_an_institution_or_its_people(note: str, place: str) -> None:
+    _found(note, place, "LOCATION")

@@ -99,7 +99,12 @@ _CTX_AFTER = ("人", "籍", "市民", "市区", "地区", "一带", "境内", "�
               # what a place has or is known for (大连车站, 纽约股市, 张北地震, 合肥晚报)
               "灾区", "股市", "分行", "车站", "火车站", "开发区", "晚报", "日报", "时报", "地震", "周围", "附近",
               "郊区", "海关", "市场", "地铁", "当地", "以南", "以北", "以东", "以西", "西部", "东部", "南部", "北部",
-              "城区", "古城", "中学", "小学", "农村", "乡镇", "地方")
+              "城区", "古城", "中学", "小学", "农村", "乡镇", "地方",
+              # an institution or the people of the place (大连旅客, 大同三医院, 纽约商交所, 保定一棉厂)
+              "医院", "大学", "学院", "研究所", "研究院", "公司", "集团", "银行", "宾馆", "饭店", "酒店", "电视台",
+              "剧院", "博物馆", "图书馆", "旅客", "职业", "师范", "商交所", "交易所", "证券", "警方", "农民", "工人",
+              "学生", "群众", "干部", "一中", "二中", "三中", "一医院", "二医院", "三医院", "一棉", "二棉", "三棉",
+              "艺术", "文化局", "教育局", "公安局", "卫生局", "法院", "检察院", "军分区", "驻军")
 # A city abroad (纽约, 莫斯科: GeoNames) counts with these too: a word of travel before it, or 市 or the time of
 # the place after it.
 _CITY_BEFORE = (*_CTX_BEFORE, "访问", "飞往", "赴", "前往", "转往", "驻")
@@ -138,36 +143,56 @@ _STREET = re.compile(f"(?:[{_HAN}0-9]{{0,3}}?)(?:大道|大街|路|街)(?![{_HAN
 
 def _find_places(text: str, out: _Raw) -> None:
     prev_end = -1
+    skip_to = 0
     for _, s, e in _PLACES_AC.find_matches_as_indexes(text):
-        w = text[s:e]
-        if w in _PROVINCE_NAMES:
-            prev_end = e
+        if s < skip_to:
             continue
-        # In a list after a place (南宁、合肥) is a place context too.
-        before = (s == prev_end or (s == prev_end + 1 and text[prev_end] == "、")
-                  or text.endswith(_PROVINCE_ENDS, 0, s) or text.endswith(_CTX_BEFORE, 0, s))
-        if w in PLACE_AMBIGUOUS and not (before or text.startswith(_CTX_AFTER, e)):
+        end = _place_at(text, s, e, prev_end)
+        if end is None:
+            # A rejected match hides the places that start inside it (达拉 in 抵达拉萨, 都安 in 首都安曼): look
+            # again from its second character.
+            for _, s2, e2 in _PLACES_AC.find_matches_as_indexes(text[s + 1:e + 10]):
+                s2, e2 = s2 + s + 1, e2 + s + 1
+                if s2 >= e:
+                    break
+                end = _place_at(text, s2, e2, prev_end)
+                if end is not None and end > 0:
+                    out.append((s2, end, 1, "LOCATION"))
+                    prev_end = skip_to = end
             continue
-        if w in FOREIGN_CITIES and not (before or text.endswith(_CITY_BEFORE, 0, s)
-                                        or text.startswith(_CITY_AFTER, e)):
-            continue
-        # A short form must not be half of an ordinary word with a neighbour (三明 in 三明治), unless that
-        # neighbour is part of a word on its other side (省会长春, 济南军区, 成都督战); a word of place before it
-        # outweighs one it would form with the character before (自大 in 来自大连).
-        if w not in PLACES and (
-                (s > 0 and not before and text[s - 1:s + 1] in WORDS and text[s - 2:s] not in WORDS)
-                or (text[e - 1:e + 1] in WORDS and (text[e:e + 2] not in WORDS or w[0] in _TOWN_FUNC)
-                    and not text.startswith(_CTX_AFTER, e))):
-            continue
-        # A short form with the suffix of a unit the division list no longer has (溧水县, now 溧水区).
-        if w not in PLACES and e < len(text) and text[e] in "县市区州盟旗" and text[e - 1:e + 1] not in WORDS:
-            e += 1
-        # A street of the place (南京路, 合肥市长江路) is part of it.
-        st = _STREET.match(text, e)
-        if st is not None:
-            e = st.end()
-        out.append((s, e, 1, "LOCATION"))
-        prev_end = e
+        if end > 0:
+            out.append((s, end, 1, "LOCATION"))
+        prev_end = abs(end)
+
+
+def _place_at(text: str, s: int, e: int, prev_end: int) -> int | None:
+    """The end of the place matched at [s, e) (with a street or a unit's suffix), minus its end for a province
+    (matched and skipped), or None where it is no place here."""
+    w = text[s:e]
+    if w in _PROVINCE_NAMES:
+        return -e
+    # In a list after a place (南宁、合肥) is a place context too.
+    before = (s == prev_end or (s == prev_end + 1 and text[prev_end] == "、")
+              or text.endswith(_PROVINCE_ENDS, 0, s) or text.endswith(_CTX_BEFORE, 0, s))
+    if w in PLACE_AMBIGUOUS and not (before or text.startswith(_CTX_AFTER, e)):
+        return None
+    if w in FOREIGN_CITIES and not (before or text.endswith(_CITY_BEFORE, 0, s)
+                                    or text.startswith(_CITY_AFTER, e)):
+        return None
+    # A short form must not be half of an ordinary word with a neighbour (三明 in 三明治), unless that
+    # neighbour is part of a word on its other side (省会长春, 济南军区, 成都督战); a word of place before it
+    # outweighs one it would form with the character before (自大 in 来自大连).
+    if w not in PLACES and (
+            (s > 0 and not before and text[s - 1:s + 1] in WORDS and text[s - 2:s] not in WORDS)
+            or (text[e - 1:e + 1] in WORDS and (text[e:e + 2] not in WORDS or w[0] in _TOWN_FUNC)
+                and not text.startswith(_CTX_AFTER, e))):
+        return None
+    # A short form with the suffix of a unit the division list no longer has (溧水县, now 溧水区).
+    if w not in PLACES and e < len(text) and text[e] in "县市区州盟旗" and text[e - 1:e + 1] not in WORDS:
+        e += 1
+    # A street of the place (南京路, 合肥市长江路) is part of it.
+    st = _STREET.match(text, e)
+    return e if st is None else st.end()
 
 
 # An unlisted town or village: two to four characters and the suffix, after a listed place, a cue word, or the
