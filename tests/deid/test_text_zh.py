@@ -508,3 +508,23 @@ def test_a_place_hidden_by_a_rejected_overlapping_one(note: str, place: str) -> 
 ])
 def test_a_place_that_is_also_a_word_before_an_institution_or_its_people(note: str, place: str) -> None:
     _found(note, place, "LOCATION")
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    (" 为此，周恩华有一次专程来院复查。", "周恩华"),
+    ("检查完毕，吴德顺抓药后离院。", "吴德顺"),
+])
+def test_a_surname_and_two_characters_at_the_start_of_a_clause(note: str, name: str) -> None:
+    _found(note, name, "NAME")
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    ("经调查，张某负主要责任。", "张某"),
+    ("患者王某某于今晨入院。", "王某某"),
+])
+def test_a_surname_and_mou_is_an_anonymised_person(note: str, name: str) -> None:
+    _found(note, name, "NAME")
+
+
+def test_a_name_that_is_also_a_word_after_a_title_before_a_word_of_time() -> None:
+    _found("科主任黄菊今天上午查房。", "黄菊", "NAME")

@@ -485,6 +485,9 @@ _TITLE_LEFT = ("总理", "总统", "主席", "书记", "部长", "委员长", "�
 
 
 _SUBJECT_NEXT = frozenset("在等对为还也又曾将已则说")
+# Words of time that follow a subject (委员长乔石今天上午...).
+_WHEN = ("今天", "昨天", "明天", "今日", "昨日", "上午", "下午", "晚上", "今晚", "昨晚", "日前", "近日", "最近", "当晚",
+         "当天", "随后", "首先", "曾经", "一行")
 
 
 # The last characters of the words _titled_three looks for: a cheap test before the long endswith.
@@ -504,13 +507,14 @@ def _name_in_context(text: str, i: int, g: int) -> tuple[int, int] | None:
     # A name that is also a word (黄菊, 罗干, 乔石) right after a title and before the end of the clause or a
     # word people do (书记黄菊主持, 秘书长罗干、).
     if (sl == 1 and head and text.endswith(_TITLE_LEFT, 0, i) and _is_han(text[g])
-            and text[g] not in _HARD_STOP and (_strong_right(text, g + 1) or text[g + 1:g + 2] in _HARD_STOP)):
+            and text[g] not in _HARD_STOP and (_strong_right(text, g + 1) or text[g + 1:g + 2] in _HARD_STOP
+                                               or text.startswith(_WHEN, g + 1))):
         return i, g + 1
     left = _left_ok(text, i)
     # A name that is also a word (李鹏): after a role or title, or before a word people do (李鹏说, 李鹏总理); a
     # clause boundary is not enough (曾祖父, 温馨提示).
     if (sl == 1 and text[i:g + 1] in MAYBE_NAMES and _given_ok(text, g, g + 1)
-            and ((text.endswith(_LEFT_WORDS, 0, i) and _right_ok(text, g + 1))
+            and ((text.endswith(_TITLE_WORDS, 0, i) and _right_ok(text, g + 1))
                  or text.startswith(_RIGHT_WORDS, g + 1)
                  # the subject of a clause (，李鹏在北京, 罗干还说)
                  or ((i == 0 or not _is_han(text[i - 1])) and text[g + 1:g + 2] in _SUBJECT_NEXT
@@ -596,6 +600,23 @@ def _ended_three(text: str, i: int) -> bool:
             and text[i:g + 1] not in MAYBE_NAMES and text[i:g + 3] not in WORDS)
 
 
+def _opening_three(text: str, i: int) -> bool:
+    """A common surname and two characters, one a plausible given-name character, at the start of a clause or
+    after a word that introduces a person, where the surname and the first form no word, nor the three, nor the
+    last with what follows (，周恩来有一次, 协助李四光抓): the given name itself may be a word (恩来, 建国)."""
+    g = i + 1
+    if g + 2 > len(text) or text[i] in _WEAK_SURNAMES or not _left_ok(text, i):
+        return False
+    a, b = text[g], text[g + 1]
+    if not ((a in NAME_CHARS or b in NAME_CHARS) and _given_ok(text, g, g + 2)):
+        return False
+    if i > 0 and (text[i - 1] in TRANSLIT_CHARS or text[i - 1] in LOOSE_TRANSLIT):
+        return False
+    return (text[i:g + 1] not in WORDS and text[i:g + 1] not in MAYBE_NAMES and text[i:g + 2] not in WORDS
+            and text[i:g + 3] not in WORDS
+            and (text[g + 1:g + 3] not in WORDS or _strong_right(text, g + 2)))
+
+
 def _uncertain_name_at(text: str, i: int, g: int) -> tuple[int, int] | None:
     """Recall over readability: a surname and one or two characters that form no ordinary word with it or
     with what follows, whatever stands around them."""
@@ -637,8 +658,11 @@ def _find_names(text: str, out: _Raw, taken: list[tuple[int, int]], uncertain: b
             span = _name_in_context(text, i + 1, i + 2)
             if span is None and uncertain:
                 span = _uncertain_name_at(text, i + 1, i + 2)
-        if span is None and sl == 1 and _ended_three(text, i):
+        if span is None and sl == 1 and (_ended_three(text, i) or _opening_three(text, i)):
             span = (i, i + 3)
+        # A surname and 某 (张某, 王某某) is how a report names a person it keeps anonymous.
+        if span is None and sl == 1 and text[i + 1] == "某" and text[i:i + 3] not in WORDS:
+            span = (i, i + 3 if text[i + 2:i + 3] == "某" else i + 2)
         if span is None and sl == 1 and _titled_surname(text, i):
             span = (i, i + 1)
         if i > 0 and text[i - 1] in "老小" and (span is None or span[0] == i) and _old_young(text, i - 1):
@@ -715,8 +739,19 @@ def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
             out.append((s, e, 1, "LOCATION"))
             continue
         # A span inside the run (阿尔希 of 阿尔希波夫 after 患者) does not stop it.
-        if _loose_name(text, s, e) and not any(a < e and s < b and not s <= a < b <= e for a, b in busy):
+        if (_loose_name(text, s, e) or _titled_run(text, s, e)) and not any(
+                a < e and s < b and not s <= a < b <= e for a, b in busy):
             out.append((s, e, 1, "NAME"))
+
+
+def _titled_run(text: str, s: int, e: int) -> bool:
+    """A run of transliteration characters of either class, one of the stricter, between a title and the end of
+    the clause or a word people do (市长赖尔登。): a foreign name even with one strict character."""
+    run = text[s:e]
+    if (run in TRANSLIT_WORDS or run in WORDS or run.endswith(_DRUG_ENDS)
+            or TRANSLIT_CHARS.isdisjoint(run) or not text.endswith(_TR_LEFT, 0, s)):
+        return False
+    return _strong_right(text, e) or text[e:e + 1] in _TR_FUNC_RIGHT or text.startswith(_TR_VERBS, e)
 
 
 # A foreign name without a title (克林顿, 阿尔希波夫): three characters or more of transliteration, two at least
