@@ -601,14 +601,15 @@ def _ended_three(text: str, i: int) -> bool:
 
 
 def _opening_three(text: str, i: int) -> bool:
-    """A common surname and two characters, one a plausible given-name character, at the start of a clause or
+    """A common surname and two characters, one a given-name character, at the start of a clause or
     after a word that introduces a person, where the surname and the first form no word, nor the three, nor the
     last with what follows (，周恩来有一次, 协助李四光抓): the given name itself may be a word (恩来, 建国)."""
     g = i + 1
     if g + 2 > len(text) or text[i] in _WEAK_SURNAMES or not _left_ok(text, i):
         return False
     a, b = text[g], text[g + 1]
-    if not ((a in NAME_CHARS or b in NAME_CHARS) and _given_ok(text, g, g + 2)):
+    # One of the stricter class: 左甲状 (of 左甲状腺素) at the start of a list of drugs is no name.
+    if not ((a in GIVEN_CHARS or b in GIVEN_CHARS) and _given_ok(text, g, g + 2)):
         return False
     if i > 0 and (text[i - 1] in TRANSLIT_CHARS or text[i - 1] in LOOSE_TRANSLIT):
         return False
