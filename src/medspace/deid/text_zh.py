@@ -605,11 +605,11 @@ def _opening_three(text: str, i: int) -> bool:
     after a word that introduces a person, where the surname and the first form no word, nor the three, nor the
     last with what follows (，周恩来有一次, 协助李四光抓): the given name itself may be a word (恩来, 建国)."""
     g = i + 1
-    if g + 2 > len(text) or text[i] in _WEAK_SURNAMES or not _left_ok(text, i):
+    if g + 2 > len(text) or text[i] in _WEAK_SURNAMES:
         return False
     a, b = text[g], text[g + 1]
     # One of the stricter class: 左甲状 (of 左甲状腺素) at the start of a list of drugs is no name.
-    if not ((a in GIVEN_CHARS or b in GIVEN_CHARS) and _given_ok(text, g, g + 2)):
+    if not ((a in GIVEN_CHARS or b in GIVEN_CHARS) and _given_ok(text, g, g + 2) and _left_ok(text, i)):
         return False
     if i > 0 and (text[i - 1] in TRANSLIT_CHARS or text[i - 1] in LOOSE_TRANSLIT):
         return False
@@ -659,7 +659,8 @@ def _find_names(text: str, out: _Raw, taken: list[tuple[int, int]], uncertain: b
             span = _name_in_context(text, i + 1, i + 2)
             if span is None and uncertain:
                 span = _uncertain_name_at(text, i + 1, i + 2)
-        if span is None and sl == 1 and (_ended_three(text, i) or _opening_three(text, i)):
+        if span is None and sl == 1 and not NAME_CHARS.isdisjoint(text[i + 1:i + 3]) and (
+                _ended_three(text, i) or _opening_three(text, i)):
             span = (i, i + 3)
         # A surname and 某 (张某, 王某某) is how a report names a person it keeps anonymous.
         if span is None and sl == 1 and text[i + 1] == "某" and text[i:i + 3] not in WORDS:
