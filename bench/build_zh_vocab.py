@@ -35,8 +35,9 @@ Output: one line per entry, "<class> <word>". Classes:
   h  a plausible given-name character by a looser measure (民, 海, 光, 真): in the given names of at least three
      of those entries and a tenth as often as in jieba's other words; two of them after a surname make a
      name where they form no word;
-  s  a rarer surname (萧, 慕, 尉): the first character of many of jieba's three-character name entries and of
-     few of its other words, not of class t or u;
+  s  a rarer surname (萧, 慕, 尉, 宁, 符): the first character of many of jieba's three-character name entries
+     and of few of its other words (or of some and fewer than twice as many other words, where the character
+     alone is no frequent word), not of class t or u;
   t  a transliteration character (尔, 斯, 拉, 克): frequent in jieba's transliterated names (nrt);
   u  a character of transliterated names by a looser measure (林, 马, 波, 加, 利): class t and these make
      the run of a foreign name (克林顿, 阿尔希波夫);
@@ -83,6 +84,9 @@ RARE_FREQ = 3
 GIVEN_MIN = 5  # a given-name character: in at least this many name entries ...
 GIVEN_RATIO = 0.5  # ... and at least half as many as the other words holding it (+20)
 RARE_SURNAME_MIN = 15  # a rarer surname (class s): starts this many three-character name entries at least
+# ... or, by a looser measure, this many and this share of the other words starting with it, if jieba counts
+# the character alone as no frequent word (从, 却, 小 are function words; 宁, 阳, 符 are surnames)
+LOOSE_SURNAME_MIN, LOOSE_SURNAME_RATIO, LOOSE_SURNAME_ALONE = 5, 0.25, 10_000
 LOOSE_GIVEN_MIN, LOOSE_GIVEN_RATIO = 3, 0.1  # a plausible given-name character (class h): a looser measure
 TRANSLIT_MIN, TRANSLIT_RATIO = 8, 0.15  # the same for the characters of transliterated names
 LOOSE_MIN, LOOSE_RATIO = 4, 0.05  # ... and by a looser measure (class u)
@@ -255,8 +259,10 @@ def main() -> None:
         elif t not in NAME_TAGS:
             first_other[w[0]] = first_other.get(w[0], 0) + 1
     rare_surnames = {c for c, n in first.items()
-                     if n >= RARE_SURNAME_MIN and n >= first_other.get(c, 0) + 20 and c not in surnames
-                     and c not in run_chars}
+                     if ((n >= RARE_SURNAME_MIN and n >= first_other.get(c, 0) + 20)
+                         or (n >= LOOSE_SURNAME_MIN and n >= LOOSE_SURNAME_RATIO * (first_other.get(c, 0) + 20)
+                             and jieba.get(c, (0, ""))[0] < LOOSE_SURNAME_ALONE))
+                     and c not in surnames and c not in run_chars and c not in FUNCTION_CHARS}
     translit_words = {w for w, (_, t) in jieba.items()
                       if 2 <= len(w) <= 6 and t not in NAME_TAGS and set(w) <= run_chars}
     countries = _cldr_countries(args.work)

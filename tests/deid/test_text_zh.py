@@ -528,3 +528,11 @@ def test_a_surname_and_mou_is_an_anonymised_person(note: str, name: str) -> None
 
 def test_a_name_that_is_also_a_word_after_a_title_before_a_word_of_time() -> None:
     _found("科主任黄菊今天上午查房。", "黄菊", "NAME")
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    ("由宁志刚签字。", "宁志刚"),  # 宁: a rarer surname by the looser measure of the data file
+    ("家属万建华签字。", "万建华"),  # 万: also a number, a surname before two given-name characters
+])
+def test_rarer_surnames_with_two_given_name_characters(note: str, name: str) -> None:
+    _found(note, name, "NAME")

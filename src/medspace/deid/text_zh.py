@@ -364,7 +364,7 @@ def _find_dates(text: str, out: _Raw) -> None:
 # --- names without a cue ---
 
 # Without a cue only the common surnames count, and of the ambiguous ones (also function words: 于, 和, 但,
-# 那) only 黄 and 高, among the twenty most frequent; 万 is also a number.
+# 那) only 黄 and 高, among the twenty most frequent; 万 is also a number, and counts as a weak surname below.
 _SURNAMES = L.CN_SURNAMES_COMMON.replace("万", "") + "黄高"
 _COMPOUND = L.CN_COMPOUND_SURNAMES
 # The look-ahead on the first character lets the regex engine skip ahead to a surname's first character (twice
@@ -374,7 +374,7 @@ _SURNAME_RX = re.compile(f"(?=[{_SURNAME_FIRST}])(?:" + "|".join(_COMPOUND) + f"
 # The surnames that are also function or common words (于, 和, 华, 项) and the rarer ones of the data file (萧,
 # 慕) make a name only with two plausible
 # given-name characters (`_plausible_three`); the regex looks for those first, as they are frequent.
-_WEAK_ONLY = (frozenset(L.CN_SURNAMES_AMBIGUOUS) | RARE_SURNAMES) - frozenset(_SURNAMES)
+_WEAK_ONLY = (frozenset(L.CN_SURNAMES_AMBIGUOUS) | RARE_SURNAMES | {"万"}) - frozenset(_SURNAMES)
 _NC = "".join(sorted(NAME_CHARS))
 _WEAK_RX = re.compile(f"[{''.join(sorted(_WEAK_ONLY))}](?=[{_NC}][{_NC}])")
 # Pronouns, demonstratives and measure words end a name too.
@@ -677,6 +677,9 @@ def _find_names(text: str, out: _Raw, taken: list[tuple[int, int]], uncertain: b
     for m in _WEAK_RX.finditer(text):
         i = m.start()
         if _overlaps(busy, i, i + 3) or (i > 0 and _is_han(text[i - 1]) and text[i - 1:i + 1] in WORDS):
+            continue
+        # A function character before a surname introduces the name (由宁志刚签字), it does not start it.
+        if text[i] in _LEFT_CHARS and (text[i + 1] in _LIST_FIRST or text[i + 1] in _WEAK_ONLY):
             continue
         if _plausible_three(text, i, i + 1, True):
             out.append((i, i + 3, 1, "NAME"))
