@@ -536,3 +536,24 @@ def test_a_name_that_is_also_a_word_after_a_title_before_a_word_of_time() -> Non
 ])
 def test_rarer_surnames_with_two_given_name_characters(note: str, name: str) -> None:
     _found(note, name, "NAME")
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    ("患者之女达莎在外地工作。", "达莎"),
+    ("。亚辛在病房外等候。", "亚辛"),
+])
+def test_two_transliteration_characters_as_subject_or_object(note: str, name: str) -> None:
+    _found(note, name, "NAME")
+
+
+def test_two_transliteration_characters_that_are_a_word_or_half_of_one_are_no_name() -> None:
+    for note in ("他连声说：“谢谢！”", "古埃及第六王朝的遗址。"):
+        assert not [s for s in T.detect(note, "zh") if s.type == "NAME"], note
+
+
+def test_a_foreign_name_with_one_strict_transliteration_character_after_a_title() -> None:
+    _found("主治医师赖尔登。", "赖尔登", "NAME")
+
+
+def test_words_of_address_after_a_name() -> None:
+    _found("邻居王俊大娘来探视。", "王俊", "NAME")

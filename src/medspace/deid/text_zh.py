@@ -397,7 +397,9 @@ _RIGHT_WORDS = ("先生", "女士", "小姐", "医生", "医师", "护士", "主
                 "签名", "同意", "表示", "诉", "说", "称", "述", "要求", "拒绝", "陪同", "家属", "本人", "之",
                 # a byline (记者樊如钧摄) and what people do in a report (指出, 强调, 会见)
                 "摄", "报道", "指出", "认为", "强调", "宣布", "主持", "会见", "讲话", "介绍", "首先", "亲切", "总理",
-                "主席", "书记", "总统", "部长", "委员")
+                "主席", "书记", "总统", "部长", "委员",
+                # how a person is addressed or grouped after the name (王俊大娘, 张华夫妇)
+                "大娘", "大爷", "大妈", "阿姨", "夫妇", "一家", "老人", "同学", "师傅")
 _WEAK_SURNAMES = frozenset(L.CN_SURNAMES_AMBIGUOUS)
 _RIGHT_LONG = tuple(w for w in _RIGHT_WORDS if len(w) > 1)
 _RIGHT_ONE = frozenset(w for w in _RIGHT_WORDS if len(w) == 1)
@@ -738,6 +740,9 @@ def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
                     and text[s:e] not in WORDS)):
             out.append((s, e, 1, "NAME"))
             busy.append((s, e))
+    for a, b in runs:
+        if b - a == 2 and _short_foreign(text, a, b) and not any(x < b and a < y for x, y in busy):
+            out.append((a, b, 1, "NAME"))
     for m in (m for a, b in runs if b - a >= 3 for m in _LOOSE_RUN.finditer(text, a, b)):
         s, e = m.span()
         if _translit_city(text, s, e) and not any(a < e and s < b for a, b in busy):
@@ -747,6 +752,25 @@ def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
         if (_loose_name(text, s, e) or _titled_run(text, s, e)) and not any(
                 a < e and s < b and not s <= a < b <= e for a, b in busy):
             out.append((s, e, 1, "NAME"))
+
+
+def _short_foreign(text: str, s: int, e: int) -> bool:
+    """Two transliteration characters alone, one of the stricter class, as the subject or object of a clause
+    (。亚辛在, 的博塔的, 女友达莎成婚): a foreign name."""
+    run = text[s:e]
+    if (TRANSLIT_CHARS.isdisjoint(run) or run in TRANSLIT_WORDS or run in FOREIGN_CITIES
+            or run[0] in _TR_FUNC_LEFT or run[-1] in _TR_FUNC_RIGHT
+            or text.startswith(_EPONYM_NEXT, e) or text.startswith(_DRUG_ENDS, s)):
+        return False
+    # An ordinary word (谢谢, 默契) only right after a title (外长利维); no half of a word with a neighbour
+    # (古埃及), no count (２５０多科).
+    titled = text.endswith(_TR_LEFT, 0, s)
+    if (run in WORDS and not titled) or text[e - 1:e + 1] in WORDS or text[e - 1:e + 1] in TRANSLIT_WORDS or (
+            s > 0 and (text[s - 1].isdigit() or text[s - 1:s + 1] in WORDS)):
+        return False
+    left = titled or s == 0 or not _is_han(text[s - 1]) or text[s - 1] in _TR_FUNC_LEFT
+    return left and (e == len(text) or not _is_han(text[e]) or text[e] in _TR_FUNC_RIGHT
+                     or text.startswith(_TR_VERBS, e) or text.startswith(_RIGHT_WORDS, e))
 
 
 def _titled_run(text: str, s: int, e: int) -> bool:
