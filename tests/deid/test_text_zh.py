@@ -557,3 +557,11 @@ def test_a_foreign_name_with_one_strict_transliteration_character_after_a_title(
 
 def test_words_of_address_after_a_name() -> None:
     _found("邻居王俊大娘来探视。", "王俊", "NAME")
+
+
+@pytest.mark.parametrize(("note", "place"), [
+    ("患者来往于大同、运城两地。", "大同"),  # the first of a list of places
+    ("天祝位于祁连山区。", "天祝"),
+])
+def test_an_ambiguous_place_first_in_a_list_of_places_or_before_a_word_of_location(note: str, place: str) -> None:
+    _found(note, place, "LOCATION")

@@ -104,7 +104,8 @@ _CTX_AFTER = ("人", "籍", "市民", "市区", "地区", "一带", "境内", "�
               "医院", "大学", "学院", "研究所", "研究院", "公司", "集团", "银行", "宾馆", "饭店", "酒店", "电视台",
               "剧院", "博物馆", "图书馆", "旅客", "职业", "师范", "商交所", "交易所", "证券", "警方", "农民", "工人",
               "学生", "群众", "干部", "一中", "二中", "三中", "一医院", "二医院", "三医院", "一棉", "二棉", "三棉",
-              "艺术", "文化局", "教育局", "公安局", "卫生局", "法院", "检察院", "军分区", "驻军")
+              "艺术", "文化局", "教育局", "公安局", "卫生局", "法院", "检察院", "军分区", "驻军",
+              "位于", "地处", "铁路", "陆军", "报社", "报》", "特困户", "灾民", "中小学")
 # A city abroad (纽约, 莫斯科: GeoNames) counts with these too: a word of travel before it, or 市 or the time of
 # the place after it.
 _CITY_BEFORE = (*_CTX_BEFORE, "访问", "飞往", "赴", "前往", "转往", "驻")
@@ -165,6 +166,14 @@ def _find_places(text: str, out: _Raw) -> None:
         prev_end = abs(end)
 
 
+def _place_list_next(text: str, e: int) -> bool:
+    """Whether a place follows after 、 (大同、运城: the first of a list of places)."""
+    if text[e:e + 1] != "、":
+        return False
+    nxt = _PLACES_AC.find_matches_as_indexes(text[e + 1:e + 9])
+    return bool(nxt) and nxt[0][1] == 0 and text[e + 1:e + 1 + nxt[0][2]] not in _PROVINCE_NAMES
+
+
 def _place_at(text: str, s: int, e: int, prev_end: int) -> int | None:
     """The end of the place matched at [s, e) (with a street or a unit's suffix), minus its end for a province
     (matched and skipped), or None where it is no place here."""
@@ -174,7 +183,8 @@ def _place_at(text: str, s: int, e: int, prev_end: int) -> int | None:
     # In a list after a place (南宁、合肥) is a place context too.
     before = (s == prev_end or (s == prev_end + 1 and text[prev_end] == "、")
               or text.endswith(_PROVINCE_ENDS, 0, s) or text.endswith(_CTX_BEFORE, 0, s))
-    if w in PLACE_AMBIGUOUS and not (before or text.startswith(_CTX_AFTER, e)):
+    if w in PLACE_AMBIGUOUS and not (before or text.startswith(_CTX_AFTER, e) or _place_list_next(text, e)
+                                     or ((s == 0 or text[s - 1] == "\n") and (e == len(text) or not _is_han(text[e])))):
         return None
     if w in FOREIGN_CITIES and not (before or text.endswith(_CITY_BEFORE, 0, s)
                                     or text.startswith(_CITY_AFTER, e)):
