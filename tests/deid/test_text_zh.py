@@ -560,8 +560,14 @@ def test_words_of_address_after_a_name() -> None:
 
 
 @pytest.mark.parametrize(("note", "place"), [
-    ("患者来往于大同、运城两地。", "大同"),  # the first of a list of places
+    ("患者常往返大同、太原两地。", "大同"),  # the first of a list of places
+    ("海口 -0.4 -3.3", "海口"),  # alone at the head of a table row
     ("天祝位于祁连山区。", "天祝"),
 ])
 def test_an_ambiguous_place_first_in_a_list_of_places_or_before_a_word_of_location(note: str, place: str) -> None:
     _found(note, place, "LOCATION")
+
+
+def test_a_list_of_ordinary_words_that_are_also_places_is_no_list_of_places() -> None:
+    for note in ("新建、扩建病房。", "患者常往返城区、郊区两地。"):
+        assert not [s for s in T.detect(note, "zh") if s.type == "LOCATION"], note

@@ -166,12 +166,23 @@ def _find_places(text: str, out: _Raw) -> None:
         prev_end = abs(end)
 
 
+def _line_head(text: str, s: int, e: int) -> bool:
+    """Whether [s, e) is alone at the head of a line, before a space, a number or the line's end (a table row:
+    海口 -0.4 -3.3)."""
+    return (s == 0 or text[s - 1] == "\n") and (
+        e == len(text) or text[e] in "\n \u3000-+" or text[e].isdigit())
+
+
 def _place_list_next(text: str, e: int) -> bool:
-    """Whether a place follows after 、 (大同、运城: the first of a list of places)."""
+    """Whether a place that is no ordinary word follows after 、 (大同、运城: the first of a list of places)."""
     if text[e:e + 1] != "、":
         return False
     nxt = _PLACES_AC.find_matches_as_indexes(text[e + 1:e + 9])
-    return bool(nxt) and nxt[0][1] == 0 and text[e + 1:e + 1 + nxt[0][2]] not in _PROVINCE_NAMES
+    if not nxt or nxt[0][1] != 0:
+        return False
+    # A place that is no word (城区、郊区 and 新建、扩建 are words in a list).
+    w = text[e + 1:e + 1 + nxt[0][2]]
+    return w in PLACES or w in PLACE_SHORT
 
 
 def _place_at(text: str, s: int, e: int, prev_end: int) -> int | None:
@@ -184,7 +195,7 @@ def _place_at(text: str, s: int, e: int, prev_end: int) -> int | None:
     before = (s == prev_end or (s == prev_end + 1 and text[prev_end] == "、")
               or text.endswith(_PROVINCE_ENDS, 0, s) or text.endswith(_CTX_BEFORE, 0, s))
     if w in PLACE_AMBIGUOUS and not (before or text.startswith(_CTX_AFTER, e) or _place_list_next(text, e)
-                                     or ((s == 0 or text[s - 1] == "\n") and (e == len(text) or not _is_han(text[e])))):
+                                     or _line_head(text, s, e)):
         return None
     if w in FOREIGN_CITIES and not (before or text.endswith(_CITY_BEFORE, 0, s)
                                     or text.startswith(_CITY_AFTER, e)):
