@@ -571,3 +571,8 @@ def test_an_ambiguous_place_first_in_a_list_of_places_or_before_a_word_of_locati
 def test_a_list_of_ordinary_words_that_are_also_places_is_no_list_of_places() -> None:
     for note in ("新建、扩建病房。", "患者常往返城区、郊区两地。"):
         assert not [s for s in T.detect(note, "zh") if s.type == "LOCATION"], note
+
+
+def test_characters_of_city_names_abroad_join_the_transliteration_class() -> None:
+    # 奈 and 宾 are frequent in GeoNames' Chinese names of cities abroad and rare in jieba's other words.
+    assert {"奈", "宾"} <= Z.LOOSE_TRANSLIT
