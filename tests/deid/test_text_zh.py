@@ -576,3 +576,10 @@ def test_a_list_of_ordinary_words_that_are_also_places_is_no_list_of_places() ->
 def test_characters_of_city_names_abroad_join_the_transliteration_class() -> None:
     # 奈 and 宾 are frequent in GeoNames' Chinese names of cities abroad and rare in jieba's other words.
     assert {"奈", "宾"} <= Z.LOOSE_TRANSLIT
+
+
+def test_names_glued_into_one_run_after_a_colon() -> None:
+    note = "参加会诊：吴德顺周建华郑晓明"
+    spans = T.detect(note, "zh")
+    got = {note[s.start:s.end] for s in spans if s.type == "NAME"}
+    assert {"吴德顺", "周建华", "郑晓明"} <= got, spans

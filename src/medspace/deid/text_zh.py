@@ -1043,7 +1043,53 @@ def detect_zh(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     _find_bylines(text, out)
     _find_lists(text, out)
     _find_sexed(text, out)
+    _find_name_runs(text, out)
     _spread_names(text, out)
+
+
+# Names glued into one run after a colon or at a line's start (委员：李鹏乔石李瑞环朱镕基): a run of six Han
+# characters or more that splits wholly into a surname and one or two characters, three items at least, each
+# with a plausible given-name character and neither its given name nor its surname and first character a word.
+_NAME_RUN_RX = re.compile(f"(?:^|(?<=[：:\n]))([{_HAN}]{{6,80}})(?=[（(，,。；;、\\s]|$)", re.M)
+
+
+def _split_names(run: str) -> list[tuple[int, int]] | None:
+    """The split of run into names (a surname and one or two characters; a compound surname and one or two)
+    with the most items of three characters, or None where there is none."""
+    n = len(run)
+    best: list[tuple[int, list[tuple[int, int]]] | None] = [None] * (n + 1)
+    best[0] = (0, [])
+    for i in range(n):
+        cur = best[i]
+        if cur is None:
+            continue
+        sl = 2 if run[i:i + 2] in _COMPOUND else 1
+        if sl == 1 and not (run[i] in _LIST_FIRST or run[i] in _WEAK_ONLY):
+            continue
+        for k in (1, 2):
+            j = i + sl + k
+            w = run[i:j]
+            if (j > n or not _HARD_STOP.isdisjoint(w[sl:]) or w in WORDS or w in PLACES or w in PLACE_SHORT
+                    or w[sl:] in WORDS or w[:sl + 1] in WORDS or NAME_CHARS.isdisjoint(w[sl:])):
+                continue
+            score = cur[0] + (1 if len(w) - sl == 2 else 0)
+            old = best[j]
+            if old is None or score > old[0]:
+                best[j] = (score, [*cur[1], (i, j)])
+    end = best[n]
+    return end[1] if end is not None and len(end[1]) >= 3 else None
+
+
+def _find_name_runs(text: str, out: _Raw) -> None:
+    if "：" not in text and ":" not in text and "\n" not in text and len(text) > 80:
+        return
+    for m in _NAME_RUN_RX.finditer(text):
+        split = _split_names(m.group(1))
+        if split is not None:
+            s0, e0 = m.span(1)
+            # The split outweighs the names found across its items (李鹏乔 of 李鹏乔石).
+            out[:] = [x for x in out if not (x[3] == "NAME" and x[0] < e0 and s0 < x[1])]
+            out.extend((s0 + a, s0 + b, 1, "NAME") for a, b in split)
 
 
 # A name once found is a name wherever else it stands in the note (李鹏 ... 李鹏说), and a surname with one or
