@@ -1050,7 +1050,7 @@ def detect_zh(text: str, out: _Raw, uncertain_names: bool = False) -> None:
 # Names glued into one run after a colon or at a line's start (委员：李鹏乔石李瑞环朱镕基): a run of six Han
 # characters or more that splits wholly into a surname and one or two characters, three items at least, each
 # with a plausible given-name character and neither its given name nor its surname and first character a word.
-_NAME_RUN_RX = re.compile(f"(?:^|(?<=[：:\n]))([{_HAN}]{{6,80}})(?=[（(，,。；;、\\s]|$)", re.M)
+_NAME_RUN_RX = re.compile(f"([{_HAN}]{{6,80}})(?=[（(，,。；;、\\s]|$)")
 
 
 def _split_names(run: str) -> list[tuple[int, int]] | None:
@@ -1081,9 +1081,18 @@ def _split_names(run: str) -> list[tuple[int, int]] | None:
 
 
 def _find_name_runs(text: str, out: _Raw) -> None:
-    if "：" not in text and ":" not in text and "\n" not in text and len(text) > 80:
-        return
-    for m in _NAME_RUN_RX.finditer(text):
+    # The starts only (the note's, a line's, after a colon): a regex led by a look-behind would try every
+    # character of the note.
+    starts = [0]
+    for ch in "：:\n":
+        i = text.find(ch)
+        while i >= 0:
+            starts.append(i + 1)
+            i = text.find(ch, i + 1)
+    for p in starts:
+        m = _NAME_RUN_RX.match(text, p)
+        if m is None:
+            continue
         split = _split_names(m.group(1))
         if split is not None:
             s0, e0 = m.span(1)
