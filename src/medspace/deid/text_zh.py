@@ -1053,6 +1053,11 @@ def detect_zh(text: str, out: _Raw, uncertain_names: bool = False) -> None:
 _NAME_RUN_RX = re.compile(f"([{_HAN}]{{6,80}})(?=[（(，,。；;、\\s]|$)")
 
 
+# A colon or a line's end before a surname.
+_RUN_FIRST = "".join(sorted(set(_ALL_SURNAMES) | _WEAK_ONLY | {c[0] for c in _COMPOUND}))
+_RUN_START_RX = re.compile(f"[：:\n](?=[{_RUN_FIRST}])")
+
+
 def _split_names(run: str) -> list[tuple[int, int]] | None:
     """The split of run into names (a surname and one or two characters; a compound surname and one or two)
     with the most items of three characters, or None where there is none."""
@@ -1083,17 +1088,18 @@ def _split_names(run: str) -> list[tuple[int, int]] | None:
 def _find_name_runs(text: str, out: _Raw) -> None:
     # The starts only (the note's, a line's, after a colon): a regex led by a look-behind would try every
     # character of the note.
-    starts = [0]
-    for ch in "：:\n":
-        i = text.find(ch)
-        while i >= 0:
-            starts.append(i + 1)
-            i = text.find(ch, i + 1)
+    starts = [m.end() for m in _RUN_START_RX.finditer(text)]
+    if text[:1] in _LIST_FIRST or text[:1] in _WEAK_ONLY:
+        starts.insert(0, 0)
     for p in starts:
         m = _NAME_RUN_RX.match(text, p)
         if m is None:
             continue
-        split = _split_names(m.group(1))
+        run = m.group(1)
+        # Cheap before the split: a surname at least every fourth character.
+        if 4 * sum(c in _LIST_FIRST or c in _WEAK_ONLY for c in run) < len(run):
+            continue
+        split = _split_names(run)
         if split is not None:
             s0, e0 = m.span(1)
             # The split outweighs the names found across its items (李鹏乔 of 李鹏乔石).
