@@ -716,6 +716,7 @@ _TR = "".join(sorted(TRANSLIT_CHARS))
 _TR_LEFT = (*_LEFT_WORDS, "总统", "总理", "首相", "外长", "国务卿", "大使", "议长", "国王", "王储", "亲王", "总书记",
             "发言人", "总裁", "董事长", "教练", "球星", "夫人", "博士", "法官", "将军", "大臣")
 _TITLE_ENDS = frozenset("长员师理统使官者士席授")
+_TR_LEFT_LAST = frozenset(w[-1] for w in _TR_LEFT)
 _TR_RUN = re.compile(f"[{_TR}]{{2,8}}")
 # A name in parts joined by · (约翰·克鲁吉, 拉吉夫·甘地): the parts at most five characters each.
 _DOT_RX = re.compile(f"[{_HAN}]{{1,5}}(?:·[{_HAN}]{{1,5}})+")
@@ -785,7 +786,7 @@ def _short_foreign(text: str, s: int, e: int) -> bool:
         return False
     # An ordinary word (谢谢, 默契) only right after a title (外长利维); no half of a word with a neighbour
     # (古埃及), no count (２５０多科).
-    titled = text.endswith(_TR_LEFT, 0, s)
+    titled = s > 0 and text[s - 1] in _TR_LEFT_LAST and text.endswith(_TR_LEFT, 0, s)
     if (run in WORDS and not titled) or text[e - 1:e + 1] in WORDS or text[e - 1:e + 1] in TRANSLIT_WORDS or (
             s > 0 and (text[s - 1].isdigit() or text[s - 1:s + 1] in WORDS)):
         return False
@@ -798,8 +799,8 @@ def _titled_run(text: str, s: int, e: int) -> bool:
     """A run of transliteration characters of either class, one of the stricter, between a title and the end of
     the clause or a word people do (市长赖尔登。): a foreign name even with one strict character."""
     run = text[s:e]
-    if (run in TRANSLIT_WORDS or run in WORDS or run.endswith(_DRUG_ENDS)
-            or TRANSLIT_CHARS.isdisjoint(run) or not text.endswith(_TR_LEFT, 0, s)):
+    if (s == 0 or text[s - 1] not in _TR_LEFT_LAST or run in TRANSLIT_WORDS or run in WORDS
+            or run.endswith(_DRUG_ENDS) or TRANSLIT_CHARS.isdisjoint(run) or not text.endswith(_TR_LEFT, 0, s)):
         return False
     return _strong_right(text, e) or text[e:e + 1] in _TR_FUNC_RIGHT or text.startswith(_TR_VERBS, e)
 
