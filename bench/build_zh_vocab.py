@@ -35,11 +35,13 @@ Output: one line per entry, "<class> <word>". Classes:
   h  a plausible given-name character by a looser measure (民, 海, 光, 真): in the given names of at least three
      of those entries and a tenth as often as in jieba's other words; two of them after a surname make a
      name where they form no word;
-  s  a rarer surname (萧, 慕, 尉): the first character of many of jieba's three-character name entries and of
-     few of its other words, not of class t or u;
+  s  a rarer surname (萧, 慕, 尉, 宁, 符): the first character of many of jieba's three-character name entries
+     and of few of its other words (or of some and fewer than twice as many other words, where the character
+     alone is no frequent word), not of class t or u;
   t  a transliteration character (尔, 斯, 拉, 克): frequent in jieba's transliterated names (nrt);
-  u  a character of transliterated names by a looser measure (林, 马, 波, 加, 利): class t and these make
-     the run of a foreign name (克林顿, 阿尔希波夫);
+  u  a character of transliterated names by a looser measure (林, 马, 波, 加, 利), or frequent in the names of
+     cities abroad (class f) and rare in jieba's other words (奈, 宾, 敦): class t and these make the run of a
+     foreign name (克林顿, 阿尔希波夫);
   x  an entry of jieba of two to six characters of class u that is no person's name (巧克力, 阿司匹林,
      莫斯科), or a country's name in Chinese (伊拉克, 乌克兰: the Chinese names of CLDR's territories as
      shipped by Babel 2.19.0, BSD-3-Clause / Unicode licence; jieba tags many as names): a transliterated
@@ -83,9 +85,14 @@ RARE_FREQ = 3
 GIVEN_MIN = 5  # a given-name character: in at least this many name entries ...
 GIVEN_RATIO = 0.5  # ... and at least half as many as the other words holding it (+20)
 RARE_SURNAME_MIN = 15  # a rarer surname (class s): starts this many three-character name entries at least
+# ... or, by a looser measure, this many and this share of the other words starting with it, if jieba counts
+# the character alone as no frequent word (从, 却, 小 are function words; 宁, 阳, 符 are surnames)
+LOOSE_SURNAME_MIN, LOOSE_SURNAME_RATIO, LOOSE_SURNAME_ALONE = 5, 0.25, 10_000
 LOOSE_GIVEN_MIN, LOOSE_GIVEN_RATIO = 3, 0.1  # a plausible given-name character (class h): a looser measure
 TRANSLIT_MIN, TRANSLIT_RATIO = 8, 0.15  # the same for the characters of transliterated names
 LOOSE_MIN, LOOSE_RATIO = 4, 0.05  # ... and by a looser measure (class u)
+CITY_TRANSLIT_MIN, CITY_TRANSLIT_RATIO = 20, 0.15  # class u too: in the names of this many cities abroad
+HAN_COUNTRIES = ("JP", "KR", "KP", "TW", "HK", "MO", "SG")
 
 
 def _cldr_countries(work: Path) -> set[str]:
@@ -244,6 +251,18 @@ def main() -> None:
                       if n >= TRANSLIT_MIN and n / (other.get(c, 0) + 20) >= TRANSLIT_RATIO}
     loose_chars = {c for c, n in translit.items()
                    if n >= LOOSE_MIN and n / (other.get(c, 0) + 20) >= LOOSE_RATIO} - translit_chars
+    # Characters frequent in the Chinese names of cities abroad (GeoNames: 奈, 宾, 敦, 瑙) are transliteration
+    # characters too, if jieba's other words rarely hold them; not the surnames (苏, 胡: a Chinese name's
+    # start) nor the characters of place words (港, 滩).
+    city_chars: dict[str, int] = {}
+    for w, cc in _foreign_cities(args.work).items():
+        if cc in HAN_COUNTRIES:
+            continue  # names written in Han characters there, not transliterated (長崎, 台中)
+        for c in set(w):
+            city_chars[c] = city_chars.get(c, 0) + 1
+    loose_chars |= {c for c, n in city_chars.items()
+                    if n >= CITY_TRANSLIT_MIN and n / (other.get(c, 0) + 20) >= CITY_TRANSLIT_RATIO
+                    and c not in surnames and c not in "港滩湾岛市城镇"} - translit_chars
     run_chars = translit_chars | loose_chars
     # Rarer surnames (萧, 慕, 尉, 赖): characters that start many of jieba's three-character name entries and
     # few of its other words, and are no transliteration characters.
@@ -255,8 +274,10 @@ def main() -> None:
         elif t not in NAME_TAGS:
             first_other[w[0]] = first_other.get(w[0], 0) + 1
     rare_surnames = {c for c, n in first.items()
-                     if n >= RARE_SURNAME_MIN and n >= first_other.get(c, 0) + 20 and c not in surnames
-                     and c not in run_chars}
+                     if ((n >= RARE_SURNAME_MIN and n >= first_other.get(c, 0) + 20)
+                         or (n >= LOOSE_SURNAME_MIN and n >= LOOSE_SURNAME_RATIO * (first_other.get(c, 0) + 20)
+                             and jieba.get(c, (0, ""))[0] < LOOSE_SURNAME_ALONE))
+                     and c not in surnames and c not in run_chars and c not in FUNCTION_CHARS}
     translit_words = {w for w, (_, t) in jieba.items()
                       if 2 <= len(w) <= 6 and t not in NAME_TAGS and set(w) <= run_chars}
     countries = _cldr_countries(args.work)

@@ -474,3 +474,112 @@ def test_names_as_the_subject_of_a_clause(note: str, name: str) -> None:
 def test_a_name_in_parts_joined_by_a_dot_whatever_its_characters() -> None:
     _found("会诊专家为拉吉夫·甘地教授。", "拉吉夫·甘地", "NAME")
     assert "[NAME]" not in T.scrub("清·龚自珍", "zh").split("·")[0]
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    ("院长孙振宇、科长何平出席。", "孙振宇"),
+    ("护士长孙丽萍签字。", "孙丽萍"),
+])
+def test_a_surname_after_a_title_ending_in_the_first_character_of_a_compound_surname(note: str, name: str) -> None:
+    # 长孙 is a compound surname, but here 长 ends the title.
+    spans = T.detect(note, "zh")
+    assert any(note[s.start:s.end] == name and s.type == "NAME" for s in spans), spans
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    ("昨日探视了赵竞蒙。", "赵竞蒙"),
+    ("下午又去看望了周友才。", "周友才"),
+])
+def test_a_surname_and_two_characters_that_form_no_word_before_the_end_of_a_clause(note: str, name: str) -> None:
+    _found(note, name, "NAME")
+
+
+@pytest.mark.parametrize(("note", "place"), [
+    ("患者昨日抵达拉萨。", "拉萨"),  # 达拉 (a city abroad, no context) hid 拉萨
+    ("他在约旦首都安曼工作。", "安曼"),  # 都安 (a county's short form, half of 首都) hid 安曼
+])
+def test_a_place_hidden_by_a_rejected_overlapping_one(note: str, place: str) -> None:
+    _found(note, place, "LOCATION")
+
+
+@pytest.mark.parametrize(("note", "place"), [
+    ("转入大同三医院继续治疗。", "大同"),
+    ("一名大连旅客突发胸痛。", "大连"),
+])
+def test_a_place_that_is_also_a_word_before_an_institution_or_its_people(note: str, place: str) -> None:
+    _found(note, place, "LOCATION")
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    (" 为此，周恩华有一次专程来院复查。", "周恩华"),
+    ("检查完毕，吴德顺抓药后离院。", "吴德顺"),
+])
+def test_a_surname_and_two_characters_at_the_start_of_a_clause(note: str, name: str) -> None:
+    _found(note, name, "NAME")
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    ("经调查，张某负主要责任。", "张某"),
+    ("患者王某某于今晨入院。", "王某某"),
+])
+def test_a_surname_and_mou_is_an_anonymised_person(note: str, name: str) -> None:
+    _found(note, name, "NAME")
+
+
+def test_a_name_that_is_also_a_word_after_a_title_before_a_word_of_time() -> None:
+    _found("科主任黄菊今天上午查房。", "黄菊", "NAME")
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    ("由宁志刚签字。", "宁志刚"),  # 宁: a rarer surname by the looser measure of the data file
+    ("家属万建华签字。", "万建华"),  # 万: also a number, a surname before two given-name characters
+])
+def test_rarer_surnames_with_two_given_name_characters(note: str, name: str) -> None:
+    _found(note, name, "NAME")
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    ("患者之女达莎在外地工作。", "达莎"),
+    ("。亚辛在病房外等候。", "亚辛"),
+])
+def test_two_transliteration_characters_as_subject_or_object(note: str, name: str) -> None:
+    _found(note, name, "NAME")
+
+
+def test_two_transliteration_characters_that_are_a_word_or_half_of_one_are_no_name() -> None:
+    for note in ("他连声说：“谢谢！”", "古埃及第六王朝的遗址。"):
+        assert not [s for s in T.detect(note, "zh") if s.type == "NAME"], note
+
+
+def test_a_foreign_name_with_one_strict_transliteration_character_after_a_title() -> None:
+    _found("主治医师赖尔登。", "赖尔登", "NAME")
+
+
+def test_words_of_address_after_a_name() -> None:
+    _found("邻居王俊大娘来探视。", "王俊", "NAME")
+
+
+@pytest.mark.parametrize(("note", "place"), [
+    ("患者常往返大同、太原两地。", "大同"),  # the first of a list of places
+    ("海口 -0.4 -3.3", "海口"),  # alone at the head of a table row
+    ("天祝位于祁连山区。", "天祝"),
+])
+def test_an_ambiguous_place_first_in_a_list_of_places_or_before_a_word_of_location(note: str, place: str) -> None:
+    _found(note, place, "LOCATION")
+
+
+def test_a_list_of_ordinary_words_that_are_also_places_is_no_list_of_places() -> None:
+    for note in ("新建、扩建病房。", "患者常往返城区、郊区两地。"):
+        assert not [s for s in T.detect(note, "zh") if s.type == "LOCATION"], note
+
+
+def test_characters_of_city_names_abroad_join_the_transliteration_class() -> None:
+    # 奈 and 宾 are frequent in GeoNames' Chinese names of cities abroad and rare in jieba's other words.
+    assert {"奈", "宾"} <= Z.LOOSE_TRANSLIT
+
+
+def test_names_glued_into_one_run_after_a_colon() -> None:
+    note = "参加会诊：吴德顺周建华郑晓明"
+    spans = T.detect(note, "zh")
+    got = {note[s.start:s.end] for s in spans if s.type == "NAME"}
+    assert {"吴德顺", "周建华", "郑晓明"} <= got, spans

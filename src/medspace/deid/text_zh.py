@@ -99,7 +99,13 @@ _CTX_AFTER = ("人", "籍", "市民", "市区", "地区", "一带", "境内", "�
               # what a place has or is known for (大连车站, 纽约股市, 张北地震, 合肥晚报)
               "灾区", "股市", "分行", "车站", "火车站", "开发区", "晚报", "日报", "时报", "地震", "周围", "附近",
               "郊区", "海关", "市场", "地铁", "当地", "以南", "以北", "以东", "以西", "西部", "东部", "南部", "北部",
-              "城区", "古城", "中学", "小学", "农村", "乡镇", "地方")
+              "城区", "古城", "中学", "小学", "农村", "乡镇", "地方",
+              # an institution or the people of the place (大连旅客, 大同三医院, 纽约商交所, 保定一棉厂)
+              "医院", "大学", "学院", "研究所", "研究院", "公司", "集团", "银行", "宾馆", "饭店", "酒店", "电视台",
+              "剧院", "博物馆", "图书馆", "旅客", "职业", "师范", "商交所", "交易所", "证券", "警方", "农民", "工人",
+              "学生", "群众", "干部", "一中", "二中", "三中", "一医院", "二医院", "三医院", "一棉", "二棉", "三棉",
+              "艺术", "文化局", "教育局", "公安局", "卫生局", "法院", "检察院", "军分区", "驻军",
+              "位于", "地处", "铁路", "陆军", "报社", "报》", "特困户", "灾民", "中小学")
 # A city abroad (纽约, 莫斯科: GeoNames) counts with these too: a word of travel before it, or 市 or the time of
 # the place after it.
 _CITY_BEFORE = (*_CTX_BEFORE, "访问", "飞往", "赴", "前往", "转往", "驻")
@@ -138,36 +144,76 @@ _STREET = re.compile(f"(?:[{_HAN}0-9]{{0,3}}?)(?:大道|大街|路|街)(?![{_HAN
 
 def _find_places(text: str, out: _Raw) -> None:
     prev_end = -1
+    skip_to = 0
     for _, s, e in _PLACES_AC.find_matches_as_indexes(text):
-        w = text[s:e]
-        if w in _PROVINCE_NAMES:
-            prev_end = e
+        if s < skip_to:
             continue
-        # In a list after a place (南宁、合肥) is a place context too.
-        before = (s == prev_end or (s == prev_end + 1 and text[prev_end] == "、")
-                  or text.endswith(_PROVINCE_ENDS, 0, s) or text.endswith(_CTX_BEFORE, 0, s))
-        if w in PLACE_AMBIGUOUS and not (before or text.startswith(_CTX_AFTER, e)):
+        end = _place_at(text, s, e, prev_end)
+        if end is None:
+            # A rejected match hides the places that start inside it (达拉 in 抵达拉萨, 都安 in 首都安曼): look
+            # again from its second character.
+            for _, s2, e2 in _PLACES_AC.find_matches_as_indexes(text[s + 1:e + 10]):
+                s2, e2 = s2 + s + 1, e2 + s + 1
+                if s2 >= e:
+                    break
+                end = _place_at(text, s2, e2, prev_end)
+                if end is not None and end > 0:
+                    out.append((s2, end, 1, "LOCATION"))
+                    prev_end = skip_to = end
             continue
-        if w in FOREIGN_CITIES and not (before or text.endswith(_CITY_BEFORE, 0, s)
-                                        or text.startswith(_CITY_AFTER, e)):
-            continue
-        # A short form must not be half of an ordinary word with a neighbour (三明 in 三明治), unless that
-        # neighbour is part of a word on its other side (省会长春, 济南军区, 成都督战); a word of place before it
-        # outweighs one it would form with the character before (自大 in 来自大连).
-        if w not in PLACES and (
-                (s > 0 and not before and text[s - 1:s + 1] in WORDS and text[s - 2:s] not in WORDS)
-                or (text[e - 1:e + 1] in WORDS and (text[e:e + 2] not in WORDS or w[0] in _TOWN_FUNC)
-                    and not text.startswith(_CTX_AFTER, e))):
-            continue
-        # A short form with the suffix of a unit the division list no longer has (溧水县, now 溧水区).
-        if w not in PLACES and e < len(text) and text[e] in "县市区州盟旗" and text[e - 1:e + 1] not in WORDS:
-            e += 1
-        # A street of the place (南京路, 合肥市长江路) is part of it.
-        st = _STREET.match(text, e)
-        if st is not None:
-            e = st.end()
-        out.append((s, e, 1, "LOCATION"))
-        prev_end = e
+        if end > 0:
+            out.append((s, end, 1, "LOCATION"))
+        prev_end = abs(end)
+
+
+def _line_head(text: str, s: int, e: int) -> bool:
+    """Whether [s, e) is alone at the head of a line, before a space, a number or the line's end (a table row:
+    海口 -0.4 -3.3)."""
+    return (s == 0 or text[s - 1] == "\n") and (
+        e == len(text) or text[e] in "\n \u3000-+" or text[e].isdigit())
+
+
+def _place_list_next(text: str, e: int) -> bool:
+    """Whether a place that is no ordinary word follows after 、 (大同、运城: the first of a list of places)."""
+    if text[e:e + 1] != "、":
+        return False
+    nxt = _PLACES_AC.find_matches_as_indexes(text[e + 1:e + 9])
+    if not nxt or nxt[0][1] != 0:
+        return False
+    # A place that is no word (城区、郊区 and 新建、扩建 are words in a list).
+    w = text[e + 1:e + 1 + nxt[0][2]]
+    return w in PLACES or w in PLACE_SHORT
+
+
+def _place_at(text: str, s: int, e: int, prev_end: int) -> int | None:
+    """The end of the place matched at [s, e) (with a street or a unit's suffix), minus its end for a province
+    (matched and skipped), or None where it is no place here."""
+    w = text[s:e]
+    if w in _PROVINCE_NAMES:
+        return -e
+    # In a list after a place (南宁、合肥) is a place context too.
+    before = (s == prev_end or (s == prev_end + 1 and text[prev_end] == "、")
+              or text.endswith(_PROVINCE_ENDS, 0, s) or text.endswith(_CTX_BEFORE, 0, s))
+    if w in PLACE_AMBIGUOUS and not (before or text.startswith(_CTX_AFTER, e) or _place_list_next(text, e)
+                                     or _line_head(text, s, e)):
+        return None
+    if w in FOREIGN_CITIES and not (before or text.endswith(_CITY_BEFORE, 0, s)
+                                    or text.startswith(_CITY_AFTER, e)):
+        return None
+    # A short form must not be half of an ordinary word with a neighbour (三明 in 三明治), unless that
+    # neighbour is part of a word on its other side (省会长春, 济南军区, 成都督战); a word of place before it
+    # outweighs one it would form with the character before (自大 in 来自大连).
+    if w not in PLACES and (
+            (s > 0 and not before and text[s - 1:s + 1] in WORDS and text[s - 2:s] not in WORDS)
+            or (text[e - 1:e + 1] in WORDS and (text[e:e + 2] not in WORDS or w[0] in _TOWN_FUNC)
+                and not text.startswith(_CTX_AFTER, e))):
+        return None
+    # A short form with the suffix of a unit the division list no longer has (溧水县, now 溧水区).
+    if w not in PLACES and e < len(text) and text[e] in "县市区州盟旗" and text[e - 1:e + 1] not in WORDS:
+        e += 1
+    # A street of the place (南京路, 合肥市长江路) is part of it.
+    st = _STREET.match(text, e)
+    return e if st is None else st.end()
 
 
 # An unlisted town or village: two to four characters and the suffix, after a listed place, a cue word, or the
@@ -186,15 +232,18 @@ _ST_SUFFIX = "(?:大道|大街|胡同|路|街|巷)"
 _ST_NAME = f"[{_HAN}]{{1,3}}?{_ST_SUFFIX}(?![{_HAN}]?(?:口|头|边|上|灯|面|线|费|况|道|段|旁|过|走))"
 _STREET_CUE_RX = re.compile(f"(?:位于|家住|现住|住址|地址|住在|在|住)[:：]?({_ST_NAME})")
 _STREET_NO_RX = re.compile(f"([{_HAN}]{{1,3}}{_ST_SUFFIX})(?=[0-9一二三四五六七八九十百]+号)")
+# What _STREET_NO_RX needs, without the name that it tries at every Han character: a cheap test first.
+_STREET_NO_GATE = re.compile(f"{_ST_SUFFIX}[0-9一二三四五六七八九十百]+号")
 _ST_FUNC = frozenset("个这那每各全本该此多是了到由将把被和与及或的在为对从听使后我你他她它们其都即"
                      "着条段上下里内外边旁附近一二三四五六七八九十")
 
 
 def _find_streets(text: str, out: _Raw, taken: list[tuple[int, int]]) -> None:
-    if not any(c in text for c in "路街巷同"):
+    if "路" not in text and "街" not in text and "巷" not in text and "同" not in text:
         return
     busy = sorted(taken)
-    for rx in (_STREET_CUE_RX, _STREET_NO_RX):
+    rxs = (_STREET_CUE_RX, _STREET_NO_RX) if "号" in text and _STREET_NO_GATE.search(text) else (_STREET_CUE_RX,)
+    for rx in rxs:
         for m in rx.finditer(text):
             s, e = m.span(1)
             # Before a number the name starts where its first word does not reach back (沿着笋岗路3号).
@@ -220,6 +269,8 @@ def _overlaps(spans: list[tuple[int, int]], s: int, e: int) -> bool:
 
 
 def _find_towns(text: str, out: _Raw, places: list[tuple[int, int]]) -> None:
+    if "村" not in text and "镇" not in text and "乡" not in text:
+        return
     ends = {e for _, e in places}
     hits = sorted(i for ch in "镇乡村" for i in _all(text, ch))
     for i in hits:
@@ -334,14 +385,17 @@ def _find_dates(text: str, out: _Raw) -> None:
 # --- names without a cue ---
 
 # Without a cue only the common surnames count, and of the ambiguous ones (also function words: 于, 和, 但,
-# 那) only 黄 and 高, among the twenty most frequent; 万 is also a number.
+# 那) only 黄 and 高, among the twenty most frequent; 万 is also a number, and counts as a weak surname below.
 _SURNAMES = L.CN_SURNAMES_COMMON.replace("万", "") + "黄高"
 _COMPOUND = L.CN_COMPOUND_SURNAMES
-_SURNAME_RX = re.compile("(?:" + "|".join(_COMPOUND) + f"|[{_SURNAMES}])(?=[{_HAN}])")
+# The look-ahead on the first character lets the regex engine skip ahead to a surname's first character (twice
+# as fast as trying the compound surnames at every position).
+_SURNAME_FIRST = "".join(sorted(set(_SURNAMES) | {c[0] for c in _COMPOUND}))
+_SURNAME_RX = re.compile(f"(?=[{_SURNAME_FIRST}])(?:" + "|".join(_COMPOUND) + f"|[{_SURNAMES}])(?=[{_HAN}])")
 # The surnames that are also function or common words (于, 和, 华, 项) and the rarer ones of the data file (萧,
 # 慕) make a name only with two plausible
 # given-name characters (`_plausible_three`); the regex looks for those first, as they are frequent.
-_WEAK_ONLY = (frozenset(L.CN_SURNAMES_AMBIGUOUS) | RARE_SURNAMES) - frozenset(_SURNAMES)
+_WEAK_ONLY = (frozenset(L.CN_SURNAMES_AMBIGUOUS) | RARE_SURNAMES | {"万"}) - frozenset(_SURNAMES)
 _NC = "".join(sorted(NAME_CHARS))
 _WEAK_RX = re.compile(f"[{''.join(sorted(_WEAK_ONLY))}](?=[{_NC}][{_NC}])")
 # Pronouns, demonstratives and measure words end a name too.
@@ -364,7 +418,9 @@ _RIGHT_WORDS = ("先生", "女士", "小姐", "医生", "医师", "护士", "主
                 "签名", "同意", "表示", "诉", "说", "称", "述", "要求", "拒绝", "陪同", "家属", "本人", "之",
                 # a byline (记者樊如钧摄) and what people do in a report (指出, 强调, 会见)
                 "摄", "报道", "指出", "认为", "强调", "宣布", "主持", "会见", "讲话", "介绍", "首先", "亲切", "总理",
-                "主席", "书记", "总统", "部长", "委员")
+                "主席", "书记", "总统", "部长", "委员",
+                # how a person is addressed or grouped after the name (王俊大娘, 张华夫妇)
+                "大娘", "大爷", "大妈", "阿姨", "夫妇", "一家", "老人", "同学", "师傅")
 _WEAK_SURNAMES = frozenset(L.CN_SURNAMES_AMBIGUOUS)
 _RIGHT_LONG = tuple(w for w in _RIGHT_WORDS if len(w) > 1)
 _RIGHT_ONE = frozenset(w for w in _RIGHT_WORDS if len(w) == 1)
@@ -399,8 +455,13 @@ _GIVEN_STOP = _STOP - frozenset("其中")
 
 
 def _given_ok(text: str, a: int, b: int) -> bool:
-    return b <= len(text) and all(_is_han(c) and c not in _GIVEN_STOP for c in text[a:b]) and (
-        b - a == 2 or text[a] not in _STOP)
+    if b > len(text):
+        return False
+    # A loop, not all() over a generator: this runs for most surnames.
+    for c in text[a:b]:
+        if not ("\u3400" <= c <= "\u9fff" or "\uf900" <= c <= "\ufaff") or c in _GIVEN_STOP:
+            return False
+    return b - a == 2 or text[a] not in _STOP
 
 
 def _name_at(text: str, i: int, sl: int, uncertain: bool = False) -> tuple[int, int] | None:
@@ -447,32 +508,43 @@ _TITLE_LEFT = ("总理", "总统", "主席", "书记", "部长", "委员长", "�
 
 
 _SUBJECT_NEXT = frozenset("在等对为还也又曾将已则说")
+# Words of time that follow a subject (委员长乔石今天上午...).
+_WHEN = ("今天", "昨天", "明天", "今日", "昨日", "上午", "下午", "晚上", "今晚", "昨晚", "日前", "近日", "最近", "当晚",
+         "当天", "随后", "首先", "曾经", "一行")
 
 
 # The last characters of the words _titled_three looks for: a cheap test before the long endswith.
 _TITLE_LAST = frozenset(w[-1] for w in (*_LEFT_WORDS, *_TITLE_LEFT))
+_TITLE_WORDS = (*_LEFT_WORDS, *_TITLE_LEFT, "护士长", "董事长", "秘书长", "委员长", "班长", "组长")
 
 
 def _name_in_context(text: str, i: int, g: int) -> tuple[int, int] | None:
     """The name of surname text[i:g] found by its context, or None."""
     sl = g - i
-    if _titled_three(text, i, g) or _plausible_three(text, i, g, sl == 1 and text[i] in _WEAK_SURNAMES):
+    # Both three-character rules want the surname and the next character to be no word (方面, 高度, 农业: a
+    # third of the surnames found), and so do the rules of the not-left branch below.
+    head = text[i:g + 1] in WORDS
+    if not head and (_titled_three(text, i, g)
+                     or _plausible_three(text, i, g, sl == 1 and text[i] in _WEAK_SURNAMES)):
         return i, g + 2
     # A name that is also a word (黄菊, 罗干, 乔石) right after a title and before the end of the clause or a
     # word people do (书记黄菊主持, 秘书长罗干、).
-    if (sl == 1 and text[i:g + 1] in WORDS and text.endswith(_TITLE_LEFT, 0, i) and _is_han(text[g])
-            and text[g] not in _HARD_STOP and (_strong_right(text, g + 1) or text[g + 1:g + 2] in _HARD_STOP)):
+    if (sl == 1 and head and text.endswith(_TITLE_LEFT, 0, i) and _is_han(text[g])
+            and text[g] not in _HARD_STOP and (_strong_right(text, g + 1) or text[g + 1:g + 2] in _HARD_STOP
+                                               or text.startswith(_WHEN, g + 1))):
         return i, g + 1
     left = _left_ok(text, i)
     # A name that is also a word (李鹏): after a role or title, or before a word people do (李鹏说, 李鹏总理); a
     # clause boundary is not enough (曾祖父, 温馨提示).
     if (sl == 1 and text[i:g + 1] in MAYBE_NAMES and _given_ok(text, g, g + 1)
-            and ((text.endswith(_LEFT_WORDS, 0, i) and _right_ok(text, g + 1))
+            and ((text.endswith(_TITLE_WORDS, 0, i) and _right_ok(text, g + 1))
                  or text.startswith(_RIGHT_WORDS, g + 1)
                  # the subject of a clause (，李鹏在北京, 罗干还说)
                  or ((i == 0 or not _is_han(text[i - 1])) and text[g + 1:g + 2] in _SUBJECT_NEXT
                      and text[g + 1:g + 3] not in WORDS))):
         return i, g + 1
+    if not left and head:
+        return None
     weak = sl == 1 and text[i] in _WEAK_SURNAMES
     two = _given_ok(text, g, g + 2) and text[i:g + 2] not in WORDS and (
         text[g + 1:g + 3] not in WORDS or _strong_right(text, g + 2))
@@ -493,7 +565,7 @@ def _name_in_context(text: str, i: int, g: int) -> tuple[int, int] | None:
                      or text.startswith(_RIGHT_WORDS, g + 1))):
             return i, g + 1
         return None
-    if sl == 1 and (text[i:g + 1] in WORDS or text[i:g + 1] in MAYBE_NAMES or text[i:g + 3] in WORDS):
+    if sl == 1 and (head or text[i:g + 1] in MAYBE_NAMES or text[i:g + 3] in WORDS):
         # Surname and the next characters are a word (陈旧, 方法, 左侧, 高脂血症), unless three characters
         # that form no word end the clause or stand before a word people do, the last a given-name character
         # (温家宝在, 陈云峰意识到: 温家 and 陈云 are words too).
@@ -534,6 +606,41 @@ def _plausible_three(text: str, i: int, g: int, weak: bool) -> bool:
             and text[i:g + 3] not in WORDS and (text[g + 1:g + 3] not in WORDS or _strong_right(text, g + 2)))
 
 
+def _ended_three(text: str, i: int) -> bool:
+    """A common surname and two characters, one a plausible given-name character, that form no word, before
+    the end of a clause, a function character or a word people do (会见了邹竞蒙。, 许有才家): recall first."""
+    g = i + 1
+    if g + 2 > len(text) or text[i] in _WEAK_SURNAMES:
+        return False
+    a, b = text[g], text[g + 1]
+    if not ((a in NAME_CHARS or b in NAME_CHARS) and _given_ok(text, g, g + 2)):
+        return False
+    if not (_strong_right(text, g + 2) or text[g + 2] in _HARD_STOP):
+        return False
+    if i > 0 and (text[i - 1] in TRANSLIT_CHARS or text[i - 1] in LOOSE_TRANSLIT):
+        return False
+    return (text[i:g + 1] not in WORDS and text[g:g + 2] not in WORDS and text[i:g + 2] not in WORDS
+            and text[i:g + 1] not in MAYBE_NAMES and text[i:g + 3] not in WORDS)
+
+
+def _opening_three(text: str, i: int) -> bool:
+    """A common surname and two characters, one a given-name character, at the start of a clause or
+    after a word that introduces a person, where the surname and the first form no word, nor the three, nor the
+    last with what follows (，周恩来有一次, 协助李四光抓): the given name itself may be a word (恩来, 建国)."""
+    g = i + 1
+    if g + 2 > len(text) or text[i] in _WEAK_SURNAMES:
+        return False
+    a, b = text[g], text[g + 1]
+    # One of the stricter class: 左甲状 (of 左甲状腺素) at the start of a list of drugs is no name.
+    if not ((a in GIVEN_CHARS or b in GIVEN_CHARS) and _given_ok(text, g, g + 2) and _left_ok(text, i)):
+        return False
+    if i > 0 and (text[i - 1] in TRANSLIT_CHARS or text[i - 1] in LOOSE_TRANSLIT):
+        return False
+    return (text[i:g + 1] not in WORDS and text[i:g + 1] not in MAYBE_NAMES and text[i:g + 2] not in WORDS
+            and text[i:g + 3] not in WORDS
+            and (text[g + 1:g + 3] not in WORDS or _strong_right(text, g + 2)))
+
+
 def _uncertain_name_at(text: str, i: int, g: int) -> tuple[int, int] | None:
     """Recall over readability: a surname and one or two characters that form no ordinary word with it or
     with what follows, whatever stands around them."""
@@ -556,10 +663,32 @@ def _find_names(text: str, out: _Raw, taken: list[tuple[int, int]], uncertain: b
     pos = 0
     for m in _SURNAME_RX.finditer(text):
         i = m.start()
+        sl = m.end() - i
         if i < pos or (busy and _overlaps(busy, i, i + 1)):
             continue
-        span = _name_at(text, i, m.end() - i, uncertain)
-        if span is None and m.end() - i == 1 and _titled_surname(text, i):
+        # The surname character ends a word (病史, 分钟, 结石; then no rule below applies): tested first, as a
+        # quarter of the surnames found are such.
+        # A compound surname whose first character ends a title (护士长孙丽萍: 长孙) is that title's end.
+        if (i > 0 and text[i - 1:i + 1] in WORDS and _is_han(text[i - 1])) or (
+                sl == 2 and text[i] in _TITLE_LAST and text.endswith(_TITLE_WORDS, 0, i + 1)):
+            if sl == 1 or text[i + 1] not in _SURNAMES:
+                continue
+            span = None
+        else:
+            span = _name_at(text, i, sl, uncertain)
+        # A compound surname may be a word's end and a surname (副部长孙振宇: 长孙): then the single one, whose
+        # "word" with the character before is that compound.
+        if span is None and sl == 2 and text[i + 1] in _SURNAMES:
+            span = _name_in_context(text, i + 1, i + 2)
+            if span is None and uncertain:
+                span = _uncertain_name_at(text, i + 1, i + 2)
+        if span is None and sl == 1 and not NAME_CHARS.isdisjoint(text[i + 1:i + 3]) and (
+                _ended_three(text, i) or _opening_three(text, i)):
+            span = (i, i + 3)
+        # A surname and 某 (张某, 王某某) is how a report names a person it keeps anonymous.
+        if span is None and sl == 1 and text[i + 1] == "某" and text[i:i + 3] not in WORDS:
+            span = (i, i + 3 if text[i + 2:i + 3] == "某" else i + 2)
+        if span is None and sl == 1 and _titled_surname(text, i):
             span = (i, i + 1)
         if i > 0 and text[i - 1] in "老小" and (span is None or span[0] == i) and _old_young(text, i - 1):
             span = (i - 1, i + 1)
@@ -571,6 +700,9 @@ def _find_names(text: str, out: _Raw, taken: list[tuple[int, int]], uncertain: b
     for m in _WEAK_RX.finditer(text):
         i = m.start()
         if _overlaps(busy, i, i + 3) or (i > 0 and _is_han(text[i - 1]) and text[i - 1:i + 1] in WORDS):
+            continue
+        # A function character before a surname introduces the name (由宁志刚签字), it does not start it.
+        if text[i] in _LEFT_CHARS and (text[i + 1] in _LIST_FIRST or text[i + 1] in _WEAK_ONLY):
             continue
         if _plausible_three(text, i, i + 1, True):
             out.append((i, i + 3, 1, "NAME"))
@@ -584,6 +716,7 @@ _TR = "".join(sorted(TRANSLIT_CHARS))
 _TR_LEFT = (*_LEFT_WORDS, "总统", "总理", "首相", "外长", "国务卿", "大使", "议长", "国王", "王储", "亲王", "总书记",
             "发言人", "总裁", "董事长", "教练", "球星", "夫人", "博士", "法官", "将军", "大臣")
 _TITLE_ENDS = frozenset("长员师理统使官者士席授")
+_TR_LEFT_LAST = frozenset(w[-1] for w in _TR_LEFT)
 _TR_RUN = re.compile(f"[{_TR}]{{2,8}}")
 # A name in parts joined by · (约翰·克鲁吉, 拉吉夫·甘地): the parts at most five characters each.
 _DOT_RX = re.compile(f"[{_HAN}]{{1,5}}(?:·[{_HAN}]{{1,5}})+")
@@ -612,7 +745,9 @@ def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
                     3 * sum(c in TRANSLIT_CHARS for c in han) >= len(han)
                     or (first >= 2 and e - last >= 2 and span not in WORDS)):
                 out.append((s, e, 1, "NAME"))
-    for m in _TR_RUN.finditer(text):
+    # One scan for the maximal runs of either class; both rules then look only inside them.
+    runs = [m.span() for m in _ANY_TR_RUN.finditer(text)]
+    for m in (m for a, b in runs for m in _TR_RUN.finditer(text, a, b)):
         s, e = m.span()
         if any(a < e and s < b for a, b in busy) or text[s:e] in TRANSLIT_WORDS:
             continue  # a country or a transliterated word (伊拉克, 卢森堡)
@@ -627,20 +762,54 @@ def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
                     and text[s:e] not in WORDS)):
             out.append((s, e, 1, "NAME"))
             busy.append((s, e))
-    for m in _LOOSE_RUN.finditer(text):
+    for a, b in runs:
+        if b - a == 2 and _short_foreign(text, a, b) and not any(x < b and a < y for x, y in busy):
+            out.append((a, b, 1, "NAME"))
+    for m in (m for a, b in runs if b - a >= 3 for m in _LOOSE_RUN.finditer(text, a, b)):
         s, e = m.span()
         if _translit_city(text, s, e) and not any(a < e and s < b for a, b in busy):
             out.append((s, e, 1, "LOCATION"))
             continue
         # A span inside the run (阿尔希 of 阿尔希波夫 after 患者) does not stop it.
-        if _loose_name(text, s, e) and not any(a < e and s < b and not s <= a < b <= e for a, b in busy):
+        if (_loose_name(text, s, e) or _titled_run(text, s, e)) and not any(
+                a < e and s < b and not s <= a < b <= e for a, b in busy):
             out.append((s, e, 1, "NAME"))
+
+
+def _short_foreign(text: str, s: int, e: int) -> bool:
+    """Two transliteration characters alone, one of the stricter class, as the subject or object of a clause
+    (。亚辛在, 的博塔的, 女友达莎成婚): a foreign name."""
+    run = text[s:e]
+    if (TRANSLIT_CHARS.isdisjoint(run) or run in TRANSLIT_WORDS or run in FOREIGN_CITIES
+            or run[0] in _TR_FUNC_LEFT or run[-1] in _TR_FUNC_RIGHT
+            or text.startswith(_EPONYM_NEXT, e) or text.startswith(_DRUG_ENDS, s)):
+        return False
+    # An ordinary word (谢谢, 默契) only right after a title (外长利维); no half of a word with a neighbour
+    # (古埃及), no count (２５０多科).
+    titled = s > 0 and text[s - 1] in _TR_LEFT_LAST and text.endswith(_TR_LEFT, 0, s)
+    if (run in WORDS and not titled) or text[e - 1:e + 1] in WORDS or text[e - 1:e + 1] in TRANSLIT_WORDS or (
+            s > 0 and (text[s - 1].isdigit() or text[s - 1:s + 1] in WORDS)):
+        return False
+    left = titled or s == 0 or not _is_han(text[s - 1]) or text[s - 1] in _TR_FUNC_LEFT
+    return left and (e == len(text) or not _is_han(text[e]) or text[e] in _TR_FUNC_RIGHT
+                     or text.startswith(_TR_VERBS, e) or text.startswith(_RIGHT_WORDS, e))
+
+
+def _titled_run(text: str, s: int, e: int) -> bool:
+    """A run of transliteration characters of either class, one of the stricter, between a title and the end of
+    the clause or a word people do (市长赖尔登。): a foreign name even with one strict character."""
+    run = text[s:e]
+    if (s == 0 or text[s - 1] not in _TR_LEFT_LAST or run in TRANSLIT_WORDS or run in WORDS
+            or run.endswith(_DRUG_ENDS) or TRANSLIT_CHARS.isdisjoint(run) or not text.endswith(_TR_LEFT, 0, s)):
+        return False
+    return _strong_right(text, e) or text[e:e + 1] in _TR_FUNC_RIGHT or text.startswith(_TR_VERBS, e)
 
 
 # A foreign name without a title (克林顿, 阿尔希波夫): three characters or more of transliteration, two at least
 # of the stricter class, between a boundary (punctuation, a function character, a title) and a boundary or a
 # verb of speech or action.
 _LOOSE_RUN = re.compile(f"[{_TR}{''.join(sorted(LOOSE_TRANSLIT))}]{{3,8}}")
+_ANY_TR_RUN = re.compile(f"[{_TR}{''.join(sorted(LOOSE_TRANSLIT))}]{{2,}}")
 _TR_FUNC_LEFT = frozenset("在和与同及对向被把给由据的是了让请称、")
 _TR_FUNC_RIGHT = frozenset("在和与同及对向将已也还曾则等的是说称了被把为就又都所并今昨明前后日月一")
 _TR_VERBS = ("表示", "指出", "会见", "会晤", "访问", "抵达", "举行", "认为", "强调", "宣布", "出席", "参加", "接受",
@@ -875,7 +1044,76 @@ def detect_zh(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     _find_bylines(text, out)
     _find_lists(text, out)
     _find_sexed(text, out)
+    # Inline, the test of whether a run of names can start anywhere (a call per note costs a few percent on
+    # notes of a hundred bytes).
+    if text[:1] in _RUN_FIRST_SET or "：" in text or ":" in text or "\n" in text:
+        _find_name_runs(text, out)
     _spread_names(text, out)
+
+
+# Names glued into one run after a colon or at a line's start (委员：李鹏乔石李瑞环朱镕基): a run of six Han
+# characters or more that splits wholly into a surname and one or two characters, three items at least, each
+# with a plausible given-name character and neither its given name nor its surname and first character a word.
+_NAME_RUN_RX = re.compile(f"([{_HAN}]{{6,80}})(?=[（(，,。；;、\\s]|$)")
+
+
+# A colon or a line's end before a surname.
+_RUN_FIRST = "".join(sorted(set(_ALL_SURNAMES) | _WEAK_ONLY | {c[0] for c in _COMPOUND}))
+_RUN_START_RX = re.compile(f"[：:\n](?=[{_RUN_FIRST}])")
+_RUN_FIRST_SET = frozenset(_RUN_FIRST)
+
+
+def _split_names(run: str) -> list[tuple[int, int]] | None:
+    """The split of run into names (a surname and one or two characters; a compound surname and one or two)
+    with the most items of three characters, or None where there is none."""
+    n = len(run)
+    best: list[tuple[int, list[tuple[int, int]]] | None] = [None] * (n + 1)
+    best[0] = (0, [])
+    for i in range(n):
+        cur = best[i]
+        if cur is None:
+            continue
+        sl = 2 if run[i:i + 2] in _COMPOUND else 1
+        if sl == 1 and not (run[i] in _LIST_FIRST or run[i] in _WEAK_ONLY):
+            continue
+        for k in (1, 2):
+            j = i + sl + k
+            w = run[i:j]
+            if (j > n or not _HARD_STOP.isdisjoint(w[sl:]) or w in WORDS or w in PLACES or w in PLACE_SHORT
+                    or w[sl:] in WORDS or w[:sl + 1] in WORDS or NAME_CHARS.isdisjoint(w[sl:])):
+                continue
+            score = cur[0] + (1 if len(w) - sl == 2 else 0)
+            old = best[j]
+            if old is None or score > old[0]:
+                best[j] = (score, [*cur[1], (i, j)])
+    end = best[n]
+    return end[1] if end is not None and len(end[1]) >= 3 else None
+
+
+def _find_name_runs(text: str, out: _Raw) -> None:
+    # The starts only (the note's, a line's, after a colon): a regex led by a look-behind would try every
+    # character of the note.
+    starts = [m.end() for m in _RUN_START_RX.finditer(text)]
+    if text[:1] in _LIST_FIRST or text[:1] in _WEAK_ONLY:
+        starts.insert(0, 0)
+    for p in starts:
+        # The second name starts two to four characters in (李鹏乔石, 欧阳明高乔石).
+        if not (text[p + 2:p + 3] in _RUN_FIRST_SET or text[p + 3:p + 4] in _RUN_FIRST_SET
+                or text[p + 4:p + 5] in _RUN_FIRST_SET):
+            continue
+        m = _NAME_RUN_RX.match(text, p)
+        if m is None:
+            continue
+        run = m.group(1)
+        # Cheap before the split: a surname at least every fourth character.
+        if 4 * sum(c in _RUN_FIRST_SET for c in run) < len(run):
+            continue
+        split = _split_names(run)
+        if split is not None:
+            s0, e0 = m.span(1)
+            # The split outweighs the names found across its items (李鹏乔 of 李鹏乔石).
+            out[:] = [x for x in out if not (x[3] == "NAME" and x[0] < e0 and s0 < x[1])]
+            out.extend((s0 + a, s0 + b, 1, "NAME") for a, b in split)
 
 
 # A name once found is a name wherever else it stands in the note (李鹏 ... 李鹏说), and a surname with one or
@@ -901,7 +1139,6 @@ def _spread_names(text: str, out: _Raw) -> None:
     names = {text[s:e] for s, e, _, t in out if t == "NAME" and 2 <= e - s <= 4 and _is_han(text[s])}
     if not names:
         return
-    covered = sorted((s, e) for s, e, _, _ in out)
     found: list[tuple[int, int]] = []
     for w in names:
         i = text.find(w)
@@ -910,7 +1147,8 @@ def _spread_names(text: str, out: _Raw) -> None:
             i = text.find(w, i + 1)
     # Enumerations: a chain of 、-separated candidates touching a found name. A two-character candidate counts
     # even if it is a word (jieba lists 李鹏 and 乔石): the chain makes it a name.
-    spans = sorted(set(found) | {(s, e) for s, e, _, t in out if t == "NAME"})
+    given = {(s, e) for s, e, _, t in out if t == "NAME"}
+    spans = sorted(set(found) | given)
     todo = [x for x in spans]
     seen = set(spans)
     while todo:
@@ -938,6 +1176,11 @@ def _spread_names(text: str, out: _Raw) -> None:
                 seen.add(x)
                 found.append(x)
                 todo.append(x)
+    # Most found spans are the names themselves: the sort of every span is needed only for the others.
+    found = [x for x in found if x not in given]
+    if not found:
+        return
+    covered = sorted((s, e) for s, e, _, _ in out)
     for s, e in found:
         k = bisect.bisect_right(covered, (s, 1 << 30)) - 1
         if k >= 0 and covered[k][1] > s:
