@@ -537,3 +537,31 @@ def test_the_shortcuts_for_lone_words_decide_as_the_full_steps(note: str, value:
 
 def test_an_abbreviation_in_capitals_standing_alone_is_kept() -> None:
     assert _types("Results were sent to NICU today.") == {}
+
+
+# --- round 2: date shapes from strftime formats, Safe Harbor date elements without a year ---
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("Admitted 27/07/90 with chest pain.", "27/07/90"),  # a two-digit year after a day that is no month
+    ("Admitted 30.03.60 with chest pain.", "30.03.60"),
+    ("Admitted 07Jul2002 with chest pain.", "07Jul2002"),  # no separators
+    ("Admitted 19600212 with chest pain.", "19600212"),  # ISO basic
+    ("Last visit 1959-01, then lost to follow-up.", "1959-01"),  # ISO year and month
+    ("Last visit 04-2002, then lost to follow-up.", "04-2002"),
+    ("Admitted November, 2007 with chest pain.", "November, 2007"),
+    ("Vaccinated in Jun '03 at school.", "Jun '03"),
+    ("His birthday is on February the 14th.", "February the 14th"),
+    ("Admitted 3-5 March for observation.", "3-5 March"),  # a range of days
+    ("Discharged 8/29 to home.", "8/29"),  # a month and day past day 12
+    ("Seen on 4/5 in clinic.", "4/5"),  # after a date word
+    ("Seen at 12:30 1/6 in clinic.", "1/6"),  # next to a time
+])
+def test_date_shapes_round_two(note: str, value: str) -> None:
+    _removed(note, value, "DATE")
+
+
+@pytest.mark.parametrize("note", ["Strength 5/5 bilaterally.", "Pain 7/10 today.", "2/6 systolic murmur.",
+                                  "Take 1/2 tab daily.", "Reflexes 2/4 throughout.", "He took 2/3 of doses."])
+def test_fractions_and_scores_are_no_dates(note: str) -> None:
+    assert "DATE" not in _types(note).values()

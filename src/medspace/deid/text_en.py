@@ -583,13 +583,43 @@ def _date_after(d: str) -> str:
     if year is not None:
         alts.append(rf"{year}[-/.]{_MONN}[-/.]{_DAY}")
     alts.append(rf"{mon}[-/.]{_DAY}[-/.](?:{_Y4}|\d{{2}})")
-    alts += [rf"{day}[-/.]{_MONN}[-/.]{_Y4}", rf"{day}{_ORD}[ \t]+of[ \t]+{_MON}"]
+    alts += [rf"{day}[-/.]{_MONN}[-/.]{_Y4}", rf"{day}{_ORD}[ \t]+of[ \t]+{_MON}",
+             # 30.03.60, 27/07/90: a two-digit year after a day that is no month (the same mark twice)
+             rf"{day}(?:/{_MONN}/|\.{_MONN}\.|-{_MONN}-)\d{{2}}",
+             # 07Jul2002, 3-5 March (a range of days), 04-2002 (a month and a year)
+             rf"{day}{_MON}(?:{_Y4}|\d{{2}})", rf"{day}[-–]{_DAY}[ \t]+{_MON}(?![a-z])"]
+    if mon:
+        alts.append(rf"{mon}-{_Y4}")
+    if year is not None:
+        # 1959-01 (ISO year and month), 19600212 (ISO basic): month and day checked by the pattern
+        alts += [rf"{year}-(?:0[1-9]|1[0-2])", rf"{year}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"]
     return "(?:" + "|".join(alts) + rf"){_TIME}(?![\w]|[.:/-]\d)"
+
+
+# A month and day without a year (8/29) is also a fraction, a score or a grade (5/5 strength, 7/10 pain):
+# a date only after a date word, next to a time, or with a day that no score reaches.
+_MD_CUE = re.compile(r"(?<![\w])(?i:on|since|from|to|until|till|through|thru|by|dated?|of|seen|admitted|discharged"
+                     r"|dos|last|next|before|after|between|and|starting|started|effective|due)[ \t:]*$")
+_MD_NOT = re.compile(r"[ \t]*(?i:pain|strength|power|murmur|scale|score|reflex|pulses?|motor|tablets?|tabs?"
+                     r"|of|times|x|doses?|days|weeks|months|years|wks?|mos?|hrs?)(?![a-z])")
+_CLOCK = re.compile(r"(?:[01]?\d|2[0-3]):[0-5]\d")
+
+
+def _ok_month_day(text: str, s: int, e: int) -> _Result:
+    """A month and day without a year (8/29): a date after a date word, next to a time, or past day 12."""
+    if _MD_NOT.match(text, e) is not None:
+        return None
+    if int(text[text.index("/", s) + 1:e]) > 12 or _MD_CUE.search(text, max(0, s - 14), s) is not None \
+            or _CLOCK.search(text, max(0, s - 12), min(len(text), e + 12)) is not None:
+        return "DATE"
+    return None
 
 
 # Dates that start with a month name: 17 is the day, not a house number (May-17-2015, May 17th, MAY 17 2015).
 _DATE_MON_RX = re.compile(
-    rf"{_MON}(?:\.?[-/. ]{_DAY}{_ORD}?[-/., ]+(?:19|20)\d{{2}}|\.?[ \t]+{_DAY}{_ORD}(?![\w])){_TIME}(?![\w])")
+    rf"{_MON}(?:\.?[-/. ]{_DAY}{_ORD}?[-/., ]+(?:19|20)\d{{2}}|\.?[ \t]+{_DAY}{_ORD}(?![\w])"
+    # November, 2007 / Jun '03 / February the 14th
+    rf"|,[ \t]+(?:19|20)\d{{2}}|\.?[ \t]+['’]\d{{2}}|[ \t]+the[ \t]+{_DAY}{_ORD}(?![\w])){_TIME}(?![\w])")
 _MONTH_WORDS = frozenset(w for m in ("January", "February", "March", "April", "May", "June", "July", "August",
                                      "September", "Sept", "October", "November", "December")
                          for w in (m, m[:3], m.upper(), m[:3].upper()))
@@ -667,7 +697,12 @@ _PHONE_REST = r"\d{1,5}(?:[ .-]\d{2,8}){1,4}" + _PHONE_END
 # "+" and "(": phones; after a capital letter: identifiers and postcodes that mix letters and digits.
 def digit_first(d: str) -> list[tuple[str, str]]:
     """The rules tried under digit d before the main ones."""
-    return [("DATE__en", rf"(?<![/.-]\d){_date_after(d)}({{G}})")]
+    rules = [("DATE__en", rf"(?<![/.-]\d){_date_after(d)}({{G}})")]
+    mon = {"0": "[1-9]", "1": "[0-2]?"}.get(d, "")
+    if d != "0" or mon:
+        # 8/29: the check decides (a fraction or a score has the same shape)
+        rules.append(("DATE__enmd", rf"(?<![/.,:-]\d){mon}/{_DAY}(?![\w]|[.,:/-]\d|%)({{G}})"))
+    return rules
 
 
 
@@ -787,6 +822,7 @@ def _ok_address(text: str, s: int, e: int) -> _Result:
 
 CHECKS = {
     "DATE__en": _ok_date,
+    "DATE__enmd": _ok_month_day,
     "ADDRESS__en": _ok_address,
     "PHONE__en": _ok_phone,
     "PHONE__enplus": lambda t, s, e: _ok_phone(t, s, e, plus=True),
