@@ -565,3 +565,30 @@ def test_date_shapes_round_two(note: str, value: str) -> None:
                                   "Take 1/2 tab daily.", "Reflexes 2/4 throughout.", "He took 2/3 of doses."])
 def test_fractions_and_scores_are_no_dates(note: str) -> None:
     assert "DATE" not in _types(note).values()
+
+
+@pytest.mark.parametrize(("note", "value"), [
+    ("Tel: 211-234 (island exchange).", "211-234"),  # a short local number after a phone word
+    ("You can reach me at 72001234 after five.", "72001234"),  # ungrouped
+    ("Phone 0161 496 0018 ext. 45 for the ward.", "0161 496 0018 ext. 45"),  # the extension too
+    ("Call 001-555-867-5309x123 anytime.", "001-555-867-5309x123"),  # an extension glued on
+])
+def test_phones_after_a_phone_word_and_extensions(note: str, value: str) -> None:
+    _removed(note, value, "PHONE")
+
+
+def test_every_example_number_of_phonenumbers_after_a_phone_word() -> None:
+    phonenumbers = pytest.importorskip("phonenumbers")
+    fmt = phonenumbers.PhoneNumberFormat
+    missed = []
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        number = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
+        if number is None:
+            continue
+        for f in (fmt.NATIONAL, fmt.INTERNATIONAL):
+            value = phonenumbers.format_number(number, f)
+            note = f"Phone: {value}\n"
+            if sum(c.isdigit() for c in value) >= 5 and not any(
+                    s.type == "PHONE" and s.start <= 7 < s.end for s in T.detect(note, "en")):
+                missed.append(value)
+    assert len(missed) <= 3, missed

@@ -778,8 +778,14 @@ def _ok_phone(text: str, s: int, e: int, plus: bool = False, paren: bool = False
     return kind
 
 
+# A phone number with its extension glued on (001-555-867-5309x123): no identifier.
+_PHONE_X = re.compile(r"(?:\d{1,3}-)?\d{3}-\d{3}-\d{4}[xX]\d{1,5}")
+
+
 def _ok_ident(text: str, s: int, e: int) -> _Result:
     v = text[s:e]
+    if _PHONE_X.fullmatch(v) is not None:
+        return "PHONE"
     nd = sum(c.isdigit() for c in v)
     if nd < 4 or nd == len(v) or not any(c.isalpha() for c in v) or _UNITS.fullmatch(v) or _DATE_SHAPE.fullmatch(v):
         return None
@@ -1384,6 +1390,38 @@ def _cued_ids(text: str, out: _Raw) -> None:
                 out.append((m.start(), f.end(), 1, "ID"))
 
 
+# A number after a phone word is a phone number, whatever its length or grouping (Tel: 211-234, call me at
+# 72001234): the number rules alone call short or ungrouped numbers identifiers or nothing.
+_PHONE_WORDS = ("phone", "Phone", "PHONE", "tel", "Tel", "TEL", "fax", "Fax", "FAX", "mobile", "Mobile", "MOBILE",
+                "cell", "Cell", "CELL", "pager", "Pager", "PAGER", "call", "Call", "CALL", "Ph", "PH", "ph", "Mob",
+                "reach", "Reach")
+_AFTER_PHONE_WORD = re.compile(
+    r"(?:ephone|ephones|s|ed|ing|ular|ed[ \t]+me|[ \t]+me|[ \t]+phone|[ \t]+number|[ \t]+no)?\.?[ \t]*"
+    r"(?:(?:me|him|her|us|them|back)[ \t]+)?(?:(?:at|on)[ \t]+)?(?:(?i:no|number|nr|num|#)\.?[ \t]*)?[:#]?[ \t]*"
+    r"(\+?\(?\d[\d \t().-]{3,18}\d)(?![\w]|[.-]\d)")
+_EXTENSION = re.compile(r"[ \t]*,?[ \t]*(?:x|X|ext|Ext|EXT|extension|Extension)\.?[ \t]*\d{1,5}(?![\w])")
+
+
+def _cued_phones(text: str, out: _Raw) -> None:
+    """Numbers after a phone word, and the extension after each phone number (x123, ext. 45)."""
+    for cue in _PHONE_WORDS:
+        i = text.find(cue)
+        while i >= 0:
+            if i == 0 or not text[i - 1].isalpha():
+                m = _AFTER_PHONE_WORD.match(text, i + len(cue))
+                if m is not None:
+                    v = m.group(1).rstrip(" \t")
+                    nd = sum(c.isdigit() for c in v)
+                    if 5 <= nd <= 15 and _DATE_SHAPE.fullmatch(v) is None and ":" not in v:
+                        out.append((m.start(1), m.start(1) + len(v), 1, "PHONE"))
+            i = text.find(cue, i + 1)
+    for n, (s, e, p, t) in enumerate(out):
+        if t == "PHONE" and text[e:e + 1] in (" ", ",", "x", "e", "E", "X", "\t"):
+            m = _EXTENSION.match(text, e)
+            if m is not None:
+                out[n] = (s, m.end(), p, t)
+
+
 # A street in Greek or Cyrillic letters and its number (Λεωφόρος Πανεπιστημίου 219): the Latin rules miss it.
 _NON_LATIN_STREET = re.compile(r"[\u0388-\u038f\u0391-\u03a9\u0400-\u042f][\u0370-\u03ff\u0400-\u04ff]+"
                                r"(?:[ \t]+[\u0370-\u03ff\u0400-\u04ff.]+){0,3}"
@@ -1436,6 +1474,7 @@ def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     if "University of" in text:
         _university_places(text, out)
     _cued_ids(text, out)
+    _cued_phones(text, out)
     if not text.isascii():
         for m in _NON_LATIN_STREET.finditer(text):
             out.append((m.start(), m.end(), 1, "ADDRESS"))
