@@ -124,10 +124,11 @@ _RELATIONS = ("daughter", "son", "wife", "husband", "mother", "father", "brother
               "pt", "name", "named", "contact", "proxy", "poa", "hcp", "pcp", "by", "with", "and", "to", "from")
 _PLACE_CUES = ("in", "from", "near", "at", "to", "of", "lives in", "living in", "resides in", "resident of",
                "born in", "moved to", "moved from", "visiting", "visited", "travelled to", "traveled to",
-               "city of", "town of", "village of", "county of", "city", "town", "hometown", "location")
+               "city of", "town of", "village of", "county of", "city", "town", "hometown", "location", "outside")
 _STATE_AFTER = re.compile(
     r",[ \t]*(?:(?!MD|PA|DO|OR|IN|ME|OK|OH|HI)(?:AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|ID|IL|IA|KS|KY|LA|MA|MI|MN|MS"
-    r"|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|OR|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|PR)(?![\w])|[A-Z]{2}[ \t]+\d{5}"
+    r"|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|OR|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|PR|NSW|VIC|QLD|TAS|ACT|NT|ON|BC|AB|QC"
+    r"|NB|MB|SK|PEI)(?![\w])|[A-Z]{2}[ \t]+\d{5}"
     r"|(?:Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|Delaware|Florida"
     r"|Georgia|Hawaii|Idaho|Illinois|Indiana|Iowa|Kansas|Kentucky|Louisiana|Maine|Maryland|Massachusetts|Michigan"
     r"|Minnesota|Mississippi|Missouri|Montana|Nebraska|Nevada|New Hampshire|New Jersey|New Mexico|New York"
@@ -318,6 +319,31 @@ def _closed(text: str, s: int, e: int) -> bool:
     return True
 
 
+# English and Germanic toponymic endings: a word no list knows that ends so is a place after a place word
+# (from Granbyville, to Kirkby), though many surnames end so too (Ashford, Milton): never without the cue.
+_PLACE_ENDS = ("ton", "town", "ville", "burg", "burgh", "borough", "brough", "bury", "mouth", "port", "field", "ford",
+               "haven", "chester", "cester", "caster", "wick", "wich", "by", "thorpe", "stad", "stadt", "heim",
+               "hausen", "dorf", "ingen", "berg", "sted", "stead", "holm", "vik", "worth", "minster", "bridge",
+               "pool", "dale", "combe", "hurst", "ness", "stow", "ham", "polis", "grad", "abad", "pur", "nagar")
+# After these a run of capitalised common words is a place too (lives in Dot Lake, born in Reading): where
+# one lives or was born is rarely anything else, unless a facility.
+_HOME_CUES = frozenset(("lives in", "living in", "live in", "resides in", "residing in", "born in", "up in",
+                        "originally from", "native of", "here from", "moved from", "resident of", "hometown"))
+_FACILITY = frozenset(("hospital", "home", "house", "facility", "center", "centre", "clinic", "care", "living",
+                       "unit", "ward", "hospice", "rehab", "shelter", "nursing", "assisted", "housing", "group",
+                       "apartment", "apartments", "section", "room", "the", "a", "an", "our", "his", "her", "their"))
+# A word that leads a place name (Saint Odile, Port Quillan, St. Albans, Sankt Johann).
+_PLACE_HEADS = frozenset(("Saint", "St", "St.", "Ste", "Ste.", "Sankt", "San", "Santa", "Santo", "São", "Port",
+                          "Fort", "Ft.", "Mount", "Mt.", "Lake", "Bad", "Glen"))
+_LEAD_PLACE_CUES = frozenset(("in", "from", "near", "to", "at", "outside"))
+
+
+def _place_end(tok: str) -> bool:
+    """True if the token, no common word, ends like an English or Germanic place name (Marlowburgh)."""
+    w = tok.lower()
+    return len(w) >= 5 and w.endswith(_PLACE_ENDS) and _kind(tok) in (None, "w")
+
+
 def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: bool) -> None:
     """Decide the run of capitalised tokens around the token text[a:b]."""
     # The capitalised tokens before (read backwards, from the token outwards) and after it, with initials.
@@ -350,6 +376,9 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
     while len(toks) > 1 and _fold(toks[0][2]) in _TITLE_REL:
         cue = _fold(toks[0][2])
         toks = toks[1:]
+    if cue is None and len(toks) > 1 and toks[0][2].lower() in _LEAD_PLACE_CUES:
+        cue = toks[0][2].lower()  # From Kraków, Poland: a sentence led by the cue
+        toks = toks[1:]
     s = toks[0][0]
     if cue is None:
         words = text[max(0, s - 30):s].replace(":", " ").replace(",", " ").split()[-2:]
@@ -375,13 +404,16 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
             i, j = hit
             out.append((toks[i][0], toks[j - 1][1], 1, "LOCATION"))
             return
-        if cue in _STRONG_PLACE_CUES:
-            n = 0
-            while n < len(toks) and not (_kind(toks[n][2]) == "s" and len(toks[n][2]) > 1):
-                n += 1
-            if n:
-                out.append((toks[0][0], toks[n - 1][1], 1, "LOCATION"))
-                return
+        n = 0
+        while n < len(toks) and not (_kind(toks[n][2]) == "s" and len(toks[n][2]) > 1):
+            n += 1
+        if n and (cue in _STRONG_PLACE_CUES or any(_place_end(t) for _, _, t in toks[:n])):
+            out.append((toks[0][0], toks[n - 1][1], 1, "LOCATION"))
+            return
+        if cue in _HOME_CUES and not _is_caps(toks[0][2]) and len(toks) <= 3 \
+                and all(_fold(t) not in _FACILITY for _, _, t in toks):
+            out.append((toks[0][0], toks[-1][1], 1, "LOCATION"))
+            return
     if cue in _TITLE_SET or cue in _STRONG_REL or cue in _WEAK_REL:
         title = cue in _TITLE_SET
         keep: list[tuple[int, int, str]] = []
@@ -1326,7 +1358,7 @@ def _university_places(text: str, out: _Raw) -> None:
 
 _PARTICLE_WORDS = frozenset(_PARTICLES[3:-1].split("|")) | {"Van", "Von", "De", "Da", "Di", "Le", "La"}
 _NEXT_WORDS = _PARTICLE_WORDS | {"Jr", "Jr.", "Jr.,", "Sr", "Sr.", "II", "III", "IV"}
-_COMPASS = frozenset(("North", "South", "East", "West", "Port", "Fort", "Lake", "Mount"))
+_COMPASS = frozenset(("North", "South", "East", "West")) | _PLACE_HEADS
 
 
 def _name_particles(text: str, out: _Raw) -> None:
@@ -1422,6 +1454,56 @@ def _cued_phones(text: str, out: _Raw) -> None:
                 out[n] = (s, m.end(), p, t)
 
 
+_HOME_RUN = re.compile(rf"[ \t]+((?:(?:St|Ste|Mt|Ft)\.[ \t]+)?{_TOKX}(?:[ \t]+{_TOKX}){{0,2}})(?![\w])")
+_HOME_FINDS = tuple(sorted({f(c) for c in _HOME_CUES if " " in c for f in (str.lower, str.capitalize)}))
+
+
+def _home_places(text: str, out: _Raw) -> None:
+    """The capitalised words after where one lives or was born, common words or not, in any script (lives in
+    Dot Lake, born in Москва, moved from St. Albans), unless they name a facility."""
+    for cue in _HOME_FINDS:
+        i = text.find(cue)
+        while i >= 0:
+            m = _HOME_RUN.match(text, i + len(cue)) if i == 0 or not text[i - 1].isalpha() else None
+            if m is not None:
+                words = m.group(1).split()
+                # An abbreviation in capitals (ICU, SNF) names a ward, not a place.
+                if all(_fold(w) not in _FACILITY and w not in _MONTH_WORDS
+                       and not (_is_caps(w) and len(w) < 5 and _fold(w) not in _ANY_PLACE) for w in words):
+                    out.append((m.start(1), m.end(1), 1, "LOCATION"))
+            i = text.find(cue, i + 1)
+
+
+_BASED = re.compile(rf"(?:^|(?<=[^\w'’-])){_TOK}$")
+
+
+def _based_places(text: str, out: _Raw) -> None:
+    """A capitalised word that is no common word before "-based" is a place (a Glastonbury-based plumber)."""
+    i = text.find("-based")
+    while i >= 0:
+        m = _BASED.search(text, max(0, i - 30), i)
+        if m is not None and _kind(m.group()) != "s" and not _is_caps(m.group()):
+            out.append((m.start(), i, 1, "LOCATION"))
+        i = text.find("-based", i + 1)
+
+
+# The linking words inside a place name (Castellón de la Plana, Sankt Johann im Pongau, Newcastle upon Tyne).
+_PLACE_LINK = re.compile(rf"[ \t]+(?:de|de[ \t]+la|del|de[ \t]+los|da|do|dos|das|di|della|im|am|an[ \t]+der|upon"
+                         rf"|sur|vor[ \t]+der|ob[ \t]+der|en|y|la)[ \t]+({_TOKX})(?![\w])")
+_WEEKDAYS = frozenset(("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"))
+
+
+def _grow_places(text: str, out: _Raw) -> None:
+    """Extend each place over the linking words and the capitalised word after them."""
+    for n, (s, e, p, t) in enumerate(out):
+        if t == "LOCATION" and text[e:e + 1] == " ":
+            m = _PLACE_LINK.match(text, e)
+            while m is not None and m.group(1) not in _MONTH_WORDS and m.group(1) not in _WEEKDAYS:
+                e = m.end()
+                m = _PLACE_LINK.match(text, e)
+            out[n] = (s, e, p, t)
+
+
 # A street in Greek or Cyrillic letters and its number (Λεωφόρος Πανεπιστημίου 219): the Latin rules miss it.
 _NON_LATIN_STREET = re.compile(r"[\u0388-\u038f\u0391-\u03a9\u0400-\u042f][\u0370-\u03ff\u0400-\u04ff]+"
                                r"(?:[ \t]+[\u0370-\u03ff\u0400-\u04ff.]+){0,3}"
@@ -1475,6 +1557,11 @@ def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
         _university_places(text, out)
     _cued_ids(text, out)
     _cued_phones(text, out)
+    _home_places(text, out)
+    if "-based" in text:
+        _based_places(text, out)
+    if "LOCATION" in [x[3] for x in out]:
+        _grow_places(text, out)
     if not text.isascii():
         for m in _NON_LATIN_STREET.finditer(text):
             out.append((m.start(), m.end(), 1, "ADDRESS"))
