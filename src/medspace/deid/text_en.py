@@ -239,6 +239,7 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]
             known.clear()
             new = caps
             _SUFFIXED.clear()
+            _PLACE_ENDED.clear()
             _UNKNOWN.clear()
             _SUBJECTS.clear()
             _WEAK.clear()
@@ -248,6 +249,8 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]
                 _WEAK.add(t)
             if sus and t.lower().endswith(_SUFFIX_ENDS):
                 _SUFFIXED.add(t)
+            if sus and _place_end(t):
+                _PLACE_ENDED.add(t)
             if (len(t) >= 6 if t.isupper() else len(t) >= 5 and t[1:].islower()) and _kind(t) is None:
                 _UNKNOWN.add(t)
             if len(t) >= 3 and t[1:].islower() and _kind(t) in (None, "g"):
@@ -344,6 +347,9 @@ def _place_end(tok: str) -> bool:
     return len(w) >= 5 and w.endswith(_PLACE_ENDS) and _kind(tok) in (None, "w")
 
 
+_PLACE_ENDED: set[str] = set()  # the suspects seen for which _place_end holds (bounded with _SUSPECTS)
+
+
 def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: bool) -> None:
     """Decide the run of capitalised tokens around the token text[a:b]."""
     # The capitalised tokens before (read backwards, from the token outwards) and after it, with initials.
@@ -407,7 +413,7 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
         n = 0
         while n < len(toks) and not (_kind(toks[n][2]) == "s" and len(toks[n][2]) > 1):
             n += 1
-        if n and (cue in _STRONG_PLACE_CUES or any(_place_end(t) for _, _, t in toks[:n])):
+        if n and (cue in _STRONG_PLACE_CUES or any([t in _PLACE_ENDED for _, _, t in toks[:n]])):
             out.append((toks[0][0], toks[n - 1][1], 1, "LOCATION"))
             return
         if cue in _HOME_CUES and not _is_caps(toks[0][2]) and len(toks) <= 3 \
@@ -1422,56 +1428,69 @@ def _cued_ids(text: str, out: _Raw) -> None:
                 out.append((m.start(), f.end(), 1, "ID"))
 
 
-# A number after a phone word is a phone number, whatever its length or grouping (Tel: 211-234, call me at
-# 72001234): the number rules alone call short or ungrouped numbers identifiers or nothing.
-_PHONE_WORDS = ("phone", "Phone", "PHONE", "tel", "Tel", "TEL", "fax", "Fax", "FAX", "mobile", "Mobile", "MOBILE",
-                "cell", "Cell", "CELL", "pager", "Pager", "PAGER", "call", "Call", "CALL", "Ph", "PH", "ph", "Mob",
-                "reach", "Reach")
-_AFTER_PHONE_WORD = re.compile(
-    r"(?:ephone|ephones|s|ed|ing|ular|ed[ \t]+me|[ \t]+me|[ \t]+phone|[ \t]+number|[ \t]+no)?\.?[ \t]*"
-    r"(?:(?:me|him|her|us|them|back)[ \t]+)?(?:(?:at|on)[ \t]+)?(?:(?i:no|number|nr|num|#)\.?[ \t]*)?[:#]?[ \t]*"
-    r"(\+?\(?\d[\d \t().-]{3,18}\d)(?![\w]|[.-]\d)")
+# A number after a phone word is a phone number, however it is grouped (call me at 72001234): the number
+# rules alone call an ungrouped number an identifier. Looked for only before such identifiers (few per note).
+_PHONE_BEFORE = re.compile(
+    r"(?<![A-Za-z])(?i:ph(?:one)?s?|tel(?:ephone)?|fax|mob(?:ile)?|cell(?:ular)?(?:[ \t]+phone)?|pager"
+    r"|call(?:ed)?(?:[ \t]+(?:me|him|her|us|them|back))?(?:[ \t]+(?:at|on))?"
+    r"|reach(?:ed)?[ \t]+(?:me|him|her|us|them)[ \t]+at)(?:[ \t]+(?i:no|number|#)\.?)?[ \t:#.]*$")
 _EXTENSION = re.compile(r"[ \t]*,?[ \t]*(?:x|X|ext|Ext|EXT|extension|Extension)\.?[ \t]*\d{1,5}(?![\w])")
+_NUMBER_CHARS = frozenset("0123456789 -.()+")
 
 
-def _cued_phones(text: str, out: _Raw) -> None:
-    """Numbers after a phone word, and the extension after each phone number (x123, ext. 45)."""
-    for cue in _PHONE_WORDS:
-        i = text.find(cue)
-        while i >= 0:
-            if i == 0 or not text[i - 1].isalpha():
-                m = _AFTER_PHONE_WORD.match(text, i + len(cue))
+def _after_pass(text: str, out: _Raw) -> None:
+    """One walk over what was found: identifiers of digits alone after a phone word become phone numbers,
+    each phone number keeps its extension (x123, ext. 45), each place its linking words and the word after
+    them (Castellón de la Plana)."""
+    for n in range(len(out)):
+        s, e, p, t = out[n]
+        if t == "ID":
+            if s > 2 and _NUMBER_CHARS.issuperset(text[s:e]) \
+                    and _PHONE_BEFORE.search(text, max(0, s - 40), s) is not None:
+                out.append((s, e, 1, "PHONE"))
+        elif t == "PHONE":
+            if text[e:e + 1] in (" ", ",", "x", "e", "E", "X", "\t"):
+                m = _EXTENSION.match(text, e)
                 if m is not None:
-                    v = m.group(1).rstrip(" \t")
-                    nd = sum(c.isdigit() for c in v)
-                    if 5 <= nd <= 15 and _DATE_SHAPE.fullmatch(v) is None and ":" not in v:
-                        out.append((m.start(1), m.start(1) + len(v), 1, "PHONE"))
-            i = text.find(cue, i + 1)
-    for n, (s, e, p, t) in enumerate(out):
-        if t == "PHONE" and text[e:e + 1] in (" ", ",", "x", "e", "E", "X", "\t"):
-            m = _EXTENSION.match(text, e)
+                    out[n] = (s, m.end(), p, t)
+        elif t == "LOCATION" and text[e:e + 1] == " ":
+            m = _PLACE_LINK.match(text, e)
             if m is not None:
-                out[n] = (s, m.end(), p, t)
+                while m is not None and m.group(1) not in _MONTH_WORDS and m.group(1) not in _WEEKDAYS:
+                    e = m.end()
+                    m = _PLACE_LINK.match(text, e)
+                out[n] = (s, e, p, t)
 
 
 _HOME_RUN = re.compile(rf"[ \t]+((?:(?:St|Ste|Mt|Ft)\.[ \t]+)?{_TOKX}(?:[ \t]+{_TOKX}){{0,2}})(?![\w])")
-_HOME_FINDS = tuple(sorted({f(c) for c in _HOME_CUES if " " in c for f in (str.lower, str.capitalize)}))
+_HOME_LINKS = (" in ", " from ", " of ")
+_HOME_WORDS_BEFORE = re.compile(r"(?:^|(?<=[^\w]))(\w+)[ \t]+$")
 
 
 def _home_places(text: str, out: _Raw) -> None:
     """The capitalised words after where one lives or was born, common words or not, in any script (lives in
     Dot Lake, born in Москва, moved from St. Albans), unless they name a facility."""
-    for cue in _HOME_FINDS:
-        i = text.find(cue)
+    n = len(text)
+    for link in _HOME_LINKS:
+        i = text.find(link)
         while i >= 0:
-            m = _HOME_RUN.match(text, i + len(cue)) if i == 0 or not text[i - 1].isalpha() else None
-            if m is not None:
-                words = m.group(1).split()
-                # An abbreviation in capitals (ICU, SNF) names a ward, not a place.
-                if all(_fold(w) not in _FACILITY and w not in _MONTH_WORDS
-                       and not (_is_caps(w) and len(w) < 5 and _fold(w) not in _ANY_PLACE) for w in words):
-                    out.append((m.start(1), m.end(1), 1, "LOCATION"))
-            i = text.find(cue, i + 1)
+            j = i + len(link)
+            # Most links are followed by a word in lower case: one character test first.
+            if j < n and text[j].isupper():
+                w = _HOME_WORDS_BEFORE.search(text, max(0, i - 16), i + 1)
+                if w is not None and f"{w.group(1).lower()}{link.rstrip()}" in _HOME_CUES:
+                    _home_run(text, j - 1, out)
+            i = text.find(link, j - 1)
+
+
+def _home_run(text: str, j: int, out: _Raw) -> None:
+    m = _HOME_RUN.match(text, j)
+    if m is not None:
+        words = m.group(1).split()
+        # An abbreviation in capitals (ICU, SNF) names a ward, not a place.
+        if all(_fold(w) not in _FACILITY and w not in _MONTH_WORDS
+               and not (_is_caps(w) and len(w) < 5 and _fold(w) not in _ANY_PLACE) for w in words):
+            out.append((m.start(1), m.end(1), 1, "LOCATION"))
 
 
 _BASED = re.compile(rf"(?:^|(?<=[^\w'’-])){_TOK}$")
@@ -1491,17 +1510,6 @@ def _based_places(text: str, out: _Raw) -> None:
 _PLACE_LINK = re.compile(rf"[ \t]+(?:de|de[ \t]+la|del|de[ \t]+los|da|do|dos|das|di|della|im|am|an[ \t]+der|upon"
                          rf"|sur|vor[ \t]+der|ob[ \t]+der|en|y|la)[ \t]+({_TOKX})(?![\w])")
 _WEEKDAYS = frozenset(("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"))
-
-
-def _grow_places(text: str, out: _Raw) -> None:
-    """Extend each place over the linking words and the capitalised word after them."""
-    for n, (s, e, p, t) in enumerate(out):
-        if t == "LOCATION" and text[e:e + 1] == " ":
-            m = _PLACE_LINK.match(text, e)
-            while m is not None and m.group(1) not in _MONTH_WORDS and m.group(1) not in _WEEKDAYS:
-                e = m.end()
-                m = _PLACE_LINK.match(text, e)
-            out[n] = (s, e, p, t)
 
 
 # A street in Greek or Cyrillic letters and its number (Λεωφόρος Πανεπιστημίου 219): the Latin rules miss it.
@@ -1556,12 +1564,10 @@ def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     if "University of" in text:
         _university_places(text, out)
     _cued_ids(text, out)
-    _cued_phones(text, out)
     _home_places(text, out)
     if "-based" in text:
         _based_places(text, out)
-    if "LOCATION" in [x[3] for x in out]:
-        _grow_places(text, out)
+    _after_pass(text, out)
     if not text.isascii():
         for m in _NON_LATIN_STREET.finditer(text):
             out.append((m.start(), m.end(), 1, "ADDRESS"))
