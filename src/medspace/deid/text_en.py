@@ -222,8 +222,16 @@ _UNKNOWN: set[str] = set()
 # speech (Sophia shouted at John); an unknown one also before "is" or "was" (Motoko is from Osaka).
 _SUBJECTS: set[str] = set()
 _WEAK: set[str] = set()  # the suspects that are one only as names that are also words (Brown, Grace)
-_SPEECH_AFTER = re.compile(r"[ \t]+(?:said|says|shouted|asked|told|replied|whispered|yelled|wrote|explained|"
-                           r"(?P<be>is|was))(?![\w])")
+# Verbs whose subject is a person in a note: of speech, of reporting a symptom, of being seen or admitted.
+_SPEECH_AFTER = re.compile(r"(?:[ \t]+(?:said|says|shouted|asked|told|replied|whispered|yelled|wrote|explained"
+                           r"|(?P<clin>reports|reported|states|stated|denies|denied|complains|complained|endorses|endorsed"
+                           r"|presents|presented|agrees|agreed|declined|refused|requested|tolerated|underwent"
+                           r"|(?:is|was)[ \t]+(?:seen|admitted|discharged|evaluated|examined|transferred|referred"
+                           r"|brought|instructed|counseled|counselled))"
+                           r"|(?P<be>is|was))|(?P<voc>,[ \t]+(?:can|could|would|will|please|thank|thanks|the|my|your"
+                           r"|I|we|you|how|what|did|do|are)))(?![\w])")
+# A name written as names are: O'Neil, D'Angelo, McAllister, MacDonald, Smith-Jones (not Anti-Xa).
+_NAMECASE = re.compile(r"[A-Z](?:['’][A-Z]|c[A-Z]|ac[A-Z])?[a-z]+(?:-[A-Z](?:['’][A-Z])?[a-z]{2,})*")
 
 
 def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]:
@@ -563,7 +571,8 @@ def _name_piece(text: str, toks: list[tuple[int, int, str]], kinds: list[str | N
         # title) or a title word; we trade some precision for recall.
         a, b, tok = toks[0]
         k = kinds[0]
-        if len(tok) >= 3 and tok[1:].isalpha() and tok[1:].islower() and text[b:b + 1] not in _QUOTES \
+        if len(tok) >= 3 and ((tok[1:].isalpha() and tok[1:].islower()) or _NAMECASE.fullmatch(tok) is not None) \
+                and text[b:b + 1] not in _QUOTES \
                 and (len(tok) >= 5 if k is None else k in ("w", "g") and _mid_sentence(text, a)
                      and _fold(tok) not in _PLACE and _fold(tok) not in _TITLE_SET) \
                 and _UNKNOWN_ALONE.match(text, b) is not None \
@@ -1194,6 +1203,9 @@ def _lower_title(text: str, m: re.Match[str], out: _Raw) -> None:
             out.append((m.start(1), end, 1, "NAME"))
 
 
+_CUE_AFTER = [[w] for w in ("from", "in", "near", "to", "at", "outside")]
+
+
 def _subjects(text: str, toks: set[str], out: _Raw) -> None:
     """A first name or unknown word as the subject of a verb of speech (or, if unknown and long, of "is"/"was")."""
     n = len(text)
@@ -1201,9 +1213,16 @@ def _subjects(text: str, toks: set[str], out: _Raw) -> None:
         i = text.find(tok)
         while i >= 0:
             j = i + len(tok)
-            if j < n and text[j] == " " and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] in "-'’")):
+            if j < n and (text[j] == " " or text[j] == ",") \
+                    and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] in "-'’")):
                 m = _SPEECH_AFTER.match(text, j)
-                if m is not None and (m.group("be") is None or tok in _UNKNOWN):
+                # A vocative or an apposition only at the start of a sentence (Hope, can you ...).
+                # A short unknown word before a clinical verb is more often a drug or an abbreviation; a word
+                # after a place word is a place (from Granbyville presented).
+                if m is not None and (m.group("be") is None or tok in _UNKNOWN) \
+                        and (m.group("voc") is None or (not _mid_sentence(text, i) and _kind(tok) != "w")) \
+                        and (m.group("clin") is None or len(tok) >= 5 or _kind(tok) is not None) \
+                        and text[max(0, i - 8):i].rsplit(None, 1)[-1:] not in _CUE_AFTER:
                     out.append((i, j, 1, "NAME"))
             i = text.find(tok, i + 1)
 
@@ -1428,27 +1447,14 @@ def _cued_ids(text: str, out: _Raw) -> None:
                 out.append((m.start(), f.end(), 1, "ID"))
 
 
-# A number after a phone word is a phone number, however it is grouped (call me at 72001234): the number
-# rules alone call an ungrouped number an identifier. Looked for only before such identifiers (few per note).
-_PHONE_BEFORE = re.compile(
-    r"(?<![A-Za-z])(?i:ph(?:one)?s?|tel(?:ephone)?|fax|mob(?:ile)?|cell(?:ular)?(?:[ \t]+phone)?|pager"
-    r"|call(?:ed)?(?:[ \t]+(?:me|him|her|us|them|back))?(?:[ \t]+(?:at|on))?"
-    r"|reach(?:ed)?[ \t]+(?:me|him|her|us|them)[ \t]+at)(?:[ \t]+(?i:no|number|#)\.?)?[ \t:#.]*$")
 _EXTENSION = re.compile(r"[ \t]*,?[ \t]*(?:x|X|ext|Ext|EXT|extension|Extension)\.?[ \t]*\d{1,5}(?![\w])")
-_NUMBER_CHARS = frozenset("0123456789 -.()+")
 
 
 def _after_pass(text: str, out: _Raw) -> None:
-    """One walk over what was found: identifiers of digits alone after a phone word become phone numbers,
-    each phone number keeps its extension (x123, ext. 45), each place its linking words and the word after
-    them (Castellón de la Plana)."""
-    for n in range(len(out)):
-        s, e, p, t = out[n]
-        if t == "ID":
-            if s > 2 and _NUMBER_CHARS.issuperset(text[s:e]) \
-                    and _PHONE_BEFORE.search(text, max(0, s - 40), s) is not None:
-                out.append((s, e, 1, "PHONE"))
-        elif t == "PHONE":
+    """One walk over what was found: each phone number keeps its extension (x123, ext. 45), each place its
+    linking words and the word after them (Castellón de la Plana)."""
+    for n, (s, e, p, t) in enumerate(out):
+        if t == "PHONE":
             if text[e:e + 1] in (" ", ",", "x", "e", "E", "X", "\t"):
                 m = _EXTENSION.match(text, e)
                 if m is not None:
@@ -1463,24 +1469,22 @@ def _after_pass(text: str, out: _Raw) -> None:
 
 
 _HOME_RUN = re.compile(rf"[ \t]+((?:(?:St|Ste|Mt|Ft)\.[ \t]+)?{_TOKX}(?:[ \t]+{_TOKX}){{0,2}})(?![\w])")
-_HOME_LINKS = (" in ", " from ", " of ")
-_HOME_WORDS_BEFORE = re.compile(r"(?:^|(?<=[^\w]))(\w+)[ \t]+$")
+# The tails of the commonest home cues, whatever the case of their first letter (Lives in, lives in): each
+# costs a search through the note.
+_HOME_GATE = ("ives in", "orn in", "oved from", "esides in")
 
 
 def _home_places(text: str, out: _Raw) -> None:
     """The capitalised words after where one lives or was born, common words or not, in any script (lives in
     Dot Lake, born in Москва, moved from St. Albans), unless they name a facility."""
     n = len(text)
-    for link in _HOME_LINKS:
-        i = text.find(link)
+    for cue in _HOME_GATE:
+        i = text.find(cue)
         while i >= 0:
-            j = i + len(link)
-            # Most links are followed by a word in lower case: one character test first.
-            if j < n and text[j].isupper():
-                w = _HOME_WORDS_BEFORE.search(text, max(0, i - 16), i + 1)
-                if w is not None and f"{w.group(1).lower()}{link.rstrip()}" in _HOME_CUES:
-                    _home_run(text, j - 1, out)
-            i = text.find(link, j - 1)
+            j = i + len(cue)
+            if j + 1 < n and text[j] == " " and text[j + 1].isupper():
+                _home_run(text, j, out)
+            i = text.find(cue, j)
 
 
 def _home_run(text: str, j: int, out: _Raw) -> None:
@@ -1510,6 +1514,50 @@ def _based_places(text: str, out: _Raw) -> None:
 _PLACE_LINK = re.compile(rf"[ \t]+(?:de|de[ \t]+la|del|de[ \t]+los|da|do|dos|das|di|della|im|am|an[ \t]+der|upon"
                          rf"|sur|vor[ \t]+der|ob[ \t]+der|en|y|la)[ \t]+({_TOKX})(?![\w])")
 _WEEKDAYS = frozenset(("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"))
+
+
+# A header line that labels a person (PATIENT NAME: MARY O'CONNOR, Attending: KOWALCZYK, ANNA, Pt: WANG LI):
+# the words after the colon, in capitals or not, up to the line's end or a credential.
+_NAME_LABEL = re.compile(r"[ \t]*(?i:patient(?:[ \t]+name)?|pt(?:[ \t]+name)?|name|attending"
+                         r"|physician|provider|pcp|surgeon|resident|author|dictated[ \t]+by|signed[ \t]+by"
+                         r"|referring(?:[ \t]+physician)?|mother|father|guardian|spouse|next[ \t]+of[ \t]+kin"
+                         r"|emergency[ \t]+contact)[ \t]*$")
+_LABELLED = re.compile(rf"[ \t]*((?:{_UPC}\.?|{_TOK})(?:,?[ \t]+(?:{_UPC}\.?|{_TOK})){{0,3}})[ \t]*"
+                       r"(?=\n|$|,[ \t]*[A-Z]{2})")
+
+
+_CREDENTIAL_TAIL = re.compile(r"(?:,?[ \t]+(?:MD|M\.D\.|DO|RN|NP|PA|PA-C|PhD|MBBS|FNP|APRN|CNP|DNP|LPN|MSW|LCSW"
+                              r"|FACP|FACS|PharmD|CRNA))+$")
+
+
+_NO_VALUE = frozenset(("unknown", "none", "declined", "not", "no", "self", "same", "pending", "tbd", "unk", "n/a",
+                       "anonymous", "unnamed", "refused", "deferred"))
+
+
+# A colon before a value in capitals: found by the engine (its literal first character), not by a loop over
+# every colon (Title-case names after these labels are the main patterns' cue names).
+_COLON_CAPS = re.compile(r":[ \t]{0,3}(?=[A-Z\u00c0-\u00de]{2})")
+
+
+def _labelled_names(text: str, out: _Raw) -> None:
+    """The name after a label of a person at the start of a line, unless its words are all common words."""
+    for c in _COLON_CAPS.finditer(text):
+        i = c.start()
+        k = text.rfind("\n", max(0, i - 40), i) + 1
+        if (k > 0 or i < 40) and _NAME_LABEL.fullmatch(text, k, i) is not None:
+            m = _LABELLED.match(text, i + 1)
+            if m is not None:
+                _labelled(text, m, out)
+
+
+def _labelled(text: str, m: re.Match[str], out: _Raw) -> None:
+    a, e = m.span(1)
+    c = _CREDENTIAL_TAIL.search(text, a, e)
+    if c is not None:
+        e = c.start()  # Michael Robinson, MD
+    words = [w for w in text[a:e].replace(",", " ").split() if len(w.rstrip(".")) > 1]
+    if words and any(_kind(w) != "s" for w in words) and all(w.lower().rstrip(".,") not in _NO_VALUE for w in words):
+        out.append((a, e, 1, "NAME"))
 
 
 # A street in Greek or Cyrillic letters and its number (Λεωφόρος Πανεπιστημίου 219): the Latin rules miss it.
@@ -1564,7 +1612,10 @@ def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     if "University of" in text:
         _university_places(text, out)
     _cued_ids(text, out)
+    # Each pass only where its cue can occur (most notes have none).
     _home_places(text, out)
+    if ":" in text:
+        _labelled_names(text, out)
     if "-based" in text:
         _based_places(text, out)
     _after_pass(text, out)
