@@ -416,13 +416,13 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
             hit = None  # one word of a name that is also a town (change it to Celina IJzermans)
         if hit is not None:
             i, j = hit
-            out.append((toks[i][0], toks[j - 1][1], 1, "LOCATION"))
+            out.append((toks[i][0], _place_tail(text, toks[j - 1][1]), 1, "LOCATION"))
             return
         n = 0
         while n < len(toks) and not (_kind(toks[n][2]) == "s" and len(toks[n][2]) > 1):
             n += 1
         if n and (cue in _STRONG_PLACE_CUES or any([t in _PLACE_ENDED for _, _, t in toks[:n]])):
-            out.append((toks[0][0], toks[n - 1][1], 1, "LOCATION"))
+            out.append((toks[0][0], _place_tail(text, toks[n - 1][1]), 1, "LOCATION"))
             return
         if cue in _HOME_CUES and not _is_caps(toks[0][2]) and len(toks) <= 3 \
                 and all(_fold(t) not in _FACILITY for _, _, t in toks):
@@ -532,7 +532,7 @@ def _classify_run(text: str, toks: list[tuple[int, int, str]], out: _Raw, uncert
         place = None  # one word of a personal name that is also a town (Radomir Horvatinčić)
     if place is not None:
         i, j = place
-        out.append((toks[i][0], toks[j - 1][1], 1, "LOCATION"))
+        out.append((toks[i][0], _place_tail(text, toks[j - 1][1]), 1, "LOCATION"))
         toks = toks[:i] + toks[j:]
         kinds = kinds[:i] + kinds[j:]
     # Split the run at plain words; within each piece decide whether it is a name.
@@ -1447,25 +1447,16 @@ def _cued_ids(text: str, out: _Raw) -> None:
                 out.append((m.start(), f.end(), 1, "ID"))
 
 
-_EXTENSION = re.compile(r"[ \t]*,?[ \t]*(?:x|X|ext|Ext|EXT|extension|Extension)\.?[ \t]*\d{1,5}(?![\w])")
-
-
-def _after_pass(text: str, out: _Raw) -> None:
-    """One walk over what was found: each phone number keeps its extension (x123, ext. 45), each place its
-    linking words and the word after them (Castellón de la Plana)."""
-    for n, (s, e, p, t) in enumerate(out):
-        if t == "PHONE":
-            if text[e:e + 1] in (" ", ",", "x", "e", "E", "X", "\t"):
-                m = _EXTENSION.match(text, e)
-                if m is not None:
-                    out[n] = (s, m.end(), p, t)
-        elif t == "LOCATION" and text[e:e + 1] == " ":
-            m = _PLACE_LINK.match(text, e)
-            if m is not None:
-                while m is not None and m.group(1) not in _MONTH_WORDS and m.group(1) not in _WEEKDAYS:
-                    e = m.end()
-                    m = _PLACE_LINK.match(text, e)
-                out[n] = (s, e, p, t)
+def _place_tail(text: str, e: int) -> int:
+    """The end of a place found to end at e, grown over linking words and the capitalised word after them
+    (Castellón de la Plana, Sankt Johann im Pongau)."""
+    if text[e:e + 1] != " " or not text[e + 1:e + 2].islower():
+        return e
+    m = _PLACE_LINK.match(text, e)
+    while m is not None and m.group(1) not in _MONTH_WORDS and m.group(1) not in _WEEKDAYS:
+        e = m.end()
+        m = _PLACE_LINK.match(text, e)
+    return e
 
 
 _HOME_RUN = re.compile(rf"[ \t]+((?:(?:St|Ste|Mt|Ft)\.[ \t]+)?{_TOKX}(?:[ \t]+{_TOKX}){{0,2}})(?![\w])")
@@ -1494,7 +1485,7 @@ def _home_run(text: str, j: int, out: _Raw) -> None:
         # An abbreviation in capitals (ICU, SNF) names a ward, not a place.
         if all(_fold(w) not in _FACILITY and w not in _MONTH_WORDS
                and not (_is_caps(w) and len(w) < 5 and _fold(w) not in _ANY_PLACE) for w in words):
-            out.append((m.start(1), m.end(1), 1, "LOCATION"))
+            out.append((m.start(1), _place_tail(text, m.end(1)), 1, "LOCATION"))
 
 
 _BASED = re.compile(rf"(?:^|(?<=[^\w'’-])){_TOK}$")
@@ -1618,7 +1609,6 @@ def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
         _labelled_names(text, out)
     if "-based" in text:
         _based_places(text, out)
-    _after_pass(text, out)
     if not text.isascii():
         for m in _NON_LATIN_STREET.finditer(text):
             out.append((m.start(), m.end(), 1, "ADDRESS"))
