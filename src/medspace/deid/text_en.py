@@ -124,10 +124,11 @@ _RELATIONS = ("daughter", "son", "wife", "husband", "mother", "father", "brother
               "pt", "name", "named", "contact", "proxy", "poa", "hcp", "pcp", "by", "with", "and", "to", "from")
 _PLACE_CUES = ("in", "from", "near", "at", "to", "of", "lives in", "living in", "resides in", "resident of",
                "born in", "moved to", "moved from", "visiting", "visited", "travelled to", "traveled to",
-               "city of", "town of", "village of", "county of", "city", "town", "hometown", "location")
+               "city of", "town of", "village of", "county of", "city", "town", "hometown", "location", "outside")
 _STATE_AFTER = re.compile(
     r",[ \t]*(?:(?!MD|PA|DO|OR|IN|ME|OK|OH|HI)(?:AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|ID|IL|IA|KS|KY|LA|MA|MI|MN|MS"
-    r"|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|OR|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|PR)(?![\w])|[A-Z]{2}[ \t]+\d{5}"
+    r"|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|OR|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|PR|NSW|VIC|QLD|TAS|ACT|NT|ON|BC|AB|QC"
+    r"|NB|MB|SK|PEI)(?![\w])|[A-Z]{2}[ \t]+\d{5}"
     r"|(?:Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|Delaware|Florida"
     r"|Georgia|Hawaii|Idaho|Illinois|Indiana|Iowa|Kansas|Kentucky|Louisiana|Maine|Maryland|Massachusetts|Michigan"
     r"|Minnesota|Mississippi|Missouri|Montana|Nebraska|Nevada|New Hampshire|New Jersey|New Mexico|New York"
@@ -221,8 +222,16 @@ _UNKNOWN: set[str] = set()
 # speech (Sophia shouted at John); an unknown one also before "is" or "was" (Motoko is from Osaka).
 _SUBJECTS: set[str] = set()
 _WEAK: set[str] = set()  # the suspects that are one only as names that are also words (Brown, Grace)
-_SPEECH_AFTER = re.compile(r"[ \t]+(?:said|says|shouted|asked|told|replied|whispered|yelled|wrote|explained|"
-                           r"(?P<be>is|was))(?![\w])")
+# Verbs whose subject is a person in a note: of speech, of reporting a symptom, of being seen or admitted.
+_SPEECH_AFTER = re.compile(r"(?:[ \t]+(?:said|says|shouted|asked|told|replied|whispered|yelled|wrote|explained"
+                           r"|(?P<clin>reports|reported|states|stated|denies|denied|complains|complained|endorses|endorsed"
+                           r"|presents|presented|agrees|agreed|declined|refused|requested|tolerated|underwent"
+                           r"|(?:is|was)[ \t]+(?:seen|admitted|discharged|evaluated|examined|transferred|referred"
+                           r"|brought|instructed|counseled|counselled))"
+                           r"|(?P<be>is|was))|(?P<voc>,[ \t]+(?:can|could|would|will|please|thank|thanks|the|my|your"
+                           r"|I|we|you|how|what|did|do|are)))(?![\w])")
+# A name written as names are: O'Neil, D'Angelo, McAllister, MacDonald, Smith-Jones (not Anti-Xa).
+_NAMECASE = re.compile(r"[A-Z](?:['’][A-Z]|c[A-Z]|ac[A-Z])?[a-z]+(?:-[A-Z](?:['’][A-Z])?[a-z]{2,})*")
 
 
 def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]:
@@ -238,6 +247,7 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]
             known.clear()
             new = caps
             _SUFFIXED.clear()
+            _PLACE_ENDED.clear()
             _UNKNOWN.clear()
             _SUBJECTS.clear()
             _WEAK.clear()
@@ -247,6 +257,8 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]
                 _WEAK.add(t)
             if sus and t.lower().endswith(_SUFFIX_ENDS):
                 _SUFFIXED.add(t)
+            if sus and _place_end(t):
+                _PLACE_ENDED.add(t)
             if (len(t) >= 6 if t.isupper() else len(t) >= 5 and t[1:].islower()) and _kind(t) is None:
                 _UNKNOWN.add(t)
             if len(t) >= 3 and t[1:].islower() and _kind(t) in (None, "g"):
@@ -318,6 +330,34 @@ def _closed(text: str, s: int, e: int) -> bool:
     return True
 
 
+# English and Germanic toponymic endings: a word no list knows that ends so is a place after a place word
+# (from Granbyville, to Kirkby), though many surnames end so too (Ashford, Milton): never without the cue.
+_PLACE_ENDS = ("ton", "town", "ville", "burg", "burgh", "borough", "brough", "bury", "mouth", "port", "field", "ford",
+               "haven", "chester", "cester", "caster", "wick", "wich", "by", "thorpe", "stad", "stadt", "heim",
+               "hausen", "dorf", "ingen", "berg", "sted", "stead", "holm", "vik", "worth", "minster", "bridge",
+               "pool", "dale", "combe", "hurst", "ness", "stow", "ham", "polis", "grad", "abad", "pur", "nagar")
+# After these a run of capitalised common words is a place too (lives in Dot Lake, born in Reading): where
+# one lives or was born is rarely anything else, unless a facility.
+_HOME_CUES = frozenset(("lives in", "living in", "live in", "resides in", "residing in", "born in", "up in",
+                        "originally from", "native of", "here from", "moved from", "resident of", "hometown"))
+_FACILITY = frozenset(("hospital", "home", "house", "facility", "center", "centre", "clinic", "care", "living",
+                       "unit", "ward", "hospice", "rehab", "shelter", "nursing", "assisted", "housing", "group",
+                       "apartment", "apartments", "section", "room", "the", "a", "an", "our", "his", "her", "their"))
+# A word that leads a place name (Saint Odile, Port Quillan, St. Albans, Sankt Johann).
+_PLACE_HEADS = frozenset(("Saint", "St", "St.", "Ste", "Ste.", "Sankt", "San", "Santa", "Santo", "São", "Port",
+                          "Fort", "Ft.", "Mount", "Mt.", "Lake", "Bad", "Glen"))
+_LEAD_PLACE_CUES = frozenset(("in", "from", "near", "to", "at", "outside"))
+
+
+def _place_end(tok: str) -> bool:
+    """True if the token, no common word, ends like an English or Germanic place name (Marlowburgh)."""
+    w = tok.lower()
+    return len(w) >= 5 and w.endswith(_PLACE_ENDS) and _kind(tok) in (None, "w")
+
+
+_PLACE_ENDED: set[str] = set()  # the suspects seen for which _place_end holds (bounded with _SUSPECTS)
+
+
 def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: bool) -> None:
     """Decide the run of capitalised tokens around the token text[a:b]."""
     # The capitalised tokens before (read backwards, from the token outwards) and after it, with initials.
@@ -350,6 +390,9 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
     while len(toks) > 1 and _fold(toks[0][2]) in _TITLE_REL:
         cue = _fold(toks[0][2])
         toks = toks[1:]
+    if cue is None and len(toks) > 1 and toks[0][2].lower() in _LEAD_PLACE_CUES:
+        cue = toks[0][2].lower()  # From Kraków, Poland: a sentence led by the cue
+        toks = toks[1:]
     s = toks[0][0]
     if cue is None:
         words = text[max(0, s - 30):s].replace(":", " ").replace(",", " ").split()[-2:]
@@ -373,15 +416,18 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
             hit = None  # one word of a name that is also a town (change it to Celina IJzermans)
         if hit is not None:
             i, j = hit
-            out.append((toks[i][0], toks[j - 1][1], 1, "LOCATION"))
+            out.append((toks[i][0], _place_tail(text, toks[j - 1][1]), 1, "LOCATION"))
             return
-        if cue in _STRONG_PLACE_CUES:
-            n = 0
-            while n < len(toks) and not (_kind(toks[n][2]) == "s" and len(toks[n][2]) > 1):
-                n += 1
-            if n:
-                out.append((toks[0][0], toks[n - 1][1], 1, "LOCATION"))
-                return
+        n = 0
+        while n < len(toks) and not (_kind(toks[n][2]) == "s" and len(toks[n][2]) > 1):
+            n += 1
+        if n and (cue in _STRONG_PLACE_CUES or any([t in _PLACE_ENDED for _, _, t in toks[:n]])):
+            out.append((toks[0][0], _place_tail(text, toks[n - 1][1]), 1, "LOCATION"))
+            return
+        if cue in _HOME_CUES and not _is_caps(toks[0][2]) and len(toks) <= 3 \
+                and all(_fold(t) not in _FACILITY for _, _, t in toks):
+            out.append((toks[0][0], toks[-1][1], 1, "LOCATION"))
+            return
     if cue in _TITLE_SET or cue in _STRONG_REL or cue in _WEAK_REL:
         title = cue in _TITLE_SET
         keep: list[tuple[int, int, str]] = []
@@ -486,7 +532,7 @@ def _classify_run(text: str, toks: list[tuple[int, int, str]], out: _Raw, uncert
         place = None  # one word of a personal name that is also a town (Radomir Horvatinčić)
     if place is not None:
         i, j = place
-        out.append((toks[i][0], toks[j - 1][1], 1, "LOCATION"))
+        out.append((toks[i][0], _place_tail(text, toks[j - 1][1]), 1, "LOCATION"))
         toks = toks[:i] + toks[j:]
         kinds = kinds[:i] + kinds[j:]
     # Split the run at plain words; within each piece decide whether it is a name.
@@ -525,7 +571,8 @@ def _name_piece(text: str, toks: list[tuple[int, int, str]], kinds: list[str | N
         # title) or a title word; we trade some precision for recall.
         a, b, tok = toks[0]
         k = kinds[0]
-        if len(tok) >= 3 and tok[1:].isalpha() and tok[1:].islower() and text[b:b + 1] not in _QUOTES \
+        if len(tok) >= 3 and ((tok[1:].isalpha() and tok[1:].islower()) or _NAMECASE.fullmatch(tok) is not None) \
+                and text[b:b + 1] not in _QUOTES \
                 and (len(tok) >= 5 if k is None else k in ("w", "g") and _mid_sentence(text, a)
                      and _fold(tok) not in _PLACE and _fold(tok) not in _TITLE_SET) \
                 and _UNKNOWN_ALONE.match(text, b) is not None \
@@ -583,13 +630,43 @@ def _date_after(d: str) -> str:
     if year is not None:
         alts.append(rf"{year}[-/.]{_MONN}[-/.]{_DAY}")
     alts.append(rf"{mon}[-/.]{_DAY}[-/.](?:{_Y4}|\d{{2}})")
-    alts += [rf"{day}[-/.]{_MONN}[-/.]{_Y4}", rf"{day}{_ORD}[ \t]+of[ \t]+{_MON}"]
+    alts += [rf"{day}[-/.]{_MONN}[-/.]{_Y4}", rf"{day}{_ORD}[ \t]+of[ \t]+{_MON}",
+             # 30.03.60, 27/07/90: a two-digit year after a day that is no month (the same mark twice)
+             rf"{day}(?:/{_MONN}/|\.{_MONN}\.|-{_MONN}-)\d{{2}}",
+             # 07Jul2002, 3-5 March (a range of days), 04-2002 (a month and a year)
+             rf"{day}{_MON}(?:{_Y4}|\d{{2}})", rf"{day}[-–]{_DAY}[ \t]+{_MON}(?![a-z])"]
+    if mon:
+        alts.append(rf"{mon}-{_Y4}")
+    if year is not None:
+        # 1959-01 (ISO year and month), 19600212 (ISO basic): month and day checked by the pattern
+        alts += [rf"{year}-(?:0[1-9]|1[0-2])", rf"{year}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"]
     return "(?:" + "|".join(alts) + rf"){_TIME}(?![\w]|[.:/-]\d)"
+
+
+# A month and day without a year (8/29) is also a fraction, a score or a grade (5/5 strength, 7/10 pain):
+# a date only after a date word, next to a time, or with a day that no score reaches.
+_MD_CUE = re.compile(r"(?<![\w])(?i:on|since|from|to|until|till|through|thru|by|dated?|of|seen|admitted|discharged"
+                     r"|dos|last|next|before|after|between|and|starting|started|effective|due)[ \t:]*$")
+_MD_NOT = re.compile(r"[ \t]*(?i:pain|strength|power|murmur|scale|score|reflex|pulses?|motor|tablets?|tabs?"
+                     r"|of|times|x|doses?|days|weeks|months|years|wks?|mos?|hrs?)(?![a-z])")
+_CLOCK = re.compile(r"(?:[01]?\d|2[0-3]):[0-5]\d")
+
+
+def _ok_month_day(text: str, s: int, e: int) -> _Result:
+    """A month and day without a year (8/29): a date after a date word, next to a time, or past day 12."""
+    if _MD_NOT.match(text, e) is not None:
+        return None
+    if int(text[text.index("/", s) + 1:e]) > 12 or _MD_CUE.search(text, max(0, s - 14), s) is not None \
+            or _CLOCK.search(text, max(0, s - 12), min(len(text), e + 12)) is not None:
+        return "DATE"
+    return None
 
 
 # Dates that start with a month name: 17 is the day, not a house number (May-17-2015, May 17th, MAY 17 2015).
 _DATE_MON_RX = re.compile(
-    rf"{_MON}(?:\.?[-/. ]{_DAY}{_ORD}?[-/., ]+(?:19|20)\d{{2}}|\.?[ \t]+{_DAY}{_ORD}(?![\w])){_TIME}(?![\w])")
+    rf"{_MON}(?:\.?[-/. ]{_DAY}{_ORD}?[-/., ]+(?:19|20)\d{{2}}|\.?[ \t]+{_DAY}{_ORD}(?![\w])"
+    # November, 2007 / Jun '03 / February the 14th
+    rf"|,[ \t]+(?:19|20)\d{{2}}|\.?[ \t]+['’]\d{{2}}|[ \t]+the[ \t]+{_DAY}{_ORD}(?![\w])){_TIME}(?![\w])")
 _MONTH_WORDS = frozenset(w for m in ("January", "February", "March", "April", "May", "June", "July", "August",
                                      "September", "Sept", "October", "November", "December")
                          for w in (m, m[:3], m.upper(), m[:3].upper()))
@@ -667,7 +744,12 @@ _PHONE_REST = r"\d{1,5}(?:[ .-]\d{2,8}){1,4}" + _PHONE_END
 # "+" and "(": phones; after a capital letter: identifiers and postcodes that mix letters and digits.
 def digit_first(d: str) -> list[tuple[str, str]]:
     """The rules tried under digit d before the main ones."""
-    return [("DATE__en", rf"(?<![/.-]\d){_date_after(d)}({{G}})")]
+    rules = [("DATE__en", rf"(?<![/.-]\d){_date_after(d)}({{G}})")]
+    mon = {"0": "[1-9]", "1": "[0-2]?"}.get(d, "")
+    if d != "0" or mon:
+        # 8/29: the check decides (a fraction or a score has the same shape)
+        rules.append(("DATE__enmd", rf"(?<![/.,:-]\d){mon}/{_DAY}(?![\w]|[.,:/-]\d|%)({{G}})"))
+    return rules
 
 
 
@@ -743,8 +825,14 @@ def _ok_phone(text: str, s: int, e: int, plus: bool = False, paren: bool = False
     return kind
 
 
+# A phone number with its extension glued on (001-555-867-5309x123): no identifier.
+_PHONE_X = re.compile(r"(?:\d{1,3}-)?\d{3}-\d{3}-\d{4}[xX]\d{1,5}")
+
+
 def _ok_ident(text: str, s: int, e: int) -> _Result:
     v = text[s:e]
+    if _PHONE_X.fullmatch(v) is not None:
+        return "PHONE"
     nd = sum(c.isdigit() for c in v)
     if nd < 4 or nd == len(v) or not any(c.isalpha() for c in v) or _UNITS.fullmatch(v) or _DATE_SHAPE.fullmatch(v):
         return None
@@ -787,6 +875,7 @@ def _ok_address(text: str, s: int, e: int) -> _Result:
 
 CHECKS = {
     "DATE__en": _ok_date,
+    "DATE__enmd": _ok_month_day,
     "ADDRESS__en": _ok_address,
     "PHONE__en": _ok_phone,
     "PHONE__enplus": lambda t, s, e: _ok_phone(t, s, e, plus=True),
@@ -1114,6 +1203,9 @@ def _lower_title(text: str, m: re.Match[str], out: _Raw) -> None:
             out.append((m.start(1), end, 1, "NAME"))
 
 
+_CUE_AFTER = [[w] for w in ("from", "in", "near", "to", "at", "outside")]
+
+
 def _subjects(text: str, toks: set[str], out: _Raw) -> None:
     """A first name or unknown word as the subject of a verb of speech (or, if unknown and long, of "is"/"was")."""
     n = len(text)
@@ -1121,9 +1213,16 @@ def _subjects(text: str, toks: set[str], out: _Raw) -> None:
         i = text.find(tok)
         while i >= 0:
             j = i + len(tok)
-            if j < n and text[j] == " " and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] in "-'’")):
+            if j < n and (text[j] == " " or text[j] == ",") \
+                    and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] in "-'’")):
                 m = _SPEECH_AFTER.match(text, j)
-                if m is not None and (m.group("be") is None or tok in _UNKNOWN):
+                # A vocative or an apposition only at the start of a sentence (Hope, can you ...).
+                # A short unknown word before a clinical verb is more often a drug or an abbreviation; a word
+                # after a place word is a place (from Granbyville presented).
+                if m is not None and (m.group("be") is None or tok in _UNKNOWN) \
+                        and (m.group("voc") is None or (not _mid_sentence(text, i) and _kind(tok) != "w")) \
+                        and (m.group("clin") is None or len(tok) >= 5 or _kind(tok) is not None) \
+                        and text[max(0, i - 8):i].rsplit(None, 1)[-1:] not in _CUE_AFTER:
                     out.append((i, j, 1, "NAME"))
             i = text.find(tok, i + 1)
 
@@ -1284,7 +1383,7 @@ def _university_places(text: str, out: _Raw) -> None:
 
 _PARTICLE_WORDS = frozenset(_PARTICLES[3:-1].split("|")) | {"Van", "Von", "De", "Da", "Di", "Le", "La"}
 _NEXT_WORDS = _PARTICLE_WORDS | {"Jr", "Jr.", "Jr.,", "Sr", "Sr.", "II", "III", "IV"}
-_COMPASS = frozenset(("North", "South", "East", "West", "Port", "Fort", "Lake", "Mount"))
+_COMPASS = frozenset(("North", "South", "East", "West")) | _PLACE_HEADS
 
 
 def _name_particles(text: str, out: _Raw) -> None:
@@ -1348,6 +1447,110 @@ def _cued_ids(text: str, out: _Raw) -> None:
                 out.append((m.start(), f.end(), 1, "ID"))
 
 
+def _place_tail(text: str, e: int) -> int:
+    """The end of a place found to end at e, grown over linking words and the capitalised word after them
+    (Castellón de la Plana, Sankt Johann im Pongau)."""
+    if text[e:e + 1] != " " or not text[e + 1:e + 2].islower():
+        return e
+    m = _PLACE_LINK.match(text, e)
+    while m is not None and m.group(1) not in _MONTH_WORDS and m.group(1) not in _WEEKDAYS:
+        e = m.end()
+        m = _PLACE_LINK.match(text, e)
+    return e
+
+
+_HOME_RUN = re.compile(rf"[ \t]+((?:(?:St|Ste|Mt|Ft)\.[ \t]+)?{_TOKX}(?:[ \t]+{_TOKX}){{0,2}})(?![\w])")
+# The tails of the commonest home cues, whatever the case of their first letter (Lives in, lives in): each
+# costs a search through the note.
+_HOME_GATE = ("ives in", "orn in", "oved from", "esides in")
+
+
+def _home_places(text: str, out: _Raw) -> None:
+    """The capitalised words after where one lives or was born, common words or not, in any script (lives in
+    Dot Lake, born in Москва, moved from St. Albans), unless they name a facility."""
+    n = len(text)
+    for cue in _HOME_GATE:
+        i = text.find(cue)
+        while i >= 0:
+            j = i + len(cue)
+            if j + 1 < n and text[j] == " " and text[j + 1].isupper():
+                _home_run(text, j, out)
+            i = text.find(cue, j)
+
+
+def _home_run(text: str, j: int, out: _Raw) -> None:
+    m = _HOME_RUN.match(text, j)
+    if m is not None:
+        words = m.group(1).split()
+        # An abbreviation in capitals (ICU, SNF) names a ward, not a place.
+        if all(_fold(w) not in _FACILITY and w not in _MONTH_WORDS
+               and not (_is_caps(w) and len(w) < 5 and _fold(w) not in _ANY_PLACE) for w in words):
+            out.append((m.start(1), _place_tail(text, m.end(1)), 1, "LOCATION"))
+
+
+_BASED = re.compile(rf"(?:^|(?<=[^\w'’-])){_TOK}$")
+
+
+def _based_places(text: str, out: _Raw) -> None:
+    """A capitalised word that is no common word before "-based" is a place (a Glastonbury-based plumber)."""
+    i = text.find("-based")
+    while i >= 0:
+        m = _BASED.search(text, max(0, i - 30), i)
+        if m is not None and _kind(m.group()) != "s" and not _is_caps(m.group()):
+            out.append((m.start(), i, 1, "LOCATION"))
+        i = text.find("-based", i + 1)
+
+
+# The linking words inside a place name (Castellón de la Plana, Sankt Johann im Pongau, Newcastle upon Tyne).
+_PLACE_LINK = re.compile(rf"[ \t]+(?:de|de[ \t]+la|del|de[ \t]+los|da|do|dos|das|di|della|im|am|an[ \t]+der|upon"
+                         rf"|sur|vor[ \t]+der|ob[ \t]+der|en|y|la)[ \t]+({_TOKX})(?![\w])")
+_WEEKDAYS = frozenset(("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"))
+
+
+# A header line that labels a person (PATIENT NAME: MARY O'CONNOR, Attending: KOWALCZYK, ANNA, Pt: WANG LI):
+# the words after the colon, in capitals or not, up to the line's end or a credential.
+_NAME_LABEL = re.compile(r"[ \t]*(?i:patient(?:[ \t]+name)?|pt(?:[ \t]+name)?|name|attending"
+                         r"|physician|provider|pcp|surgeon|resident|author|dictated[ \t]+by|signed[ \t]+by"
+                         r"|referring(?:[ \t]+physician)?|mother|father|guardian|spouse|next[ \t]+of[ \t]+kin"
+                         r"|emergency[ \t]+contact)[ \t]*$")
+_LABELLED = re.compile(rf"[ \t]*((?:{_UPC}\.?|{_TOK})(?:,?[ \t]+(?:{_UPC}\.?|{_TOK})){{0,3}})[ \t]*"
+                       r"(?=\n|$|,[ \t]*[A-Z]{2})")
+
+
+_CREDENTIAL_TAIL = re.compile(r"(?:,?[ \t]+(?:MD|M\.D\.|DO|RN|NP|PA|PA-C|PhD|MBBS|FNP|APRN|CNP|DNP|LPN|MSW|LCSW"
+                              r"|FACP|FACS|PharmD|CRNA))+$")
+
+
+_NO_VALUE = frozenset(("unknown", "none", "declined", "not", "no", "self", "same", "pending", "tbd", "unk", "n/a",
+                       "anonymous", "unnamed", "refused", "deferred"))
+
+
+# A colon before a value in capitals: found by the engine (its literal first character), not by a loop over
+# every colon (Title-case names after these labels are the main patterns' cue names).
+_COLON_CAPS = re.compile(r":[ \t]{0,3}(?=[A-Z\u00c0-\u00de]{2})")
+
+
+def _labelled_names(text: str, out: _Raw) -> None:
+    """The name after a label of a person at the start of a line, unless its words are all common words."""
+    for c in _COLON_CAPS.finditer(text):
+        i = c.start()
+        k = text.rfind("\n", max(0, i - 40), i) + 1
+        if (k > 0 or i < 40) and _NAME_LABEL.fullmatch(text, k, i) is not None:
+            m = _LABELLED.match(text, i + 1)
+            if m is not None:
+                _labelled(text, m, out)
+
+
+def _labelled(text: str, m: re.Match[str], out: _Raw) -> None:
+    a, e = m.span(1)
+    c = _CREDENTIAL_TAIL.search(text, a, e)
+    if c is not None:
+        e = c.start()  # Michael Robinson, MD
+    words = [w for w in text[a:e].replace(",", " ").split() if len(w.rstrip(".")) > 1]
+    if words and any(_kind(w) != "s" for w in words) and all(w.lower().rstrip(".,") not in _NO_VALUE for w in words):
+        out.append((a, e, 1, "NAME"))
+
+
 # A street in Greek or Cyrillic letters and its number (Λεωφόρος Πανεπιστημίου 219): the Latin rules miss it.
 _NON_LATIN_STREET = re.compile(r"[\u0388-\u038f\u0391-\u03a9\u0400-\u042f][\u0370-\u03ff\u0400-\u04ff]+"
                                r"(?:[ \t]+[\u0370-\u03ff\u0400-\u04ff.]+){0,3}"
@@ -1400,6 +1603,12 @@ def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     if "University of" in text:
         _university_places(text, out)
     _cued_ids(text, out)
+    # Each pass only where its cue can occur (most notes have none).
+    _home_places(text, out)
+    if ":" in text:
+        _labelled_names(text, out)
+    if "-based" in text:
+        _based_places(text, out)
     if not text.isascii():
         for m in _NON_LATIN_STREET.finditer(text):
             out.append((m.start(), m.end(), 1, "ADDRESS"))
