@@ -583,3 +583,24 @@ def test_names_glued_into_one_run_after_a_colon() -> None:
     spans = T.detect(note, "zh")
     got = {note[s.start:s.end] for s in spans if s.type == "NAME"}
     assert {"吴德顺", "周建华", "郑晓明"} <= got, spans
+
+
+def test_a_surname_and_two_characters_glued_to_text_that_goes_on_with_a_word() -> None:
+    # 近 is no given-name character, but the three stand before an ordinary word (指挥) and form none.
+    note = "那年冬天钱近山指挥全团突围"
+    got = {note[s.start:s.end] for s in T.detect(note, "zh") if s.type == "NAME"}
+    assert "钱近山" in got
+
+
+def test_a_cue_name_stops_where_another_surname_and_given_name_start() -> None:
+    note = "医师：郑德顺王建华"
+    got = {note[s.start:s.end] for s in T.detect(note, "zh") if s.type == "NAME"}
+    assert {"郑德顺", "王建华"} <= got
+
+
+def test_a_run_of_names_may_hold_a_name_that_is_a_word_and_be_cut_before_what_it_cannot_split() -> None:
+    # 万里 is an ordinary word; in a run dense in names it is a name too.
+    note = "出席：陈德顺万里刘华清周永红"
+    got = {note[s.start:s.end] for s in T.detect(note, "zh") if s.type == "NAME"}
+    assert {"陈德顺", "万里", "刘华清", "周永红"} <= got
+    assert Z._split_names("张伟明李建华王丽娟他们都") == [(0, 3), (3, 6), (6, 9)]

@@ -623,6 +623,25 @@ def _ended_three(text: str, i: int) -> bool:
             and text[i:g + 1] not in MAYBE_NAMES and text[i:g + 3] not in WORDS)
 
 
+def _glued_three(text: str, i: int) -> bool:
+    """A common surname and two characters, one a plausible given-name character, glued to running text that
+    goes on with an ordinary word (王近山指挥, 崔真实主演): the segmentation that reads the three as a name
+    leaves words on both sides, so the given name itself may be a word."""
+    g = i + 1
+    if g + 4 > len(text) or text[i] in _WEAK_SURNAMES:
+        return False
+    a, b = text[g], text[g + 1]
+    if not (_given_ok(text, g, g + 2) and a not in _HARD_STOP and b not in _HARD_STOP):
+        return False
+    if not ((text[g + 2:g + 4] in WORDS or text[g + 3:g + 5] in WORDS) and text[g + 1:g + 3] not in WORDS):
+        return False
+    if i > 0 and (text[i - 1] in TRANSLIT_CHARS or text[i - 1] in LOOSE_TRANSLIT):
+        return False
+    return (text[i:g + 1] not in WORDS and text[i:g + 1] not in MAYBE_NAMES and text[i:g + 2] not in WORDS
+            and text[i:g + 3] not in WORDS and text[i:g + 4] not in WORDS
+            and (text[g:g + 2] not in WORDS or b in GIVEN_CHARS or a in GIVEN_CHARS))
+
+
 def _opening_three(text: str, i: int) -> bool:
     """A common surname and two characters, one a given-name character, at the start of a clause or
     after a word that introduces a person, where the surname and the first form no word, nor the three, nor the
@@ -683,7 +702,7 @@ def _find_names(text: str, out: _Raw, taken: list[tuple[int, int]], uncertain: b
             if span is None and uncertain:
                 span = _uncertain_name_at(text, i + 1, i + 2)
         if span is None and sl == 1 and not NAME_CHARS.isdisjoint(text[i + 1:i + 3]) and (
-                _ended_three(text, i) or _opening_three(text, i)):
+                _ended_three(text, i) or _opening_three(text, i) or _glued_three(text, i)):
             span = (i, i + 3)
         # A surname and 某 (张某, 王某某) is how a report names a person it keeps anonymous.
         if span is None and sl == 1 and text[i + 1] == "某" and text[i:i + 3] not in WORDS:
@@ -1065,10 +1084,13 @@ _RUN_FIRST_SET = frozenset(_RUN_FIRST)
 
 def _split_names(run: str) -> list[tuple[int, int]] | None:
     """The split of run into names (a surname and one or two characters; a compound surname and one or two)
-    with the most items of three characters, or None where there is none."""
+    with the most items of three characters, or None where there is none. An item that is also a word (乔石,
+    万里, 宋平) or has no given-name character may stand among them, one in three at most: in a run of
+    names the run itself is the context."""
     n = len(run)
-    best: list[tuple[int, list[tuple[int, int]]] | None] = [None] * (n + 1)
-    best[0] = (0, [])
+    # (score, items that are words, items) for each prefix of the run
+    best: list[tuple[int, int, list[tuple[int, int]]] | None] = [None] * (n + 1)
+    best[0] = (0, 0, [])
     for i in range(n):
         cur = best[i]
         if cur is None:
@@ -1079,15 +1101,25 @@ def _split_names(run: str) -> list[tuple[int, int]] | None:
         for k in (1, 2):
             j = i + sl + k
             w = run[i:j]
-            if (j > n or not _HARD_STOP.isdisjoint(w[sl:]) or w in WORDS or w in PLACES or w in PLACE_SHORT
-                    or w[sl:] in WORDS or w[:sl + 1] in WORDS or NAME_CHARS.isdisjoint(w[sl:])):
+            if j > n or not _ALWAYS_STOP.isdisjoint(w[sl:]) or w in PLACES or w in PLACE_SHORT:
                 continue
-            score = cur[0] + (1 if len(w) - sl == 2 else 0)
+            soft = w in WORDS or w[sl:] in WORDS or w[:sl + 1] in WORDS or NAME_CHARS.isdisjoint(w[sl:])
+            if soft and sl == 2:
+                continue
+            # Items of three characters first, then those led by a common surname (吴邦国邹家华, not 吴邦 国邹家),
+            # then the fewest words.
+            score = (cur[0] + (2 if len(w) - sl == 2 else 0) + (1 if w[0] in _SURNAMES else 0) - (3 if soft else 0)
+                     - (1 if soft and w[0] not in _SURNAMES else 0))
             old = best[j]
             if old is None or score > old[0]:
-                best[j] = (score, [*cur[1], (i, j)])
-    end = best[n]
-    return end[1] if end is not None and len(end[1]) >= 3 else None
+                best[j] = (score, cur[1] + soft, [*cur[2], (i, j)])
+    # The whole run, else its longest prefix that splits (a list of names that goes on with one the split
+    # cannot read, 尉健行 after a long run, or with the text after it).
+    for j in range(n, 5, -1):
+        end = best[j]
+        if end is not None and len(end[2]) >= 3 and 3 * end[1] <= len(end[2]):
+            return end[2]
+    return None
 
 
 def _find_name_runs(text: str, out: _Raw) -> None:
@@ -1110,7 +1142,8 @@ def _find_name_runs(text: str, out: _Raw) -> None:
             continue
         split = _split_names(run)
         if split is not None:
-            s0, e0 = m.span(1)
+            s0 = m.start(1)
+            e0 = s0 + split[-1][1]
             # The split outweighs the names found across its items (李鹏乔 of 李鹏乔石).
             out[:] = [x for x in out if not (x[3] == "NAME" and x[0] < e0 and s0 < x[1])]
             out.extend((s0 + a, s0 + b, 1, "NAME") for a, b in split)
