@@ -69,16 +69,16 @@ _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 
 
 def _load() -> tuple[frozenset[str], ...]:
-    sets: dict[str, set[str]] = {k: set() for k in "Ppawnghstuxf"}
+    sets: dict[str, set[str]] = {k: set() for k in "Ppawnghstuxfv"}
     raw = resources.files("medspace.deid").joinpath("data/zh_vocab.txt.gz").read_bytes()
     for line in gzip.decompress(raw).decode("utf-8").splitlines():
         if line and line[0] != "#":
             sets[line[0]].add(line[2:])
-    return tuple(frozenset(sets[k]) for k in "Ppawnghstuxf")
+    return tuple(frozenset(sets[k]) for k in "Ppawnghstuxfv")
 
 
 (PLACES, PLACE_SHORT, PLACE_AMBIGUOUS, WORDS, MAYBE_NAMES, GIVEN_CHARS, LOOSE_GIVEN, RARE_SURNAMES,
- TRANSLIT_CHARS, LOOSE_TRANSLIT, TRANSLIT_WORDS, FOREIGN_CITIES) = _load()
+ TRANSLIT_CHARS, LOOSE_TRANSLIT, TRANSLIT_WORDS, FOREIGN_CITIES, GAP_TRANSLIT) = _load()
 # A plausible given-name character: of class g or h of the data file.
 NAME_CHARS = GIVEN_CHARS | LOOSE_GIVEN
 # Provinces are matched too, and skipped: otherwise a place across a province's end hides the one after it
@@ -784,6 +784,8 @@ def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
     for a, b in runs:
         if b - a == 2 and _short_foreign(text, a, b) and not any(x < b and a < y for x, y in busy):
             out.append((a, b, 1, "NAME"))
+    if runs:
+        _find_gapped(text, out, busy)
     for m in (m for a, b in runs if b - a >= 3 for m in _LOOSE_RUN.finditer(text, a, b)):
         s, e = m.span()
         if _translit_city(text, s, e) and not any(a < e and s < b for a, b in busy):
@@ -793,6 +795,31 @@ def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
         if (_loose_name(text, s, e) or _titled_run(text, s, e)) and not any(
                 a < e and s < b and not s <= a < b <= e for a, b in busy):
             out.append((s, e, 1, "NAME"))
+
+
+# A run of transliteration characters with one of class v inside (克雷蒂安, 阿拉法特): not first, so that a run
+# glued after an ordinary word does not start with its last character.
+_U = "".join(sorted(LOOSE_TRANSLIT))
+_GAP_RUN = re.compile(f"[{_TR}{_U}]{{1,6}}[{''.join(sorted(GAP_TRANSLIT))}][{_TR}{_U}]{{0,6}}")
+
+
+def _find_gapped(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
+    for m in _GAP_RUN.finditer(text):
+        s, e = m.span()
+        if not 3 <= e - s <= 8 or text[s:e] in TRANSLIT_WORDS or text[s:e] in WORDS:
+            continue
+        # A name found inside the run (克雷蒂 of 克雷蒂安) gives way to it; one across its ends stops it.
+        if any(a < e and s < b and not s <= a < b <= e for a, b in busy):
+            continue
+        # The character of class v forms no word with a neighbour in the run (大林 is one: 斯大林 is no
+        # transliteration by these classes).
+        k = next(j for j in range(s, e) if text[j] in GAP_TRANSLIT)
+        if text[k - 1:k + 1] in WORDS or text[k:k + 2] in WORDS:
+            continue
+        if _loose_name(text, s, e) or _titled_run(text, s, e):
+            out[:] = [x for x in out if not (x[3] == "NAME" and s <= x[0] and x[1] <= e)]
+            out.append((s, e, 1, "NAME"))
+            busy.append((s, e))
 
 
 def _short_foreign(text: str, s: int, e: int) -> bool:
