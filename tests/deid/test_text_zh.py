@@ -613,3 +613,12 @@ def test_a_foreign_name_with_one_character_common_in_other_words() -> None:
     note = "外长阿拉安特表示，双方应当加强合作。"
     got = {note[s.start:s.end] for s in T.detect(note, "zh") if s.type == "NAME"}
     assert "阿拉安特" in got, got
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    ("我们在车站见到了卡琳娜那位朋友", "卡琳娜"),  # 那位 is a word after the run
+    ("欢迎主席密拉特，双方会谈", "密拉特"),  # a character of class v first, after a title
+])
+def test_a_foreign_name_ending_before_a_word_or_led_by_a_common_character_after_a_title(note: str, name: str) -> None:
+    got = {note[s.start:s.end] for s in T.detect(note, "zh") if s.type == "NAME"}
+    assert name in got, got

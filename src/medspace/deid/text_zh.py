@@ -791,22 +791,31 @@ def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
         if _translit_city(text, s, e) and not any(a < e and s < b for a, b in busy):
             out.append((s, e, 1, "LOCATION"))
             continue
-        # A span inside the run (阿尔希 of 阿尔希波夫 after 患者) does not stop it.
-        if (_loose_name(text, s, e) or _titled_run(text, s, e)) and not any(
-                a < e and s < b and not s <= a < b <= e for a, b in busy):
-            out.append((s, e, 1, "NAME"))
+        # The run may end a character or two early where the rest starts a word or is a function character
+        # (扎琳娜 of 扎琳娜那双, 哈马迪 of 哈马迪博士).
+        for end in range(e, max(s + 3, e - 2) - 1, -1):
+            if end < e and not (text[end] in _STOP or text[end:end + 2] in WORDS
+                                or text.startswith(_RIGHT_WORDS, end)):
+                continue
+            # A span inside the run (阿尔希 of 阿尔希波夫 after 患者) does not stop it.
+            if (_loose_name(text, s, end) or _titled_run(text, s, end)) and not any(
+                    a < end and s < b and not s <= a < b <= end for a, b in busy):
+                out.append((s, end, 1, "NAME"))
+                break
 
 
-# A run of transliteration characters with one of class v inside (克雷蒂安, 阿拉法特): not first, so that a run
-# glued after an ordinary word does not start with its last character.
+# A run of transliteration characters with one of class v inside (克雷蒂安, 阿拉法特): first only after a title
+# (主席密特拉), so that a run glued after an ordinary word does not start with its last character.
 _U = "".join(sorted(LOOSE_TRANSLIT))
-_GAP_RUN = re.compile(f"[{_TR}{_U}]{{1,6}}[{''.join(sorted(GAP_TRANSLIT))}][{_TR}{_U}]{{0,6}}")
+_GAP_RUN = re.compile(f"[{_TR}{_U}]{{0,6}}[{''.join(sorted(GAP_TRANSLIT))}][{_TR}{_U}]{{0,6}}")
 
 
 def _find_gapped(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
     for m in _GAP_RUN.finditer(text):
         s, e = m.span()
         if not 3 <= e - s <= 8 or text[s:e] in TRANSLIT_WORDS or text[s:e] in WORDS:
+            continue
+        if text[s] in GAP_TRANSLIT and not (text[s - 1:s] in _TR_LEFT_LAST and text.endswith(_TR_LEFT, 0, s)):
             continue
         # A name found inside the run (克雷蒂 of 克雷蒂安) gives way to it; one across its ends stops it.
         if any(a < e and s < b and not s <= a < b <= e for a, b in busy):
