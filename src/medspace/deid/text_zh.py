@@ -628,12 +628,13 @@ def _glued_three(text: str, i: int) -> bool:
     goes on with an ordinary word (王近山指挥, 崔真实主演): the segmentation that reads the three as a name
     leaves words on both sides, so the given name itself may be a word."""
     g = i + 1
+    # The cheap tests first: this runs for most surnames no other rule takes.
+    if not ((text[g + 2:g + 4] in WORDS or text[g + 3:g + 5] in WORDS) and text[g + 1:g + 3] not in WORDS):
+        return False
     if g + 4 > len(text) or text[i] in _WEAK_SURNAMES:
         return False
     a, b = text[g], text[g + 1]
     if not (_given_ok(text, g, g + 2) and a not in _HARD_STOP and b not in _HARD_STOP):
-        return False
-    if not ((text[g + 2:g + 4] in WORDS or text[g + 3:g + 5] in WORDS) and text[g + 1:g + 3] not in WORDS):
         return False
     if i > 0 and (text[i - 1] in TRANSLIT_CHARS or text[i - 1] in LOOSE_TRANSLIT):
         return False
@@ -785,7 +786,7 @@ def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
         if b - a == 2 and _short_foreign(text, a, b) and not any(x < b and a < y for x, y in busy):
             out.append((a, b, 1, "NAME"))
     if runs:
-        _find_gapped(text, out, busy)
+        _find_gapped(text, out, busy, runs)
     for m in (m for a, b in runs if b - a >= 3 for m in _LOOSE_RUN.finditer(text, a, b)):
         s, e = m.span()
         if _translit_city(text, s, e) and not any(a < e and s < b for a, b in busy):
@@ -810,9 +811,20 @@ _U = "".join(sorted(LOOSE_TRANSLIT))
 _GAP_RUN = re.compile(f"[{_TR}{_U}]{{0,6}}[{''.join(sorted(GAP_TRANSLIT))}][{_TR}{_U}]{{0,6}}")
 
 
-def _find_gapped(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
-    for m in _GAP_RUN.finditer(text):
-        s, e = m.span()
+def _find_gapped(text: str, out: _Raw, busy: list[tuple[int, int]], runs: list[tuple[int, int]]) -> None:
+    # Only next to a run of the two classes: the characters of class v are frequent (大, 文, 安).
+    seen: set[tuple[int, int]] = set()
+    spans = []
+    for a, b in runs:
+        if not (text[a - 1:a] in GAP_TRANSLIT or text[b:b + 1] in GAP_TRANSLIT):
+            continue
+        m = _GAP_RUN.search(text, max(0, a - 7), min(len(text), b + 8))
+        while m is not None and m.start() <= b:
+            if m.span() not in seen and m.end() >= a:
+                seen.add(m.span())
+                spans.append(m.span())
+            m = _GAP_RUN.search(text, m.end(), min(len(text), b + 8))
+    for s, e in spans:
         if not 3 <= e - s <= 8 or text[s:e] in TRANSLIT_WORDS or text[s:e] in WORDS:
             continue
         if text[s] in GAP_TRANSLIT and not (text[s - 1:s] in _TR_LEFT_LAST and text.endswith(_TR_LEFT, 0, s)):
