@@ -42,6 +42,8 @@ Output: one line per entry, "<class> <word>". Classes:
   u  a character of transliterated names by a looser measure (林, 马, 波, 加, 利), or frequent in the names of
      cities abroad (class f) and rare in jieba's other words (奈, 宾, 敦): class t and these make the run of a
      foreign name (克林顿, 阿尔希波夫);
+  v  a character of at least five of jieba's transliterated names (nrt) too frequent in its other words for
+     class t or u (安, 法, 得): one of them may stand inside a run of classes t and u (克雷蒂安, 阿拉法特);
   x  an entry of jieba of two to six characters of class u that is no person's name (巧克力, 阿司匹林,
      莫斯科), or a country's name in Chinese (伊拉克, 乌克兰: the Chinese names of CLDR's territories as
      shipped by Babel 2.19.0, BSD-3-Clause / Unicode licence; jieba tags many as names): a transliterated
@@ -91,6 +93,7 @@ LOOSE_SURNAME_MIN, LOOSE_SURNAME_RATIO, LOOSE_SURNAME_ALONE = 5, 0.25, 10_000
 LOOSE_GIVEN_MIN, LOOSE_GIVEN_RATIO = 3, 0.1  # a plausible given-name character (class h): a looser measure
 TRANSLIT_MIN, TRANSLIT_RATIO = 8, 0.15  # the same for the characters of transliterated names
 LOOSE_MIN, LOOSE_RATIO = 4, 0.05  # ... and by a looser measure (class u)
+GAP_MIN = 5  # class v: in this many transliterated names, whatever the other words
 CITY_TRANSLIT_MIN, CITY_TRANSLIT_RATIO = 20, 0.15  # class u too: in the names of this many cities abroad
 HAN_COUNTRIES = ("JP", "KR", "KP", "TW", "HK", "MO", "SG")
 
@@ -264,6 +267,12 @@ def main() -> None:
                     if n >= CITY_TRANSLIT_MIN and n / (other.get(c, 0) + 20) >= CITY_TRANSLIT_RATIO
                     and c not in surnames and c not in "港滩湾岛市城镇"} - translit_chars
     run_chars = translit_chars | loose_chars
+    # Characters of transliterated names too common in other words for either class (安, 法, 内, 得): one of them
+    # may stand inside a run of the others (克雷蒂安, 阿拉法特); not numerals, function characters nor the
+    # characters of place words.
+    gap_chars = {c for c, n in translit.items()
+                 if n >= GAP_MIN and c not in run_chars and c not in FUNCTION_CHARS
+                 and c not in "一二三四五六七八九十百千万第人年日月港滩湾岛市城镇县州路门河山江湖海东西南北中"}
     # Rarer surnames (萧, 慕, 尉, 赖): characters that start many of jieba's three-character name entries and
     # few of its other words, and are no transliteration characters.
     first: dict[str, int] = {}
@@ -279,7 +288,8 @@ def main() -> None:
                              and jieba.get(c, (0, ""))[0] < LOOSE_SURNAME_ALONE))
                      and c not in surnames and c not in run_chars and c not in FUNCTION_CHARS}
     translit_words = {w for w, (_, t) in jieba.items()
-                      if 2 <= len(w) <= 6 and t not in NAME_TAGS and set(w) <= run_chars}
+                      if 2 <= len(w) <= 6 and t not in NAME_TAGS and set(w) <= run_chars | gap_chars
+                      and sum(c in gap_chars for c in w) <= 1}
     countries = _cldr_countries(args.work)
     translit_words |= {c for c in countries if set(c) <= run_chars}
 
@@ -296,6 +306,7 @@ def main() -> None:
     lines += [f"h {c}" for c in sorted(loose_given)] + [f"s {c}" for c in sorted(rare_surnames)]
     lines += [f"t {c}" for c in sorted(translit_chars)]
     lines += [f"u {c}" for c in sorted(loose_chars)] + [f"x {w}" for w in sorted(translit_words)]
+    lines += [f"v {c}" for c in sorted(gap_chars)]
     lines += [f"f {w}" for w in sorted(foreign)]
     header = ("# Chinese word classes for medspace.deid.text_zh, built by bench/build_zh_vocab.py.\n"
               "# Sources: cpca 0.5.5 (MIT; administrative division names of the National Bureau of Statistics of\n"

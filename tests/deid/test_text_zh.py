@@ -583,3 +583,42 @@ def test_names_glued_into_one_run_after_a_colon() -> None:
     spans = T.detect(note, "zh")
     got = {note[s.start:s.end] for s in spans if s.type == "NAME"}
     assert {"吴德顺", "周建华", "郑晓明"} <= got, spans
+
+
+def test_a_surname_and_two_characters_glued_to_text_that_goes_on_with_a_word() -> None:
+    # 近 is no given-name character, but the three stand before an ordinary word (指挥) and form none.
+    note = "那年冬天钱近山指挥全团突围"
+    got = {note[s.start:s.end] for s in T.detect(note, "zh") if s.type == "NAME"}
+    assert "钱近山" in got
+
+
+def test_a_cue_name_stops_where_another_surname_and_given_name_start() -> None:
+    note = "医师：郑德顺王建华"
+    got = {note[s.start:s.end] for s in T.detect(note, "zh") if s.type == "NAME"}
+    assert {"郑德顺", "王建华"} <= got
+
+
+def test_a_run_of_names_may_hold_a_name_that_is_a_word_and_be_cut_before_what_it_cannot_split() -> None:
+    # 万里 is an ordinary word; in a run dense in names it is a name too.
+    note = "出席：陈德顺万里刘华清周永红"
+    got = {note[s.start:s.end] for s in T.detect(note, "zh") if s.type == "NAME"}
+    assert {"陈德顺", "万里", "刘华清", "周永红"} <= got
+    assert Z._split_names("张伟明李建华王丽娟他们都") == [(0, 3), (3, 6), (6, 9)]
+
+
+def test_a_foreign_name_with_one_character_common_in_other_words() -> None:
+    # 安 is in many transliterated names of jieba but too common elsewhere for the run classes: one may stand
+    # inside a run of them.
+    assert "安" in Z.GAP_TRANSLIT and "安" not in Z.TRANSLIT_CHARS
+    note = "外长阿拉安特表示，双方应当加强合作。"
+    got = {note[s.start:s.end] for s in T.detect(note, "zh") if s.type == "NAME"}
+    assert "阿拉安特" in got, got
+
+
+@pytest.mark.parametrize(("note", "name"), [
+    ("我们在车站见到了卡琳娜那位朋友", "卡琳娜"),  # 那位 is a word after the run
+    ("欢迎主席密拉特，双方会谈", "密拉特"),  # a character of class v first, after a title
+])
+def test_a_foreign_name_ending_before_a_word_or_led_by_a_common_character_after_a_title(note: str, name: str) -> None:
+    got = {note[s.start:s.end] for s in T.detect(note, "zh") if s.type == "NAME"}
+    assert name in got, got

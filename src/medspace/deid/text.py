@@ -637,6 +637,14 @@ def _ok_zh_strong(text: str, s: int, e: int) -> _Result:
     end = s + 1
     while end < e and text[end] not in L.ZH_NAME_STOP:
         end += 1
+    # Two names glued after the cue (医师：吴德顺周建华): the first ends where another common surname and a
+    # given character start, two or three characters in.
+    if end - s == 4 and text[s:s + 2] not in L.CN_COMPOUND_SURNAMES:
+        for k in (3, 2):
+            nxt = text[s + k:s + k + 2]
+            if (len(nxt) == 2 and nxt[0] in L.CN_SURNAMES_COMMON and _is_han(nxt[1])
+                    and nxt[1] not in L.ZH_NAME_STOP):
+                return s, s + k, "NAME"
     return (s, end, "NAME") if end - s >= 2 else None
 
 

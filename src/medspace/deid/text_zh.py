@@ -69,16 +69,16 @@ _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 
 
 def _load() -> tuple[frozenset[str], ...]:
-    sets: dict[str, set[str]] = {k: set() for k in "Ppawnghstuxf"}
+    sets: dict[str, set[str]] = {k: set() for k in "Ppawnghstuxfv"}
     raw = resources.files("medspace.deid").joinpath("data/zh_vocab.txt.gz").read_bytes()
     for line in gzip.decompress(raw).decode("utf-8").splitlines():
         if line and line[0] != "#":
             sets[line[0]].add(line[2:])
-    return tuple(frozenset(sets[k]) for k in "Ppawnghstuxf")
+    return tuple(frozenset(sets[k]) for k in "Ppawnghstuxfv")
 
 
 (PLACES, PLACE_SHORT, PLACE_AMBIGUOUS, WORDS, MAYBE_NAMES, GIVEN_CHARS, LOOSE_GIVEN, RARE_SURNAMES,
- TRANSLIT_CHARS, LOOSE_TRANSLIT, TRANSLIT_WORDS, FOREIGN_CITIES) = _load()
+ TRANSLIT_CHARS, LOOSE_TRANSLIT, TRANSLIT_WORDS, FOREIGN_CITIES, GAP_TRANSLIT) = _load()
 # A plausible given-name character: of class g or h of the data file.
 NAME_CHARS = GIVEN_CHARS | LOOSE_GIVEN
 # Provinces are matched too, and skipped: otherwise a place across a province's end hides the one after it
@@ -623,6 +623,26 @@ def _ended_three(text: str, i: int) -> bool:
             and text[i:g + 1] not in MAYBE_NAMES and text[i:g + 3] not in WORDS)
 
 
+def _glued_three(text: str, i: int) -> bool:
+    """A common surname and two characters, one a plausible given-name character, glued to running text that
+    goes on with an ordinary word (王近山指挥, 崔真实主演): the segmentation that reads the three as a name
+    leaves words on both sides, so the given name itself may be a word."""
+    g = i + 1
+    # The cheap tests first: this runs for most surnames no other rule takes.
+    if not ((text[g + 2:g + 4] in WORDS or text[g + 3:g + 5] in WORDS) and text[g + 1:g + 3] not in WORDS):
+        return False
+    if g + 4 > len(text) or text[i] in _WEAK_SURNAMES:
+        return False
+    a, b = text[g], text[g + 1]
+    if not (_given_ok(text, g, g + 2) and a not in _HARD_STOP and b not in _HARD_STOP):
+        return False
+    if i > 0 and (text[i - 1] in TRANSLIT_CHARS or text[i - 1] in LOOSE_TRANSLIT):
+        return False
+    return (text[i:g + 1] not in WORDS and text[i:g + 1] not in MAYBE_NAMES and text[i:g + 2] not in WORDS
+            and text[i:g + 3] not in WORDS and text[i:g + 4] not in WORDS
+            and (text[g:g + 2] not in WORDS or b in GIVEN_CHARS or a in GIVEN_CHARS))
+
+
 def _opening_three(text: str, i: int) -> bool:
     """A common surname and two characters, one a given-name character, at the start of a clause or
     after a word that introduces a person, where the surname and the first form no word, nor the three, nor the
@@ -683,7 +703,7 @@ def _find_names(text: str, out: _Raw, taken: list[tuple[int, int]], uncertain: b
             if span is None and uncertain:
                 span = _uncertain_name_at(text, i + 1, i + 2)
         if span is None and sl == 1 and not NAME_CHARS.isdisjoint(text[i + 1:i + 3]) and (
-                _ended_three(text, i) or _opening_three(text, i)):
+                _ended_three(text, i) or _opening_three(text, i) or _glued_three(text, i)):
             span = (i, i + 3)
         # A surname and 某 (张某, 王某某) is how a report names a person it keeps anonymous.
         if span is None and sl == 1 and text[i + 1] == "某" and text[i:i + 3] not in WORDS:
@@ -765,15 +785,62 @@ def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
     for a, b in runs:
         if b - a == 2 and _short_foreign(text, a, b) and not any(x < b and a < y for x, y in busy):
             out.append((a, b, 1, "NAME"))
+    if runs:
+        _find_gapped(text, out, busy, runs)
     for m in (m for a, b in runs if b - a >= 3 for m in _LOOSE_RUN.finditer(text, a, b)):
         s, e = m.span()
         if _translit_city(text, s, e) and not any(a < e and s < b for a, b in busy):
             out.append((s, e, 1, "LOCATION"))
             continue
-        # A span inside the run (阿尔希 of 阿尔希波夫 after 患者) does not stop it.
-        if (_loose_name(text, s, e) or _titled_run(text, s, e)) and not any(
-                a < e and s < b and not s <= a < b <= e for a, b in busy):
+        # The run may end a character or two early where the rest starts a word or is a function character
+        # (扎琳娜 of 扎琳娜那双, 哈马迪 of 哈马迪博士).
+        for end in range(e, max(s + 3, e - 2) - 1, -1):
+            if end < e and not (text[end] in _STOP or text[end:end + 2] in WORDS
+                                or text.startswith(_RIGHT_WORDS, end)):
+                continue
+            # A span inside the run (阿尔希 of 阿尔希波夫 after 患者) does not stop it.
+            if (_loose_name(text, s, end) or _titled_run(text, s, end)) and not any(
+                    a < end and s < b and not s <= a < b <= end for a, b in busy):
+                out.append((s, end, 1, "NAME"))
+                break
+
+
+# A run of transliteration characters with one of class v inside (克雷蒂安, 阿拉法特): first only after a title
+# (主席密特拉), so that a run glued after an ordinary word does not start with its last character.
+_U = "".join(sorted(LOOSE_TRANSLIT))
+_GAP_RUN = re.compile(f"[{_TR}{_U}]{{0,6}}[{''.join(sorted(GAP_TRANSLIT))}][{_TR}{_U}]{{0,6}}")
+
+
+def _find_gapped(text: str, out: _Raw, busy: list[tuple[int, int]], runs: list[tuple[int, int]]) -> None:
+    # Only next to a run of the two classes: the characters of class v are frequent (大, 文, 安).
+    seen: set[tuple[int, int]] = set()
+    spans = []
+    for a, b in runs:
+        if not (text[a - 1:a] in GAP_TRANSLIT or text[b:b + 1] in GAP_TRANSLIT):
+            continue
+        m = _GAP_RUN.search(text, max(0, a - 7), min(len(text), b + 8))
+        while m is not None and m.start() <= b:
+            if m.span() not in seen and m.end() >= a:
+                seen.add(m.span())
+                spans.append(m.span())
+            m = _GAP_RUN.search(text, m.end(), min(len(text), b + 8))
+    for s, e in spans:
+        if not 3 <= e - s <= 8 or text[s:e] in TRANSLIT_WORDS or text[s:e] in WORDS:
+            continue
+        if text[s] in GAP_TRANSLIT and not (text[s - 1:s] in _TR_LEFT_LAST and text.endswith(_TR_LEFT, 0, s)):
+            continue
+        # A name found inside the run (克雷蒂 of 克雷蒂安) gives way to it; one across its ends stops it.
+        if any(a < e and s < b and not s <= a < b <= e for a, b in busy):
+            continue
+        # The character of class v forms no word with a neighbour in the run (大林 is one: 斯大林 is no
+        # transliteration by these classes).
+        k = next(j for j in range(s, e) if text[j] in GAP_TRANSLIT)
+        if text[k - 1:k + 1] in WORDS or text[k:k + 2] in WORDS:
+            continue
+        if _loose_name(text, s, e) or _titled_run(text, s, e):
+            out[:] = [x for x in out if not (x[3] == "NAME" and s <= x[0] and x[1] <= e)]
             out.append((s, e, 1, "NAME"))
+            busy.append((s, e))
 
 
 def _short_foreign(text: str, s: int, e: int) -> bool:
@@ -1065,10 +1132,13 @@ _RUN_FIRST_SET = frozenset(_RUN_FIRST)
 
 def _split_names(run: str) -> list[tuple[int, int]] | None:
     """The split of run into names (a surname and one or two characters; a compound surname and one or two)
-    with the most items of three characters, or None where there is none."""
+    with the most items of three characters, or None where there is none. An item that is also a word (乔石,
+    万里, 宋平) or has no given-name character may stand among them, one in three at most: in a run of
+    names the run itself is the context."""
     n = len(run)
-    best: list[tuple[int, list[tuple[int, int]]] | None] = [None] * (n + 1)
-    best[0] = (0, [])
+    # (score, items that are words, items) for each prefix of the run
+    best: list[tuple[int, int, list[tuple[int, int]]] | None] = [None] * (n + 1)
+    best[0] = (0, 0, [])
     for i in range(n):
         cur = best[i]
         if cur is None:
@@ -1079,15 +1149,25 @@ def _split_names(run: str) -> list[tuple[int, int]] | None:
         for k in (1, 2):
             j = i + sl + k
             w = run[i:j]
-            if (j > n or not _HARD_STOP.isdisjoint(w[sl:]) or w in WORDS or w in PLACES or w in PLACE_SHORT
-                    or w[sl:] in WORDS or w[:sl + 1] in WORDS or NAME_CHARS.isdisjoint(w[sl:])):
+            if j > n or not _ALWAYS_STOP.isdisjoint(w[sl:]) or w in PLACES or w in PLACE_SHORT:
                 continue
-            score = cur[0] + (1 if len(w) - sl == 2 else 0)
+            soft = w in WORDS or w[sl:] in WORDS or w[:sl + 1] in WORDS or NAME_CHARS.isdisjoint(w[sl:])
+            if soft and sl == 2:
+                continue
+            # Items of three characters first, then those led by a common surname (吴邦国邹家华, not 吴邦 国邹家),
+            # then the fewest words.
+            score = (cur[0] + (2 if len(w) - sl == 2 else 0) + (1 if w[0] in _SURNAMES else 0) - (3 if soft else 0)
+                     - (1 if soft and w[0] not in _SURNAMES else 0))
             old = best[j]
             if old is None or score > old[0]:
-                best[j] = (score, [*cur[1], (i, j)])
-    end = best[n]
-    return end[1] if end is not None and len(end[1]) >= 3 else None
+                best[j] = (score, cur[1] + soft, [*cur[2], (i, j)])
+    # The whole run, else its longest prefix that splits (a list of names that goes on with one the split
+    # cannot read, 尉健行 after a long run, or with the text after it).
+    for j in range(n, 5, -1):
+        end = best[j]
+        if end is not None and len(end[2]) >= 3 and 3 * end[1] <= len(end[2]):
+            return end[2]
+    return None
 
 
 def _find_name_runs(text: str, out: _Raw) -> None:
@@ -1110,7 +1190,8 @@ def _find_name_runs(text: str, out: _Raw) -> None:
             continue
         split = _split_names(run)
         if split is not None:
-            s0, e0 = m.span(1)
+            s0 = m.start(1)
+            e0 = s0 + split[-1][1]
             # The split outweighs the names found across its items (李鹏乔 of 李鹏乔石).
             out[:] = [x for x in out if not (x[3] == "NAME" and x[0] < e0 and s0 < x[1])]
             out.extend((s0 + a, s0 + b, 1, "NAME") for a, b in split)
