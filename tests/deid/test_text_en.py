@@ -635,3 +635,27 @@ def test_names_round_two(note: str, value: str) -> None:
                                   "Cool, what's the address?"])
 def test_labels_and_clinical_subjects_are_no_names(note: str) -> None:
     assert "NAME" not in _types(note).values()
+
+
+# --- speed: the cue strings found in one pass, possessive address words ---
+
+
+@pytest.mark.parametrize("note", ["She was born in Dot Lake; her mrn 22804 is on file. My name is Oskar Lind.",
+                                  "zip code 86300, postcode 4032, ul. Lipowa 5", "Ms. Stone's husband, Mr. and Mrs.",
+                                  "", "no cue at all"])
+def test_cue_strings_found_in_one_pass_are_those_in_the_note(note: str) -> None:
+    from medspace.deid import text_en
+
+    found = set(text_en._CUE_AC.find_matches_as_strings(note, overlapping=True))
+    assert found == {w for w in text_en._CUE_STRINGS if w in note}  # nested cues (zip code, code) too
+
+
+@pytest.mark.parametrize(("note", "value", "phi"), [
+    ("She was born in Dot Lake and her mrn 22804 is on file.", "Dot Lake", "LOCATION"),
+    ("She was born in Dot Lake and her mrn 22804 is on file.", "22804", "ID"),
+    ("Hello, my name is Oskar Lind.", "Oskar Lind", "NAME"),
+    ("The clinic is at 12 Saint-Exupéry 14, near the station.", "12 Saint-Exupéry 14", "ADDRESS"),
+    ("Lives at 9 Kase põik 91\nRünga", "9 Kase põik 91", "ADDRESS"),
+])
+def test_cued_passes_and_street_words_still_found(note: str, value: str, phi: str) -> None:
+    _removed(note, value, phi)
