@@ -656,6 +656,12 @@ def test_cue_strings_found_in_one_pass_are_those_in_the_note(note: str) -> None:
     ("Hello, my name is Oskar Lind.", "Oskar Lind", "NAME"),
     ("The clinic is at 12 Saint-Exupéry 14, near the station.", "12 Saint-Exupéry 14", "ADDRESS"),
     ("Lives at 9 Kase põik 91\nRünga", "9 Kase põik 91", "ADDRESS"),
+    ("Home: 2163 N Washington St Apt 20, Cambridge, MA 02162.", "2163 N Washington St Apt 20, Cambridge", "ADDRESS"),
+    ("Specimen 3309KX7 sent; the 66-year-old man walked 20 km.", "3309KX7", "ID"),
 ])
 def test_cued_passes_and_street_words_still_found(note: str, value: str, phi: str) -> None:
     _removed(note, value, phi)
+
+
+def test_numbers_with_words_after_them_are_no_identifiers() -> None:
+    assert _types("Specimen 3309KX7 sent; the 66-year-old man walked 20 km.") == {"3309KX7": "ID"}

@@ -254,8 +254,10 @@ def _digit_rules(d: str, en: bool = False) -> list[tuple[str, str]]:
         r.append(("AGE__en", rf"{oldc}({{G}})(?=[ \t-]{{0,2}}(?:years?|yrs?|yo|y\.[ ]?o\.|y/o|Y/?O|year-old)"
                              r"(?![A-Za-z]))"))
         r.append(("AGE__zh", rf"{oldc}({{G}})(?=[ \t]?(?:周岁|岁))"))
-    r.append(("ADDRESS__us", r"\d{0,5}[A-Z]?[ \t]+(?:(?:[NSEW]\.?|North|South|East|West)[ \t]+)?"
-                             rf"(?:(?:[A-Z][A-Za-z'.-]*|\d{{1,3}}(?:st|nd|rd|th))[ \t]+){{1,4}}?{_SUFFIX}"
+    # Possessive runs: what follows each (a capital or blank after the digits, a blank after a word) can
+    # never be a character given back.
+    r.append(("ADDRESS__us", r"\d{0,5}+[A-Z]?[ \t]+(?:(?:[NSEW]\.?|North|South|East|West)[ \t]+)?"
+                             rf"(?:(?:[A-Z][A-Za-z'.-]*+|\d{{1,3}}(?:st|nd|rd|th))[ \t]+){{1,4}}?{_SUFFIX}"
                              r"(?:,?[ \t]+(?:Apt|Apartment|Unit|Suite|Ste|Rm|Room|Fl|Floor|Bldg|#)\.?[ \t]*#?"
                              rf"[A-Za-z0-9-]+)?(?:,?[ \t]+{_CITY},?[ \t]+{_STATE}(?:[ \t]+{_ZIP})?)?({{G}})"))
     r.append(("IP__ip", r"\d{0,2}\.\d{1,3}\.\d{1,3}\.\d{1,3}({G})(?!\d|\.\d)"))
@@ -609,7 +611,8 @@ def _ok_name_lf(text: str, s: int, e: int) -> _Result:
 
 # Look-backs match a pattern written backwards against the reversed text before the anchor, so the engine
 # reads from the anchor outwards instead of trying every start in a window.
-_REV_CAP = r"(?:[a-z]+[A-Z]-)?(?:[a-z]+[A-Z])?[a-z]+(?:[A-Z]')?[A-Z]"
+# Each letter run is followed by a capital, so giving letters back can never help: the runs are possessive.
+_REV_CAP = r"(?:[a-z]++[A-Z]-)?(?:[a-z]++[A-Z])?[a-z]++(?:[A-Z]')?[A-Z]"
 _REV_SIG = _rx(rf"[ \t]*,?[ \t]*((?:{_REV_CAP}|\.[A-Z])(?:[ \t]+(?:{_REV_CAP}|\.[A-Z])){{1,3}})(?![A-Za-z'])")
 _REV_CITY = _rx(r"([a-z]+[A-Z](?:[ \t](?:(?:fo|ro|no|ed|led|al|el|ud|nopu|eht)[ \t])?[a-z]+[A-Z]){0,2})"
                 r"(?![A-Za-z])")

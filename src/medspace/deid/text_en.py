@@ -175,7 +175,8 @@ _TOKEN_RX = re.compile(rf"{_UPC}[{_LATIN}]*(?:(?:-|['’](?![sS](?![{_LATIN}])))
 _TOK_FULL = re.compile(_TOK)
 _RIGHT_RUN = re.compile(rf"(?:[ \t]+(?:{_UPC}\.[ \t]+)?{_TOK}(?![\w])){{0,5}}")
 # A token written backwards: letters, then its capital; before it (after, backwards) a blank or the start.
-_REV_LEFT = re.compile(rf"(?:[ \t]+(?:\.{_UPC}[ \t]+)?(?:{_LET}+['’-])*{_LET}*?{_UPC}(?=\s|$)){{0,5}}")
+# A letter run before a hyphen or apostrophe never gives letters back (a letter cannot be one): possessive.
+_REV_LEFT = re.compile(rf"(?:[ \t]+(?:\.{_UPC}[ \t]+)?(?:{_LET}++['’-])*{_LET}*?{_UPC}(?=\s|$)){{0,5}}")
 _TITLE_SET = frozenset(_TITLES)
 _STRONG_REL = frozenset(_RELATIONS[:_RELATIONS.index("by")]) - {"patient", "pt", "name", "contact"}
 _WEAK_REL = frozenset(_RELATIONS) - _STRONG_REL
@@ -763,7 +764,9 @@ DIGIT_LAST: list[tuple[str, str]] = [
      + ")({G})"),
     ("PHONE__en", r"(?<![.+/:-]\d)\d{0,4}(?:[ .-]\d{2,8}){1,4}" + _PHONE_END + "({G})"),
     # identifiers: four digits or more and a letter (12AB345, 4746-3459-Office)
-    ("ID__en", r"(?<!-\d)(?=[\dA-Za-z-]*[A-Za-z])(?=(?:[A-Za-z-]*\d){3})[A-Za-z0-9]*(?:-[A-Za-z0-9]+)*(?![\w-])({G})"),
+    # (possessive: no character given back can be what follows; a letter somewhere in the run is a letter
+    # after its leading digits and hyphens)
+    ("ID__en", r"(?<!-\d)(?=[\d-]*+[A-Za-z])(?=(?:[A-Za-z-]*+\d){3})[A-Za-z0-9]*+(?:-[A-Za-z0-9]++)*+(?![\w-])({G})"),
 ]
 PLUS_RULE = ("PHONE__enplus", rf"(?<![\w.+/:-]\+)\d{{1,3}}[ .-]?(?:\(\d{{1,5}}\)[ .-]?)?{_PHONE_REST}({{G}})")
 PAREN_RULE = ("PHONE__enparen", rf"(?<![\w.+/:-]\()\d{{1,5}}\)[ .-]?{_PHONE_REST}({{G}})")
