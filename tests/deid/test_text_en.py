@@ -665,3 +665,10 @@ def test_cued_passes_and_street_words_still_found(note: str, value: str, phi: st
 
 def test_numbers_with_words_after_them_are_no_identifiers() -> None:
     assert _types("Specimen 3309KX7 sent; the 66-year-old man walked 20 km.") == {"3309KX7": "ID"}
+
+
+def test_capitalised_tokens_keep_hyphens_and_apostrophes_but_not_a_possessive() -> None:
+    from medspace.deid import text_en
+
+    note = "Mary-Ann O'Neil's chart; D’Angelo saw Jean- and OS'S. Ann’s, X-Ray"
+    assert text_en._TOKEN_RX.findall(note) == ["Mary-Ann", "O'Neil", "D’Angelo", "Jean", "OS", "S", "Ann", "X-Ray"]

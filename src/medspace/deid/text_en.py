@@ -171,7 +171,9 @@ def _place_in(toks: list[tuple[int, int, str]], places: set[str]) -> tuple[int, 
 
 # The capitalised words of a note: Latin letters only, a class the engine checks faster than [^\W\d_].
 _LATIN = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
-_TOKEN_RX = re.compile(rf"{_UPC}[{_LATIN}]*(?:(?:-|['’](?![sS](?![{_LATIN}])))[{_LATIN}]+)*")
+# Possessive: nothing follows a token, so the greedy reading is the match; the separator is one character class
+# (an apostrophe unless it starts a possessive 's), so the engine tries no alternation after every token.
+_TOKEN_RX = re.compile(rf"{_UPC}[{_LATIN}]*+(?:[-'’](?!(?<=['’])[sS](?![{_LATIN}]))[{_LATIN}]++)*+")
 _TOK_FULL = re.compile(_TOK)
 _RIGHT_RUN = re.compile(rf"(?:[ \t]+(?:{_UPC}\.[ \t]+)?{_TOK}(?![\w])){{0,5}}")
 # A token written backwards: letters, then its capital; before it (after, backwards) a blank or the start.
