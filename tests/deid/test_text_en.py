@@ -647,7 +647,7 @@ def test_cue_strings_found_in_one_pass_are_those_in_the_note(note: str) -> None:
     from medspace.deid import text_en
 
     found = set(text_en._CUE_AC.find_matches_as_strings(note, overlapping=True))
-    assert found == {w for w in text_en._CUE_STRINGS if w in note}  # nested cues (zip code, code) too
+    assert found == {w for w in text_en.CUE_STRINGS if w in note}  # nested cues (zip code, code) too
 
 
 @pytest.mark.parametrize(("note", "value", "phi"), [
@@ -672,3 +672,11 @@ def test_capitalised_tokens_keep_hyphens_and_apostrophes_but_not_a_possessive() 
 
     note = "Mary-Ann O'Neil's chart; D’Angelo saw Jean- and OS'S. Ann’s, X-Ray"
     assert text_en._TOKEN_RX.findall(note) == ["Mary-Ann", "O'Neil", "D’Angelo", "Jean", "OS", "S", "Ann", "X-Ray"]
+
+
+@pytest.mark.parametrize("note", ["She was born in Dot Lake; her mrn 22804 is on file, signed by Ann Lee.",
+                                  "zip code 86300; his son's age is 97; I am Oskar", "", "nothing here"])
+def test_lower_case_pass_returns_the_cue_strings_of_the_note(note: str) -> None:
+    from medspace.deid import text_en
+
+    assert T._scan_lower(note, []) == {w for w in text_en.CUE_STRINGS if w in note}

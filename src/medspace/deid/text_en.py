@@ -1568,17 +1568,19 @@ _NON_LATIN_STREET = re.compile(r"[\u0388-\u038f\u0391-\u03a9\u0400-\u042f][\u037
                                r"[ \t]+\d{1,5}[a-zA-Z\u0391-\u03c9]?(?![\w])")
 
 
-# The fixed strings that decide whether a pass runs, found in one pass over the note: a substring test per
-# string read the note some thirty times.
-_CUE_STRINGS = (*[p for p, _ in _INTRO], "'s ", "s. ", "r. ", *_ABBR_CUES, "corner of", " and ", "University of",
+# The fixed strings that decide whether a pass runs, found in one pass over the note (`medspace.deid.text`
+# finds them with its lower-case cues): a substring test per string read the note some thirty times.
+CUE_STRINGS = (*[p for p, _ in _INTRO], "'s ", "s. ", "r. ", *_ABBR_CUES, "corner of", " and ", "University of",
                 *_ID_CUES, "_", *_HOME_GATE, "-based")
-_CUE_AC = ahocorasick_rs.AhoCorasick(_CUE_STRINGS)
+_CUE_AC = ahocorasick_rs.AhoCorasick(CUE_STRINGS)
 
 
-def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
-    """Append the detections of one English note to out: (start, end, priority, type)."""
+def scan(text: str, out: _Raw, uncertain_names: bool = False, found: set[str] | None = None) -> None:
+    """Append the detections of one English note to out: (start, end, priority, type); found: the strings of
+    CUE_STRINGS that occur in the note, if already known."""
     gate, months = _names(text, out, uncertain_names)
-    found = set(_CUE_AC.find_matches_as_strings(text, overlapping=True))
+    if found is None:
+        found = set(_CUE_AC.find_matches_as_strings(text, overlapping=True))
     if found:
         _intro_names(text, out, found)
     for w in months:
