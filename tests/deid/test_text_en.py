@@ -635,3 +635,48 @@ def test_names_round_two(note: str, value: str) -> None:
                                   "Cool, what's the address?"])
 def test_labels_and_clinical_subjects_are_no_names(note: str) -> None:
     assert "NAME" not in _types(note).values()
+
+
+# --- speed: the cue strings found in one pass, possessive address words ---
+
+
+@pytest.mark.parametrize("note", ["She was born in Dot Lake; her mrn 22804 is on file. My name is Oskar Lind.",
+                                  "zip code 86300, postcode 4032, ul. Lipowa 5", "Ms. Stone's husband, Mr. and Mrs.",
+                                  "", "no cue at all"])
+def test_cue_strings_found_in_one_pass_are_those_in_the_note(note: str) -> None:
+    from medspace.deid import text_en
+
+    found = set(text_en._CUE_AC.find_matches_as_strings(note, overlapping=True))
+    assert found == {w for w in text_en.CUE_STRINGS if w in note}  # nested cues (zip code, code) too
+
+
+@pytest.mark.parametrize(("note", "value", "phi"), [
+    ("She was born in Dot Lake and her mrn 22804 is on file.", "Dot Lake", "LOCATION"),
+    ("She was born in Dot Lake and her mrn 22804 is on file.", "22804", "ID"),
+    ("Hello, my name is Oskar Lind.", "Oskar Lind", "NAME"),
+    ("The clinic is at 12 Saint-Exupéry 14, near the station.", "12 Saint-Exupéry 14", "ADDRESS"),
+    ("Lives at 9 Kase põik 91\nRünga", "9 Kase põik 91", "ADDRESS"),
+    ("Home: 2163 N Washington St Apt 20, Cambridge, MA 02162.", "2163 N Washington St Apt 20, Cambridge", "ADDRESS"),
+    ("Specimen 3309KX7 sent; the 66-year-old man walked 20 km.", "3309KX7", "ID"),
+])
+def test_cued_passes_and_street_words_still_found(note: str, value: str, phi: str) -> None:
+    _removed(note, value, phi)
+
+
+def test_numbers_with_words_after_them_are_no_identifiers() -> None:
+    assert _types("Specimen 3309KX7 sent; the 66-year-old man walked 20 km.") == {"3309KX7": "ID"}
+
+
+def test_capitalised_tokens_keep_hyphens_and_apostrophes_but_not_a_possessive() -> None:
+    from medspace.deid import text_en
+
+    note = "Mary-Ann O'Neil's chart; D’Angelo saw Jean- and OS'S. Ann’s, X-Ray"
+    assert text_en._TOKEN_RX.findall(note) == ["Mary-Ann", "O'Neil", "D’Angelo", "Jean", "OS", "S", "Ann", "X-Ray"]
+
+
+@pytest.mark.parametrize("note", ["She was born in Dot Lake; her mrn 22804 is on file, signed by Ann Lee.",
+                                  "zip code 86300; his son's age is 97; I am Oskar", "", "nothing here"])
+def test_lower_case_pass_returns_the_cue_strings_of_the_note(note: str) -> None:
+    from medspace.deid import text_en
+
+    assert T._scan_lower(note, []) == {w for w in text_en.CUE_STRINGS if w in note}

@@ -254,8 +254,10 @@ def _digit_rules(d: str, en: bool = False) -> list[tuple[str, str]]:
         r.append(("AGE__en", rf"{oldc}({{G}})(?=[ \t-]{{0,2}}(?:years?|yrs?|yo|y\.[ ]?o\.|y/o|Y/?O|year-old)"
                              r"(?![A-Za-z]))"))
         r.append(("AGE__zh", rf"{oldc}({{G}})(?=[ \t]?(?:周岁|岁))"))
-    r.append(("ADDRESS__us", r"\d{0,5}[A-Z]?[ \t]+(?:(?:[NSEW]\.?|North|South|East|West)[ \t]+)?"
-                             rf"(?:(?:[A-Z][A-Za-z'.-]*|\d{{1,3}}(?:st|nd|rd|th))[ \t]+){{1,4}}?{_SUFFIX}"
+    # Possessive runs: what follows each (a capital or blank after the digits, a blank after a word) can
+    # never be a character given back.
+    r.append(("ADDRESS__us", r"\d{0,5}+[A-Z]?[ \t]+(?:(?:[NSEW]\.?|North|South|East|West)[ \t]+)?"
+                             rf"(?:(?:[A-Z][A-Za-z'.-]*+|\d{{1,3}}(?:st|nd|rd|th))[ \t]+){{1,4}}?{_SUFFIX}"
                              r"(?:,?[ \t]+(?:Apt|Apartment|Unit|Suite|Ste|Rm|Room|Fl|Floor|Bldg|#)\.?[ \t]*#?"
                              rf"[A-Za-z0-9-]+)?(?:,?[ \t]+{_CITY},?[ \t]+{_STATE}(?:[ \t]+{_ZIP})?)?({{G}})"))
     r.append(("IP__ip", r"\d{0,2}\.\d{1,3}\.\d{1,3}\.\d{1,3}({G})(?!\d|\.\d)"))
@@ -609,7 +611,8 @@ def _ok_name_lf(text: str, s: int, e: int) -> _Result:
 
 # Look-backs match a pattern written backwards against the reversed text before the anchor, so the engine
 # reads from the anchor outwards instead of trying every start in a window.
-_REV_CAP = r"(?:[a-z]+[A-Z]-)?(?:[a-z]+[A-Z])?[a-z]+(?:[A-Z]')?[A-Z]"
+# Each letter run is followed by a capital, so giving letters back can never help: the runs are possessive.
+_REV_CAP = r"(?:[a-z]++[A-Z]-)?(?:[a-z]++[A-Z])?[a-z]++(?:[A-Z]')?[A-Z]"
 _REV_SIG = _rx(rf"[ \t]*,?[ \t]*((?:{_REV_CAP}|\.[A-Z])(?:[ \t]+(?:{_REV_CAP}|\.[A-Z])){{1,3}})(?![A-Za-z'])")
 _REV_CITY = _rx(r"([a-z]+[A-Z](?:[ \t](?:(?:fo|ro|no|ed|led|al|el|ud|nopu|eht)[ \t])?[a-z]+[A-Z]){0,2})"
                 r"(?![A-Za-z])")
@@ -998,19 +1001,27 @@ def _scan(rx: re.Pattern[str], table: list[_RuleInfo | None], text: str, out: _R
 _LOWER_WORDS = (*_LOWER_HINTS, "one hundred", "one-hundred", *_BY_CUES, *(c + " " for c in _BY_CUES))
 _N_HINTS = len(_LOWER_HINTS) + 2
 _N_WORDS = _N_HINTS + len(_BY_CUES)
-_LOWER_AC = ahocorasick_rs.AhoCorasick(_LOWER_WORDS)
+# The same pass also finds the strings that gate the passes of `text_en.scan` (one read of the note, not two).
+_LOWER_AND_CUES = (*_LOWER_WORDS, *text_en.CUE_STRINGS)
+_N_LOWER = len(_LOWER_WORDS)
+_LOWER_AC = ahocorasick_rs.AhoCorasick(_LOWER_AND_CUES)
 
 
-def _scan_lower(text: str, out: _Raw) -> None:
+def _scan_lower(text: str, out: _Raw) -> set[str]:
+    """Append the lower-case cue detections of an English note to out; return the `text_en.scan` cue strings
+    that occur in it."""
     # Lower-case cues start with frequent letters: find where the words occur in one pass, match only there.
     at: dict[int, list[int]] = {}
+    found: set[str] = set()
     for k, start, _end in _LOWER_AC.find_matches_as_indexes(text, overlapping=True):
-        if k in at:
+        if k >= _N_LOWER:
+            found.add(_LOWER_AND_CUES[k])
+        elif k in at:
             at[k].append(start)
         else:
             at[k] = [start]
     if not at:
-        return
+        return found
     # The hints in their order, then the "... by" cues in the order of their first "by " followed by a blank.
     order = sorted(k for k in at if k < _N_HINTS)
     order += [k - len(_BY_CUES) for _first, k in sorted(
@@ -1029,6 +1040,7 @@ def _scan_lower(text: str, out: _Raw) -> None:
                         out.append((res[0], res[1], prio, res[2]))
                     elif res is not None:
                         out.append((s, e, prio, res))
+    return found
 
 
 _EMAIL_DOMAIN = re.compile(r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![A-Za-z])")
@@ -1101,8 +1113,7 @@ def _detect(text: str, lang: str, raw: _Raw, uncertain_names: bool = False) -> l
         _detect_zh(text, raw, uncertain_names)
     else:
         _scan(_EN_RX, _EN_TABLE, text, raw)
-        _scan_lower(text, raw)
-        text_en.scan(text, raw, uncertain_names)
+        text_en.scan(text, raw, uncertain_names, _scan_lower(text, raw))
         if _has_han(text):
             _scan(_ZH_RX, _ZH_TABLE, text, raw)
             _detect_zh(text, raw, uncertain_names)
@@ -1179,10 +1190,9 @@ def _detect_many(texts: list[Any], langs: list[Any], known: list[Any], uncertain
     # reads its matches then stay in the processor's caches instead of evicting each other note after note.
     for k in en:
         _scan(_EN_RX, _EN_TABLE, texts[k], raws[k])
-    for k in en:
-        _scan_lower(texts[k], raws[k])
-    for k in en:
-        text_en.scan(texts[k], raws[k], uncertain_names)
+    cues = [_scan_lower(texts[k], raws[k]) for k in en]
+    for k, found in zip(en, cues, strict=True):
+        text_en.scan(texts[k], raws[k], uncertain_names, found)
     for k in en:
         if _has_han(texts[k]):
             _scan(_ZH_RX, _ZH_TABLE, texts[k], raws[k])

@@ -37,6 +37,7 @@ import re
 from importlib import resources
 from typing import Any
 
+import ahocorasick_rs
 import phonenumbers
 
 from medspace.deid import text_lexicon as L
@@ -170,11 +171,14 @@ def _place_in(toks: list[tuple[int, int, str]], places: set[str]) -> tuple[int, 
 
 # The capitalised words of a note: Latin letters only, a class the engine checks faster than [^\W\d_].
 _LATIN = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
-_TOKEN_RX = re.compile(rf"{_UPC}[{_LATIN}]*(?:(?:-|['’](?![sS](?![{_LATIN}])))[{_LATIN}]+)*")
+# Possessive: nothing follows a token, so the greedy reading is the match; the separator is one character class
+# (an apostrophe unless it starts a possessive 's), so the engine tries no alternation after every token.
+_TOKEN_RX = re.compile(rf"{_UPC}[{_LATIN}]*+(?:[-'’](?!(?<=['’])[sS](?![{_LATIN}]))[{_LATIN}]++)*+")
 _TOK_FULL = re.compile(_TOK)
 _RIGHT_RUN = re.compile(rf"(?:[ \t]+(?:{_UPC}\.[ \t]+)?{_TOK}(?![\w])){{0,5}}")
 # A token written backwards: letters, then its capital; before it (after, backwards) a blank or the start.
-_REV_LEFT = re.compile(rf"(?:[ \t]+(?:\.{_UPC}[ \t]+)?(?:{_LET}+['’-])*{_LET}*?{_UPC}(?=\s|$)){{0,5}}")
+# A letter run before a hyphen or apostrophe never gives letters back (a letter cannot be one): possessive.
+_REV_LEFT = re.compile(rf"(?:[ \t]+(?:\.{_UPC}[ \t]+)?(?:{_LET}++['’-])*{_LET}*?{_UPC}(?=\s|$)){{0,5}}")
 _TITLE_SET = frozenset(_TITLES)
 _STRONG_REL = frozenset(_RELATIONS[:_RELATIONS.index("by")]) - {"patient", "pt", "name", "contact"}
 _WEAK_REL = frozenset(_RELATIONS) - _STRONG_REL
@@ -461,18 +465,16 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
 
 # Phrases that introduce a name: after the strong ones any capitalised word is taken (My name is Oskar),
 # after the weak ones only one that is no common word (called Sunny, not called Pharmacy).
-_INTRO = (("name", (("name is ", True), ("name's ", True), ("named ", True))),
-          ("call", (("call me ", True), ("calls me ", True), ("called ", False))),
-          ("known as ", (("known as ", True),)), ("I'm ", (("I'm ", False),)), ("I am ", (("I am ", False),)))
+_INTRO = (("name is ", True), ("name's ", True), ("named ", True), ("call me ", True), ("calls me ", True),
+          ("called ", False), ("known as ", True), ("I'm ", False), ("I am ", False))
 _AFTER_INTRO = re.compile(rf"[ \t]*['\"‘“]?({_TOK}(?:[ \t]+(?:{_UPC}\.?[ \t]+)?{_TOK}){{0,3}})")
 
 
-def _intro_names(text: str, out: _Raw) -> None:
-    for hint, phrases in _INTRO:
-        if hint in text:
-            for phrase, strong in phrases:
-                if phrase in text:  # "name" is frequent (Patient name:), "name is " is not
-                    _intro_after(text, phrase, strong, out)
+def _intro_names(text: str, out: _Raw, found: set[str]) -> None:
+    """The names after the introducing phrases that occur in the note (found: see `scan`)."""
+    for phrase, strong in _INTRO:
+        if phrase in found:
+            _intro_after(text, phrase, strong, out)
 
 
 def _intro_after(text: str, phrase: str, strong: bool, out: _Raw) -> None:
@@ -706,9 +708,12 @@ def _trie(words: list[str]) -> str:
 # põik, u.) counts only before a capitalised word or a number.
 _UPX = _UP + "\u0386\u0388-\u038f\u0391-\u03a9\u0400-\u042f"
 _TOKX = rf"[{_UPX}]{_LET}*(?:[-'’]{_LET}+)*"
-_LOWX = (r"(?!(?:and|or|the|of|in|at|to|is|on|for|with|was|by)(?![\w]))[a-z\u00df-\u00f6\u00f8-\u00ff]{1,6}\.?"
+_LOWX = (r"(?!(?:and|or|the|of|in|at|to|is|on|for|with|was|by)(?![\w]))[a-z\u00df-\u00f6\u00f8-\u00ff]{1,6}+\.?"
          rf"(?=[ \t]+(?:[{_UPX}]|\d))")
 _FIRST_TOKX = re.compile(_TOKX)
+# The same word where what follows can start with no letter, hyphen or apostrophe: giving letters back can
+# never lead to a match, and the engine would try it letter by letter after every number and word.
+_TOKX_ATOM = rf"[{_UPX}]{_LET}*+(?:[-'’]{_LET}++)*+"
 _COUNTRY_HEADS = frozenset(f(c.split()[0]) for c in _COUNTRY for f in (str.capitalize, str.upper))
 _STREET_ABBR = frozenset(("ctra", "ul", "str", "pl", "av", "avda", "bd", "rua", "via", "calle"))
 _UNIT_AHEAD = r"(?:Apt|Apartment|Suite|Ste|Unit|Flat|Room|Floor|Bldg|Building|St)(?![\w])"
@@ -724,12 +729,13 @@ _ADDR_NUM = (
     # 12 rue de la Paix / 5, avenue Foch
     r"(?P<street>\d{0,4}[a-zA-Z]?,?[ \t]+" + _STREET_TRIE + r"\.?(?:[ \t]+[\w'’-]+){1,5})"
     # 12 High Street / 5 N Main St
-    rf"|(?P<us>\d{{0,5}}[A-Za-z]?(?:[ \t]+\d{{1,5}}[A-Za-z]?)?[ \t]+(?:[NSEW]\.?[ \t]+)?(?:[A-Z][\w'.-]*[ \t]+){{1,4}}?"
-    rf"{_US_SUFFIX})"
+    rf"|(?P<us>\d{{0,5}}[A-Za-z]?(?:[ \t]+\d{{1,5}}[A-Za-z]?)?[ \t]+(?:[NSEW]\.?[ \t]+)?"
+    rf"(?:[A-Z][\w'.-]*+[ \t]+){{1,4}}?{_US_SUFFIX})"
     # 637 Strojírenská 1006: a number, a street name that is no common word, a number, at the end of a line
     # 637 Strojírenská 1006 / 021 Kase põik 91 / 449 Πεντέλης 210: a number, a street name (any alphabet, short
     # lower-case street words such as út, vei, gate), a number, then the end of the line, a comma, a unit word
-    rf"|(?P<eu>\d{{0,4}}[ \t]+{_TOKX}\.?(?:[ \t]+(?:{_TOKX}\.?|{_LOWX})){{0,3}}[ \t]+\d{{1,5}}[a-zA-Z]?(?={_EU_END}))"
+    rf"|(?P<eu>\d{{0,4}}[ \t]+{_TOKX_ATOM}\.?(?:[ \t]+(?:{_TOKX_ATOM}\.?|{_LOWX})){{0,3}}"
+    rf"[ \t]+\d{{1,5}}[a-zA-Z]?(?={_EU_END}))"
     # NL postcodes: 1234 AB Amsterdam
     r"|(?P<nl>(?<=[1-9])\d{3}[ \t]?(?!MG|ML|IU|MC|KG|CM|MM|HR|PM|AM|MU|UG|NG|GM|CC|DL)[A-Z]{2}[ \t]+" + _TOK + ")"
     # 75008 Paris / 10115 Berlin / 2000 Sydney: a postcode before a capitalised place
@@ -754,10 +760,15 @@ def digit_first(d: str) -> list[tuple[str, str]]:
 
 
 DIGIT_LAST: list[tuple[str, str]] = [
-    ("ADDRESS__en", "(?:" + re.sub(r"\(\?P<\w+>", "(?:", _ADDR_NUM) + ")({G})"),
+    # Every address rule reads the number's digits and then a blank, a letter or a comma (or, for a Dutch
+    # postcode, two capitals): the look-ahead fails most numbers once instead of once per rule.
+    ("ADDRESS__en", r"(?=\d{0,5}+[A-Za-z]?,?[ \t]|\d{3}[A-Z]{2})(?:" + re.sub(r"\(\?P<\w+>", "(?:", _ADDR_NUM)
+     + ")({G})"),
     ("PHONE__en", r"(?<![.+/:-]\d)\d{0,4}(?:[ .-]\d{2,8}){1,4}" + _PHONE_END + "({G})"),
     # identifiers: four digits or more and a letter (12AB345, 4746-3459-Office)
-    ("ID__en", r"(?<!-\d)(?=[\dA-Za-z-]*[A-Za-z])(?=(?:[A-Za-z-]*\d){3})[A-Za-z0-9]*(?:-[A-Za-z0-9]+)*(?![\w-])({G})"),
+    # (possessive: no character given back can be what follows; a letter somewhere in the run is a letter
+    # after its leading digits and hyphens)
+    ("ID__en", r"(?<!-\d)(?=[\d-]*+[A-Za-z])(?=(?:[A-Za-z-]*+\d){3})[A-Za-z0-9]*+(?:-[A-Za-z0-9]++)*+(?![\w-])({G})"),
 ]
 PLUS_RULE = ("PHONE__enplus", rf"(?<![\w.+/:-]\+)\d{{1,3}}[ .-]?(?:\(\d{{1,5}}\)[ .-]?)?{_PHONE_REST}({{G}})")
 PAREN_RULE = ("PHONE__enparen", rf"(?<![\w.+/:-]\()\d{{1,5}}\)[ .-]?{_PHONE_REST}({{G}})")
@@ -1426,11 +1437,11 @@ _FILE_RX = re.compile(r"\.(?:jpe?g|png|tiff?|bmp|gif|heic|pdf|dcm|wav|mp3|mp4|m4
 _STEM_BEFORE = re.compile(r"(?:^|(?<=[^\w.-]))[\w-]*_[\w.-]*$")
 
 
-def _cued_ids(text: str, out: _Raw) -> None:
+def _cued_ids(text: str, out: _Raw, found: set[str]) -> None:
     """Identifiers after a plain-word cue (study code CRIMSON-0447, mrn 2280) and file names of photos,
-    recordings and scans whose name carries an underscore (marisol_frontal_2024.jpg)."""
+    recordings and scans whose name carries an underscore (marisol_frontal_2024.jpg); found: see `scan`."""
     for cue in _ID_CUES:
-        if cue in text:
+        if cue in found:
             i = text.find(cue)
             while i >= 0:
                 j = i + len(cue)
@@ -1439,7 +1450,7 @@ def _cued_ids(text: str, out: _Raw) -> None:
                     if m is not None:
                         out.append((m.start(1), m.end(1), 1, "ID"))
                 i = text.find(cue, j)
-    if "_" in text:
+    if "_" in found:
         for f in _FILE_RX.finditer(text):
             i = f.start()
             m = _STEM_BEFORE.search(text, max(0, i - 80), i)
@@ -1465,12 +1476,12 @@ _HOME_RUN = re.compile(rf"[ \t]+((?:(?:St|Ste|Mt|Ft)\.[ \t]+)?{_TOKX}(?:[ \t]+{_
 _HOME_GATE = ("ives in", "orn in", "oved from", "esides in")
 
 
-def _home_places(text: str, out: _Raw) -> None:
+def _home_places(text: str, out: _Raw, found: set[str]) -> None:
     """The capitalised words after where one lives or was born, common words or not, in any script (lives in
-    Dot Lake, born in Москва, moved from St. Albans), unless they name a facility."""
+    Dot Lake, born in Москва, moved from St. Albans), unless they name a facility; found: see `scan`."""
     n = len(text)
     for cue in _HOME_GATE:
-        i = text.find(cue)
+        i = text.find(cue) if cue in found else -1
         while i >= 0:
             j = i + len(cue)
             if j + 1 < n and text[j] == " " and text[j + 1].isupper():
@@ -1557,10 +1568,21 @@ _NON_LATIN_STREET = re.compile(r"[\u0388-\u038f\u0391-\u03a9\u0400-\u042f][\u037
                                r"[ \t]+\d{1,5}[a-zA-Z\u0391-\u03c9]?(?![\w])")
 
 
-def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
-    """Append the detections of one English note to out: (start, end, priority, type)."""
+# The fixed strings that decide whether a pass runs, found in one pass over the note (`medspace.deid.text`
+# finds them with its lower-case cues): a substring test per string read the note some thirty times.
+CUE_STRINGS = (*[p for p, _ in _INTRO], "'s ", "s. ", "r. ", *_ABBR_CUES, "corner of", " and ", "University of",
+                *_ID_CUES, "_", *_HOME_GATE, "-based")
+_CUE_AC = ahocorasick_rs.AhoCorasick(CUE_STRINGS)
+
+
+def scan(text: str, out: _Raw, uncertain_names: bool = False, found: set[str] | None = None) -> None:
+    """Append the detections of one English note to out: (start, end, priority, type); found: the strings of
+    CUE_STRINGS that occur in the note, if already known."""
     gate, months = _names(text, out, uncertain_names)
-    _intro_names(text, out)
+    if found is None:
+        found = set(_CUE_AC.find_matches_as_strings(text, overlapping=True))
+    if found:
+        _intro_names(text, out, found)
     for w in months:
         # Matched only where a month word stands (str.find), not by a search through the whole note.
         s = text.find(w)
@@ -1581,33 +1603,35 @@ def scan(text: str, out: _Raw, uncertain_names: bool = False) -> None:
                 elif e > 0:
                     out.append((s, e, 1, "DATE"))
             s = text.find(w, s + 1)
-    if "'s " in text:
+    if "'s " in found:
         _possessive_names(text, out)
-    _lower_titles(text, out)
-    # ul. Paderewskiego 35, zip code 86300; the three "code" cues only where "code" occurs (few notes).
-    for abbr in _ABBR_CUES if "code" in text else _ABBR_CUES[:3]:
-        if abbr in text:
+    if "s. " in found or "r. " in found:
+        _lower_titles(text, out)
+    # ul. Paderewskiego 35, zip code 86300
+    for abbr in _ABBR_CUES:
+        if abbr in found:
             gate.append(abbr)
     if gate:
         _addresses_letter(text, gate, out)
     if "ADDRESS" in [x[3] for x in out]:
         _grow(text, out)
-    if "corner of" in text:
+    if "corner of" in found:
         for m in _CORNER.finditer(text):
             out.append((m.start(), m.end(), 1, "ADDRESS"))
     if ":" in text and _TWO_COLONS.search(text) is not None:  # an IPv6 address has two colons in a hex run
         _ips(text, out)
-    if " and " in text:
+    if " and " in found:
         _name_lists(text, out)
     _name_particles(text, out)
-    if "University of" in text:
+    if "University of" in found:
         _university_places(text, out)
-    _cued_ids(text, out)
-    # Each pass only where its cue can occur (most notes have none).
-    _home_places(text, out)
+    if found:
+        _cued_ids(text, out, found)
+        # Each pass only where its cue can occur (most notes have none).
+        _home_places(text, out, found)
     if ":" in text:
         _labelled_names(text, out)
-    if "-based" in text:
+    if "-based" in found:
         _based_places(text, out)
     if not text.isascii():
         for m in _NON_LATIN_STREET.finditer(text):
