@@ -622,3 +622,22 @@ def test_a_foreign_name_with_one_character_common_in_other_words() -> None:
 def test_a_foreign_name_ending_before_a_word_or_led_by_a_common_character_after_a_title(note: str, name: str) -> None:
     got = {note[s.start:s.end] for s in T.detect(note, "zh") if s.type == "NAME"}
     assert name in got, got
+
+
+def _dates_full_scan(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in Z._DATE_RX.finditer(text)]
+
+
+@pytest.mark.parametrize("note", [
+    "患者于二〇〇三年十二月三十一日入院，术后3日出院，5月17号复诊。",
+    "本次住院期间病情平稳，生命体征正常，饮食睡眠可，大小便正常。1998年元月3日随访，每日一次，3日后复查。",
+    "日前收到通知，月底前完成检查；４日，本月７日，自一日起至三十日止。",
+    "十二月",
+    "日",
+])
+def test_dates_scanned_from_each_month_or_day_as_the_whole_note(note: str) -> None:
+    # The date pass starts its scan a few characters before each 月 or 日: the same dates as a scan of it all.
+    out: list[tuple[int, int, int, str]] = []
+    Z._find_dates(note, out)
+    assert [(s, e) for s, e, _, _ in out] == _dates_full_scan(note)
+    assert out or "日" in note

@@ -376,10 +376,19 @@ _DATE_RX = re.compile(
 
 
 def _find_dates(text: str, out: _Raw) -> None:
-    if "月" not in text and "日" not in text:
-        return
-    for m in _DATE_RX.finditer(text):
+    # Every date has its 月 or 日 at most seven characters after its start (〇〇〇〇年十二月): the scan starts
+    # eight before the next one, and stops where none is left, instead of trying every character of the note.
+    pos = 0
+    while True:
+        a, b = text.find("月", pos), text.find("日", pos)
+        nxt = a if b < 0 or 0 <= a < b else b
+        if nxt < 0:
+            return
+        m = _DATE_RX.search(text, max(pos, nxt - 8))
+        if m is None:
+            return
         out.append((m.start(), m.end(), 1, "DATE"))
+        pos = m.end()
 
 
 # --- names without a cue ---
