@@ -704,15 +704,19 @@ def _find_names(text: str, out: _Raw, taken: list[tuple[int, int]], uncertain: b
                 continue
             span = None
         else:
-            span = _name_at(text, i, sl, uncertain)
+            # `_name_at` without its test of a word's end, just made above.
+            span = _name_in_context(text, i, i + sl)
+            if span is None and uncertain:
+                span = _uncertain_name_at(text, i, i + sl)
         # A compound surname may be a word's end and a surname (副部长孙振宇: 长孙): then the single one, whose
         # "word" with the character before is that compound.
         if span is None and sl == 2 and text[i + 1] in _SURNAMES:
             span = _name_in_context(text, i + 1, i + 2)
             if span is None and uncertain:
                 span = _uncertain_name_at(text, i + 1, i + 2)
-        if span is None and sl == 1 and not NAME_CHARS.isdisjoint(text[i + 1:i + 3]) and (
-                _ended_three(text, i) or _opening_three(text, i) or _glued_three(text, i)):
+        # The three rules all want the surname and the next character to be no word (a third of the surnames).
+        if (span is None and sl == 1 and text[i:i + 2] not in WORDS and not NAME_CHARS.isdisjoint(text[i + 1:i + 3])
+                and (_ended_three(text, i) or _opening_three(text, i) or _glued_three(text, i))):
             span = (i, i + 3)
         # A surname and 某 (张某, 王某某) is how a report names a person it keeps anonymous.
         if span is None and sl == 1 and text[i + 1] == "某" and text[i:i + 3] not in WORDS:
