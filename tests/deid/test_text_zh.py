@@ -641,3 +641,14 @@ def test_dates_scanned_from_each_month_or_day_as_the_whole_note(note: str) -> No
     Z._find_dates(note, out)
     assert [(s, e) for s, e, _, _ in out] == _dates_full_scan(note)
     assert out or "日" in note
+
+
+@pytest.mark.parametrize("note", [
+    "电话：１３８－００１３－８０００，１２月３１日，ＡＢｃ＠ｘ．ｃｎ ＃３＋１／２",
+    "２" * 5000 + "月",  # a long note takes another path
+    "无全角字符的中文。",
+])
+def test_full_width_folding_maps_each_character_in_place(note: str) -> None:
+    folded = Z.fold_width(note)
+    assert len(folded) == len(note)
+    assert folded == "".join(chr(ord(c) - 0xFEE0) if c in Z._WIDE else c for c in note)

@@ -117,17 +117,23 @@ _CITY_AFTER = (*_CTX_AFTER, "市", "时间", "当地")
 # Chinese comma, colon and brackets stay: the cue patterns read them as they are.
 _WIDE = "".join(map(chr, (*range(0xFF10, 0xFF1A), *range(0xFF21, 0xFF3B), *range(0xFF41, 0xFF5B)))) + "．－／＋＠＃"
 _NARROW = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz.-/+@#"
-_FOLD = str.maketrans(_WIDE, _NARROW)
+_FOLD = dict(zip(_WIDE, _NARROW, strict=True))
 _WIDE_RX = re.compile(f"[{re.escape(_WIDE)}]")
 _WIDE_CODES = np.array([ord(c) for c in _WIDE], dtype=np.uint32)
 
 
 def fold_width(text: str) -> str:
     """The text with full-width digits, letters and number punctuation as ASCII (same length, same offsets)."""
-    if text.isascii() or _WIDE_RX.search(text) is None:
+    if text.isascii():
         return text
     if len(text) < 4096:
-        return text.translate(_FOLD)
+        # One str.replace per distinct wide character: a note holds a few (its digits), and str.translate
+        # looks up every character of a non-ASCII text in a dict (three times slower).
+        for c in set(_WIDE_RX.findall(text)):
+            text = text.replace(c, _FOLD[c])
+        return text
+    if _WIDE_RX.search(text) is None:
+        return text
     # A long note: numpy over the code points is several times faster than str.translate.
     a = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).copy()
     a[np.isin(a, _WIDE_CODES)] -= 0xFEE0
