@@ -652,3 +652,15 @@ def test_full_width_folding_maps_each_character_in_place(note: str) -> None:
     folded = Z.fold_width(note)
     assert len(folded) == len(note)
     assert folded == "".join(chr(ord(c) - 0xFEE0) if c in Z._WIDE else c for c in note)
+
+
+@pytest.mark.parametrize("note", [
+    "患者家住解放大道18号院，后迁至中山路3号、人民街五号，同事住在胡同里。",
+    "沿着笋岗路3号往东走，到东门路，同时经过长江路１２号。",
+    "道路通畅，同意出院。",
+])
+def test_street_numbers_scanned_from_each_suffix_as_the_whole_note(note: str) -> None:
+    # The pattern of a name before a number starts its scan a few characters before each street suffix.
+    text = Z.fold_width(note)
+    assert ([m.span() for m in Z._finditer_near(Z._STREET_NO_RX, text, "路街巷同道", 4)]
+            == [m.span() for m in Z._STREET_NO_RX.finditer(text)])

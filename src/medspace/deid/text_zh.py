@@ -56,7 +56,9 @@ from __future__ import annotations
 import bisect
 import gzip
 import re
+from collections.abc import Iterator
 from importlib import resources
+from itertools import chain
 
 import ahocorasick_rs
 import numpy as np
@@ -138,6 +140,27 @@ def fold_width(text: str) -> str:
     a = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).copy()
     a[np.isin(a, _WIDE_CODES)] -= 0xFEE0
     return a.tobytes().decode("utf-32-le")
+
+
+def _finditer_near(rx: re.Pattern[str], text: str, anchors: str, reach: int) -> Iterator[re.Match[str]]:
+    """The matches of rx.finditer(text), for a pattern whose every match holds one of the anchor characters at
+    most reach characters after its start: each search starts reach characters before the next anchor
+    instead of trying every character of the note (look-behinds still see the text before it)."""
+    pos = 0
+    n = len(text)
+    while True:
+        nxt = n
+        for c in anchors:
+            k = text.find(c, pos, nxt)
+            if k >= 0:
+                nxt = k
+        if nxt == n:
+            return
+        m = rx.search(text, max(pos, nxt - reach))
+        if m is None:
+            return
+        yield m
+        pos = m.end()
 
 
 def _is_han(c: str) -> bool:
@@ -248,20 +271,23 @@ def _find_streets(text: str, out: _Raw, taken: list[tuple[int, int]]) -> None:
     if "路" not in text and "街" not in text and "巷" not in text and "同" not in text:
         return
     busy = sorted(taken)
-    rxs = (_STREET_CUE_RX, _STREET_NO_RX) if "号" in text and _STREET_NO_GATE.search(text) else (_STREET_CUE_RX,)
-    for rx in rxs:
-        for m in rx.finditer(text):
-            s, e = m.span(1)
-            # Before a number the name starts where its first word does not reach back (沿着笋岗路3号).
-            while e - s > 2 and (text[s] in _ST_FUNC or text[s - 1:s + 1] in WORDS):
-                s += 1
-            name = text[s:e].removesuffix("大道").removesuffix("大街").removesuffix("胡同").rstrip("路街巷")
-            if (not name or not _ST_FUNC.isdisjoint(name) or name in WORDS or text[s:e] in WORDS
-                    or (text[e - 2:e] in WORDS and len(name) > 1 and text[s:e - 1] in WORDS)
-                    or _overlaps(busy, s, e)):
-                continue
-            out.append((s, e, 1, "LOCATION"))
-            bisect.insort(busy, (s, e))
+    # The pattern of a name before a number is led by a Han class, which the regex engine tries at every Han
+    # character: it starts from each street suffix instead, which ends a match at most four characters in.
+    hits = _STREET_CUE_RX.finditer(text)
+    if "号" in text and _STREET_NO_GATE.search(text):
+        hits = chain(hits, _finditer_near(_STREET_NO_RX, text, "路街巷同道", 4))
+    for m in hits:
+        s, e = m.span(1)
+        # Before a number the name starts where its first word does not reach back (沿着笋岗路3号).
+        while e - s > 2 and (text[s] in _ST_FUNC or text[s - 1:s + 1] in WORDS):
+            s += 1
+        name = text[s:e].removesuffix("大道").removesuffix("大街").removesuffix("胡同").rstrip("路街巷")
+        if (not name or not _ST_FUNC.isdisjoint(name) or name in WORDS or text[s:e] in WORDS
+                or (text[e - 2:e] in WORDS and len(name) > 1 and text[s:e - 1] in WORDS)
+                or _overlaps(busy, s, e)):
+            continue
+        out.append((s, e, 1, "LOCATION"))
+        bisect.insort(busy, (s, e))
 
 
 def _overlaps(spans: list[tuple[int, int]], s: int, e: int) -> bool:
@@ -382,19 +408,9 @@ _DATE_RX = re.compile(
 
 
 def _find_dates(text: str, out: _Raw) -> None:
-    # Every date has its 月 or 日 at most seven characters after its start (〇〇〇〇年十二月): the scan starts
-    # eight before the next one, and stops where none is left, instead of trying every character of the note.
-    pos = 0
-    while True:
-        a, b = text.find("月", pos), text.find("日", pos)
-        nxt = a if b < 0 or 0 <= a < b else b
-        if nxt < 0:
-            return
-        m = _DATE_RX.search(text, max(pos, nxt - 8))
-        if m is None:
-            return
+    # Every date has its 月 or 日 at most seven characters after its start (〇〇〇〇年十二月).
+    for m in _finditer_near(_DATE_RX, text, "月日", 7):
         out.append((m.start(), m.end(), 1, "DATE"))
-        pos = m.end()
 
 
 # --- names without a cue ---
