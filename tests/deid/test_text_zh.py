@@ -664,3 +664,14 @@ def test_street_numbers_scanned_from_each_suffix_as_the_whole_note(note: str) ->
     text = Z.fold_width(note)
     assert ([m.span() for m in Z._finditer_near(Z._STREET_NO_RX, text, "路街巷同道", 4)]
             == [m.span() for m in Z._STREET_NO_RX.finditer(text)])
+
+
+def test_context_words_grouped_by_character_give_the_answer_of_the_whole_list() -> None:
+    # The tests of a context word before or after a position look only at the words sharing its character.
+    words = ("主任", "主席", "同志", "说", "副主任")
+    starts, ends = Z._by_char(words), Z._by_char(words, last=True)
+    text = "副主任李明同志说，主席"
+    for j in range(len(text) + 2):
+        assert Z._starts(text, j, starts) == text.startswith(words, j), j
+    for i in range(len(text) + 1):
+        assert Z._ends(text, i, ends) == text.endswith(words, 0, i), i
