@@ -622,3 +622,56 @@ def test_a_foreign_name_with_one_character_common_in_other_words() -> None:
 def test_a_foreign_name_ending_before_a_word_or_led_by_a_common_character_after_a_title(note: str, name: str) -> None:
     got = {note[s.start:s.end] for s in T.detect(note, "zh") if s.type == "NAME"}
     assert name in got, got
+
+
+def _dates_full_scan(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in Z._DATE_RX.finditer(text)]
+
+
+@pytest.mark.parametrize("note", [
+    "患者于二〇〇三年十二月三十一日入院，术后3日出院，5月17号复诊。",
+    "本次住院期间病情平稳，生命体征正常，饮食睡眠可，大小便正常。1998年元月3日随访，每日一次，3日后复查。",
+    "日前收到通知，月底前完成检查；４日，本月７日，自一日起至三十日止。",
+    "十二月",
+    "日",
+])
+def test_dates_scanned_from_each_month_or_day_as_the_whole_note(note: str) -> None:
+    # The date pass starts its scan a few characters before each 月 or 日: the same dates as a scan of it all.
+    out: list[tuple[int, int, int, str]] = []
+    Z._find_dates(note, out)
+    assert [(s, e) for s, e, _, _ in out] == _dates_full_scan(note)
+    assert out or "日" in note
+
+
+@pytest.mark.parametrize("note", [
+    "电话：１３８－００１３－８０００，１２月３１日，ＡＢｃ＠ｘ．ｃｎ ＃３＋１／２",
+    "２" * 5000 + "月",  # a long note takes another path
+    "无全角字符的中文。",
+])
+def test_full_width_folding_maps_each_character_in_place(note: str) -> None:
+    folded = Z.fold_width(note)
+    assert len(folded) == len(note)
+    assert folded == "".join(chr(ord(c) - 0xFEE0) if c in Z._WIDE else c for c in note)
+
+
+@pytest.mark.parametrize("note", [
+    "患者家住解放大道18号院，后迁至中山路3号、人民街五号，同事住在胡同里。",
+    "沿着笋岗路3号往东走，到东门路，同时经过长江路１２号。",
+    "道路通畅，同意出院。",
+])
+def test_street_numbers_scanned_from_each_suffix_as_the_whole_note(note: str) -> None:
+    # The pattern of a name before a number starts its scan a few characters before each street suffix.
+    text = Z.fold_width(note)
+    assert ([m.span() for m in Z._finditer_near(Z._STREET_NO_RX, text, "路街巷同道", 4)]
+            == [m.span() for m in Z._STREET_NO_RX.finditer(text)])
+
+
+def test_context_words_grouped_by_character_give_the_answer_of_the_whole_list() -> None:
+    # The tests of a context word before or after a position look only at the words sharing its character.
+    words = ("主任", "主席", "同志", "说", "副主任")
+    starts, ends = Z._by_char(words), Z._by_char(words, last=True)
+    text = "副主任李明同志说，主席"
+    for j in range(len(text) + 2):
+        assert Z._starts(text, j, starts) == text.startswith(words, j), j
+    for i in range(len(text) + 1):
+        assert Z._ends(text, i, ends) == text.endswith(words, 0, i), i

@@ -56,7 +56,9 @@ from __future__ import annotations
 import bisect
 import gzip
 import re
+from collections.abc import Iterator
 from importlib import resources
+from itertools import chain
 
 import ahocorasick_rs
 import numpy as np
@@ -66,6 +68,26 @@ from medspace.deid import text_lexicon as L
 _Raw = list[tuple[int, int, int, str]]  # (start, end, source priority, type), as in `text`
 
 _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+
+
+def _by_char(words: tuple[str, ...], last: bool = False) -> dict[str, tuple[str, ...]]:
+    """The words grouped by their first (last: their last) character. str.startswith(group[text[j]], j) gives
+    the answer of str.startswith(words, j) after trying a few words instead of all (a few tenths of a
+    microsecond for each of the many tests of a context word)."""
+    groups: dict[str, list[str]] = {}
+    for w in words:
+        groups.setdefault(w[-1] if last else w[0], []).append(w)
+    return {c: tuple(ws) for c, ws in groups.items()}
+
+
+def _starts(text: str, j: int, group: dict[str, tuple[str, ...]]) -> bool:
+    """text.startswith(words, j) for the words grouped by `_by_char` (j >= 0)."""
+    return text.startswith(group.get(text[j:j + 1], ()), j)
+
+
+def _ends(text: str, i: int, group: dict[str, tuple[str, ...]]) -> bool:
+    """text.endswith(words, 0, i) for the words grouped by `_by_char(words, last=True)` (0 <= i <= len(text))."""
+    return text.endswith(group.get(text[i - 1:i], ()), 0, i)
 
 
 def _load() -> tuple[frozenset[str], ...]:
@@ -110,6 +132,11 @@ _CTX_AFTER = ("人", "籍", "市民", "市区", "地区", "一带", "境内", "�
 # the place after it.
 _CITY_BEFORE = (*_CTX_BEFORE, "访问", "飞往", "赴", "前往", "转往", "驻")
 _CITY_AFTER = (*_CTX_AFTER, "市", "时间", "当地")
+_PROVINCE_ENDS_TO = _by_char(_PROVINCE_ENDS, last=True)
+_CTX_BEFORE_TO = _by_char(_CTX_BEFORE, last=True)
+_CTX_AFTER_AT = _by_char(_CTX_AFTER)
+_CITY_BEFORE_TO = _by_char(_CITY_BEFORE, last=True)
+_CITY_AFTER_AT = _by_char(_CITY_AFTER)
 
 
 # Full-width digits, letters and the punctuation of numbers (．－／＋＠＃) map one-to-one to ASCII: a note is
@@ -117,21 +144,48 @@ _CITY_AFTER = (*_CTX_AFTER, "市", "时间", "当地")
 # Chinese comma, colon and brackets stay: the cue patterns read them as they are.
 _WIDE = "".join(map(chr, (*range(0xFF10, 0xFF1A), *range(0xFF21, 0xFF3B), *range(0xFF41, 0xFF5B)))) + "．－／＋＠＃"
 _NARROW = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz.-/+@#"
-_FOLD = str.maketrans(_WIDE, _NARROW)
+_FOLD = dict(zip(_WIDE, _NARROW, strict=True))
 _WIDE_RX = re.compile(f"[{re.escape(_WIDE)}]")
 _WIDE_CODES = np.array([ord(c) for c in _WIDE], dtype=np.uint32)
 
 
 def fold_width(text: str) -> str:
     """The text with full-width digits, letters and number punctuation as ASCII (same length, same offsets)."""
-    if text.isascii() or _WIDE_RX.search(text) is None:
+    if text.isascii():
         return text
     if len(text) < 4096:
-        return text.translate(_FOLD)
+        # One str.replace per distinct wide character: a note holds a few (its digits), and str.translate
+        # looks up every character of a non-ASCII text in a dict (three times slower).
+        for c in set(_WIDE_RX.findall(text)):
+            text = text.replace(c, _FOLD[c])
+        return text
+    if _WIDE_RX.search(text) is None:
+        return text
     # A long note: numpy over the code points is several times faster than str.translate.
     a = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).copy()
     a[np.isin(a, _WIDE_CODES)] -= 0xFEE0
     return a.tobytes().decode("utf-32-le")
+
+
+def _finditer_near(rx: re.Pattern[str], text: str, anchors: str, reach: int) -> Iterator[re.Match[str]]:
+    """The matches of rx.finditer(text), for a pattern whose every match holds one of the anchor characters at
+    most reach characters after its start: each search starts reach characters before the next anchor
+    instead of trying every character of the note (look-behinds still see the text before it)."""
+    pos = 0
+    n = len(text)
+    while True:
+        nxt = n
+        for c in anchors:
+            k = text.find(c, pos, nxt)
+            if k >= 0:
+                nxt = k
+        if nxt == n:
+            return
+        m = rx.search(text, max(pos, nxt - reach))
+        if m is None:
+            return
+        yield m
+        pos = m.end()
 
 
 def _is_han(c: str) -> bool:
@@ -193,12 +247,14 @@ def _place_at(text: str, s: int, e: int, prev_end: int) -> int | None:
         return -e
     # In a list after a place (南宁、合肥) is a place context too.
     before = (s == prev_end or (s == prev_end + 1 and text[prev_end] == "、")
-              or text.endswith(_PROVINCE_ENDS, 0, s) or text.endswith(_CTX_BEFORE, 0, s))
-    if w in PLACE_AMBIGUOUS and not (before or text.startswith(_CTX_AFTER, e) or _place_list_next(text, e)
+              or _ends(text, s, _PROVINCE_ENDS_TO)
+              or _ends(text, s, _CTX_BEFORE_TO))
+    if w in PLACE_AMBIGUOUS and not (before or _starts(text, e, _CTX_AFTER_AT)
+                                     or _place_list_next(text, e)
                                      or _line_head(text, s, e)):
         return None
-    if w in FOREIGN_CITIES and not (before or text.endswith(_CITY_BEFORE, 0, s)
-                                    or text.startswith(_CITY_AFTER, e)):
+    if w in FOREIGN_CITIES and not (before or _ends(text, s, _CITY_BEFORE_TO)
+                                    or _starts(text, e, _CITY_AFTER_AT)):
         return None
     # A short form must not be half of an ordinary word with a neighbour (三明 in 三明治), unless that
     # neighbour is part of a word on its other side (省会长春, 济南军区, 成都督战); a word of place before it
@@ -206,7 +262,7 @@ def _place_at(text: str, s: int, e: int, prev_end: int) -> int | None:
     if w not in PLACES and (
             (s > 0 and not before and text[s - 1:s + 1] in WORDS and text[s - 2:s] not in WORDS)
             or (text[e - 1:e + 1] in WORDS and (text[e:e + 2] not in WORDS or w[0] in _TOWN_FUNC)
-                and not text.startswith(_CTX_AFTER, e))):
+                and not _starts(text, e, _CTX_AFTER_AT))):
         return None
     # A short form with the suffix of a unit the division list no longer has (溧水县, now 溧水区).
     if w not in PLACES and e < len(text) and text[e] in "县市区州盟旗" and text[e - 1:e + 1] not in WORDS:
@@ -242,20 +298,23 @@ def _find_streets(text: str, out: _Raw, taken: list[tuple[int, int]]) -> None:
     if "路" not in text and "街" not in text and "巷" not in text and "同" not in text:
         return
     busy = sorted(taken)
-    rxs = (_STREET_CUE_RX, _STREET_NO_RX) if "号" in text and _STREET_NO_GATE.search(text) else (_STREET_CUE_RX,)
-    for rx in rxs:
-        for m in rx.finditer(text):
-            s, e = m.span(1)
-            # Before a number the name starts where its first word does not reach back (沿着笋岗路3号).
-            while e - s > 2 and (text[s] in _ST_FUNC or text[s - 1:s + 1] in WORDS):
-                s += 1
-            name = text[s:e].removesuffix("大道").removesuffix("大街").removesuffix("胡同").rstrip("路街巷")
-            if (not name or not _ST_FUNC.isdisjoint(name) or name in WORDS or text[s:e] in WORDS
-                    or (text[e - 2:e] in WORDS and len(name) > 1 and text[s:e - 1] in WORDS)
-                    or _overlaps(busy, s, e)):
-                continue
-            out.append((s, e, 1, "LOCATION"))
-            bisect.insort(busy, (s, e))
+    # The pattern of a name before a number is led by a Han class, which the regex engine tries at every Han
+    # character: it starts from each street suffix instead, which ends a match at most four characters in.
+    hits = _STREET_CUE_RX.finditer(text)
+    if "号" in text and _STREET_NO_GATE.search(text):
+        hits = chain(hits, _finditer_near(_STREET_NO_RX, text, "路街巷同道", 4))
+    for m in hits:
+        s, e = m.span(1)
+        # Before a number the name starts where its first word does not reach back (沿着笋岗路3号).
+        while e - s > 2 and (text[s] in _ST_FUNC or text[s - 1:s + 1] in WORDS):
+            s += 1
+        name = text[s:e].removesuffix("大道").removesuffix("大街").removesuffix("胡同").rstrip("路街巷")
+        if (not name or not _ST_FUNC.isdisjoint(name) or name in WORDS or text[s:e] in WORDS
+                or (text[e - 2:e] in WORDS and len(name) > 1 and text[s:e - 1] in WORDS)
+                or _overlaps(busy, s, e)):
+            continue
+        out.append((s, e, 1, "LOCATION"))
+        bisect.insort(busy, (s, e))
 
 
 def _overlaps(spans: list[tuple[int, int]], s: int, e: int) -> bool:
@@ -376,9 +435,8 @@ _DATE_RX = re.compile(
 
 
 def _find_dates(text: str, out: _Raw) -> None:
-    if "月" not in text and "日" not in text:
-        return
-    for m in _DATE_RX.finditer(text):
+    # Every date has its 月 or 日 at most seven characters after its start (〇〇〇〇年十二月).
+    for m in _finditer_near(_DATE_RX, text, "月日", 7):
         out.append((m.start(), m.end(), 1, "DATE"))
 
 
@@ -438,7 +496,7 @@ def _right_ok(text: str, j: int) -> bool:
     c = text[j]
     if not _is_han(c) or c in _STOP:
         return True
-    return text.startswith(_RIGHT_WORDS, j) or text[j:j + 2] in WORDS
+    return text.startswith(_RIGHT_AT.get(c, ()), j) or text[j:j + 2] in WORDS
 
 
 def _left_ok(text: str, i: int) -> bool:
@@ -447,7 +505,7 @@ def _left_ok(text: str, i: int) -> bool:
     c = text[i - 1]
     if not _is_han(c) or c in _LEFT_CHARS:
         return True
-    return text.endswith(_LEFT_WORDS, 0, i)
+    return text.endswith(_LEFT_TO.get(c, ()), 0, i)
 
 
 # 其 and 中 end a name (张其父, 王中) but also stand inside one (钱其琛, 董其中).
@@ -482,7 +540,8 @@ def _strong_right(text: str, j: int) -> bool:
     if j >= len(text) or not _is_han(text[j]) or text[j] in "、等":
         return True
     # 说, 诉 after a character they form a word with (告诉, 听说) is no verb of speech after a name.
-    return text.startswith(_RIGHT_LONG, j) or (text[j] in _RIGHT_ONE and text[j - 1:j + 1] not in WORDS)
+    c = text[j]
+    return text.startswith(_RIGHT_LONG_AT.get(c, ()), j) or (c in _RIGHT_ONE and text[j - 1:j + 1] not in WORDS)
 
 
 def _titled_three(text: str, i: int, g: int) -> bool:
@@ -492,8 +551,9 @@ def _titled_three(text: str, i: int, g: int) -> bool:
     if not (i > 0 and text[i - 1] in _TITLE_LAST and g + 2 <= len(text) and _is_han(text[g])
             and _is_han(text[g + 1]) and text[g] not in _HARD_STOP
             and text[g + 1] not in _HARD_STOP and text[i:g + 2] not in WORDS
-            and (text.endswith(_LEFT_WORDS, 0, i) or text.endswith(_TITLE_LEFT, 0, i))
-            and not text.startswith(_RIGHT_WORDS, g)):
+            and (_ends(text, i, _LEFT_TO)
+                 or _ends(text, i, _TITLE_LEFT_TO))
+            and not _starts(text, g, _RIGHT_AT)):
         return False
     # Right after a title the given name may be a word (导演袁和平, 女星崔真实) if a given-name character is in it
     # and the clause or a word people do ends it; otherwise neither half may be a word.
@@ -516,6 +576,12 @@ _WHEN = ("今天", "昨天", "明天", "今日", "昨日", "上午", "下午", "
 # The last characters of the words _titled_three looks for: a cheap test before the long endswith.
 _TITLE_LAST = frozenset(w[-1] for w in (*_LEFT_WORDS, *_TITLE_LEFT))
 _TITLE_WORDS = (*_LEFT_WORDS, *_TITLE_LEFT, "护士长", "董事长", "秘书长", "委员长", "班长", "组长")
+_RIGHT_AT = _by_char(_RIGHT_WORDS)
+_RIGHT_LONG_AT = _by_char(_RIGHT_LONG)
+_LEFT_TO = _by_char(_LEFT_WORDS, last=True)
+_TITLE_LEFT_TO = _by_char(_TITLE_LEFT, last=True)
+_TITLE_WORDS_TO = _by_char(_TITLE_WORDS, last=True)
+_WHEN_AT = _by_char(_WHEN)
 
 
 def _name_in_context(text: str, i: int, g: int) -> tuple[int, int] | None:
@@ -529,16 +595,16 @@ def _name_in_context(text: str, i: int, g: int) -> tuple[int, int] | None:
         return i, g + 2
     # A name that is also a word (黄菊, 罗干, 乔石) right after a title and before the end of the clause or a
     # word people do (书记黄菊主持, 秘书长罗干、).
-    if (sl == 1 and head and text.endswith(_TITLE_LEFT, 0, i) and _is_han(text[g])
+    if (sl == 1 and head and _ends(text, i, _TITLE_LEFT_TO) and _is_han(text[g])
             and text[g] not in _HARD_STOP and (_strong_right(text, g + 1) or text[g + 1:g + 2] in _HARD_STOP
-                                               or text.startswith(_WHEN, g + 1))):
+                                               or _starts(text, g + 1, _WHEN_AT))):
         return i, g + 1
     left = _left_ok(text, i)
     # A name that is also a word (李鹏): after a role or title, or before a word people do (李鹏说, 李鹏总理); a
     # clause boundary is not enough (曾祖父, 温馨提示).
     if (sl == 1 and text[i:g + 1] in MAYBE_NAMES and _given_ok(text, g, g + 1)
-            and ((text.endswith(_TITLE_WORDS, 0, i) and _right_ok(text, g + 1))
-                 or text.startswith(_RIGHT_WORDS, g + 1)
+            and ((_ends(text, i, _TITLE_WORDS_TO) and _right_ok(text, g + 1))
+                 or _starts(text, g + 1, _RIGHT_AT)
                  # the subject of a clause (，李鹏在北京, 罗干还说)
                  or ((i == 0 or not _is_han(text[i - 1])) and text[g + 1:g + 2] in _SUBJECT_NEXT
                      and text[g + 1:g + 3] not in WORDS))):
@@ -562,7 +628,7 @@ def _name_in_context(text: str, i: int, g: int) -> tuple[int, int] | None:
         if (sl == 1 and not weak and text[g:g + 1] in GIVEN_CHARS and text[i:g + 1] not in WORDS
                 and text[i:g + 1] not in MAYBE_NAMES and text[g:g + 2] not in WORDS
                 and (g + 1 >= len(text) or not _is_han(text[g + 1]) or text[g + 1] in _HARD_STOP
-                     or text.startswith(_RIGHT_WORDS, g + 1))):
+                     or _starts(text, g + 1, _RIGHT_AT))):
             return i, g + 1
         return None
     if sl == 1 and (head or text[i:g + 1] in MAYBE_NAMES or text[i:g + 3] in WORDS):
@@ -695,15 +761,19 @@ def _find_names(text: str, out: _Raw, taken: list[tuple[int, int]], uncertain: b
                 continue
             span = None
         else:
-            span = _name_at(text, i, sl, uncertain)
+            # `_name_at` without its test of a word's end, just made above.
+            span = _name_in_context(text, i, i + sl)
+            if span is None and uncertain:
+                span = _uncertain_name_at(text, i, i + sl)
         # A compound surname may be a word's end and a surname (副部长孙振宇: 长孙): then the single one, whose
         # "word" with the character before is that compound.
         if span is None and sl == 2 and text[i + 1] in _SURNAMES:
             span = _name_in_context(text, i + 1, i + 2)
             if span is None and uncertain:
                 span = _uncertain_name_at(text, i + 1, i + 2)
-        if span is None and sl == 1 and not NAME_CHARS.isdisjoint(text[i + 1:i + 3]) and (
-                _ended_three(text, i) or _opening_three(text, i) or _glued_three(text, i)):
+        # The three rules all want the surname and the next character to be no word (a third of the surnames).
+        if (span is None and sl == 1 and text[i:i + 2] not in WORDS and not NAME_CHARS.isdisjoint(text[i + 1:i + 3])
+                and (_ended_three(text, i) or _opening_three(text, i) or _glued_three(text, i))):
             span = (i, i + 3)
         # A surname and 某 (张某, 王某某) is how a report names a person it keeps anonymous.
         if span is None and sl == 1 and text[i + 1] == "某" and text[i:i + 3] not in WORDS:
@@ -716,8 +786,11 @@ def _find_names(text: str, out: _Raw, taken: list[tuple[int, int]], uncertain: b
             out.append((span[0], span[1], 1, "NAME"))
             found.append(span)
             pos = span[1]
-    busy = sorted(busy + found)
-    for m in _WEAK_RX.finditer(text):
+    # The spans sorted again only where a weak surname is found (most notes have none).
+    weak = list(_WEAK_RX.finditer(text))
+    if weak:
+        busy = sorted(busy + found)
+    for m in weak:
         i = m.start()
         if _overlaps(busy, i, i + 3) or (i > 0 and _is_han(text[i - 1]) and text[i - 1:i + 1] in WORDS):
             continue
@@ -737,6 +810,7 @@ _TR_LEFT = (*_LEFT_WORDS, "总统", "总理", "首相", "外长", "国务卿", "
             "发言人", "总裁", "董事长", "教练", "球星", "夫人", "博士", "法官", "将军", "大臣")
 _TITLE_ENDS = frozenset("长员师理统使官者士席授")
 _TR_LEFT_LAST = frozenset(w[-1] for w in _TR_LEFT)
+_TR_LEFT_TO = _by_char(_TR_LEFT, last=True)
 _TR_RUN = re.compile(f"[{_TR}]{{2,8}}")
 # A name in parts joined by · (约翰·克鲁吉, 拉吉夫·甘地): the parts at most five characters each.
 _DOT_RX = re.compile(f"[{_HAN}]{{1,5}}(?:·[{_HAN}]{{1,5}})+")
@@ -748,12 +822,12 @@ def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
             s, e = m.span()
             # The first part starts after a word that introduces a person, the last ends before one.
             for k in range(s, text.index("·", s)):
-                if text.endswith(_TR_LEFT, 0, k) or text[k - 1] in _LEFT_CHARS or text[k - 1] in _TR_FUNC_LEFT:
+                if _ends(text, k, _TR_LEFT_TO) or text[k - 1] in _LEFT_CHARS or text[k - 1] in _TR_FUNC_LEFT:
                     s = k
             last = text.rindex("·", s, e) + 1
             # Only function characters end the last part: 地 of 甘地 is a name's.
             for k in range(last + 1, e + 1):
-                if text.startswith(_RIGHT_WORDS, k) or text.startswith(_TR_VERBS, k) or text[k - 1] in _HARD_STOP:
+                if _starts(text, k, _RIGHT_AT) or _starts(text, k, _TR_VERBS_AT) or text[k - 1] in _HARD_STOP:
                     e = k if text[k - 1] not in _HARD_STOP else k - 1
                     break
             span = text[s:e]
@@ -767,26 +841,27 @@ def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
                 out.append((s, e, 1, "NAME"))
     # One scan for the maximal runs of either class; both rules then look only inside them.
     runs = [m.span() for m in _ANY_TR_RUN.finditer(text)]
+    if not runs:
+        return  # every rule below looks inside a run (a per-note cost: most short notes have none)
     for m in (m for a, b in runs for m in _TR_RUN.finditer(text, a, b)):
         s, e = m.span()
         if any(a < e and s < b for a, b in busy) or text[s:e] in TRANSLIT_WORDS:
             continue  # a country or a transliterated word (伊拉克, 卢森堡)
         # After the last character of a title (州长, 大使, 议员) too.
-        if (text.endswith(_TR_LEFT, 0, s) or text.startswith(_RIGHT_WORDS, e)
+        if (_ends(text, s, _TR_LEFT_TO) or _starts(text, e, _RIGHT_AT)
                 # the subject of a clause (，恩佐在记者招待会上说)
                 or ((s == 0 or not _is_han(text[s - 1])) and text[s:e] not in WORDS
-                    and (text[e:e + 1] in _TR_FUNC_RIGHT or text.startswith(_TR_VERBS, e))
-                    and text[e:e + 2] not in WORDS and not text.startswith(_EPONYM_NEXT, e))
+                    and (text[e:e + 1] in _TR_FUNC_RIGHT or _starts(text, e, _TR_VERBS_AT))
+                    and text[e:e + 2] not in WORDS and not _starts(text, e, _EPONYM_NEXT_AT))
                 or (s > 0 and text[s - 1] in _TITLE_ENDS and text[s - 1:s + 1] not in WORDS
-                    and not text.startswith(_EPONYM_NEXT, e) and not text.startswith(_DRUG_ENDS, e - 1)
+                    and not _starts(text, e, _EPONYM_NEXT_AT) and not text.startswith(_DRUG_ENDS, e - 1)
                     and text[s:e] not in WORDS)):
             out.append((s, e, 1, "NAME"))
             busy.append((s, e))
     for a, b in runs:
         if b - a == 2 and _short_foreign(text, a, b) and not any(x < b and a < y for x, y in busy):
             out.append((a, b, 1, "NAME"))
-    if runs:
-        _find_gapped(text, out, busy, runs)
+    _find_gapped(text, out, busy, runs)
     for m in (m for a, b in runs if b - a >= 3 for m in _LOOSE_RUN.finditer(text, a, b)):
         s, e = m.span()
         if _translit_city(text, s, e) and not any(a < e and s < b for a, b in busy):
@@ -796,7 +871,7 @@ def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
         # (扎琳娜 of 扎琳娜那双, 哈马迪 of 哈马迪博士).
         for end in range(e, max(s + 3, e - 2) - 1, -1):
             if end < e and not (text[end] in _STOP or text[end:end + 2] in WORDS
-                                or text.startswith(_RIGHT_WORDS, end)):
+                                or _starts(text, end, _RIGHT_AT)):
                 continue
             # A span inside the run (阿尔希 of 阿尔希波夫 after 患者) does not stop it.
             if (_loose_name(text, s, end) or _titled_run(text, s, end)) and not any(
@@ -849,7 +924,7 @@ def _short_foreign(text: str, s: int, e: int) -> bool:
     run = text[s:e]
     if (TRANSLIT_CHARS.isdisjoint(run) or run in TRANSLIT_WORDS or run in FOREIGN_CITIES
             or run[0] in _TR_FUNC_LEFT or run[-1] in _TR_FUNC_RIGHT
-            or text.startswith(_EPONYM_NEXT, e) or text.startswith(_DRUG_ENDS, s)):
+            or _starts(text, e, _EPONYM_NEXT_AT) or text.startswith(_DRUG_ENDS, s)):
         return False
     # An ordinary word (谢谢, 默契) only right after a title (外长利维); no half of a word with a neighbour
     # (古埃及), no count (２５０多科).
@@ -859,7 +934,7 @@ def _short_foreign(text: str, s: int, e: int) -> bool:
         return False
     left = titled or s == 0 or not _is_han(text[s - 1]) or text[s - 1] in _TR_FUNC_LEFT
     return left and (e == len(text) or not _is_han(text[e]) or text[e] in _TR_FUNC_RIGHT
-                     or text.startswith(_TR_VERBS, e) or text.startswith(_RIGHT_WORDS, e))
+                     or _starts(text, e, _TR_VERBS_AT) or _starts(text, e, _RIGHT_AT))
 
 
 def _titled_run(text: str, s: int, e: int) -> bool:
@@ -867,9 +942,9 @@ def _titled_run(text: str, s: int, e: int) -> bool:
     the clause or a word people do (市长赖尔登。): a foreign name even with one strict character."""
     run = text[s:e]
     if (s == 0 or text[s - 1] not in _TR_LEFT_LAST or run in TRANSLIT_WORDS or run in WORDS
-            or run.endswith(_DRUG_ENDS) or TRANSLIT_CHARS.isdisjoint(run) or not text.endswith(_TR_LEFT, 0, s)):
+            or run.endswith(_DRUG_ENDS) or TRANSLIT_CHARS.isdisjoint(run) or not _ends(text, s, _TR_LEFT_TO)):
         return False
-    return _strong_right(text, e) or text[e:e + 1] in _TR_FUNC_RIGHT or text.startswith(_TR_VERBS, e)
+    return _strong_right(text, e) or text[e:e + 1] in _TR_FUNC_RIGHT or _starts(text, e, _TR_VERBS_AT)
 
 
 # A foreign name without a title (克林顿, 阿尔希波夫): three characters or more of transliteration, two at least
@@ -891,6 +966,8 @@ _EPONYM_NEXT = ("病", "症", "征", "氏", "综合", "淋巴", "瘤", "定律",
                 "细胞", "法", "定理", "方程", "常数", "主义",
                 # a people, a language, a team, a place (伊拉克人, 桑戈语)
                 "人", "语", "队", "族", "岛", "港", "湾", "市", "州")
+_TR_VERBS_AT = _by_char(_TR_VERBS)
+_EPONYM_NEXT_AT = _by_char(_EPONYM_NEXT)
 
 
 # A transliteration run after a verb of travel or before 举行 (抵达哈博罗内, 在XX举行) is a city, not a person.
@@ -908,7 +985,7 @@ def _translit_city(text: str, s: int, e: int) -> bool:
 
 def _eponym_near(text: str, e: int) -> bool:
     """Whether a disease or sign word follows within two characters (阿尔茨 in 阿尔茨海默病)."""
-    return any(text.startswith(_EPONYM_NEXT, k) for k in (e + 1, e + 2))
+    return any(_starts(text, k, _EPONYM_NEXT_AT) for k in (e + 1, e + 2))
 
 
 def _loose_name(text: str, s: int, e: int) -> bool:
@@ -916,13 +993,13 @@ def _loose_name(text: str, s: int, e: int) -> bool:
     core = sum(c in TRANSLIT_CHARS for c in run)
     if core < 2 or 2 * core < len(run) or run in TRANSLIT_WORDS or run in WORDS or run.endswith(_DRUG_ENDS):
         return False
-    if text.startswith(_EPONYM_NEXT, e) or text.startswith(_DRUG_ENDS, e - 1):
+    if _starts(text, e, _EPONYM_NEXT_AT) or text.startswith(_DRUG_ENDS, e - 1):
         return False
     # Recall first: any neighbour will do that forms no word with the run's first or last character.
-    left = (s == 0 or not _is_han(text[s - 1]) or text[s - 1] in _TR_FUNC_LEFT or text.endswith(_TR_LEFT, 0, s)
+    left = (s == 0 or not _is_han(text[s - 1]) or text[s - 1] in _TR_FUNC_LEFT or _ends(text, s, _TR_LEFT_TO)
             or text[s - 1:s + 1] not in WORDS)
     right = (e == len(text) or not _is_han(text[e]) or text[e] in _TR_FUNC_RIGHT
-             or text.startswith(_TR_VERBS, e) or text.startswith(_RIGHT_WORDS, e)
+             or _starts(text, e, _TR_VERBS_AT) or _starts(text, e, _RIGHT_AT)
              or (text[e - 1:e + 1] not in WORDS and not _eponym_near(text, e)))
     return left and right
 
@@ -951,7 +1028,7 @@ def _old_young(text: str, i: int) -> bool:
         return False
     # What follows must end the reference: punctuation, a stop character, a word people do, or a word.
     return j >= len(text) or not _is_han(text[j]) or (
-        text[j] in _STOP or text.startswith(_RIGHT_WORDS, j) or text.startswith(_TR_VERBS, j)
+        text[j] in _STOP or _starts(text, j, _RIGHT_AT) or _starts(text, j, _TR_VERBS_AT)
         or text[j:j + 2] in WORDS)
 
 
@@ -1098,19 +1175,25 @@ def _find_lists(text: str, out: _Raw) -> None:
 def detect_zh(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     """Append to out the places and cue-less names of a note with Chinese text; uncertain_names: every common
     surname with one or two characters that form no ordinary word is a name (recall over readability)."""
-    _find_dates(text, out)
+    # The cheap gates of the rarer passes are tested here as well as in them: a call per note costs a few
+    # percent on notes of a hundred bytes.
+    if "月" in text or "日" in text:
+        _find_dates(text, out)
     n0 = len(out)
     taken = [(s, e) for s, e, _, _ in out]
     _find_places(text, out)
-    places = [(s, e) for s, e, _, _ in out[n0:]]
-    _find_towns(text, out, places)
+    if "村" in text or "镇" in text or "乡" in text:
+        _find_towns(text, out, [(s, e) for s, e, _, _ in out[n0:]])
     taken += [(s, e) for s, e, _, _ in out[n0:]]
-    _find_streets(text, out, taken)
+    if "路" in text or "街" in text or "巷" in text or "同" in text:
+        _find_streets(text, out, taken)
     _find_names(text, out, taken, uncertain_names)
     _find_foreign(text, out, taken)
     _find_bylines(text, out)
-    _find_lists(text, out)
-    _find_sexed(text, out)
+    if "、" in text:
+        _find_lists(text, out)
+    if "（" in text or "(" in text:
+        _find_sexed(text, out)
     # Inline, the test of whether a run of names can start anywhere (a call per note costs a few percent on
     # notes of a hundred bytes).
     if text[:1] in _RUN_FIRST_SET or "：" in text or ":" in text or "\n" in text:
@@ -1235,7 +1318,7 @@ def _spread_names(text: str, out: _Raw) -> None:
     while todo:
         s, e = todo.pop()
         nxt = []
-        m = _ENUM_RX.match(text, e)
+        m = _ENUM_RX.match(text, e) if text[e:e + 1] == "、" else None
         if m is not None and not (m.end(1) - m.start(1) == 3 and m.group(1) in WORDS):
             nxt.append(m.span(1))
         g = _GLUED_RX.match(text, e) if text[e:e + 1] in _LIST_FIRST else None
