@@ -680,3 +680,47 @@ def test_lower_case_pass_returns_the_cue_strings_of_the_note(note: str) -> None:
     from medspace.deid import text_en
 
     assert T._scan_lower(note, []) == {w for w in text_en.CUE_STRINGS if w in note}
+
+
+_ALONE_WORDS = ("Zorbaxian", "Brown", "Grace", "Mark", "John", "JOHN", "NICU", "London", "Reading", "Dr", "Mrs",
+                "Pharmacy", "Xu", "Qwe", "O'Neil", "McAllister", "Anti-Xa", "Followup", "MARTNA")
+_ALONE_CONTEXTS = ("seen by {} today", "{} went home.", "Plan: {} later", 'read "{}" twice', "took {} 5 mg",
+                   "Hello, {}, how are you", "and {}")
+
+
+@pytest.mark.parametrize("uncertain", [False, True])
+def test_a_word_alone_is_decided_by_its_class_as_by_the_full_steps(uncertain: bool) -> None:
+    """The per-word class of a capitalised word standing alone gives the spans the full steps give."""
+    from medspace.deid import text_en as E
+
+    for word in _ALONE_WORDS:
+        for ctx in _ALONE_CONTEXTS:
+            note = ctx.format(word)
+            a = note.index(word)
+            toks = [(a, a + len(word), word)]
+            fast: list[tuple[int, int, int, str]] = []
+            E._classify_run(note, toks, fast, uncertain)
+            full: list[tuple[int, int, int, str]] = []
+            k = E._kind(word)
+            if k == "s":
+                pass
+            elif E._fold(word) in E._PLACE:
+                full.append((a, a + len(word), 1, "LOCATION"))
+            elif not (word.isupper() and k is None):
+                E._name_piece(note, toks, [k], full, uncertain, word.isupper(), True)
+            assert fast == full, (note, fast, full)
+
+
+@pytest.mark.parametrize(("note", "name"), [("seen by Zorbax Quellington today", "Zorbax Quellington"),
+                                            ("seen by Zorbax  Quellington today", "Zorbax  Quellington"),
+                                            ("seen 12, Quellington today", "Quellington"),
+                                            ("seen 12 Quellington today", "Quellington")])
+def test_a_run_reaches_back_to_a_capitalised_word_only(note: str, name: str) -> None:
+    """A run decided from its last word takes in the capitalised words before it, and nothing after a number."""
+    from medspace.deid import text_en as E
+
+    a = note.index("Quellington")
+    out: list[tuple[int, int, int, str]] = []
+    E._run_at(note, a, a + len("Quellington"), set(), out, False)
+    s = note.index(name)
+    assert out == [(s, s + len(name), 1, "NAME")]

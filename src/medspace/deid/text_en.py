@@ -34,6 +34,7 @@ from __future__ import annotations
 import gzip
 import ipaddress
 import re
+from bisect import bisect_right
 from importlib import resources
 from typing import Any
 
@@ -305,6 +306,8 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]
         suspects.sort(key=text.find)
     seen: set[int] = set()
     n = len(text)
+    # The closed spans are sorted and disjoint: only the last one starting at or before a token can hold it.
+    starts = [s for s, _ in closed]
     for tok in suspects:
         weak = tok in _WEAK
         i = text.find(tok)
@@ -314,7 +317,7 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]
             # capitalised word (most of them start sentences: fewer runs to look at).
             if i not in seen and (i == 0 or not text[i - 1].isalnum()) \
                     and (j >= n or not (text[j].isalnum() or text[j] == "_")) \
-                    and not (closed and any([s <= i and j <= e for s, e in closed])) \
+                    and not (closed and (c := bisect_right(starts, i)) and j <= closed[c - 1][1]) \
                     and (not weak or _mid_sentence(text, i) or (text[j:j + 1] == " " and text[j + 1:j + 2].isupper())):
                 _run_at(text, i, j, seen, out, uncertain)
             i = text.find(tok, i + 1)
@@ -368,9 +371,15 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
     # Both patterns need a blank next to the token: most tokens stand alone (one character test each).
     s, e = a, b
     if a and text[a - 1] in " \t":
-        left = _REV_LEFT.match(text[max(0, a - 100):a][::-1])
-        if left is not None:
-            s = a - left.end()
+        # Only a letter (a word's last) or a full stop (an initial's) before the blanks can start a token
+        # backwards: most runs follow a digit, a comma or a line start, and need no reversed copy.
+        p = a - 2
+        while p >= 0 and text[p] in " \t":
+            p -= 1
+        if p >= 0 and (text[p].isalnum() or text[p] == "."):
+            left = _REV_LEFT.match(text[max(0, a - 100):a][::-1])
+            if left is not None:
+                s = a - left.end()
     if text[b:b + 1] in (" ", "\t"):
         right = _RIGHT_RUN.match(text, b)
         if right is not None:
@@ -510,19 +519,49 @@ def _in_name(toks: list[tuple[int, int, str]], i: int) -> bool:
     return False
 
 
+# What a word standing alone is, as far as the word itself decides (the steps of `_classify_run` and
+# `_name_piece` for one token, worked out once per word written so; notes repeat their words):
+_NOTHING, _PLACE_WORD, _NAME_WORD = 0, 1, 2  # whatever its context
+_UNKNOWN_WORD = 3  # a name unless its context says no (quoted, a number after, a colon before); else uncertain
+_WEAK_WORD = 4  # a name that is also a word: a name mid-sentence, with the same context checks
+_UNCERTAIN_WORD = 5  # a name only with the uncertain_names option
+_ALONE: dict[str, int] = {}  # bounded
+
+
+def _alone_class(tok: str) -> int:
+    """The context-free part of the decision on a capitalised token of two or more letters standing alone."""
+    k = _kind(tok)
+    if k == "s":
+        return _NOTHING
+    if _fold(tok) in _PLACE:
+        return _PLACE_WORD
+    if tok.isupper():
+        return _NOTHING  # an abbreviation, or a name in capitals without another word (JOHN): not enough
+    if k == "n":
+        return _NAME_WORD  # the word alone or the piece it forms: the same span
+    shape = len(tok) >= 3 and ((tok[1:].isalpha() and tok[1:].islower()) or _NAMECASE.fullmatch(tok) is not None)
+    if k is None:
+        return _UNKNOWN_WORD if shape and len(tok) >= 5 else _UNCERTAIN_WORD
+    return _WEAK_WORD if shape and _fold(tok) not in _TITLE_SET else _NOTHING
+
+
 def _classify_run(text: str, toks: list[tuple[int, int, str]], out: _Raw, uncertain: bool) -> None:
     if len(toks) == 1 and len(toks[0][2]) > 1:
-        # A word standing alone (most runs): the steps below for one token, without their lists.
+        # A word standing alone (most runs): its class, then its context only where the class leaves it open.
         a, b, tok = toks[0]
-        k = _kind(tok)
-        if k == "s":
+        c = _ALONE.get(tok)
+        if c is None:
+            if len(_ALONE) > 200_000:
+                _ALONE.clear()
+            c = _ALONE[tok] = _alone_class(tok)
+        if c == _NOTHING:
             return
-        if _fold(tok) in _PLACE:
+        if c == _PLACE_WORD:
             out.append((a, b, 1, "LOCATION"))
-            return
-        caps = tok.isupper()
-        if not (caps and k is None):  # an unknown all-capitals token is an abbreviation
-            _name_piece(text, toks, [k], out, uncertain, caps, True)
+        elif c == _NAME_WORD or (c == _UNCERTAIN_WORD and uncertain) \
+                or (c == _UNKNOWN_WORD and (uncertain or _alone_ok(text, a, b))) \
+                or (c == _WEAK_WORD and _mid_sentence(text, a) and _alone_ok(text, a, b)):
+            out.append((a, b, 1, "NAME"))
         return
     caps = all(len(t) > 1 and t.isupper() for _, _, t in toks)  # _is_caps, inlined
     # A one-letter token is an initial (Brenda P Lemon): part of a name between its other parts.
@@ -563,6 +602,12 @@ def _mid_sentence(text: str, a: int) -> bool:
 _QUOTES = frozenset("\"'“”‘’")
 # What a word alone is not followed by if it is a name: a dose (Zorbex 5 mg), a value (Temp 37.2), a year.
 _UNKNOWN_ALONE = re.compile(r"(?![ \t]*\d)")
+
+
+def _alone_ok(text: str, a: int, b: int) -> bool:
+    """True if the context of a word standing alone allows a name: not quoted, no number after, no colon before."""
+    return text[b:b + 1] not in _QUOTES and _UNKNOWN_ALONE.match(text, b) is not None \
+        and ":" not in text[max(0, a - 2):a]
 
 
 def _name_piece(text: str, toks: list[tuple[int, int, str]], kinds: list[str | None], out: _Raw,
