@@ -724,3 +724,21 @@ def test_a_run_reaches_back_to_a_capitalised_word_only(note: str, name: str) -> 
     E._run_at(note, a, a + len("Quellington"), set(), out, False)
     s = note.index(name)
     assert out == [(s, s + len(name), 1, "NAME")]
+
+
+@pytest.mark.parametrize("uncertain", [False, True])
+@pytest.mark.parametrize("run", ["John Smith", "Brenda P Lemon", "JOHN SMITH", "HPI CBC", "Zorbax Quellington",
+                                 "Mark Brown", "Pharmacy Zorbax Quellington", "Grace Zorbax", "Paris Zorbax"])
+def test_a_run_seen_again_is_decided_as_the_first_time(run: str, uncertain: bool) -> None:
+    """The names kept for a run of words are those its full steps give, wherever the run stands."""
+    from medspace.deid import text_en as E
+
+    for note in (f"seen by {run} today", f"{run}: well", f"with {run}, 5 mg"):
+        a = note.index(run)
+        toks = [(a + m.start(), a + m.end(), m.group()) for m in E._FIRST_TOKEN.finditer(run)]
+        full: list[tuple[int, int, int, str]] = []
+        E._classify_many(note, toks, full, uncertain)
+        for _ in range(2):  # the first decision, then the one kept
+            again: list[tuple[int, int, int, str]] = []
+            E._classify_run(note, toks, again, uncertain)
+            assert again == full, (note, again, full)

@@ -563,11 +563,36 @@ def _classify_run(text: str, toks: list[tuple[int, int, str]], out: _Raw, uncert
                 or (c == _WEAK_WORD and _mid_sentence(text, a) and _alone_ok(text, a, b)):
             out.append((a, b, 1, "NAME"))
         return
+    # A run of words (John Smith): without a place in it its names depend on its words alone, so the names
+    # found in a run so written are kept as token ranges and reused (notes repeat their names).
+    words = tuple([t for _, _, t in toks])
+    plans = _PLANS_UNCERTAIN if uncertain else _PLANS
+    plan = plans.get(words)
+    if plan is not None:
+        for i, j in plan:
+            out.append((toks[i][0], toks[j - 1][1], 1, "NAME"))
+        return
+    mark = len(out)
+    if _classify_many(text, toks, out, uncertain) or len(toks) < 2:
+        return  # a place in the run: its end depends on what follows it
+    if len(plans) > 100_000:
+        plans.clear()
+    first = {a: i for i, (a, _, _) in enumerate(toks)}
+    last = {b: i + 1 for i, (_, b, _) in enumerate(toks)}
+    plans[words] = tuple([(first[a], last[b]) for a, b, _, _ in out[mark:]])
+
+
+_PLANS: dict[tuple[str, ...], tuple[tuple[int, int], ...]] = {}  # the names in each run of words seen (bounded)
+_PLANS_UNCERTAIN: dict[tuple[str, ...], tuple[tuple[int, int], ...]] = {}  # the same with uncertain_names
+
+
+def _classify_many(text: str, toks: list[tuple[int, int, str]], out: _Raw, uncertain: bool) -> bool:
+    """Decide a run of several tokens (or a lone initial); True if a place was found in it."""
     caps = all(len(t) > 1 and t.isupper() for _, _, t in toks)  # _is_caps, inlined
     # A one-letter token is an initial (Brenda P Lemon): part of a name between its other parts.
     kinds = [_kind(t) if len(t) > 1 else "i" for _, _, t in toks]
     if len(toks) == 1 and kinds[0] == "s":
-        return
+        return False
     place = _place_in(toks, _PLACE)
     if place is not None and place[1] - place[0] == 1 and not caps and _in_name(toks, place[0]):
         place = None  # one word of a personal name that is also a town (Radomir Horvatinčić)
@@ -589,6 +614,7 @@ def _classify_run(text: str, toks: list[tuple[int, int, str]], out: _Raw, uncert
             _name_piece(text, [toks[i] for i in piece], [kinds[i] for i in piece], out, uncertain, caps,
                         len(toks) == 1)
         piece = []
+    return place is not None
 
 
 def _mid_sentence(text: str, a: int) -> bool:
