@@ -675,3 +675,22 @@ def test_context_words_grouped_by_character_give_the_answer_of_the_whole_list() 
         assert Z._starts(text, j, starts) == text.startswith(words, j), j
     for i in range(len(text) + 1):
         assert Z._ends(text, i, ends) == text.endswith(words, 0, i), i
+
+
+@pytest.mark.parametrize("note", [
+    "病情稳定。\n（周建华）",
+    "（周建华）\n复查血常规。（孙丽）",
+    "\n\n周建华\n  \n孙丽 \n复查",
+    " \n（周建华） \n（家属）在场（孙丽）",
+    "周建华\n复查（一周后）（孙丽萍）\n",
+])
+def test_bylines_are_found_as_the_whole_note_pattern_finds_them(note: str) -> None:
+    # The short paths (a closing bracket that ends its line, a line break before a line) against the patterns
+    # run over the whole note.
+    got = [m.span(1) for m in Z._bracket_bylines(note)]
+    assert got == [m.span(1) for m in Z._BYLINE_BRACKET.finditer(note)]
+    first = Z._BYLINE_LINE.match(note)
+    lines = [first.span(1)] if first is not None and "\n" not in note[:first.start(1)] else []
+    lines += [m.span(1) for m in Z._BYLINE_NEXT_LINE.finditer(note)]
+    assert lines == [m.span(1) for m in Z._BYLINE_LINE.finditer(note)]
+    assert got or lines

@@ -1037,6 +1037,9 @@ def _old_young(text: str, i: int) -> bool:
 _ALL_SURNAMES = f"{_SURNAMES}{''.join(sorted(_WEAK_SURNAMES))}"
 _BYLINE_BRACKET = re.compile(f"[（(]((?:{'|'.join(_COMPOUND)}|[{_ALL_SURNAMES}])[{_HAN}]{{1,11}})[）)](?=\\s*$)", re.M)
 _BYLINE_LINE = re.compile(f"^\\s*((?:{'|'.join(_COMPOUND)}|[{_ALL_SURNAMES}])[{_HAN}]{{1,3}})\\s*$", re.M)
+# The same after a line break: led by a literal, which the regex engine finds fast, where a multi-line ^ is tried
+# at every character (the note's first line is matched with _BYLINE_LINE itself).
+_BYLINE_NEXT_LINE = re.compile(f"\n{_BYLINE_LINE.pattern.removeprefix('^')}", re.M)
 
 
 # A name before its sex or people in brackets (吴仪（女）, 张三（男，45岁）, 阿不都（维吾尔族）).
@@ -1058,10 +1061,36 @@ def _find_sexed(text: str, out: _Raw) -> None:
                 break
 
 
+def _bracket_bylines(text: str) -> list[re.Match[str]]:
+    """The matches of _BYLINE_BRACKET.finditer(text) in order, looked for only before a closing bracket that
+    ends its line (most brackets of a note end none, and the pattern is tried at every opening one)."""
+    hits = []
+    for close in "）)":
+        k = text.find(close)
+        while k >= 0:
+            nl = text.find("\n", k)
+            if nl < 0:
+                nl = len(text)
+            if nl == k + 1 or text[k + 1:nl].isspace():
+                # A match holds thirteen characters at most before its closing bracket.
+                m = _BYLINE_BRACKET.search(text, max(0, k - 13), k + 1)
+                while m is not None and m.end() <= k:
+                    m = _BYLINE_BRACKET.search(text, m.start() + 1, k + 1)
+                if m is not None:
+                    hits.append(m)
+            k = text.find(close, k + 1)
+    hits.sort(key=lambda m: m.start())
+    return hits
+
+
 def _find_bylines(text: str, out: _Raw) -> None:
     # Each pattern only where it can match (a per-note cost: most notes have neither).
     if "\n" in text:
-        hits = [*_BYLINE_BRACKET.finditer(text), *_BYLINE_LINE.finditer(text)]
+        hits = _bracket_bylines(text)
+        first = _BYLINE_LINE.match(text)
+        if first is not None and "\n" not in text[:first.start(1)]:
+            hits.append(first)
+        hits += _BYLINE_NEXT_LINE.finditer(text)
     elif len(text) < 8:
         hits = [*_BYLINE_LINE.finditer(text)]
     else:
