@@ -836,7 +836,7 @@ def _find_foreign(text: str, out: _Raw, busy: list[tuple[int, int]]) -> None:
             # a part of one (清·龚自珍: a dynasty) needs a third of transliteration characters.
             first = text.index("·", s) - s
             if e - last >= 1 and len(han) >= 3 and (
-                    3 * sum(c in TRANSLIT_CHARS for c in han) >= len(han)
+                    3 * sum(map(TRANSLIT_CHARS.__contains__, han)) >= len(han)
                     or (first >= 2 and e - last >= 2 and span not in WORDS)):
                 out.append((s, e, 1, "NAME"))
     # One scan for the maximal runs of either class; both rules then look only inside them.
@@ -977,7 +977,7 @@ _TR_CITY_AFTER = ("举行", "召开", "市", "时间")
 
 def _translit_city(text: str, s: int, e: int) -> bool:
     run = text[s:e]
-    if (sum(c in TRANSLIT_CHARS for c in run) < 2 or run in TRANSLIT_WORDS or run in WORDS
+    if (sum(map(TRANSLIT_CHARS.__contains__, run)) < 2 or run in TRANSLIT_WORDS or run in WORDS
             or run.endswith(_DRUG_ENDS)):
         return False
     return text.endswith(_TR_CITY_BEFORE, 0, s) or text.startswith(_TR_CITY_AFTER, e)
@@ -990,7 +990,7 @@ def _eponym_near(text: str, e: int) -> bool:
 
 def _loose_name(text: str, s: int, e: int) -> bool:
     run = text[s:e]
-    core = sum(c in TRANSLIT_CHARS for c in run)
+    core = sum(map(TRANSLIT_CHARS.__contains__, run))
     if core < 2 or 2 * core < len(run) or run in TRANSLIT_WORDS or run in WORDS or run.endswith(_DRUG_ENDS):
         return False
     if _starts(text, e, _EPONYM_NEXT_AT) or text.startswith(_DRUG_ENDS, e - 1):
@@ -1227,7 +1227,8 @@ def detect_zh(text: str, out: _Raw, uncertain_names: bool = False) -> None:
     # notes of a hundred bytes).
     if text[:1] in _RUN_FIRST_SET or "：" in text or ":" in text or "\n" in text:
         _find_name_runs(text, out)
-    _spread_names(text, out)
+    if out:  # most short notes have no span at all
+        _spread_names(text, out)
 
 
 # Names glued into one run after a colon or at a line's start (委员：李鹏乔石李瑞环朱镕基): a run of six Han
@@ -1298,7 +1299,7 @@ def _find_name_runs(text: str, out: _Raw) -> None:
             continue
         run = m.group(1)
         # Cheap before the split: a surname at least every fourth character.
-        if 4 * sum(c in _RUN_FIRST_SET for c in run) < len(run):
+        if 4 * sum(map(_RUN_FIRST_SET.__contains__, run)) < len(run):
             continue
         split = _split_names(run)
         if split is not None:
