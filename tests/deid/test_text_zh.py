@@ -694,3 +694,15 @@ def test_bylines_are_found_as_the_whole_note_pattern_finds_them(note: str) -> No
     lines += [m.span(1) for m in Z._BYLINE_NEXT_LINE.finditer(note)]
     assert lines == [m.span(1) for m in Z._BYLINE_LINE.finditer(note)]
     assert got or lines
+
+
+@pytest.mark.parametrize("note", [
+    "每日三次，2023年3月5日复诊，术后3日拆线。",
+    "本月７日，患者于十五日晚入院，1998年元月3日出生，发热2日，",
+    "日日月月，住院第5日，至31日止，一月后复查\n4日，",
+    "1月",
+])
+def test_dates_found_near_their_anchors_as_by_the_whole_note(note: str) -> None:
+    # The bounded search after each 月 or 日 against the pattern run over the whole note.
+    got = [m.span() for m in Z._finditer_near(Z._DATE_RX, note, "月日", 7, Z._DATE_EXTENT)]
+    assert got == [m.span() for m in Z._DATE_RX.finditer(note)]

@@ -167,10 +167,12 @@ def fold_width(text: str) -> str:
     return a.tobytes().decode("utf-32-le")
 
 
-def _finditer_near(rx: re.Pattern[str], text: str, anchors: str, reach: int) -> Iterator[re.Match[str]]:
+def _finditer_near(rx: re.Pattern[str], text: str, anchors: str, reach: int,
+                   extent: int | None = None) -> Iterator[re.Match[str]]:
     """The matches of rx.finditer(text), for a pattern whose every match holds one of the anchor characters at
     most reach characters after its start: each search starts reach characters before the next anchor
-    instead of trying every character of the note (look-behinds still see the text before it)."""
+    instead of trying every character of the note (look-behinds still see the text before it). extent: how
+    many characters after its start a match (and its look-aheads) reads at most, when that is bounded."""
     pos = 0
     n = len(text)
     while True:
@@ -181,9 +183,18 @@ def _finditer_near(rx: re.Pattern[str], text: str, anchors: str, reach: int) -> 
                 nxt = k
         if nxt == n:
             return
-        m = rx.search(text, max(pos, nxt - reach))
-        if m is None:
-            return
+        if extent is None:
+            m = rx.search(text, max(pos, nxt - reach))
+            if m is None:
+                return
+        else:
+            # A match starting by the anchor reads nothing past its extent, so a search that stops there tells
+            # whether one does; with none, the next can only start near the next anchor (an anchor with no match
+            # no longer costs a search to the note's end).
+            m = rx.search(text, max(pos, nxt - reach), nxt + extent)
+            if m is None or m.start() > nxt:
+                pos = nxt + 1
+                continue
         yield m
         pos = m.end()
 
@@ -434,9 +445,13 @@ _DATE_RX = re.compile(
     rf"|(?<![{_NOT_BEFORE}{_HD}十〇零])(?:{_DAY_H})日(?=[起电晚讯凌夜早晨午上下至到—－~、在宣发举报对]))")
 
 
+_DATE_EXTENT = 24
+
+
 def _find_dates(text: str, out: _Raw) -> None:
     # Every date has its 月 or 日 at most seven characters after its start (〇〇〇〇年十二月).
-    for m in _finditer_near(_DATE_RX, text, "月日", 7):
+    # A match reads fourteen characters from its start at most (〇〇〇〇年十二月三十一日 and what may not follow).
+    for m in _finditer_near(_DATE_RX, text, "月日", 7, _DATE_EXTENT):
         out.append((m.start(), m.end(), 1, "DATE"))
 
 
