@@ -625,13 +625,17 @@ def test_facilities_and_plain_words_are_no_places(note: str) -> None:
     ("The Santervas de la Vega-born painter.", "Santervas de la Vega"),
     ("She is a Boise native, works nights.", "Boise"),  # before " native"
     ("FOLLOW-UP IN SAXMUNDHAM NEXT WEEK", "SAXMUNDHAM"),  # the cue inside a line in capitals
+    ("The Visalia clinic called back.", "Visalia"),  # a place before the site it names
+    ("Seen at the Tulare VA last year.", "Tulare"),
 ])
 def test_places_of_common_words_and_place_frames(note: str, value: str) -> None:
     _removed(note, value, "LOCATION")
 
 
 @pytest.mark.parametrize("note", ["A German-born nurse.", "He is a Spanish native speaker.",
-                                  "Read from Cautionary Tales at bedtime.", "The first-born son came."])
+                                  "Read from Cautionary Tales at bedtime.", "The first-born son came.",
+                                  "The Regional Clinic called back.", "Follow up in Oral surgery clinic.",
+                                  "Seen in March for pain."])
 def test_nationalities_and_titles_are_no_places(note: str) -> None:
     assert "LOCATION" not in _types(note).values()
 

@@ -228,10 +228,23 @@ _UNKNOWN: set[str] = set()
 # First names that are also words (Sophia, Grace) and words no list knows: a NAME as the subject of a verb of
 # speech (Sophia shouted at John); an unknown one also before "is" or "was" (Motoko is from Osaka).
 _SUBJECTS: set[str] = set()
-# The suspects that are one only as places that are also words (Fresno, Reading): a place only after a cue.
+# The suspects that are one only as places that are also words (Fresno, Reading): a place only after a cue
+# (or "the", before a site: the Tulare VA).
 _WORD_PLACES: set[str] = set()
-_PLACE_CUE_BEFORE = re.compile(r"(?<![\w])(?i:in|from|near|at|to|of|visiting|visited|city|town|hometown|location"
-                               r"|outside|between)[ \t:,]+$")
+_WORD_PLACE_CUES = frozenset(("in", "from", "near", "at", "to", "of", "visiting", "visited", "city", "town", "hometown",
+                               "location", "outside", "between", "the", "In", "From", "At", "To", "The"))
+
+
+def _prev_word(text: str, i: int) -> str:
+    """The word just before text[i] and one space (string slices: no pattern per occurrence), else ""."""
+    if i < 3 or text[i - 1] != " " or not text[i - 2].isalpha():
+        return ""
+    start = i - 12 if i > 12 else 0
+    j = text.rfind(" ", start, i - 1)
+    w = text[j + 1 if j >= 0 else start:i - 1]
+    return w.rsplit("\n", 1)[-1] if "\n" in w else w
+
+
 _WEAK: set[str] = set()  # the suspects that are one only as names that are also words (Brown, Grace)
 # Verbs whose subject is a person in a note: of speech, of reporting a symptom, of being seen or admitted.
 _SPEECH_AFTER = re.compile(r"(?:[ \t]+(?:said|says|shouted|asked|told|replied|whispered|yelled|wrote|explained"
@@ -263,12 +276,17 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]
             _SUBJECTS.clear()
             _WEAK.clear()
             _WORD_PLACES.clear()
+            _MULTI_HEADS.clear()
         for t in new:
             known[t] = sus = len(t) > 1 and _suspect(t)
             if sus and _kind(t) in ("w", "g") and _fold(t) not in _ANY_PLACE:
                 _WEAK.add(t)
             if sus and _kind(t) == "s":
                 _WORD_PLACES.add(t)
+                if t in _MONTH_WORDS or t in _WEEKDAYS:
+                    known[t] = False  # in March: a date
+            if (len(t) >= 3 or t in ("St", "Mt", "Ft")) and not _is_caps(t) and _fold(t) in _MULTI_FIRST:
+                _MULTI_HEADS.add(t)
             if sus and t.lower().endswith(_SUFFIX_ENDS):
                 _SUFFIXED.add(t)
             if sus and _place_end(t):
@@ -286,9 +304,8 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]
         heads = list(_COUNTRY_HEADS.intersection(caps))
         _country_codes(text, heads, out)
         _line_before_country(text, heads, out)
-    heads = _multi_heads(caps)
-    if heads:
-        _cued_multi(text, heads, out)
+    if not _MULTI_HEADS.isdisjoint(caps):
+        _cued_multi(text, _MULTI_HEADS.intersection(caps), out)
     if not _UNKNOWN.isdisjoint(caps):
         _cued_places(text, _UNKNOWN.intersection(caps), out)
     if not _SUBJECTS.isdisjoint(caps):
@@ -326,7 +343,7 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]
         i = text.find(tok)
         while i >= 0:
             j = i + len(tok)
-            if word_place and _PLACE_CUE_BEFORE.search(text, max(0, i - 12), i) is None:
+            if word_place and _prev_word(text, i) not in _WORD_PLACE_CUES:
                 i = text.find(tok, j)
                 continue
             # A name word that is also a common word leads to a run only mid-sentence or before another
@@ -370,6 +387,23 @@ _FACILITY = frozenset(("hospital", "home", "house", "facility", "center", "centr
 _PLACE_HEADS = frozenset(("Saint", "St", "St.", "Ste", "Ste.", "Sankt", "San", "Santa", "Santo", "São", "Port",
                           "Fort", "Ft.", "Mount", "Mt.", "Lake", "Bad", "Glen"))
 _LEAD_PLACE_CUES = frozenset(("in", "from", "near", "to", "at", "outside"))
+
+
+# The words that may follow a place that is also a word (in Fresno last June, to York on Friday): after any
+# other lower-case word the capitalised word heads a noun phrase (in Oral surgery, to Plan review).
+_AFTER_WORD_PLACE = frozenset((
+    "as", "on", "in", "at", "for", "with", "and", "or", "but", "last", "since", "until", "after", "before", "to",
+    "from", "where", "when", "while", "yesterday", "today", "tomorrow", "daily", "weekly", "monthly", "this",
+    "next", "over", "during", "the", "a", "an", "by", "near", "for", "about", "ago", "recently", "now", "then",
+    "once", "twice", "again", "alone", "area", "where", "who", "which", "that", "is", "was", "are", "were",
+    "has", "had", "have", "will", "would", "last", "every", "each", "several", "many", "some", "two", "three"))
+_NEXT_WORD = re.compile(r" ([a-z]+)")
+
+
+def _word_place_ends(text: str, e: int) -> bool:
+    """True if a place that is also a word may end at e: no lower-case word follows, or one that no noun is."""
+    m = _NEXT_WORD.match(text, e)
+    return m is None or m.group(1) in _AFTER_WORD_PLACE
 
 
 def _place_end(tok: str) -> bool:
@@ -422,7 +456,7 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
     if cue is None and len(toks) > 1 and toks[0][2].lower() in _LEAD_PLACE_CUES:
         cue = toks[0][2].lower()  # From Kraków, Poland: a sentence led by the cue
         toks = toks[1:]
-    elif cue is None and len(toks) > 2 and all([_is_caps(t) for _, _, t in toks]):
+    elif cue is None and len(toks) > 2 and _is_caps(toks[0][2]) and all([_is_caps(t) for _, _, t in toks]):
         # A line in capitals holds its cue (FOLLOW UP IN TAMPERE): the words before it are decided apart.
         for i in range(len(toks) - 2, 0, -1):
             if toks[i][2].lower() in _LEAD_PLACE_CUES:
@@ -451,8 +485,9 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
         hit = _place_in(toks, _ANY_PLACE)
         if hit is not None and hit[1] - hit[0] == 1 and _in_name(toks, hit[0]):
             hit = None  # one word of a name that is also a town (change it to Celina IJzermans)
-        elif hit is not None and hit[0] and _kind(toks[hit[0]][2]) == "s":
-            hit = None  # a word that is also a town, the cue not before it (from Cautionary Tales)
+        elif hit is not None and hit[1] - hit[0] == 1 and _kind(toks[hit[0]][2]) == "s" and (
+                hit[0] or not _word_place_ends(text, toks[hit[0]][1])):
+            hit = None  # a word that is also a town, not right after the cue or before a noun (in Oral surgery)
         if hit is not None:
             i, j = hit
             out.append((toks[i][0], _place_tail(text, toks[j - 1][1]), 1, "LOCATION"))
@@ -463,8 +498,9 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
         if n and (cue in _STRONG_PLACE_CUES or any([t in _PLACE_ENDED for _, _, t in toks[:n]])):
             out.append((toks[0][0], _place_tail(text, toks[n - 1][1]), 1, "LOCATION"))
             return
+        # Not a run of common words alone (follow up in Oral surgery): those only where _home_places looks.
         if cue in _HOME_CUES and not _is_caps(toks[0][2]) and len(toks) <= 3 \
-                and all(_fold(t) not in _FACILITY for _, _, t in toks):
+                and all(_fold(t) not in _FACILITY for _, _, t in toks) and any(_kind(t) != "s" for _, _, t in toks):
             out.append((toks[0][0], toks[-1][1], 1, "LOCATION"))
             return
     if cue in _TITLE_SET or cue in _STRONG_REL or cue in _WEAK_REL:
@@ -495,7 +531,38 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
         return
     if after in (" ", "\t", "'") and _EPONYM_HEAD.match(text, e):
         return  # Crohn disease, Babinski sign
+    if (toks[-1][2] in _SITE_TOKENS or text[e:e + 1] == " ") and _place_before_site(text, toks, out):
+        return
     _classify_run(text, toks, out, uncertain)
+
+
+# After a place, the site it names (the Fresno clinic, the Tulare VA, Visalia General, the Ames area).
+_SITE_TOKENS = frozenset(("VA", "General", "Memorial", "Regional", "Medical", "Community", "Hospital", "Clinic",
+                          "Area", "Campus"))
+_SITE_AFTER = re.compile(r"[ \t]+(?:clinic|hospital|area|region|office|campus|branch|suburbs?|outskirts|metro"
+                         r"|location|facility|plant|factory|school)(?![\w])")
+
+
+def _place_before_site(text: str, toks: list[tuple[int, int, str]], out: _Raw) -> bool:
+    """True (and the place kept) if the run is a place name, then a site word or the end before one."""
+    n = len(toks)
+    cut = n
+    while cut > 1 and toks[cut - 1][2] in _SITE_TOKENS:
+        cut -= 1
+    if cut == n:  # one character test before the pattern: most runs end before no lower-case word
+        e = toks[-1][1]
+        if text[e:e + 1] != " " or not text[e + 1:e + 2].islower() or _SITE_AFTER.match(text, e) is None:
+            return False
+    start = 1 if n > 1 and toks[0][2] in ("The", "THE") else 0
+    if cut == start:
+        return False
+    hit = _place_in(toks[start:cut], _ANY_PLACE)
+    if hit is None or hit != (0, cut - start):
+        return False
+    if _kind(toks[start][2]) == "s" and text[max(0, toks[start][0] - 4):toks[start][0]].lower() != "the ":
+        return False  # a common word leads the site's name, no "the" before (Regional Clinic)
+    out.append((toks[start][0], toks[cut - 1][1], 1, "LOCATION"))
+    return True
 
 
 # Phrases that introduce a name: after the strong ones any capitalised word is taken (My name is Oskar),
@@ -1623,35 +1690,21 @@ def _based_places(text: str, out: _Raw, suffix: str) -> None:
 # where a note holds the first word of such a place, written as its capitalised tokens are.
 _MULTI_FIRST = frozenset(["st", "ste", "mt", "ft"] + [p.split()[0] for p in _ANY_PLACE if " " in p and (all(
     _CLASS.get(w) == "s" for w in p.split()) or any(w[1:2] in ("'", "’") for w in p.split()[1:]))])
-_MULTI_CUE = re.compile(r"(?:^|(?<![\w]))(?:[Ii]n|[Aa]t|to|[Ff]rom|near|outside|visited|between|[Nn]ative[ \t]+of)"
-                        r"[ \t]+$")
+_MULTI_CUES = frozenset(("in", "at", "to", "from", "near", "outside", "visited", "between", "of", "In", "At", "From"))
 _MULTI_AT = re.compile(rf"((?:St|Ste|Mt|Ft)\.[ \t]+)?({_TOK}(?:[ \t]+(?:d['’])?{_TOK}){{0,3}})")
 _ABBR_HEADS = {"st.": ("st.", "saint"), "ste.": ("ste.", "sainte"), "mt.": ("mt.", "mount"), "ft.": ("ft.", "fort")}
-_HEADS_SEEN: dict[str, bool] = {}  # whether each capitalised token seen may start such a place (bounded)
+_MULTI_HEADS: set[str] = set()  # the capitalised tokens seen that may start such a place (bounded with _SUSPECTS)
 
 
-def _multi_heads(caps: set[str]) -> list[str]:
-    """The capitalised tokens of a note that may start a place name of common words."""
-    heads = []
-    for t in caps:
-        h = _HEADS_SEEN.get(t)
-        if h is None:
-            if len(_HEADS_SEEN) > 200_000:
-                _HEADS_SEEN.clear()
-            h = _HEADS_SEEN[t] = not _is_caps(t) and _fold(t) in _MULTI_FIRST
-        if h:
-            heads.append(t)
-    return heads
-
-
-def _cued_multi(text: str, heads: list[str], out: _Raw) -> None:
+def _cued_multi(text: str, heads: set[str], out: _Raw) -> None:
     """The longest place name of two words or more that starts right after a place cue."""
     for tok in heads:
         i = text.find(tok)
         while i >= 0:
-            m = _MULTI_AT.match(text, i) if _MULTI_CUE.search(text, max(0, i - 12), i) else None
-            if m is not None and (i == 0 or not text[i - 1].isalnum()):
-                _multi_at(text, m, out)
+            if _prev_word(text, i) in _MULTI_CUES:
+                m = _MULTI_AT.match(text, i)
+                if m is not None:
+                    _multi_at(text, m, out)
             i = text.find(tok, i + 1)
 
 
