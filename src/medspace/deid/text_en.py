@@ -235,6 +235,16 @@ _WORD_PLACE_CUES = frozenset(("in", "from", "near", "at", "to", "of", "visiting"
                                "location", "outside", "between", "the", "In", "From", "At", "To", "The"))
 
 
+def _cued_somewhere(text: str, tok: str) -> bool:
+    """True if the token stands after a place cue word somewhere in the text."""
+    i = text.find(tok)
+    while i >= 0:
+        if _prev_word(text, i) in _WORD_PLACE_CUES:
+            return True
+        i = text.find(tok, i + len(tok))
+    return False
+
+
 def _prev_word(text: str, i: int) -> str:
     """The word just before text[i] and one space (string slices: no pattern per occurrence), else ""."""
     if i < 3 or text[i - 1] != " " or not text[i - 2].isalpha():
@@ -296,6 +306,9 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]
             if len(t) >= 3 and t[1:].islower() and _kind(t) in (None, "g"):
                 _SUBJECTS.add(t)
     suspects = list(filter(known.__getitem__, caps))
+    if suspects and not _WORD_PLACES.isdisjoint(suspects):
+        # A place that is also a word counts only after a cue: without one it costs the note no second look.
+        suspects = [t for t in suspects if t not in _WORD_PLACES or _cued_somewhere(text, t)]
     gate = list(_ADDR_GATE.intersection(caps)) if not _ADDR_GATE.isdisjoint(caps) else []
     if not _SUFFIXED.isdisjoint(caps):
         gate += _SUFFIXED.intersection(caps)
