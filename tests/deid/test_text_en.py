@@ -614,6 +614,32 @@ def test_facilities_and_plain_words_are_no_places(note: str) -> None:
     assert "LOCATION" not in _types(note).values()
 
 
+@pytest.mark.parametrize(("note", "value"), [
+    ("Works in Fresno as a welder.", "Fresno"),  # a town that is also a frequent word, after a cue
+    ("Flew home to Saskatoon on Friday.", "Saskatoon"),
+    ("Drove between Galway and Dublin weekly.", "Galway"),  # "between" is a place cue
+    ("Vacationed at Des Moines last June.", "Des Moines"),  # a place of common words after a cue
+    ("Pt returned from St. Louis yesterday.", "St. Louis"),  # an abbreviated place head
+    ("Moved back to Coeur d'Alene after the divorce.", "Coeur d'Alene"),
+    ("A Cork-born retired teacher.", "Cork"),  # before -born
+    ("The Santervas de la Vega-born painter.", "Santervas de la Vega"),
+    ("She is a Boise native, works nights.", "Boise"),  # before " native"
+    ("FOLLOW-UP IN SAXMUNDHAM NEXT WEEK", "SAXMUNDHAM"),  # the cue inside a line in capitals
+    ("The Visalia clinic called back.", "Visalia"),  # a place before the site it names
+    ("Seen at the Tulare VA last year.", "Tulare"),
+])
+def test_places_of_common_words_and_place_frames(note: str, value: str) -> None:
+    _removed(note, value, "LOCATION")
+
+
+@pytest.mark.parametrize("note", ["A German-born nurse.", "He is a Spanish native speaker.",
+                                  "Read from Cautionary Tales at bedtime.", "The first-born son came.",
+                                  "The Regional Clinic called back.", "Follow up in Oral surgery clinic.",
+                                  "Seen in March for pain."])
+def test_nationalities_and_titles_are_no_places(note: str) -> None:
+    assert "LOCATION" not in _types(note).values()
+
+
 # --- round 2: names ---
 
 

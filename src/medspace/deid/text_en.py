@@ -126,7 +126,8 @@ _RELATIONS = ("daughter", "son", "wife", "husband", "mother", "father", "brother
               "pt", "name", "named", "contact", "proxy", "poa", "hcp", "pcp", "by", "with", "and", "to", "from")
 _PLACE_CUES = ("in", "from", "near", "at", "to", "of", "lives in", "living in", "resides in", "resident of",
                "born in", "moved to", "moved from", "visiting", "visited", "travelled to", "traveled to",
-               "city of", "town of", "village of", "county of", "city", "town", "hometown", "location", "outside")
+               "city of", "town of", "village of", "county of", "city", "town", "hometown", "location", "outside",
+               "between")
 _STATE_AFTER = re.compile(
     r",[ \t]*(?:(?!MD|PA|DO|OR|IN|ME|OK|OH|HI)(?:AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|ID|IL|IA|KS|KY|LA|MA|MI|MN|MS"
     r"|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|OR|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|PR|NSW|VIC|QLD|TAS|ACT|NT|ON|BC|AB|QC"
@@ -215,8 +216,9 @@ def _suspect(tok: str) -> bool:
     k = _kind(tok)
     if tok.isupper():  # an unknown word in capitals is an abbreviation, unless a place (TAMPERE)
         return k == "n" or (k != "s" and len(tok) >= 4 and _fold(tok) in _ANY_PLACE)
-    # A name that is also a word (Brown, Grace) is looked at too: capitalised mid-sentence it is a name.
-    return k != "s"
+    # A name that is also a word (Brown, Grace) is looked at too: capitalised mid-sentence it is a name. A
+    # place that is also a frequent word (Fresno, York, Reading) is one only after a place cue: looked at too.
+    return k != "s" or (len(tok) >= 4 and _fold(tok) in _ANY_PLACE and _fold(tok) not in _FACILITY)
 
 
 _SUSPECTS: dict[str, bool] = {}  # whether each capitalised token seen is a suspect (bounded)
@@ -226,6 +228,33 @@ _UNKNOWN: set[str] = set()
 # First names that are also words (Sophia, Grace) and words no list knows: a NAME as the subject of a verb of
 # speech (Sophia shouted at John); an unknown one also before "is" or "was" (Motoko is from Osaka).
 _SUBJECTS: set[str] = set()
+# The suspects that are one only as places that are also words (Fresno, Reading): a place only after a cue
+# (or "the", before a site: the Tulare VA).
+_WORD_PLACES: set[str] = set()
+_WORD_PLACE_CUES = frozenset(("in", "from", "near", "at", "to", "of", "visiting", "visited", "city", "town", "hometown",
+                               "location", "outside", "between", "the", "In", "From", "At", "To", "The"))
+
+
+def _cued_somewhere(text: str, tok: str) -> bool:
+    """True if the token stands after a place cue word somewhere in the text."""
+    i = text.find(tok)
+    while i >= 0:
+        if _prev_word(text, i) in _WORD_PLACE_CUES:
+            return True
+        i = text.find(tok, i + len(tok))
+    return False
+
+
+def _prev_word(text: str, i: int) -> str:
+    """The word just before text[i] and one space (string slices: no pattern per occurrence), else ""."""
+    if i < 3 or text[i - 1] != " " or not text[i - 2].isalpha():
+        return ""
+    start = i - 12 if i > 12 else 0
+    j = text.rfind(" ", start, i - 1)
+    w = text[j + 1 if j >= 0 else start:i - 1]
+    return w.rsplit("\n", 1)[-1] if "\n" in w else w
+
+
 _WEAK: set[str] = set()  # the suspects that are one only as names that are also words (Brown, Grace)
 # Verbs whose subject is a person in a note: of speech, of reporting a symptom, of being seen or admitted.
 _SPEECH_AFTER = re.compile(r"(?:[ \t]+(?:said|says|shouted|asked|told|replied|whispered|yelled|wrote|explained"
@@ -256,10 +285,18 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]
             _UNKNOWN.clear()
             _SUBJECTS.clear()
             _WEAK.clear()
+            _WORD_PLACES.clear()
+            _MULTI_HEADS.clear()
         for t in new:
             known[t] = sus = len(t) > 1 and _suspect(t)
             if sus and _kind(t) in ("w", "g") and _fold(t) not in _ANY_PLACE:
                 _WEAK.add(t)
+            if sus and _kind(t) == "s":
+                _WORD_PLACES.add(t)
+                if t in _MONTH_WORDS or t in _WEEKDAYS:
+                    known[t] = False  # in March: a date
+            if (len(t) >= 3 or t in ("St", "Mt", "Ft")) and not _is_caps(t) and _fold(t) in _MULTI_FIRST:
+                _MULTI_HEADS.add(t)
             if sus and t.lower().endswith(_SUFFIX_ENDS):
                 _SUFFIXED.add(t)
             if sus and _place_end(t):
@@ -269,6 +306,9 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]
             if len(t) >= 3 and t[1:].islower() and _kind(t) in (None, "g"):
                 _SUBJECTS.add(t)
     suspects = list(filter(known.__getitem__, caps))
+    if suspects and not _WORD_PLACES.isdisjoint(suspects):
+        # A place that is also a word counts only after a cue: without one it costs the note no second look.
+        suspects = [t for t in suspects if t not in _WORD_PLACES or _cued_somewhere(text, t)]
     gate = list(_ADDR_GATE.intersection(caps)) if not _ADDR_GATE.isdisjoint(caps) else []
     if not _SUFFIXED.isdisjoint(caps):
         gate += _SUFFIXED.intersection(caps)
@@ -277,6 +317,8 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]
         heads = list(_COUNTRY_HEADS.intersection(caps))
         _country_codes(text, heads, out)
         _line_before_country(text, heads, out)
+    if not _MULTI_HEADS.isdisjoint(caps):
+        _cued_multi(text, _MULTI_HEADS.intersection(caps), out)
     if not _UNKNOWN.isdisjoint(caps):
         _cued_places(text, _UNKNOWN.intersection(caps), out)
     if not _SUBJECTS.isdisjoint(caps):
@@ -310,9 +352,13 @@ def _names(text: str, out: _Raw, uncertain: bool) -> tuple[list[str], list[str]]
     starts = [s for s, _ in closed]
     for tok in suspects:
         weak = tok in _WEAK
+        word_place = tok in _WORD_PLACES
         i = text.find(tok)
         while i >= 0:
             j = i + len(tok)
+            if word_place and _prev_word(text, i) not in _WORD_PLACE_CUES:
+                i = text.find(tok, j)
+                continue
             # A name word that is also a common word leads to a run only mid-sentence or before another
             # capitalised word (most of them start sentences: fewer runs to look at).
             if i not in seen and (i == 0 or not text[i - 1].isalnum()) \
@@ -354,6 +400,23 @@ _FACILITY = frozenset(("hospital", "home", "house", "facility", "center", "centr
 _PLACE_HEADS = frozenset(("Saint", "St", "St.", "Ste", "Ste.", "Sankt", "San", "Santa", "Santo", "São", "Port",
                           "Fort", "Ft.", "Mount", "Mt.", "Lake", "Bad", "Glen"))
 _LEAD_PLACE_CUES = frozenset(("in", "from", "near", "to", "at", "outside"))
+
+
+# The words that may follow a place that is also a word (in Fresno last June, to York on Friday): after any
+# other lower-case word the capitalised word heads a noun phrase (in Oral surgery, to Plan review).
+_AFTER_WORD_PLACE = frozenset((
+    "as", "on", "in", "at", "for", "with", "and", "or", "but", "last", "since", "until", "after", "before", "to",
+    "from", "where", "when", "while", "yesterday", "today", "tomorrow", "daily", "weekly", "monthly", "this",
+    "next", "over", "during", "the", "a", "an", "by", "near", "for", "about", "ago", "recently", "now", "then",
+    "once", "twice", "again", "alone", "area", "where", "who", "which", "that", "is", "was", "are", "were",
+    "has", "had", "have", "will", "would", "last", "every", "each", "several", "many", "some", "two", "three"))
+_NEXT_WORD = re.compile(r" ([a-z]+)")
+
+
+def _word_place_ends(text: str, e: int) -> bool:
+    """True if a place that is also a word may end at e: no lower-case word follows, or one that no noun is."""
+    m = _NEXT_WORD.match(text, e)
+    return m is None or m.group(1) in _AFTER_WORD_PLACE
 
 
 def _place_end(tok: str) -> bool:
@@ -406,6 +469,14 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
     if cue is None and len(toks) > 1 and toks[0][2].lower() in _LEAD_PLACE_CUES:
         cue = toks[0][2].lower()  # From Kraków, Poland: a sentence led by the cue
         toks = toks[1:]
+    elif cue is None and len(toks) > 2 and _is_caps(toks[0][2]) and all([_is_caps(t) for _, _, t in toks]):
+        # A line in capitals holds its cue (FOLLOW UP IN TAMPERE): the words before it are decided apart.
+        for i in range(len(toks) - 2, 0, -1):
+            if toks[i][2].lower() in _LEAD_PLACE_CUES:
+                _classify_run(text, toks[:i], out, uncertain)
+                cue = toks[i][2].lower()
+                toks = toks[i + 1:]
+                break
     s = toks[0][0]
     if cue is None:
         words = text[max(0, s - 30):s].replace(":", " ").replace(",", " ").split()[-2:]
@@ -427,6 +498,9 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
         hit = _place_in(toks, _ANY_PLACE)
         if hit is not None and hit[1] - hit[0] == 1 and _in_name(toks, hit[0]):
             hit = None  # one word of a name that is also a town (change it to Celina IJzermans)
+        elif hit is not None and hit[1] - hit[0] == 1 and _kind(toks[hit[0]][2]) == "s" and (
+                hit[0] or not _word_place_ends(text, toks[hit[0]][1])):
+            hit = None  # a word that is also a town, not right after the cue or before a noun (in Oral surgery)
         if hit is not None:
             i, j = hit
             out.append((toks[i][0], _place_tail(text, toks[j - 1][1]), 1, "LOCATION"))
@@ -437,8 +511,9 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
         if n and (cue in _STRONG_PLACE_CUES or any([t in _PLACE_ENDED for _, _, t in toks[:n]])):
             out.append((toks[0][0], _place_tail(text, toks[n - 1][1]), 1, "LOCATION"))
             return
+        # Not a run of common words alone (follow up in Oral surgery): those only where _home_places looks.
         if cue in _HOME_CUES and not _is_caps(toks[0][2]) and len(toks) <= 3 \
-                and all(_fold(t) not in _FACILITY for _, _, t in toks):
+                and all(_fold(t) not in _FACILITY for _, _, t in toks) and any(_kind(t) != "s" for _, _, t in toks):
             out.append((toks[0][0], toks[-1][1], 1, "LOCATION"))
             return
     if cue in _TITLE_SET or cue in _STRONG_REL or cue in _WEAK_REL:
@@ -469,7 +544,38 @@ def _run_at(text: str, a: int, b: int, seen: set[int], out: _Raw, uncertain: boo
         return
     if after in (" ", "\t", "'") and _EPONYM_HEAD.match(text, e):
         return  # Crohn disease, Babinski sign
+    if (toks[-1][2] in _SITE_TOKENS or text[e:e + 1] == " ") and _place_before_site(text, toks, out):
+        return
     _classify_run(text, toks, out, uncertain)
+
+
+# After a place, the site it names (the Fresno clinic, the Tulare VA, Visalia General, the Ames area).
+_SITE_TOKENS = frozenset(("VA", "General", "Memorial", "Regional", "Medical", "Community", "Hospital", "Clinic",
+                          "Area", "Campus"))
+_SITE_AFTER = re.compile(r"[ \t]+(?:clinic|hospital|area|region|office|campus|branch|suburbs?|outskirts|metro"
+                         r"|location|facility|plant|factory|school)(?![\w])")
+
+
+def _place_before_site(text: str, toks: list[tuple[int, int, str]], out: _Raw) -> bool:
+    """True (and the place kept) if the run is a place name, then a site word or the end before one."""
+    n = len(toks)
+    cut = n
+    while cut > 1 and toks[cut - 1][2] in _SITE_TOKENS:
+        cut -= 1
+    if cut == n:  # one character test before the pattern: most runs end before no lower-case word
+        e = toks[-1][1]
+        if text[e:e + 1] != " " or not text[e + 1:e + 2].islower() or _SITE_AFTER.match(text, e) is None:
+            return False
+    start = 1 if n > 1 and toks[0][2] in ("The", "THE") else 0
+    if cut == start:
+        return False
+    hit = _place_in(toks[start:cut], _ANY_PLACE)
+    if hit is None or hit != (0, cut - start):
+        return False
+    if _kind(toks[start][2]) == "s" and text[max(0, toks[start][0] - 4):toks[start][0]].lower() != "the ":
+        return False  # a common word leads the site's name, no "the" before (Regional Clinic)
+    out.append((toks[start][0], toks[cut - 1][1], 1, "LOCATION"))
+    return True
 
 
 # Phrases that introduce a name: after the strong ones any capitalised word is taken (My name is Oskar),
@@ -1570,17 +1676,63 @@ def _home_run(text: str, j: int, out: _Raw) -> None:
             out.append((m.start(1), _place_tail(text, m.end(1)), 1, "LOCATION"))
 
 
-_BASED = re.compile(rf"(?:^|(?<=[^\w'’-])){_TOK}$")
+_WORD_AT = re.compile(r"[^\s]+")
+_BASED = re.compile(rf"(?:^|(?<=[^\w'’-]))(?:{_TOK}[ \t]+(?:(?:de|del|la|di|da|do|du|des|le)[ \t]+)*){{0,3}}{_TOK}$")
 
 
-def _based_places(text: str, out: _Raw) -> None:
-    """A capitalised word that is no common word before "-based" is a place (a Glastonbury-based plumber)."""
-    i = text.find("-based")
+def _based_places(text: str, out: _Raw, suffix: str) -> None:
+    """A capitalised word that is no common word before "-based" is a place (a Glastonbury-based plumber);
+    before "-born" or " native" a place name, a word or not, or a word no list knows (a Cork-born nurse, a
+    Boise native; not German-born)."""
+    i = text.find(suffix)
     while i >= 0:
-        m = _BASED.search(text, max(0, i - 30), i)
-        if m is not None and _kind(m.group()) != "s" and not _is_caps(m.group()):
-            out.append((m.start(), i, 1, "LOCATION"))
-        i = text.find("-based", i + 1)
+        m = _BASED.search(text, max(0, i - 60), i)
+        if m is not None and not _is_caps(m.group()):
+            words = [(w.start(), w.group()) for w in _WORD_AT.finditer(text, m.start(), i)]
+            # The longest place name that ends the run (the Santervas de la Vega-born, a Boise native).
+            for k in range(len(words)):
+                if " ".join([_fold(x) for _, x in words[k:]]) in _ANY_PLACE or (k == len(words) - 1 and (
+                        _kind(words[k][1]) is None or (suffix == "-based" and _kind(words[k][1]) != "s"))):
+                    out.append((words[k][0], i, 1, "LOCATION"))
+                    break
+        i = text.find(suffix, i + 1)
+
+
+# A run of two to four capitalised words after a place cue (in Des Moines, near St. Louis, to Coeur d'Alene):
+# the words one by one may all be common words, which the per-word passes never look at. Looked for only
+# where a note holds the first word of such a place, written as its capitalised tokens are.
+_MULTI_FIRST = frozenset(["st", "ste", "mt", "ft"] + [p.split()[0] for p in _ANY_PLACE if " " in p and (all(
+    _CLASS.get(w) == "s" for w in p.split()) or any(w[1:2] in ("'", "’") for w in p.split()[1:]))])
+_MULTI_CUES = frozenset(("in", "at", "to", "from", "near", "outside", "visited", "between", "of", "In", "At", "From"))
+_MULTI_AT = re.compile(rf"((?:St|Ste|Mt|Ft)\.[ \t]+)?({_TOK}(?:[ \t]+(?:d['’])?{_TOK}){{0,3}})")
+_ABBR_HEADS = {"st.": ("st.", "saint"), "ste.": ("ste.", "sainte"), "mt.": ("mt.", "mount"), "ft.": ("ft.", "fort")}
+_MULTI_HEADS: set[str] = set()  # the capitalised tokens seen that may start such a place (bounded with _SUSPECTS)
+
+
+def _cued_multi(text: str, heads: set[str], out: _Raw) -> None:
+    """The longest place name of two words or more that starts right after a place cue."""
+    for tok in heads:
+        i = text.find(tok)
+        while i >= 0:
+            if _prev_word(text, i) in _MULTI_CUES:
+                m = _MULTI_AT.match(text, i)
+                if m is not None:
+                    _multi_at(text, m, out)
+            i = text.find(tok, i + 1)
+
+
+def _multi_at(text: str, m: re.Match[str], out: _Raw) -> None:
+    head = m.group(1)
+    words = [(w.start(), w.end(), w.group()) for w in _WORD_AT.finditer(text, m.start(2), m.end(2))]
+    folded = [_fold(w) for _, _, w in words]
+    if _PLACE_WORDS.isdisjoint(folded):
+        return
+    heads = _ABBR_HEADS[head.split()[0].lower()] if head else ("",)
+    for k in range(len(words), 0 if head else 1, -1):
+        tail = " ".join(folded[:k])
+        if any((f"{h} {tail}" if h else tail) in _ANY_PLACE for h in heads):
+            out.append((m.start(), words[k - 1][1], 1, "LOCATION"))
+            return
 
 
 # The linking words inside a place name (Castellón de la Plana, Sankt Johann im Pongau, Newcastle upon Tyne).
@@ -1642,7 +1794,7 @@ _NON_LATIN_STREET = re.compile(r"[\u0388-\u038f\u0391-\u03a9\u0400-\u042f][\u037
 # The fixed strings that decide whether a pass runs, found in one pass over the note (`medspace.deid.text`
 # finds them with its lower-case cues): a substring test per string read the note some thirty times.
 CUE_STRINGS = (*[p for p, _ in _INTRO], "'s ", "s. ", "r. ", *_ABBR_CUES, "corner of", " and ", "University of",
-                *_ID_CUES, "_", *_HOME_GATE, "-based")
+                *_ID_CUES, "_", *_HOME_GATE, "-based", "-born", " native")
 _CUE_AC = ahocorasick_rs.AhoCorasick(CUE_STRINGS)
 
 
@@ -1702,8 +1854,9 @@ def scan(text: str, out: _Raw, uncertain_names: bool = False, found: set[str] | 
         _home_places(text, out, found)
     if ":" in text:
         _labelled_names(text, out)
-    if "-based" in found:
-        _based_places(text, out)
+    for suffix in ("-based", "-born", " native"):
+        if suffix in found:
+            _based_places(text, out, suffix)
     if not text.isascii():
         for m in _NON_LATIN_STREET.finditer(text):
             out.append((m.start(), m.end(), 1, "ADDRESS"))
