@@ -65,6 +65,7 @@ from medspace.deid import text_en
 from medspace.deid import text_lexicon as L
 from medspace.deid.errors import DeidError
 from medspace.deid.text_known import find_names as _known_names
+from medspace.deid.text_trie import trie as _trie
 from medspace.deid.text_zh import bound_left as _zh_bound_left
 from medspace.deid.text_zh import detect_zh as _detect_zh
 from medspace.deid.text_zh import fold_width as _fold_width
@@ -163,28 +164,6 @@ def _rx(pattern: str) -> re.Pattern[str]:
         out.append(c)
         i += 1
     return re.compile("".join(out))
-
-
-def _trie(words: Iterable[str]) -> str:
-    """An alternation of words shaped as a trie, so that shared prefixes are tried once; a space in a word
-    matches a run of blanks. The empty word makes the whole alternation optional."""
-    root: dict[str, Any] = {}
-    for word in words:
-        node = root
-        for ch in word:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def emit(node: dict[str, Any]) -> str:
-        alts = [(r"[ \t]+" if ch == " " else re.escape(ch)) + emit(node[ch]) for ch in sorted(node) if ch]
-        if not alts:
-            return ""
-        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
-        if "" in node:
-            return f"(?:{body})?"
-        return body
-
-    return emit(root)
 
 
 _CAP = r"[A-Z](?:'[A-Z])?[a-z]+(?:[A-Z][a-z]+)?(?:-[A-Z][a-z]+)?"

@@ -36,12 +36,12 @@ import ipaddress
 import re
 from bisect import bisect_right
 from importlib import resources
-from typing import Any
 
 import ahocorasick_rs
 import phonenumbers
 
 from medspace.deid import text_lexicon as L
+from medspace.deid.text_trie import trie
 from medspace.deid.word_fold import fold_word
 
 _Raw = list[tuple[int, int, int, str]]
@@ -862,25 +862,6 @@ _STREET_WORDS = ("calle", "avenida", "av", "avda", "paseo", "plaza", "carrera", 
                  "quai", "route", "ulica", "ul", "strada", "calea", "carrer", "passeig")
 
 
-def _trie(words: list[str]) -> str:
-    """An alternation of words shaped as a trie: the engine tries each shared prefix once."""
-    root: dict[str, Any] = {}
-    for w in words:
-        node = root
-        for ch in w:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def emit(node: dict[str, Any]) -> str:
-        alts = [re.escape(ch) + emit(node[ch]) for ch in sorted(node) if ch]
-        if not alts:
-            return ""
-        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
-        return f"(?:{body})?" if "" in node else body
-
-    return "(?:" + emit(root) + ")"
-
-
 # Street names in any alphabet: Latin, Greek and Cyrillic capitals; a short lower-case street word (út, vei, gate,
 # põik, u.) counts only before a capitalised word or a number.
 _UPX = _UP + "\u0386\u0388-\u038f\u0391-\u03a9\u0400-\u042f"
@@ -896,12 +877,13 @@ _STREET_ABBR = frozenset(("ctra", "ul", "str", "pl", "av", "avda", "bd", "rua", 
 _UNIT_AHEAD = r"(?:Apt|Apartment|Suite|Ste|Unit|Flat|Room|Floor|Bldg|Building|St)(?![\w])"
 # What ends a street-and-number: the line, a comma, a unit, or the word "street" (Pärna 33 street in Rünga).
 _EU_END = rf"[ \t]*(?:\n|,|$|\.(?![\w])|{_UNIT_AHEAD}|(?i:street|road|avenue)(?![\w]))"
-_US_SUFFIX = (_trie(["Street", "St", "Avenue", "Ave", "Road", "Rd", "Drive", "Dr", "Lane", "Ln", "Boulevard", "Blvd",
-                     "Court", "Ct", "Way", "Place", "Pl", "Terrace", "Parkway", "Pkwy", "Circle", "Cir", "Highway",
-                     "Hwy", "Square", "Trail", "Close", "Crescent", "Grove", "Gardens", "Mews", "Row", "Hill", "View",
-                     "Green"])
+_US_SUFFIX_WORDS = ["Street", "St", "Avenue", "Ave", "Road", "Rd", "Drive", "Dr", "Lane", "Ln", "Boulevard", "Blvd",
+                    "Court", "Ct", "Way", "Place", "Pl", "Terrace", "Parkway", "Pkwy", "Circle", "Cir", "Highway",
+                    "Hwy", "Square", "Trail", "Close", "Crescent", "Grove", "Gardens", "Mews", "Row", "Hill", "View",
+                    "Green"]
+_US_SUFFIX = ("(?:" + trie(_US_SUFFIX_WORDS) + ")"
               + r"\.?(?:,?[ \t]+(?:Apt|Unit|Suite|Ste|#|Flat)\.?[ \t]*#?[\w-]+)?(?![\w])")
-_STREET_TRIE = _trie([f(w) for w in _STREET_WORDS for f in (str.lower, str.capitalize, str.upper)])
+_STREET_TRIE = "(?:" + trie([f(w) for w in _STREET_WORDS for f in (str.lower, str.capitalize, str.upper)]) + ")"
 _ADDR_NUM = (
     # 12 rue de la Paix / 5, avenue Foch
     r"(?P<street>\d{0,4}[a-zA-Z]?,?[ \t]+" + _STREET_TRIE + r"\.?(?:[ \t]+[\w'’-]+){1,5})"
