@@ -181,7 +181,6 @@ _NAME_EN = rf"{_CAP}(?:,[ \t]+{_CAP}(?:[ \t]+(?:[A-Z]\.?(?![A-Za-z])|{_CAP}))?|(
 _EXT = r"(?:[ ]?(?:ext\.?|x|#)[ ]?\d{1,5})?"
 _US_TAIL = rf"[2-9]\d{{2}}[ .-]\d{{4}}{_EXT}"
 _CN_MOBILE_TAIL = r"[3-9]\d(?:[ \t-]?\d{4}){2}"
-_ZH_SURNAME_ALL = "(?:" + "|".join(L.CN_COMPOUND_SURNAMES) + f"|[{L.CN_SURNAMES_COMMON}{L.CN_SURNAMES_AMBIGUOUS}])"
 _ZH_SURNAME_COMMON = "(?:" + "|".join(L.CN_COMPOUND_SURNAMES) + f"|[{L.CN_SURNAMES_COMMON}])"
 _ZH_GIVEN_CH = f"(?:(?![{L.ZH_NAME_STOP}]){_HANC})"
 _MRN_BODY = r"[A-Z]{0,4}-?\d{3,}[\dA-Z-]*"

@@ -52,7 +52,6 @@ _UP = "A-Z\u00c0-\u00d6\u00d8-\u00de" + "".join(
 _UPC = f"[{_UP}]"
 _LET = r"[^\W\d_]"
 _TOK = rf"{_UPC}{_LET}*(?:(?:-|['’](?![sS](?!{_LET}))){_LET}+)*"  # not the possessive 's
-_RUN = rf"{_TOK}(?:[ \t]+(?:{_UPC}\.[ \t]+)?{_TOK}){{0,5}}"
 
 
 def _load() -> tuple[dict[str, str], set[str], set[str], set[str]]:
@@ -147,10 +146,6 @@ _COUNTY_NEXT = frozenset("CPBTMD \t")
 _FIRST_TOKEN = re.compile(_TOK)
 
 
-def _tokens(run: str, base: int) -> list[tuple[int, int, str]]:
-    return [(base + m.start(), base + m.end(), m.group()) for m in _FIRST_TOKEN.finditer(run)]
-
-
 def _is_caps(tok: str) -> bool:
     return len(tok) > 1 and tok.isupper()
 
@@ -176,7 +171,6 @@ _LATIN = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
 # Possessive: nothing follows a token, so the greedy reading is the match; the separator is one character class
 # (an apostrophe unless it starts a possessive 's), so the engine tries no alternation after every token.
 _TOKEN_RX = re.compile(rf"{_UPC}[{_LATIN}]*+(?:[-'’](?!(?<=['’])[sS](?![{_LATIN}]))[{_LATIN}]++)*+")
-_TOK_FULL = re.compile(_TOK)
 _RIGHT_RUN = re.compile(rf"(?:[ \t]+(?:{_UPC}\.[ \t]+)?{_TOK}(?![\w])){{0,5}}")
 # A token written backwards: letters, then its capital; before it (after, backwards) a blank or the start.
 # A letter run before a hyphen or apostrophe never gives letters back (a letter cannot be one): possessive.

@@ -1124,7 +1124,6 @@ def _find_bylines(text: str, out: _Raw) -> None:
 # A list of names with 、 (江泽民、李鹏、乔石等): two items or more of a surname and one to three characters that
 # are neither a word nor a place make every such item a name, and a two-character word after a common surname
 # too (乔石) where most items are names. The first item may follow other text (出席的有江泽民、).
-_LIST_END = re.compile(f"(?:{'|'.join(_COMPOUND)}|[{_ALL_SURNAMES}])[{_HAN}]{{1,2}}")
 
 
 _LIST_FIRST = frozenset(_ALL_SURNAMES) | frozenset(c[0] for c in _COMPOUND)
