@@ -468,3 +468,28 @@ def test_the_credential_can_come_from_the_environment(log_dir: Path, tmp_path: P
     with serve_process(["--dir", "log"], tmp_path) as (url, mode, _err), httpx.Client(base_url=url) as http:
         assert mode.startswith("read-only")
         assert http.post("/entries", json=[event("owner")], headers=bearer(token)).status_code == 403
+
+
+def test_access_log_lines_follow_a_replaced_stderr() -> None:
+    """A line goes to the stderr of the moment: a server thread that outlives a closed stream writes no error."""
+    import io
+    import logging
+    import sys
+
+    from medspace.ledger.access_log import LOGGER, log_to_stderr
+
+    saved = sys.stderr
+    try:
+        log_to_stderr(True)
+        first, second = io.StringIO(), io.StringIO()
+        sys.stderr = first
+        LOGGER.info("one")
+        first.close()
+        sys.stderr = second
+        LOGGER.info("two")
+        assert second.getvalue().endswith("two\n")
+    finally:
+        sys.stderr = saved
+        LOGGER.handlers.clear()
+        LOGGER.setLevel(logging.NOTSET)
+        LOGGER.propagate = True

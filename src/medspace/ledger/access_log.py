@@ -52,12 +52,26 @@ class AccessLog:
                         scope.get("path", "-"), status, sent, ms)
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is when a line is written, not when it was made: a server
+    thread may outlive a replaced stderr (a test's capture, a daemon's redirect) and must not write to a
+    closed stream."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def log_to_stderr(enabled: bool = True) -> None:
     """Print access-log lines on stderr (what the ``serve`` commands do unless ``--no-access-log``)."""
     LOGGER.propagate = False
     LOGGER.handlers.clear()
     if enabled:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderr()
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%dT%H:%M:%S%z"))
         LOGGER.addHandler(handler)
         LOGGER.setLevel(logging.INFO)
