@@ -1,0 +1,1 @@
+"""Who may do what with which data: identities, applications and contracts, consent, compliance packs, decisions."""

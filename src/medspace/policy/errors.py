@@ -1,0 +1,47 @@
+"""Errors of the policy layer. Messages name the rule, the field or the state that refused, never a person's data."""
+
+from __future__ import annotations
+
+
+class PolicyError(Exception):
+    """Base of the policy layer's errors."""
+
+
+# --- identities and certificates (pki) ---------------------------------------------------------------------------
+
+
+class PkiError(PolicyError):
+    """A certificate authority, key or certificate cannot be created, read or used."""
+
+
+class EnrolmentError(PkiError):
+    """A certificate signing request is refused; the message names the rule it breaks."""
+
+
+class CertificateRejected(PkiError):
+    """A peer's certificate is not acceptable (other CA, revoked, expired, wrong role); the message says which."""
+
+
+# --- applications, contracts and negotiation ---------------------------------------------------------------------
+
+
+class ContractError(PolicyError):
+    """An application or contract is invalid when made; the message names the rule it breaks."""
+
+
+class NegotiationError(PolicyError):
+    """A contract negotiation step is not allowed in its current state; the message names both states."""
+
+
+# --- compliance packs and decisions --------------------------------------------------------------------------------
+
+
+class PackError(PolicyError):
+    """A compliance pack is malformed; the message names the pack, the rule and the field."""
+
+
+# --- consent -------------------------------------------------------------------------------------------------------
+
+
+class ConsentError(PolicyError):
+    """A consent resource or change is invalid; the message names the element, never the patient."""
