@@ -100,6 +100,9 @@ class Action(StrEnum):
     DATA_INGEST = "data.ingest"
     SUBJECT_UNLINK = "subject.unlink"
     PARTICIPANT_REGISTER = "participant.register"
+    PARTICIPANT_REVOKE = "participant.revoke"
+    ACCESS_REFUSE = "access.refuse"
+    DUTY_PERFORM = "duty.perform"
     USER_REGISTER = "user.register"
     KEY_ROTATE = "key.rotate"
 
