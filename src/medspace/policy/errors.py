@@ -7,6 +7,10 @@ class PolicyError(Exception):
     """Base of the policy layer's errors."""
 
 
+class EnvelopeError(PolicyError):
+    """A task envelope is malformed, altered, expired, replayed or not for this node; the message says which."""
+
+
 # --- identities and certificates (pki) ---------------------------------------------------------------------------
 
 

@@ -1,0 +1,119 @@
+"""The hub's routes for nodes: authenticated by the node's space certificate (mutual TLS), never by a password.
+
+A node opens every connection (hospitals accept no inbound traffic) and long-polls::
+
+    GET  /v1/node/assignments?wait=S   claim this node's queued assignments (signed task envelopes); waits up to S s
+    POST /v1/node/assignments/{id}     the node's answer: {"result": ...} or {"error": ..., "rule": ...}
+    GET  /v1/node/consents?since=N&wait=S   consent changes for this hospital after sequence N (FHIR Consent)
+    GET  /v1/node/contracts/{uid}      a contract of this hospital (ODRL agreement, state, revocation)
+    POST /v1/node/audit                audit events the node records about its own work (actor must be the node)
+
+The certificate names the hospital: a node can claim, answer and read only its own hospital's assignments,
+consents and contracts. A request without a certificate of this space's CA, or with a revoked or expired one, is
+refused at the TLS handshake; a certificate of another role (a witness) is refused here, 403, naming the rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from medspace.hub.accounts import Principal
+from medspace.hub.errors import AuthError, Forbidden
+from medspace.hub.service import Hub
+
+MAX_WAIT = 30.0
+
+
+async def node_peer(request: Request) -> Principal:
+    """The node calling, from its TLS client certificate; refused unless it is a node of this space."""
+    from medspace.hub.tls import peer_der
+    from medspace.policy.errors import CertificateRejected
+
+    hub: Hub = request.app.state.hub
+    der = peer_der(request.scope)
+    if der is None or hub.space is None:
+        raise AuthError("node routes need the node's space certificate (mutual TLS)")
+    try:
+        ident = await run_in_threadpool(hub.space.verify_peer, der)
+    except CertificateRejected as e:
+        raise AuthError(f"certificate refused: {e}") from None
+    if ident.role != "node":
+        raise Forbidden("service.node-only", f"a {ident.role} certificate cannot use node routes")
+    return Principal(name=ident.name, role="node", hospital=ident.name, service=True)
+
+
+Node = Annotated[Principal, Depends(node_peer)]
+
+
+class Answer(BaseModel):
+    """A node's answer to an assignment: a result, or an error (with the rule, when the node refused it)."""
+
+    result: Any = None
+    error: str | None = Field(default=None, max_length=1000)
+    rule: str | None = Field(default=None, max_length=200)
+
+
+class NodeEvents(BaseModel):
+    """Audit events a node records (the ledger's JSON form of AuditEvent)."""
+
+    events: list[dict[str, Any]] = Field(max_length=1000)
+
+
+def router() -> APIRouter:
+    """The node routes."""
+    r = APIRouter(prefix="/v1/node", tags=["nodes"])
+
+    @r.get("/assignments")
+    async def assignments(request: Request, node: Node,
+                          wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0) -> dict[str, Any]:
+        """Claim this node's queued assignments, waiting up to ``wait`` seconds for one to arrive."""
+        hub: Hub = request.app.state.hub
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            wake = hub.db.notifier.wakeup("assignments")
+            got = await run_in_threadpool(hub.claim_for_node, node.name)
+            left = deadline - asyncio.get_running_loop().time()
+            if got or left <= 0:
+                return {"assignments": got}
+            await wake.wait(left)
+
+    @r.post("/assignments/{assignment_id}")
+    def answer(request: Request, assignment_id: int, body: Answer, node: Node) -> dict[str, Any]:
+        """The node's answer to one of its claimed assignments (once)."""
+        hub: Hub = request.app.state.hub
+        status = hub.answer_assignment(node.name, assignment_id, result=body.result, error=body.error,
+                                       rule=body.rule)
+        return {"task_status": status}
+
+    @r.get("/consents")
+    async def consents(request: Request, node: Node, since: Annotated[int, Query(ge=0)] = 0,
+                       wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0) -> dict[str, Any]:
+        """Consent changes for this hospital after sequence ``since``, waiting up to ``wait`` s for one."""
+        hub: Hub = request.app.state.hub
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            wake = hub.db.notifier.wakeup("consents")
+            seq, resources = await run_in_threadpool(hub.consents_since, node.name, since)
+            left = deadline - asyncio.get_running_loop().time()
+            if resources or left <= 0:
+                return {"seq": seq, "resources": resources}
+            await wake.wait(left)
+
+    @r.get("/contracts/{uid}")
+    def contract(request: Request, uid: str, node: Node) -> dict[str, Any]:
+        """A contract of this node's hospital."""
+        hub: Hub = request.app.state.hub
+        return hub.contract_for_node(node.name, uid)
+
+    @r.post("/audit")
+    def audit(request: Request, body: NodeEvents, node: Node) -> dict[str, Any]:
+        """Record the node's own audit events; every event's actor must be this node."""
+        hub: Hub = request.app.state.hub
+        return {"indices": hub.record_node_events(node.name, body.events)}
+
+    return r

@@ -1,0 +1,163 @@
+"""Tasks at the hub: submitted under contracts, split into signed assignments per hospital, claimed by nodes,
+answered, combined, released; each step an audit entry.
+
+A task names its kind (the operation a contract must permit: ``count``), its parameters, its purpose and one
+contract per hospital. The hub checks each contract (:meth:`ContractOps.authorise_task`) before anything is
+queued: a task refused for one hospital is refused as a whole, naming the hospital and the rule. Each node
+re-checks the same contract and its patients' consent itself before it computes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+
+from medspace.compute.count import CountQuery, combine
+from medspace.compute.errors import QueryError
+from medspace.hub.accounts import Principal
+from medspace.hub.core import HubCore
+from medspace.hub.db import Participant, Task, dumps, utcnow
+from medspace.hub.errors import BadRequest, Conflict, NotFound
+from medspace.hub.queue import Part, claim, enqueue, finish_assignment
+from medspace.ledger.entry import Action, Purpose, Role
+from medspace.policy.envelope import seal, stamp
+
+KINDS = ("count",)
+DEFAULT_DEADLINE = timedelta(seconds=60)
+CLAIM_LEASE_NAME_BYTES = 4
+
+
+def parse_query(kind: str, params: Mapping[str, Any]) -> CountQuery:
+    """The typed query of a task kind; BadRequest names the parameter."""
+    if kind not in KINDS:
+        raise BadRequest(f"kind: one of {', '.join(KINDS)}")
+    try:
+        return CountQuery.from_params(params)
+    except QueryError as e:
+        raise BadRequest(str(e)) from None
+
+
+def finish(task: Task, results: dict[str, Any], errors: dict[str, str]) -> tuple[str, Any, str | None]:
+    """Combine the nodes' answers as the task's completion rule says."""
+    if errors and (task.completion == "all" or not results):
+        return "failed", None, "; ".join(f"{h}: {e}" for h, e in sorted(errors.items()))
+    try:
+        out = combine(results)
+    except QueryError as e:
+        return "failed", None, str(e)
+    if errors:
+        out["left_out"] = {h: e for h, e in sorted(errors.items())}
+    return "done", out, None
+
+
+def digest(obj: Any) -> bytes:
+    """Canonical JSON bytes of an object (what audit hashes cover)."""
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+
+
+class TaskOps(HubCore):
+    """Task submission, dispatch, answers and results."""
+
+    process_name = "hub-" + secrets.token_hex(CLAIM_LEASE_NAME_BYTES)
+
+    def submit_task(self, who: Principal, *, kind: str, params: Mapping[str, Any], purpose: str,
+                    contracts: Mapping[str, str], completion: str = "all",
+                    deadline_s: float | None = None) -> dict[str, Any]:
+        """Check and queue a task: one signed assignment per hospital (``contracts`` maps hospital -> contract)."""
+        query = parse_query(kind, params)
+        if completion not in ("all", "available"):
+            raise BadRequest("completion: 'all' or 'available'")
+        if not contracts:
+            raise BadRequest("contracts: name one contract per hospital")
+        if self.task_key is None:
+            raise Conflict("this hub has no space key to sign tasks with (hub.toml: space)")
+        try:
+            p = Purpose(purpose)
+        except ValueError:
+            raise BadRequest("purpose: an HL7 v3 PurposeOfUse code such as HRESCH") from None
+        task_id = "t-" + secrets.token_hex(8)
+        for hospital, uid in sorted(contracts.items()):
+            self.authorise_task(who, hospital=hospital, contract_uid=uid, purpose=p, operation=kind,
+                                fields=query.fields, task_id=task_id)
+        now = utcnow()
+        deadline = now + (timedelta(seconds=deadline_s) if deadline_s else DEFAULT_DEADLINE)
+        params_json = query.to_params()
+        parts = []
+        for hospital, uid in sorted(contracts.items()):
+            payload = stamp({"task": task_id, "hospital": hospital, "kind": kind, "params": params_json,
+                             "purpose": p.value, "contract": uid, "requester": who.name}, now=now,
+                            lifetime=max(deadline - now, timedelta(seconds=5)) + timedelta(seconds=30))
+            parts.append(Part(hospital, uid, seal(payload, self.task_key)))
+        task = Task(id=task_id, kind=kind, requester=who.name, purpose=p.value, params=dumps(params_json),
+                    completion=completion, status="queued", deadline=deadline)
+        with self.db.transaction("assignments") as s:
+            enqueue(s, task, parts)
+        for hospital, uid in sorted(contracts.items()):
+            self.record(Action.TASK_DISPATCH, actor=who.name, role=Role(who.role), purpose=p,
+                        resource=f"task:{task_id}/{hospital}", contract_id=uid, inputs=[digest(params_json)])
+        return {"id": task_id, "status": "queued", "hospitals": sorted(contracts)}
+
+    def claim_for_node(self, hospital: str) -> list[dict[str, Any]]:
+        """Claim a node's queued assignments (each handed out once, across hub processes)."""
+        with self.db.transaction() as s:
+            rows = claim(s, hospital, self.process_name)
+            out = [{"id": a.id, "task": a.task_id, "envelope": orjson.loads(a.payload)} for a in rows]
+            if rows:
+                node = s.get(Participant, hospital)
+                if node is not None:
+                    node.last_seen = utcnow()
+        return out
+
+    def answer_assignment(self, hospital: str, assignment_id: int, *, result: Any, error: str | None,
+                          rule: str | None = None) -> str:
+        """Record a node's answer; the last answer finishes the task. Returns the task's status."""
+        with self.db.transaction("tasks") as s:
+            message = None if error is None else (f"{error} (rule {rule})" if rule else error)
+            task = finish_assignment(s, assignment_id, hospital, result=result, error=message, finisher=finish)
+            status, task_id, requester = task.status, task.id, task.requester
+            purpose, result_text = task.purpose, task.result
+        if status in ("done", "failed"):
+            action = Action.RESULT_RELEASE if status == "done" else Action.TASK_END
+            outputs = [result_text.encode()] if result_text else []
+            self.record(action, actor="hub", role=Role.HUB, purpose=purpose, resource=f"task:{task_id}",
+                        outputs=outputs)
+            del requester
+        return status
+
+    def task_view(self, who: Principal, task_id: str) -> dict[str, Any]:
+        """A task's status and, once done, its combined result (to its requester, or a regulator)."""
+        with self.db.sessions() as s:
+            t = s.get(Task, task_id)
+        if t is None:
+            raise NotFound(f"no task {task_id}")
+        if who.name != t.requester and who.role not in ("regulator", "admin"):
+            raise self.refuse(who, "task.requester-only", "only the task's requester reads its result",
+                              resource=f"task:{task_id}")
+        out: dict[str, Any] = {"id": t.id, "kind": t.kind, "status": t.status, "purpose": t.purpose,
+                               "created_at": t.created_at.isoformat(),
+                               "finished_at": t.finished_at.isoformat() if t.finished_at else None}
+        if t.result is not None:
+            out["result"] = orjson.loads(t.result)
+            out["result_sha256"] = hashlib.sha256(t.result.encode()).hexdigest()
+        if t.error is not None:
+            out["error"] = t.error
+        return out
+
+    def task_finished(self, task_id: str) -> bool:
+        """Whether a task has ended (done, failed or cancelled)."""
+        with self.db.sessions() as s:
+            status = s.scalar(select(Task.status).where(Task.id == task_id))
+        if status is None:
+            raise NotFound(f"no task {task_id}")
+        return status in ("done", "failed", "cancelled")
+
+    def authorise_task(self, who: Principal, *, hospital: str, contract_uid: str, purpose: Purpose, operation: str,
+                       fields: tuple[str, ...], task_id: str) -> None:
+        """Refuse (logged, naming the rule) a task part the contract does not permit; see ContractOps."""
+        raise NotImplementedError  # provided by ContractOps, earlier in the Hub's MRO
