@@ -13,6 +13,7 @@ from medspace.cli import render
 from medspace.cli.common import DEFAULT_STORE, JsonOpt, MedspaceGroup, StoreOpt, clear_errors, console
 from medspace.cli.deid import deid_app
 from medspace.cli.ledger import audit_app, ledger_app, witness_app
+from medspace.cli.space import space_app
 from medspace.cli.stores import CreateOpt, MaxTextOpt, MaxValueOpt, WaitOpt, open_store, set_string_limits
 
 app = typer.Typer(help="medspace: a trusted medical data space. Usable, not visible.\n\n"
@@ -25,6 +26,7 @@ app.add_typer(deid_app, name="deid")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(witness_app, name="witness")
 app.add_typer(audit_app, name="audit")
+app.add_typer(space_app, name="space")
 
 
 def _version() -> str:

@@ -25,6 +25,15 @@ class EnrolmentError(PkiError):
 class CertificateRejected(PkiError):
     """A peer's certificate is not acceptable (other CA, revoked, expired, wrong role); the message says which."""
 
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+    @classmethod
+    def because(cls, reason: str) -> CertificateRejected:
+        """The rejection for ``reason`` ("revoked", "expired", "not issued by this space's CA", ...)."""
+        return cls(f"certificate rejected: {reason}", reason)
+
 
 # --- applications, contracts and negotiation ---------------------------------------------------------------------
 
