@@ -56,6 +56,11 @@ def finish(task: Task, results: dict[str, Any], errors: dict[str, str]) -> tuple
     return "done", out, None
 
 
+def node_actor(hospital: str) -> str:
+    """How a node is named as an actor in the audit log."""
+    return f"node:{hospital}"
+
+
 def digest(obj: Any) -> bytes:
     """Canonical JSON bytes of an object (what audit hashes cover)."""
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
@@ -156,6 +161,27 @@ class TaskOps(HubCore):
         if status is None:
             raise NotFound(f"no task {task_id}")
         return status in ("done", "failed", "cancelled")
+
+    def record_node_events(self, hospital: str, events: list[dict[str, Any]]) -> list[int]:
+        """Append a node's audit events about its own work: every actor must be the node itself, all or none."""
+        from medspace.ledger.api import event_from_json
+        from medspace.ledger.errors import EntryError
+
+        me = node_actor(hospital)
+        parsed = []
+        for i, obj in enumerate(events, 1):
+            try:
+                ev = event_from_json(obj)
+            except (EntryError, ValueError, TypeError) as e:
+                raise BadRequest(f"event {i} of {len(events)}: {e}") from None
+            if ev.actor != me or ev.role is not Role.NODE:
+                who = Principal(name=me, role="node", hospital=hospital, service=True)
+                raise self.refuse(who, "audit.actor-is-caller",
+                                  f"event {i} of {len(events)} names another actor than the node sending it",
+                                  resource=f"participant:{hospital}")
+            parsed.append(ev)
+        with self._log_lock:
+            return self.log.append(parsed) if parsed else []
 
     def authorise_task(self, who: Principal, *, hospital: str, contract_uid: str, purpose: Purpose, operation: str,
                        fields: tuple[str, ...], task_id: str) -> None:

@@ -1,0 +1,332 @@
+"""The node service (`medspace node serve`): one hospital's connection to the hub, opened by the hospital.
+
+The node accepts no inbound traffic. Two threads long-poll the hub over mutual TLS (the node's space
+certificate; the hub's is checked against the space's CA):
+
+* **tasks** (``GET /v1/node/assignments?wait=…``): each claimed assignment is a task envelope the hub signed. The
+  node checks the signature against the hub's certificate (fetched once and verified against the space CA), that
+  the envelope is for this hospital, unexpired and never seen before (nonces are kept in the node's state file),
+  fetches the contract the task names and checks it permits this task now (purpose, requester, operation, fields,
+  period, region, not revoked), applies its patients' consent on the linkage pseudonym, runs the task on its
+  de-identified view, passes the result through disclosure control and answers. A task it refuses is answered
+  with the reason and the rule. Each step it takes is sent to the hub's audit log as the node's own entry.
+* **consent** (``GET /v1/node/consents?since=…&wait=…``): the node's replica of its hospital's consents, kept
+  current within one round trip of a change.
+
+When the hub cannot be reached the node retries with exponential backoff (0.2 s doubling to 30 s, with jitter)
+and goes on where it stopped: an assignment it had claimed but not answered is handed out again by the hub
+after its lease.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from medspace.compute.count import CountQuery, run_count
+from medspace.compute.errors import QueryError
+from medspace.ledger.entry import Action, AuditEvent, Purpose, Role
+from medspace.node.errors import ConnectionFailed, TaskError
+from medspace.policy.consent import ConsentRegistry, HospitalDefaults
+from medspace.policy.consent_fhir import TABLE_CATEGORY
+from medspace.policy.contract import Contract, TaskRequest
+from medspace.policy.envelope import open_envelope
+from medspace.policy.errors import ContractError, EnvelopeError, PolicyError
+from medspace.policy.pki import Space, client_context
+from medspace.privacy.disclosure import DisclosureRules
+
+WAIT = 20.0
+MAX_BACKOFF = 30.0
+
+
+@dataclass
+class NodeConfig:
+    """What a node service needs: its hospital name, the hub, its copy of the space, its store and state."""
+
+    name: str
+    hub_url: str
+    space: Path  # the node's copy of the space (`medspace space export`): CA, CRL, its key and certificate
+    store: Path  # the node's DuckDB store, with its de-identified views built
+    state: Path  # the node's own state file (SQLite): nonces seen
+    region: str = "CN"
+    defaults: HospitalDefaults | None = None
+    min_cell: int = 5
+    wait: float = WAIT
+
+
+@dataclass
+class NodeStats:
+    """What the service did since it started (for tests, the demo and the bench)."""
+
+    tasks_done: int = 0
+    tasks_refused: int = 0
+    consent_seq: int = 0
+    reconnects: int = 0
+    refusals: list[str] = field(default_factory=list)
+
+
+class _Nonces:
+    """Task nonces this node has accepted, kept until the envelopes expire (a replay is refused)."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, expires REAL NOT NULL)")
+        self._lock = threading.Lock()
+
+    def first_use(self, nonce: str, expires: datetime) -> bool:
+        """Record a nonce; False if it was seen before."""
+        with self._lock:
+            self._db.execute("DELETE FROM nonces WHERE expires < ?", (time.time(),))
+            try:
+                self._db.execute("INSERT INTO nonces VALUES (?, ?)", (nonce, expires.timestamp()))
+            except sqlite3.IntegrityError:
+                return False
+            return True
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class NodeService:
+    """A running node: the task and consent loops, each on its own thread."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.space = Space.open(config.space)
+        self.registry = ConsentRegistry()
+        self.stats = NodeStats()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._nonces = _Nonces(config.state)
+        self._hub_key: ec.EllipticCurvePublicKey | None = None
+        self._tls = client_context(self.space, config.name)
+        self.consent_changed = threading.Condition()
+        self.connected = threading.Event()
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    def start(self) -> NodeService:
+        """Start the loops in daemon threads."""
+        for name, target in (("tasks", self._task_loop), ("consents", self._consent_loop)):
+            t = threading.Thread(target=self._forever, args=(target,), name=f"medspace-node-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self) -> None:
+        """Ask the loops to end and wait for them (a long-poll in flight ends at its timeout)."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(self.config.wait + 5)
+        self._nonces.close()
+
+    def run(self) -> None:
+        """Run until stopped (what `medspace node serve` does)."""
+        self.start()
+        try:
+            while not self._stop.wait(0.5):
+                pass
+        finally:
+            self.stop()
+
+    def _client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.config.hub_url, verify=self._tls,
+                            timeout=httpx.Timeout(self.config.wait + 10, connect=5))
+
+    def _forever(self, loop: Callable[[httpx.Client], None]) -> None:
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                with self._client() as c:
+                    loop(c)
+                    backoff = 0.2
+            except (httpx.TransportError, ConnectionFailed):
+                self.connected.clear()
+                self.stats.reconnects += 1
+                self._stop.wait(backoff * (0.5 + random.random()))  # jitter: nodes do not return in lockstep
+                backoff = min(backoff * 2, MAX_BACKOFF)
+
+    # --- consent ------------------------------------------------------------------------------------------
+
+    def _consent_loop(self, c: httpx.Client) -> None:
+        while not self._stop.is_set():
+            r = c.get("/v1/node/consents", params={"since": self.stats.consent_seq, "wait": self.config.wait})
+            _check(r)
+            self.connected.set()
+            body = r.json()
+            if body["resources"]:
+                self.registry.apply_changes(body["resources"])
+            if body["seq"] != self.stats.consent_seq:
+                with self.consent_changed:
+                    self.stats.consent_seq = int(body["seq"])
+                    self.consent_changed.notify_all()
+
+    # --- tasks --------------------------------------------------------------------------------------------
+
+    def _hub_public_key(self, c: httpx.Client) -> ec.EllipticCurvePublicKey:
+        if self._hub_key is None:
+            r = c.get("/v1/node/hub-certificate")
+            _check(r)
+            cert = x509.load_pem_x509_certificate(r.text.encode())
+            from cryptography.hazmat.primitives.serialization import Encoding
+
+            self.space.verify_peer(cert.public_bytes(Encoding.DER), roles=["hub"])
+            key = cert.public_key()
+            if not isinstance(key, ec.EllipticCurvePublicKey):
+                raise ConnectionFailed("the hub's certificate does not hold an EC key")
+            self._hub_key = key
+        return self._hub_key
+
+    def _task_loop(self, c: httpx.Client) -> None:
+        hub_key = self._hub_public_key(c)
+        while not self._stop.is_set():
+            r = c.get("/v1/node/assignments", params={"wait": self.config.wait})
+            _check(r)
+            self.connected.set()
+            for a in r.json()["assignments"]:
+                self._handle(c, hub_key, a)
+
+    def _handle(self, c: httpx.Client, hub_key: ec.EllipticCurvePublicKey, assignment: dict[str, Any]) -> None:
+        aid = int(assignment["id"])
+        envelope = assignment.get("envelope") or {}
+        body = orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS)
+        try:
+            payload = self._check_envelope(hub_key, envelope)
+            result, contract_uid = self._run(c, payload)
+        except _Refusal as e:
+            self.stats.tasks_refused += 1
+            self.stats.refusals.append(e.rule)
+            self._log(c, Action.TASK_REFUSE, e.purpose, f"task:{e.task}", e.contract, inputs=[body])
+            _check(c.post(f"/v1/node/assignments/{aid}", json={"error": e.message, "rule": e.rule}), conflict_ok=True)
+            return
+        out = orjson.dumps(result, option=orjson.OPT_SORT_KEYS)
+        self._log(c, Action.NODE_COMPUTE, payload["purpose"], f"task:{payload['task']}", contract_uid,
+                  inputs=[body], outputs=[out])
+        _check(c.post(f"/v1/node/assignments/{aid}", json={"result": result}), conflict_ok=True)
+        self.stats.tasks_done += 1
+
+    def _check_envelope(self, hub_key: ec.EllipticCurvePublicKey, envelope: dict[str, Any]) -> dict[str, Any]:
+        try:
+            payload = open_envelope(envelope, hub_key, hospital=self.config.name)
+        except EnvelopeError as e:
+            raise _Refusal("task.envelope", str(e)) from None
+        if not self._nonces.first_use(str(payload["nonce"]), datetime.fromisoformat(payload["expires_at"])):
+            raise _Refusal("task.replay", "task envelope: already received (replayed)", payload)
+        return payload
+
+    def _run(self, c: httpx.Client, payload: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        uid = str(payload.get("contract") or "")
+        try:
+            query = CountQuery.from_params(payload.get("params") or {})
+        except QueryError as e:
+            raise _Refusal("task.malformed", str(e), payload) from None
+        r = c.get(f"/v1/node/contracts/{uid}")
+        if r.status_code in (403, 404):
+            raise _Refusal("contract.unknown", f"contract {uid} is not one of this hospital's", payload)
+        _check(r)
+        info = r.json()
+        now = datetime.now(UTC)
+        try:
+            contract = Contract.from_odrl(info["odrl"])
+            if contract.assigner != self.config.name:
+                raise _Refusal("contract.assigner", f"contract {uid} was not made by this hospital", payload)
+            if info.get("revoked_at"):
+                raise _Refusal("contract.revoked", f"contract {uid} was revoked", payload)
+            request = TaskRequest(contract=uid, requester=str(payload["requester"]),
+                                  purpose=Purpose(payload["purpose"]), operation=str(payload["kind"]),
+                                  fields=query.fields, hospital=self.config.name,
+                                  destination=contract.region)
+            decision = contract.permits(request, now)
+        except (ContractError, PolicyError, ValueError, KeyError) as e:
+            raise _Refusal("contract.invalid", f"contract {uid}: {e}", payload) from None
+        if not decision.allowed:
+            raise _Refusal(decision.rule or "contract.refused", decision.reason, payload)
+        categories = ["patient", *(TABLE_CATEGORY.get(t, t) for t in query.tables)]
+        rules = DisclosureRules(min_cell=max(self.config.min_cell, contract.min_cell_size or 0), nk=None)
+        try:
+            result = self._count(query, str(payload["purpose"]), categories, now, rules)
+        except (QueryError, TaskError) as e:
+            raise _Refusal("task.cannot-run", str(e), payload) from None
+        return result, uid
+
+    def _count(self, query: CountQuery, purpose: str, categories: list[str], now: datetime,
+               rules: DisclosureRules) -> dict[str, Any]:
+        import duckdb
+
+        try:
+            con = duckdb.connect(str(self.config.store), read_only=True)
+        except duckdb.Error as e:
+            raise TaskError(f"the node's store cannot be read now ({type(e).__name__})") from None
+        try:
+            schema = "deid_" + query.view.replace("-", "_")
+            try:
+                ids = con.sql(f"SELECT linkage_id FROM {schema}.patient WHERE linkage_id IS NOT NULL").to_arrow_table()
+            except duckdb.Error:
+                raise TaskError(f"the node has no de-identified view {query.view}") from None
+            excluded = self.registry.excluded(ids.column(0), self.config.name, purpose, categories, now,
+                                              self._defaults())
+            return run_count(con, query, excluded, rules=rules)
+        finally:
+            con.close()
+
+    def _defaults(self) -> HospitalDefaults:
+        if self.config.defaults is None:
+            self.config.defaults = HospitalDefaults.from_dict({"hospital": self.config.name})
+        return self.config.defaults
+
+    def _log(self, c: httpx.Client, action: Action, purpose: str, resource: str, contract: str | None, *,
+             inputs: Sequence[bytes] = (), outputs: Sequence[bytes] = ()) -> None:
+        try:
+            p = Purpose(purpose)
+        except ValueError:
+            p = Purpose.HSYSADMIN
+        ev = AuditEvent(actor=f"node:{self.config.name}", role=Role.NODE, action=action, purpose=p,
+                        resource=resource, time=datetime.now(UTC), contract_id=contract or None,
+                        input_hashes=tuple(hashlib.sha256(b).hexdigest() for b in inputs),
+                        output_hashes=tuple(hashlib.sha256(b).hexdigest() for b in outputs))
+        _check(c.post("/v1/node/audit", json={"events": [ev.to_dict()]}))
+
+
+class _Refusal(Exception):
+    def __init__(self, rule: str, message: str, payload: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+        payload = payload or {}
+        self.task = str(payload.get("task") or "unknown")
+        self.contract = str(payload["contract"]) if payload.get("contract") else None
+        self.purpose = str(payload.get("purpose") or "HSYSADMIN")
+
+
+def _check(r: httpx.Response, *, conflict_ok: bool = False) -> None:
+    if r.status_code < 300 or (conflict_ok and r.status_code == 409):
+        return
+    try:
+        msg = r.json().get("error", "")
+    except ValueError:
+        msg = ""
+    raise ConnectionFailed(f"the hub answered {r.status_code}: {msg}"[:300])
+
+
+def wait_until(pred: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``pred`` until true or ``timeout`` seconds pass (tests and the demo)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return pred()
+
