@@ -53,6 +53,10 @@ class PackError(PolicyError):
     """A compliance pack is malformed; the message names the pack, the rule and the field."""
 
 
+class RequestError(PolicyError):
+    """A decision request is invalid when made; the message names the field."""
+
+
 # --- consent -------------------------------------------------------------------------------------------------------
 
 
