@@ -30,6 +30,9 @@ from medspace.privacy.disclosure import DisclosureRules, protect_counts
 
 # The patient fields a count may group by: generalised quasi-identifiers and coarse fields of the views.
 GROUPABLE = ("sex", "age", "province", "area", "country", "marital_status")
+# Contracts name catalogue fields; a view's derived, generalised column stands for the field it comes from (the age
+# band for the birth date, the administrative area of the resident ID's first digits for the district).
+SOURCE_FIELD = {"age": "patient.birth_date", "area": "patient.district"}
 # The clinical fields a filter may test, per table.
 FILTERABLE: Mapping[str, tuple[str, ...]] = {
     "condition": ("code", "code_system", "clinical_status"),
@@ -117,7 +120,8 @@ class CountQuery:
     @property
     def fields(self) -> tuple[str, ...]:
         """Every ``table.field`` the query reads (what a contract must permit)."""
-        return tuple(sorted({f"patient.{g}" for g in self.group_by} | {f.ref for f in self.filters}))
+        grouped = {SOURCE_FIELD.get(g, f"patient.{g}") for g in self.group_by}
+        return tuple(sorted(grouped | {f.ref for f in self.filters}))
 
 
 def _sql(q: CountQuery) -> tuple[str, list[Any]]:

@@ -12,9 +12,10 @@ a regulator verifies what the hub did with the same tools as any log.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -22,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from medspace.hub.accounts import Principal, UserRole
 from medspace.hub.errors import AuthError, BadRequest, Conflict, Forbidden, HubError, NotFound
+from medspace.hub.node_api import router as node_router
 from medspace.hub.service import Hub
 from medspace.ledger.api import create_app as ledger_app
 from medspace.ledger.entry import find
@@ -71,6 +73,41 @@ class NewParticipant(BaseModel):
     role: str
     region: str | None = None
     packs: list[str] = ["sensitivity"]
+    safeguards: list[str] = []
+
+
+class Decision(BaseModel):
+    """A steward's decision on an application for their hospital."""
+
+    outcome: str = Field(description="approve, restrict or refuse")
+    reason: str = Field(default="", max_length=1000)
+    restrictions: dict[str, Any] = Field(default_factory=dict,
+                                         description="fields_removed, operations_removed, end, min_cell_size, ...")
+
+
+class Revocation(BaseModel):
+    """Why a contract is revoked."""
+
+    reason: str = Field(max_length=500)
+
+
+class NewTask(BaseModel):
+    """A task under contracts: the operation, its parameters, the purpose, one contract per hospital."""
+
+    kind: str = "count"
+    params: dict[str, Any] = Field(default_factory=dict)
+    purpose: str = "HRESCH"
+    contracts: dict[str, str] = Field(description="hospital -> contract uid")
+    completion: str = Field(default="all", description="all: every hospital must answer; available: those that do")
+    deadline_s: float | None = Field(default=None, gt=0, le=3600)
+
+
+class SimpleConsent(BaseModel):
+    """A patient's consent at one hospital, in a few words."""
+
+    permit: list[str] = Field(default_factory=list, description="purposes permitted, e.g. HRESCH")
+    categories: list[str] = Field(default_factory=list, description="data categories covered (empty: all)")
+    deny_categories: list[str] = Field(default_factory=list, description="categories excepted")
 
 
 async def person(request: Request) -> Principal:
@@ -141,7 +178,8 @@ def create_app(hub: Hub) -> FastAPI:
     @app.post("/v1/participants", status_code=201, tags=["space"])
     def register(body: NewParticipant, who: Person) -> dict[str, str]:
         """Register a hub, node or witness (admin)."""
-        hub.register_participant(who, name=body.name, role=body.role, region=body.region, packs=body.packs)
+        hub.register_participant(who, name=body.name, role=body.role, region=body.region, packs=body.packs,
+                                 safeguards=body.safeguards)
         return {"name": body.name, "role": body.role}
 
     @app.get("/v1/hospitals", tags=["space"])
@@ -159,6 +197,93 @@ def create_app(hub: Hub) -> FastAPI:
         entries = [hub.log.store.entry(i) for i in indices] if indices else []
         return {"indices": indices, "entries": [_entry_json(e) for e in entries]}
 
+    # --- applications and contracts ----------------------------------------------------------------------
+
+    @app.post("/v1/applications", status_code=201, tags=["applications"])
+    def apply(body: dict[str, Any], who: Person) -> dict[str, Any]:
+        """File a data-use application (purpose, DUO codes, fields, operations, period, region, hospitals)."""
+        return hub.submit_application(who, body)
+
+    @app.get("/v1/applications", tags=["applications"])
+    def applications(who: Person) -> list[dict[str, Any]]:
+        """Applications the caller takes part in, one row per hospital with its negotiation state."""
+        return hub.applications_for(who)
+
+    @app.get("/v1/applications/{app_id}", tags=["applications"])
+    def application(app_id: str, who: Person) -> dict[str, Any]:
+        """An application, its negotiations and decisions."""
+        return hub.application_view(who, app_id)
+
+    @app.post("/v1/applications/{app_id}/decisions/{hospital}", tags=["applications"])
+    def decide_on(app_id: str, hospital: str, body: Decision, who: Person) -> dict[str, Any]:
+        """A steward's decision for their hospital: approve, restrict (an offer) or refuse."""
+        return hub.decide_application(who, app_id, hospital, body.outcome, reason=body.reason,
+                                      restrictions=body.restrictions)
+
+    @app.get("/v1/contracts/{uid}", tags=["contracts"])
+    def contract(uid: str, who: Person) -> dict[str, Any]:
+        """A contract: the ODRL agreement, its negotiation and state."""
+        return hub.contract_view(who, uid)
+
+    @app.post("/v1/contracts/{uid}/accept", tags=["contracts"])
+    def accept(uid: str, who: Person) -> dict[str, Any]:
+        """The applicant accepts a steward's restricted offer."""
+        return hub.accept_offer(who, uid)
+
+    @app.post("/v1/contracts/{uid}/revoke", tags=["contracts"])
+    def revoke(uid: str, body: Revocation, who: Person) -> dict[str, Any]:
+        """Revoke a contract (its hospital's steward or an admin); its running tasks end."""
+        return hub.revoke_contract(who, uid, body.reason)
+
+    # --- tasks ----------------------------------------------------------------------------------------
+
+    @app.post("/v1/tasks", status_code=202, tags=["tasks"])
+    def submit(body: NewTask, who: Person) -> dict[str, Any]:
+        """Submit a task under contracts; every hospital's part is checked, then dispatched to its node."""
+        return hub.submit_task(who, kind=body.kind, params=body.params, purpose=body.purpose,
+                               contracts=body.contracts, completion=body.completion, deadline_s=body.deadline_s)
+
+    @app.get("/v1/tasks/{task_id}", tags=["tasks"])
+    async def task(task_id: str, who: Person, wait: Annotated[float, Query(ge=0, le=60)] = 0) -> dict[str, Any]:
+        """A task's status and result; waits up to ``wait`` seconds for it to finish."""
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            wake = hub.db.notifier.wakeup("tasks")
+            view = await run_in_threadpool(hub.task_view, who, task_id)
+            left = deadline - asyncio.get_running_loop().time()
+            if view["status"] in ("done", "failed", "cancelled") or left <= 0:
+                return view
+            await wake.wait(left)
+
+    # --- consent --------------------------------------------------------------------------------------
+
+    @app.put("/v1/consents", tags=["consent"])
+    def put_consent(resource: dict[str, Any], who: Person) -> dict[str, Any]:
+        """Record a new version of a FHIR R4 Consent (the patient's own, or a steward's hospital's)."""
+        return hub.put_consent(who, resource)
+
+    @app.put("/v1/consents/mine/{hospital}", tags=["consent"])
+    def my_consent(hospital: str, body: SimpleConsent, who: Person) -> dict[str, Any]:
+        """A patient sets their consent at a hospital: permitted purposes, covered and excepted categories."""
+        return hub.consent_simple(who, hospital, permit=body.permit, categories=body.categories,
+                                  deny_categories=body.deny_categories)
+
+    @app.delete("/v1/consents/mine/{hospital}", tags=["consent"])
+    def revoke_mine(hospital: str, who: Person) -> dict[str, Any]:
+        """A patient revokes their consent at a hospital (a new, inactive version)."""
+        return hub.revoke_consent(who, hospital)
+
+    @app.get("/v1/consents/mine", tags=["consent"])
+    def consents_mine(who: Person) -> list[dict[str, Any]]:
+        """A patient's consents, every version."""
+        return hub.my_consents(who)
+
+    @app.put("/v1/hospitals/{hospital}/consent-defaults", tags=["consent"])
+    def defaults(hospital: str, body: dict[str, Any], who: Person) -> dict[str, Any]:
+        """A hospital's consent defaults: opt-in or opt-out per purpose and category (its steward)."""
+        return hub.set_consent_defaults(who, hospital, body)
+
+    app.include_router(node_router())
     app.mount("/v1/audit", ledger_app(hub.log, access=None))
     return app
 

@@ -263,7 +263,7 @@ class HubCore:
     # --- participants ---------------------------------------------------------------------------------------
 
     def register_participant(self, who: Principal, *, name: str, role: str, region: str | None = None,
-                             packs: Sequence[str] = ("sensitivity",)) -> None:
+                             packs: Sequence[str] = ("sensitivity",), safeguards: Sequence[str] = ()) -> None:
         """Record a hub, node or witness of the space (admin only); a node names its region and compliance packs."""
         if who.role != UserRole.ADMIN:
             raise self.refuse(who, "accounts.admin-only", "only an admin registers participants",
@@ -274,7 +274,8 @@ class HubCore:
             raise BadRequest("region: an ISO 3166-1 alpha-2 code such as CN, US or DE")
         try:
             with self.db.transaction() as s:
-                s.add(Participant(name=name, role=role, region=region, packs=",".join(packs)))
+                s.add(Participant(name=name, role=role, region=region, packs=",".join(packs),
+                                  safeguards=",".join(safeguards)))
         except IntegrityError:
             raise Conflict(f"the participant {name} is already registered") from None
         self.record(Action.PARTICIPANT_REGISTER, actor=who.name, role=Role.ADMIN, purpose=Purpose.HSYSADMIN,

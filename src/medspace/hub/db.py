@@ -99,6 +99,8 @@ class Participant(Base):
     role: Mapped[str] = mapped_column(String(16))
     region: Mapped[str | None] = mapped_column(String(2), nullable=True)  # ISO 3166-1 alpha-2, for nodes
     packs: Mapped[str] = mapped_column(String(128), default="sensitivity")  # compliance packs, comma-separated
+    safeguards: Mapped[str] = mapped_column(String(256), default="")  # declared safeguards, comma-separated
+    consent_defaults: Mapped[str | None] = mapped_column(String, nullable=True)  # HospitalDefaults as JSON
     status: Mapped[str] = mapped_column(String(16), default="active")
     last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -142,6 +144,7 @@ class Contract(Base):
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    ended: Mapped[str | None] = mapped_column(String(16), nullable=True)  # revoked, expired
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

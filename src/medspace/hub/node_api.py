@@ -16,9 +16,11 @@ refused at the TLS handshake; a certificate of another role (a witness) is refus
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
@@ -92,17 +94,28 @@ def router() -> APIRouter:
 
     @r.get("/consents")
     async def consents(request: Request, node: Node, since: Annotated[int, Query(ge=0)] = 0,
+                       defaults: Annotated[str, Query(max_length=64)] = "",
                        wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0) -> dict[str, Any]:
-        """Consent changes for this hospital after sequence ``since``, waiting up to ``wait`` s for one."""
+        """Consent changes for this hospital after sequence ``since`` and its defaults (when their digest is not
+        ``defaults``), waiting up to ``wait`` s for either to change."""
         hub: Hub = request.app.state.hub
         deadline = asyncio.get_running_loop().time() + wait
         while True:
             wake = hub.db.notifier.wakeup("consents")
             seq, resources = await run_in_threadpool(hub.consents_since, node.name, since)
+            current = await run_in_threadpool(hub.consent_defaults, node.name)
+            digest = hashlib.sha256(orjson.dumps(current, option=orjson.OPT_SORT_KEYS)).hexdigest()
             left = deadline - asyncio.get_running_loop().time()
-            if resources or left <= 0:
-                return {"seq": seq, "resources": resources}
+            if resources or digest != defaults or left <= 0:
+                return {"seq": seq, "resources": resources, "defaults": current, "defaults_digest": digest}
             await wake.wait(left)
+
+    @r.get("/hub-certificate")
+    def hub_certificate(request: Request, _node: Node) -> Response:
+        """The hub's certificate (PEM), whose key signs task envelopes; nodes check it against the space CA."""
+        hub: Hub = request.app.state.hub
+        assert hub.space is not None
+        return Response(hub.space.participant(hub.config.name).cert.read_bytes(), media_type="application/x-pem-file")
 
     @r.get("/contracts/{uid}")
     def contract(request: Request, uid: str, node: Node) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from medspace.compute.count import CountQuery, combine
 from medspace.compute.errors import QueryError
 from medspace.hub.accounts import Principal
-from medspace.hub.core import HubCore
+from medspace.hub.contracts import ContractOps
 from medspace.hub.db import Participant, Task, dumps, utcnow
 from medspace.hub.errors import BadRequest, Conflict, NotFound
 from medspace.hub.queue import Part, claim, enqueue, finish_assignment
@@ -66,7 +66,7 @@ def digest(obj: Any) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
 
 
-class TaskOps(HubCore):
+class TaskOps(ContractOps):
     """Task submission, dispatch, answers and results."""
 
     process_name = "hub-" + secrets.token_hex(CLAIM_LEASE_NAME_BYTES)
@@ -182,8 +182,3 @@ class TaskOps(HubCore):
             parsed.append(ev)
         with self._log_lock:
             return self.log.append(parsed) if parsed else []
-
-    def authorise_task(self, who: Principal, *, hospital: str, contract_uid: str, purpose: Purpose, operation: str,
-                       fields: tuple[str, ...], task_id: str) -> None:
-        """Refuse (logged, naming the rule) a task part the contract does not permit; see ContractOps."""
-        raise NotImplementedError  # provided by ContractOps, earlier in the Hub's MRO

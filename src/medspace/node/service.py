@@ -115,6 +115,7 @@ class NodeService:
         self._tls = client_context(self.space, config.name)
         self.consent_changed = threading.Condition()
         self.connected = threading.Event()
+        self._defaults_digest = ""
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -163,10 +164,14 @@ class NodeService:
 
     def _consent_loop(self, c: httpx.Client) -> None:
         while not self._stop.is_set():
-            r = c.get("/v1/node/consents", params={"since": self.stats.consent_seq, "wait": self.config.wait})
+            r = c.get("/v1/node/consents", params={"since": self.stats.consent_seq, "wait": self.config.wait,
+                                                   "defaults": self._defaults_digest})
             _check(r)
             self.connected.set()
             body = r.json()
+            if body.get("defaults_digest") != self._defaults_digest:
+                self.config.defaults = HospitalDefaults.from_dict({**body["defaults"], "hospital": self.config.name})
+                self._defaults_digest = str(body["defaults_digest"])
             if body["resources"]:
                 self.registry.apply_changes(body["resources"])
             if body["seq"] != self.stats.consent_seq:
@@ -253,7 +258,8 @@ class NodeService:
         except (ContractError, PolicyError, ValueError, KeyError) as e:
             raise _Refusal("contract.invalid", f"contract {uid}: {e}", payload) from None
         if not decision.allowed:
-            raise _Refusal(decision.rule or "contract.refused", decision.reason, payload)
+            first = decision.refusals[0] if decision.refusals else None
+            raise _Refusal(first.rule_id if first else "contract.refused", decision.reason, payload)
         categories = ["patient", *(TABLE_CATEGORY.get(t, t) for t in query.tables)]
         rules = DisclosureRules(min_cell=max(self.config.min_cell, contract.min_cell_size or 0), nk=None)
         try:

@@ -43,6 +43,8 @@ def upgrade() -> None:
     sa.Column('role', sa.String(length=16), nullable=False),
     sa.Column('region', sa.String(length=2), nullable=True),
     sa.Column('packs', sa.String(length=128), nullable=False),
+    sa.Column('safeguards', sa.String(length=256), nullable=False),
+    sa.Column('consent_defaults', sa.String(), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('last_seen', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
@@ -122,6 +124,7 @@ def upgrade() -> None:
     sa.Column('starts_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('ends_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('ended', sa.String(length=16), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['application_id'], ['applications.id'], ),
     sa.PrimaryKeyConstraint('uid')

@@ -1,0 +1,176 @@
+"""Dynamic consent at the hub: the durable registry of FHIR R4 Consent versions, and each hospital's defaults.
+
+Patients are known to the hub only by their linkage pseudonym (their account carries it; the node computed it).
+A patient records, changes or revokes their consent at any hospital at any time; a steward may record a consent
+for their own hospital (a signed paper form). Every version is validated (:func:`medspace.policy.consent_fhir.
+parse_consent`), numbered (``meta.versionId``: the next for that patient and hospital), given the registry's
+next sequence number, and the ``consents`` channel is notified on commit, so each node's long-poll returns it
+within one round trip. Inserts are serialised (an advisory lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) so
+sequence numbers become visible in order and a node reading "everything after N" never skips one.
+
+A hospital's defaults (opt-in or opt-out per purpose and category, :class:`HospitalDefaults`) are set by its
+steward and sent to its node with the consents.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select, text
+
+from medspace.hub.accounts import Principal, UserRole
+from medspace.hub.core import HubCore
+from medspace.hub.db import Consent, Participant, dumps, utcnow
+from medspace.hub.errors import BadRequest, NotFound
+from medspace.ledger.entry import Action, Purpose, Role
+from medspace.policy.consent import ConsentStatus, HospitalDefaults
+from medspace.policy.consent_fhir import build_consent, parse_consent
+from medspace.policy.errors import ConsentError
+
+_LOCK_KEY = 0x6D656463  # "medc": the advisory lock that orders consent inserts on PostgreSQL
+MAX_BATCH = 5000
+
+
+def _stamp() -> str:
+    return utcnow().isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class ConsentOps(HubCore):
+    """The consent registry and hospital defaults."""
+
+    def put_consent(self, who: Principal, resource: Mapping[str, Any]) -> dict[str, Any]:
+        """Record a new version of a consent (a FHIR R4 Consent); the patient's own, or a steward's hospital's."""
+        res = orjson.loads(orjson.dumps(resource))
+        if not isinstance(res, dict):
+            raise BadRequest("Consent: a JSON object expected")
+        meta = res.get("meta") if isinstance(res.get("meta"), dict) else {}
+        res["meta"] = {**meta, "versionId": "1"}  # provisional, to read it; the registry numbers versions
+        try:
+            record = parse_consent(res)
+        except ConsentError as e:
+            raise BadRequest(str(e)) from None
+        self._may_consent(who, record.pseudonym, record.hospital)
+        with self.db.transaction("consents") as s:
+            if self.db.postgres:
+                s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+            if s.get(Participant, record.hospital) is None:
+                raise NotFound(f"no hospital {record.hospital} in this space")
+            prev = s.scalars(select(Consent).where(Consent.pseudonym == record.pseudonym,
+                                                   Consent.hospital == record.hospital)
+                             .order_by(Consent.version.desc()).limit(1)).first()
+            version = (prev.version if prev else 0) + 1
+            first_id = orjson.loads(prev.resource).get("id") if prev else None
+            res["id"] = first_id or res.get("id") or uuid.uuid4().hex
+            res["meta"] = {**meta, "versionId": str(version), "lastUpdated": _stamp()}
+            try:
+                record = parse_consent(res)
+            except ConsentError as e:
+                raise BadRequest(str(e)) from None
+            row = Consent(pseudonym=record.pseudonym, hospital=record.hospital, version=version, resource=dumps(res))
+            s.add(row)
+            s.flush()
+            seq = row.seq
+        if record.status is ConsentStatus.INACTIVE:
+            action = Action.CONSENT_REVOKE
+        else:
+            action = Action.CONSENT_GRANT if version == 1 else Action.CONSENT_UPDATE
+        actor = self.salts.commit(record.pseudonym) if who.role == UserRole.PATIENT else who.name
+        self.record(action, actor=actor, role=Role(who.role), purpose=Purpose.PATRQT,
+                    resource=f"consent:{record.hospital}", subject=record.pseudonym, inputs=[dumps(res).encode()])
+        return {"id": res["id"], "version": version, "seq": seq, "status": record.status.value}
+
+    def consent_simple(self, who: Principal, hospital: str, *, permit: list[str], categories: list[str],
+                       deny_categories: list[str]) -> dict[str, Any]:
+        """A patient's consent in a few words: permit these purposes (for these categories, except those)."""
+        if who.role != UserRole.PATIENT or not who.pseudonym:
+            raise self.refuse(who, "consent.patient-own", "only a patient sets their consent this way",
+                              resource=f"consent:{hospital}")
+        try:
+            res = build_consent(who.pseudonym, hospital, permit_purposes=permit, categories=categories,
+                                deny_categories=deny_categories, version=None)
+        except ConsentError as e:
+            raise BadRequest(str(e)) from None
+        return self.put_consent(who, res)
+
+    def revoke_consent(self, who: Principal, hospital: str, pseudonym: str | None = None) -> dict[str, Any]:
+        """Revoke a consent: a new version with status inactive (the patient's own, or a steward's hospital's)."""
+        pseudonym = pseudonym or who.pseudonym
+        if not pseudonym:
+            raise BadRequest("pseudonym: whose consent to revoke")
+        self._may_consent(who, pseudonym, hospital)
+        with self.db.sessions() as s:
+            prev = s.scalars(select(Consent).where(Consent.pseudonym == pseudonym, Consent.hospital == hospital)
+                             .order_by(Consent.version.desc()).limit(1)).first()
+        if prev is None:
+            # nothing recorded yet: revoking means "no" for everything, which a deny-all consent says
+            res = build_consent(pseudonym, hospital, status=ConsentStatus.INACTIVE, version=None)
+        else:
+            res = orjson.loads(prev.resource)
+            res["status"] = ConsentStatus.INACTIVE.value
+        return self.put_consent(who, res)
+
+    def _may_consent(self, who: Principal, pseudonym: str, hospital: str) -> None:
+        if who.role == UserRole.PATIENT:
+            if who.pseudonym != pseudonym:
+                raise self.refuse(who, "consent.own-only", "a patient changes only their own consent",
+                                  resource=f"consent:{hospital}", purpose=Purpose.PATRQT)
+        elif who.role == UserRole.STEWARD:
+            if who.hospital != hospital:
+                raise self.refuse(who, "roles.steward-own-hospital", "a steward records consent only for their "
+                                  "own hospital", resource=f"consent:{hospital}", purpose=Purpose.PATRQT)
+        else:
+            raise self.refuse(who, "consent.patient-or-steward", "only the patient or their hospital's steward "
+                              "records a consent", resource=f"consent:{hospital}", purpose=Purpose.PATRQT)
+
+    def my_consents(self, who: Principal) -> list[dict[str, Any]]:
+        """A patient's consents, every version, newest first."""
+        if who.role != UserRole.PATIENT or not who.pseudonym:
+            raise self.refuse(who, "consent.patient-own", "only a patient lists their consents",
+                              resource="consent:mine")
+        with self.db.sessions() as s:
+            rows = s.scalars(select(Consent).where(Consent.pseudonym == who.pseudonym)
+                             .order_by(Consent.hospital, Consent.version.desc()))
+            return [orjson.loads(r.resource) for r in rows]
+
+    def consents_since(self, hospital: str, since: int) -> tuple[int, list[dict[str, Any]]]:
+        """A hospital's consent versions after sequence ``since`` (at most MAX_BATCH), and the sequence reached."""
+        with self.db.sessions() as s:
+            rows = list(s.scalars(select(Consent).where(Consent.hospital == hospital, Consent.seq > since)
+                                  .order_by(Consent.seq).limit(MAX_BATCH)))
+            if rows:
+                return rows[-1].seq, [orjson.loads(r.resource) for r in rows]
+            top = s.scalar(select(func.max(Consent.seq))) or 0
+            return max(since, int(top)), []
+
+    # --- hospital defaults --------------------------------------------------------------------------------
+
+    def set_consent_defaults(self, who: Principal, hospital: str, data: Mapping[str, Any]) -> dict[str, Any]:
+        """A hospital's consent defaults (its steward, or an admin)."""
+        if not (who.role == UserRole.ADMIN or (who.role == UserRole.STEWARD and who.hospital == hospital)):
+            raise self.refuse(who, "roles.steward-own-hospital", "only the hospital's steward sets its defaults",
+                              resource=f"participant:{hospital}")
+        try:
+            d = HospitalDefaults.from_dict({**data, "hospital": hospital})
+        except ConsentError as e:
+            raise BadRequest(str(e)) from None
+        with self.db.transaction("consents") as s:
+            p = s.get(Participant, hospital)
+            if p is None or p.role != "node":
+                raise NotFound(f"no hospital {hospital} in this space")
+            p.consent_defaults = dumps(d.to_dict())
+        self.record(Action.CONSENT_UPDATE, actor=who.name, role=Role(who.role), purpose=Purpose.HSYSADMIN,
+                    resource=f"participant:{hospital}")
+        return d.to_dict()
+
+    def consent_defaults(self, hospital: str) -> dict[str, Any]:
+        """A hospital's consent defaults as data (opt-in everywhere until set)."""
+        with self.db.sessions() as s:
+            p = s.get(Participant, hospital)
+        if p is None:
+            raise NotFound(f"no hospital {hospital} in this space")
+        if not p.consent_defaults:
+            return HospitalDefaults.from_dict({"hospital": hospital, "fallback": "opt-in"}).to_dict()
+        return dict(orjson.loads(p.consent_defaults))
