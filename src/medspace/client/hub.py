@@ -33,6 +33,8 @@ class HubClient:
     """One person's session with a hub."""
 
     def __init__(self, url: str, *, verify: str | bool | ssl.SSLContext = True, timeout: float = 30.0) -> None:
+        if isinstance(verify, str):  # a CA file: the space's CA, not the system's roots
+            verify = ssl.create_default_context(cafile=verify)
         self._http = httpx.Client(base_url=url, verify=verify, timeout=timeout)
         self._token: str | None = None
 

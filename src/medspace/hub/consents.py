@@ -46,7 +46,7 @@ class ConsentOps(HubCore):
         res = orjson.loads(orjson.dumps(resource))
         if not isinstance(res, dict):
             raise BadRequest("Consent: a JSON object expected")
-        meta = res.get("meta") if isinstance(res.get("meta"), dict) else {}
+        meta: dict[str, Any] = res["meta"] if isinstance(res.get("meta"), dict) else {}
         res["meta"] = {**meta, "versionId": "1"}  # provisional, to read it; the registry numbers versions
         try:
             record = parse_consent(res)

@@ -17,7 +17,6 @@ at any time; running tasks under it end at once and it permits nothing afterward
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -30,12 +29,13 @@ from medspace.hub.accounts import Principal, UserRole
 from medspace.hub.core import HubCore
 from medspace.hub.db import Application as ApplicationRow
 from medspace.hub.db import Approval as ApprovalRow
-from medspace.hub.db import Assignment, Participant, Task, dumps, utcnow
+from medspace.hub.db import Assignment, Participant, Task, dumps, new_id, utcnow
 from medspace.hub.db import Contract as ContractRow
 from medspace.hub.errors import BadRequest, Conflict, NotFound
 from medspace.hub.queue import cancel_tasks
 from medspace.ledger.entry import Action, Purpose, Role
 from medspace.policy.consent import HospitalDefaults
+from medspace.policy.consent_fhir import TABLE_CATEGORY
 from medspace.policy.contract import L1_CATEGORIES, Application, Approval, Contract, Outcome, Restrictions, TaskRequest
 from medspace.policy.decision import Request, decide
 from medspace.policy.errors import ConsentError, ContractError, NegotiationError, PolicyError
@@ -77,7 +77,7 @@ class ContractOps(HubCore):
         if who.role not in (UserRole.RESEARCHER, UserRole.CLINICIAN):
             raise self.refuse(who, "roles.applicant", "only researchers and clinicians file applications",
                               resource="application:new")
-        app_id = "a-" + secrets.token_hex(6)
+        app_id = new_id("a")
         try:
             app = Application.from_dict({**body, "id": app_id, "applicant": who.name})
         except (ContractError, PolicyError) as e:
@@ -92,7 +92,7 @@ class ContractOps(HubCore):
             s.flush()
             uids = {}
             for h in app.hospitals:
-                uid = "c-" + secrets.token_hex(6)
+                uid = new_id("c")
                 n = Negotiation(uid, consumer=who.name, provider=h)
                 n.request(Party.CONSUMER, app_id, now)
                 s.add(ContractRow(uid=uid, application_id=app_id, hospital=h, state=n.state.value if n.state else "",
@@ -336,12 +336,13 @@ class ContractOps(HubCore):
         d = contract.permits(request, now)
         if not d.allowed:
             raise refuse(d.refusals[0].rule_id, d.reason)
-        defaults = defaults_of(node)
         # Nodes count only patients whose consent (or the hospital's default) permits the purpose; for the
         # decision that is explicit consent where the default is opt-in, the default where it is opt-out.
-        l2 = "default" if defaults.mode("L2", purpose) == "opt-out" else "explicit"
-        consent = {"L2": l2, **{c: "explicit" for c in L1_CATEGORIES}}
         try:
+            defaults = defaults_of(node)
+            tables = sorted({f.split(".", 1)[0] for f in fields})
+            opt_out = all(defaults.mode(TABLE_CATEGORY.get(t, t), purpose) == "opt-out" for t in tables)
+            consent = {"L2": "default" if opt_out else "explicit", **{c: "explicit" for c in L1_CATEGORIES}}
             req = Request(actor=who.name, role=Role(who.role), actor_hospital=who.hospital, hospital=hospital,
                           purpose=purpose, operation=operation, at=now, node_region=node.region or "CN",
                           destination_region=contract.region, fields=fields, contract=contract, consent=consent,

@@ -13,6 +13,7 @@ these models describe the same schema.
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,12 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC (every timestamp the hub stores)."""
     return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    """A fresh identifier: ``prefix-`` and 32 random hex digits (the audit log accepts it as neutral, never as a
+    number or a date that could be patient data)."""
+    return f"{prefix}-{uuid.uuid4().hex}"
 
 
 def dumps(obj: Any) -> str:

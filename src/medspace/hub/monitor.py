@@ -64,7 +64,7 @@ def _delete_duty(hub: ContractOps, now: datetime, limit: int = 100) -> int:
     n = 0
     for task_id, finished_at, purpose in rows:
         keep = _retention(hub, task_id)
-        if keep is None or finished_at + keep > now:
+        if keep is None or finished_at is None or finished_at + keep > now:
             continue
         with hub.db.transaction() as s:
             result = s.scalar(select(Task.result).where(Task.id == task_id).with_for_update())

@@ -22,7 +22,7 @@ from medspace.compute.count import CountQuery, combine
 from medspace.compute.errors import QueryError
 from medspace.hub.accounts import Principal
 from medspace.hub.contracts import ContractOps
-from medspace.hub.db import Participant, Task, dumps, utcnow
+from medspace.hub.db import Participant, Task, dumps, new_id, utcnow
 from medspace.hub.errors import BadRequest, Conflict, NotFound
 from medspace.hub.queue import Part, claim, enqueue, finish_assignment
 from medspace.ledger.entry import Action, Purpose, Role
@@ -86,7 +86,7 @@ class TaskOps(ContractOps):
             p = Purpose(purpose)
         except ValueError:
             raise BadRequest("purpose: an HL7 v3 PurposeOfUse code such as HRESCH") from None
-        task_id = "t-" + secrets.token_hex(8)
+        task_id = new_id("t")
         for hospital, uid in sorted(contracts.items()):
             self.authorise_task(who, hospital=hospital, contract_uid=uid, purpose=p, operation=kind,
                                 fields=query.fields, task_id=task_id)

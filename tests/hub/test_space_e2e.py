@@ -1,0 +1,260 @@
+"""The data space end to end over real TLS on loopback: a hub, three hospital nodes on synthetic data, a
+researcher's application through approval to a federated count, consent revoked and the count changing, and
+the attacks of issue 13 each refused with its reason and logged."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from space_builder import ADMIN_PW, SpaceFiles, build_space
+
+from medspace.client import ClientError, HubClient
+from medspace.compute.count import total
+from medspace.hub.db import Assignment
+from medspace.hub.serve import running
+from medspace.ledger.entry import AuditEvent
+from medspace.node.service import NodeConfig, NodeService, wait_until
+from medspace.policy.pki import Space, client_context, init_space
+
+PW = "a-password-long-enough"
+FIELDS = ["patient.sex", "patient.birth_date", "condition.code"]
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory: pytest.TempPathFactory) -> SpaceFiles:
+    return build_space(tmp_path_factory.mktemp("space"), hospitals=3, patients=300)
+
+
+def start_node(ts: SpaceFiles, hub_url: str, name: str) -> NodeService:
+    copy = ts.root / "copies" / name
+    if not copy.exists():
+        Space.open(ts.space).export(name, copy)
+    svc = NodeService(NodeConfig(name=name, hub_url=hub_url, space=copy, store=ts.stores[name],
+                                 state=ts.root / f"{name}.state.sqlite", region="US", wait=2.0))
+    svc.start()
+    assert wait_until(svc.connected.is_set, 10), f"node {name} did not connect"
+    return svc
+
+
+@pytest.fixture(scope="module")
+def world(space: SpaceFiles) -> Iterator[dict[str, Any]]:
+    with running(space.hub_dir) as hub:
+        ca = str(space.space / "ca" / "ca.pem")
+        admin = HubClient(hub.url, verify=ca).login("root", ADMIN_PW)
+        for h in space.hospitals:
+            admin.register(h, "node", region="US", packs=["sensitivity", "hipaa"])
+            admin.create_user(f"s-{h}", "steward", PW, hospital=h)
+        admin.create_user("r1", "researcher", PW)
+        admin.create_user("r2", "researcher", PW)
+        admin.create_user("reg", "regulator", PW)
+        p_h1 = space.linkage["h1"][0]
+        admin.create_user("p1", "patient", PW, pseudonym=p_h1)
+        admin.create_user("p2", "patient", PW, pseudonym=space.linkage["h2"][0])
+        stewards = {h: HubClient(hub.url, verify=ca).login(f"s-{h}", PW) for h in space.hospitals}
+        for h, s in stewards.items():  # US hospitals: research on L2 data unless the patient objects
+            s.set_defaults(h, {"fallback": "opt-in", "modes": {"HRESCH": {"L2": "opt-out", "L3": "opt-out"}}})
+        nodes = {h: start_node(space, hub.url, h) for h in space.hospitals}
+        try:
+            yield {"hub": hub, "ca": ca, "admin": admin, "stewards": stewards, "nodes": nodes, "space": space,
+                   "r1": HubClient(hub.url, verify=ca).login("r1", PW),
+                   "r2": HubClient(hub.url, verify=ca).login("r2", PW),
+                   "p1": HubClient(hub.url, verify=ca).login("p1", PW),
+                   "p2": HubClient(hub.url, verify=ca).login("p2", PW)}
+        finally:
+            for n in nodes.values():
+                n.stop()
+
+
+def apply(w: dict[str, Any], *, days: float = 30, hospitals: list[str] | None = None, **more: Any) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return w["r1"].apply(purpose="HRESCH", duo=["DUO:0000042"], fields=FIELDS, operations=["count"],
+                         start=now - timedelta(minutes=1), end=now + timedelta(days=days), region="US",
+                         hospitals=hospitals or w["space"].hospitals, **more)
+
+
+def approved(w: dict[str, Any], **kw: Any) -> dict[str, str]:
+    a = apply(w, **kw)
+    for h in a["contracts"]:
+        assert w["stewards"][h].decide(a["id"], h, "approve")["state"] == "FINALIZED"
+    return dict(a["contracts"])
+
+
+def log_events(w: dict[str, Any]) -> list[AuditEvent]:
+    log = w["hub"].hub.log
+    return [AuditEvent.from_bytes(log.store.entry(i)) for i in range(log.store.size)]
+
+
+def test_application_to_count_and_consent_revocation_changes_it(world: dict[str, Any]) -> None:
+    w = world
+    a = apply(w)
+    s1, s2, s3 = (w["stewards"][h] for h in ("h1", "h2", "h3"))
+    assert s1.decide(a["id"], "h1", "approve")["state"] == "FINALIZED"
+    assert s2.decide(a["id"], "h2", "approve")["state"] == "FINALIZED"
+    # h3 narrows the terms: an offer the researcher must accept
+    offer = s3.decide(a["id"], "h3", "restrict", restrictions={"min_cell_size": 10})
+    assert offer["state"] == "OFFERED"
+    assert w["r1"].accept(a["contracts"]["h3"])["state"] == "FINALIZED"
+    odrl = w["r1"].contract(a["contracts"]["h3"])["odrl"]
+    assert odrl["@type"] == "Agreement" and odrl["prohibition"] == [{"action": "distribute"}]
+
+    t0 = time.perf_counter()
+    res = w["r1"].run_task(contracts=a["contracts"], params={"group_by": []})
+    assert res["status"] == "done", res
+    assert time.perf_counter() - t0 < 30
+    before = total(res["result"])
+    assert before is not None and before > 500
+    by_sex = w["r1"].run_task(contracts=a["contracts"], params={"group_by": ["sex"]})["result"]
+    assert by_sex["hospitals"] == ["h1", "h2", "h3"] and total(by_sex) in (before, None)
+
+    # the patient revokes at h1: within a second h1's node has it, and the count drops by one
+    node = w["nodes"]["h1"]
+    seq = node.stats.consent_seq
+    t1 = time.perf_counter()
+    w["p1"].revoke_consent("h1")
+    assert wait_until(lambda: node.stats.consent_seq > seq, 1.0)
+    assert time.perf_counter() - t1 < 1.0
+    after = total(w["r1"].run_task(contracts=a["contracts"], params={"group_by": []})["result"])
+    assert after == before - 1
+
+    # the patient sees the uses of their data: their consent change is in their own audit trail
+    mine = w["p1"].my_audit()
+    assert "consent.revoke" in [e["action"] for e in mine["entries"]]
+    # every step is in the log: application, decisions, contracts, dispatch, node computation, release
+    actions = {e.action.value for e in log_events(w)}
+    assert {"application.submit", "application.approve", "contract.create", "task.dispatch", "node.compute",
+            "result.release", "consent.revoke"} <= actions
+    nodes_logged = {e.actor for e in log_events(w) if e.action.value == "node.compute"}
+    assert nodes_logged == {"node:h1", "node:h2", "node:h3"}
+
+
+def test_refusals_name_their_rule_and_are_logged(world: dict[str, Any]) -> None:
+    w = world
+    contracts = approved(w)
+
+    def refused(fn: Any, rule: str) -> None:
+        with pytest.raises(ClientError) as e:
+            fn()
+        assert e.value.status == 403 and e.value.rule is not None and e.value.rule.startswith(rule), e.value
+
+    # a researcher without a contract of their own
+    refused(lambda: w["r2"].submit(contracts=contracts, params={}), "contract.recipient")
+    # a wrong purpose
+    refused(lambda: w["r1"].submit(contracts=contracts, params={}, purpose="TREAT"), "contract.purpose")
+    # a field outside the contract
+    refused(lambda: w["r1"].submit(contracts=contracts, params={"group_by": ["province"]}), "contract.field")
+    # a steward approving for another hospital
+    a = apply(w)
+    refused(lambda: w["stewards"]["h1"].decide(a["id"], "h2", "approve"), "roles.steward-own-hospital")
+    # a patient changing another patient's consent
+    other = w["space"].linkage["h2"][0]
+    from medspace.policy.consent import build_consent
+
+    refused(lambda: w["p1"].put_consent(build_consent(other, "h2", permit_purposes=["HRESCH"], version=None)),
+            "consent.own-only")
+    # a regulator cannot run tasks; a patient cannot read others' audit trail (only their own)
+    assert w["p2"].my_audit()["entries"] == [] or all(
+        e["action"] != "consent.revoke" for e in w["p2"].my_audit()["entries"])
+    kinds = [e.action.value for e in log_events(w)]
+    assert kinds.count("task.refuse") >= 3 and kinds.count("access.refuse") >= 2
+
+
+def test_revoked_and_expired_contracts_end_their_tasks(world: dict[str, Any]) -> None:
+    w = world
+    contracts = approved(w)
+    assert w["r1"].run_task(contracts=contracts, params={})["status"] == "done"
+    w["stewards"]["h2"].revoke(contracts["h2"], "the ethics approval was withdrawn")
+    with pytest.raises(ClientError) as e:
+        w["r1"].submit(contracts=contracts, params={})
+    assert e.value.rule == "contract.status" and "revoked" in e.value.message
+    # a contract whose period ends: the monitor ends it, and it permits nothing
+    short = approved(w, days=3 / 86400)
+    assert wait_until(lambda: w["r1"].contract(short["h1"])["ended"] == "expired", 10)
+    with pytest.raises(ClientError) as e:
+        w["r1"].submit(contracts=short, params={})
+    assert e.value.rule == "contract.dateTime" and "expired" in e.value.message
+    actions = [ev.action.value for ev in log_events(w)]
+    assert "contract.revoke" in actions and "contract.expire" in actions
+
+
+def test_replayed_altered_and_forged_messages_are_refused(world: dict[str, Any]) -> None:
+    w = world
+    contracts = approved(w, hospitals=["h1"])
+    t = w["r1"].run_task(contracts=contracts, params={})
+    assert t["status"] == "done"
+    hub = w["hub"].hub
+    with hub.db.sessions() as s:
+        row = s.query(Assignment).filter(Assignment.task_id == t["id"]).one()
+        envelope = orjson.loads(row.payload)
+    node = w["nodes"]["h1"]
+    from medspace.node.service import _Refusal
+
+    key = node._hub_key
+    assert key is not None
+    with pytest.raises(_Refusal) as e:  # the same envelope again: a replay
+        node._check_envelope(key, envelope)
+    assert e.value.rule == "task.replay"
+    import base64
+
+    body = orjson.loads(base64.b64decode(envelope["payload"]))
+    body["params"] = {"group_by": ["sex"]}
+    altered = {"payload": base64.b64encode(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).decode(),
+               "sig": envelope["sig"]}
+    with pytest.raises(_Refusal) as e:
+        node._check_envelope(key, altered)
+    assert e.value.rule == "task.envelope" and "altered" in e.value.message
+    # a node forging another actor in an audit event
+    ctx = client_context(w["space"].root / "copies" / "h1", "h1")
+    with httpx.Client(base_url=w["hub"].url, verify=ctx) as c:
+        ev = {"actor": "node:h2", "role": "node", "action": "node.compute", "purpose": "HRESCH",
+              "resource": "task:forged", "time": datetime.now(UTC).isoformat()}
+        r = c.post("/v1/node/audit", json={"events": [ev]})
+        assert r.status_code == 403 and r.json()["rule"] == "audit.actor-is-caller"
+        # and a node reading another hospital's contract
+        assert c.get(f"/v1/node/contracts/{approved(w, hospitals=['h2'])['h2']}").status_code == 404
+
+
+def test_certificates_of_another_ca_or_revoked_are_refused(world: dict[str, Any], tmp_path: Path) -> None:
+    w = world
+    other = init_space(tmp_path / "other", "other-space", nodes=["h1"])
+    ctx = client_context(other, "h1")
+    with httpx.Client(base_url=w["hub"].url, verify=ctx) as c, pytest.raises(httpx.ConnectError):
+        c.get("/v1/node/assignments")
+    # no certificate at all: the node routes refuse
+    with httpx.Client(base_url=w["hub"].url, verify=ssl.create_default_context(cafile=w["ca"])) as c:
+        assert c.get("/v1/node/assignments").status_code == 401
+    # a revoked node certificate: refused (the route re-reads the space's revocation list on every request)
+    sp = Space.open(w["space"].space)
+    sp.issue("h9", "node")
+    copy = w["space"].root / "copies" / "h9"
+    sp.export("h9", copy)
+    sp.revoke("h9", "key_compromise")
+    with httpx.Client(base_url=w["hub"].url, verify=client_context(copy, "h9")) as c:
+        try:
+            r = c.get("/v1/node/assignments")
+            assert r.status_code == 401 and "revoked" in r.json()["error"]
+        except httpx.ConnectError:
+            pass  # refused at the handshake instead (the listener's CRL was reloaded)
+
+
+def test_a_killed_node_fails_or_is_left_out_as_the_task_says_and_rejoins(world: dict[str, Any]) -> None:
+    w = world
+    contracts = approved(w)
+    w["nodes"]["h3"].stop()
+    failed = w["r1"].run_task(contracts=contracts, params={}, deadline_s=3, completion="all")
+    assert failed["status"] == "failed" and "h3" in failed["error"]
+    partial = w["r1"].run_task(contracts=contracts, params={}, deadline_s=3, completion="available")
+    assert partial["status"] == "done" and partial["result"]["hospitals"] == ["h1", "h2"]
+    assert "h3" in partial["result"]["left_out"]
+    w["nodes"]["h3"] = start_node(w["space"], w["hub"].url, "h3")
+    again = w["r1"].run_task(contracts=contracts, params={})
+    assert again["status"] == "done" and again["result"]["hospitals"] == ["h1", "h2", "h3"]
+
+
