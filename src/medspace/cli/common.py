@@ -30,10 +30,14 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
+from medspace.compute.errors import ComputeError
 from medspace.connect.errors import ConnectError
 from medspace.deid.errors import DeidError
+from medspace.hub.errors import HubError
 from medspace.ledger.errors import LedgerError
 from medspace.model.errors import ModelError
+from medspace.node.errors import NodeError
+from medspace.policy.errors import PolicyError
 from medspace.private_files import os_reason
 from medspace.store.errors import StoreError
 
@@ -63,7 +67,8 @@ class Finding(Exception):
     """A check ran to its end and found a problem (exit status 1); the message is the whole line."""
 
 
-ERRORS: tuple[type[Exception], ...] = (ConnectError, StoreError, ModelError, DeidError, LedgerError, InputError)
+ERRORS: tuple[type[Exception], ...] = (ConnectError, StoreError, ModelError, DeidError, LedgerError, PolicyError,
+                                       HubError, NodeError, ComputeError, InputError)
 
 # typer's (click's) own signals pass through untouched: they carry usage errors (exit 2) and explicit exits.
 # typer >= 0.29 vendors click, older versions use it; BadParameter's ancestry names the right ClickException.

@@ -12,6 +12,7 @@ import typer
 from medspace.cli import render
 from medspace.cli.common import DEFAULT_STORE, JsonOpt, MedspaceGroup, StoreOpt, clear_errors, console
 from medspace.cli.deid import deid_app
+from medspace.cli.hub import hub_app, node_serve
 from medspace.cli.ledger import audit_app, ledger_app, witness_app
 from medspace.cli.space import space_app
 from medspace.cli.stores import CreateOpt, MaxTextOpt, MaxValueOpt, WaitOpt, open_store, set_string_limits
@@ -23,6 +24,8 @@ app = typer.Typer(help="medspace: a trusted medical data space. Usable, not visi
 node_app = typer.Typer(help="A hospital node's local store.", no_args_is_help=True)
 app.add_typer(node_app, name="node")
 app.add_typer(deid_app, name="deid")
+app.add_typer(hub_app, name="hub")
+node_app.command("serve")(clear_errors(node_serve))
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(witness_app, name="witness")
 app.add_typer(audit_app, name="audit")
