@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -95,6 +96,16 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     stats = json.loads(run("node", "stats", "--store", "d/nodes/h3.duckdb", "--json", cwd=tmp_path).stdout)
     assert stats["tables"]["patient"]["rows"] == 300 and stats["quarantine"]["total"] == 0
     assert stats["rows_by_level"]["L1"] > 0  # genetic variants at least
+    # the data space: processes on loopback, an application through approval, a count, a revocation, a checkpoint
+    assert out.count("FINALIZED") == 5
+    m = re.search(r"revoked consent: total (\d+) -> (\d+)", out)
+    assert m and int(m.group(2)) == int(m.group(1)) - 1, out[-3000:]
+    assert re.search(r"signed by medspace.demo/hub, medspace.demo/w1, medspace.demo/w2: verified", out)
+    assert "every process stopped" in out
+    for name in ("hub", "w1", "w2", "h1", "h5"):
+        assert (tmp_path / "d" / "logs" / f"{name}.log").is_file()
+    leftover = subprocess.run(["pgrep", "-f", str(tmp_path / "d")], capture_output=True, text=True)
+    assert leftover.stdout.strip() == "", "the demo left processes behind"
 
 
 def test_synth_is_deterministic(tmp_path: Path) -> None:

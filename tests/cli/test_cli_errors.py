@@ -372,23 +372,23 @@ def test_an_unreachable_server_is_one_line(space: Path) -> None:
 def test_demo_refuses_a_directory_it_did_not_make(tmp_path: Path) -> None:
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("years of work")
-    r = invoke(tmp_path, "demo", "--dir", "mine", "--hospitals", "1", "--patients", "1")
+    r = invoke(tmp_path, "demo", "--dir", "mine", "--hospitals", "1", "--patients", "1", "--no-space")
     assert r.exit_code == EXIT_USAGE
     assert one_line(r) == ("error: mine is not empty and was not made by `medspace demo`; give --dir a new or empty "
                            "directory")
     assert listing(tmp_path / "mine") == {"thesis.tex"}
     (tmp_path / "afile").write_text("x")
-    r = invoke(tmp_path, "demo", "--dir", "afile", "--hospitals", "1", "--patients", "1")
+    r = invoke(tmp_path, "demo", "--dir", "afile", "--hospitals", "1", "--patients", "1", "--no-space")
     assert r.exit_code == EXIT_USAGE and one_line(r) == "error: afile is not a directory"
 
 
 def test_demo_marks_its_directory_and_reuses_it(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    r = invoke(tmp_path, "demo", "--dir", "empty", "--hospitals", "1", "--patients", "3", "--jobs", "1")
+    r = invoke(tmp_path, "demo", "--dir", "empty", "--hospitals", "1", "--patients", "3", "--jobs", "1", "--no-space")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "empty" / MARKER).is_file() and (tmp_path / "empty" / "nodes" / "h1.duckdb").is_file()
     (tmp_path / "empty" / "nodes" / "stale.duckdb").write_text("from before")
-    r = invoke(tmp_path, "demo", "--dir", "empty", "--hospitals", "1", "--patients", "3", "--jobs", "1")
+    r = invoke(tmp_path, "demo", "--dir", "empty", "--hospitals", "1", "--patients", "3", "--jobs", "1", "--no-space")
     assert r.exit_code == 0, r.output
     assert not (tmp_path / "empty" / "nodes" / "stale.duckdb").exists()
 
@@ -402,14 +402,14 @@ def test_a_failed_demo_leaves_nothing_it_made(tmp_path: Path, monkeypatch: pytes
         raise OSError(errno.ENOSPC, "No space left on device", str(out / "h1" / "patients.csv"))
 
     monkeypatch.setattr(demo_module, "generate_all", disk_full)
-    r = invoke(tmp_path, "demo", "--dir", "new/demo", "--hospitals", "1", "--patients", "1")
+    r = invoke(tmp_path, "demo", "--dir", "new/demo", "--hospitals", "1", "--patients", "1", "--no-space")
     assert r.exit_code == EXIT_USAGE
     assert one_line(r) == "error: cannot use new/demo/sources/h1/patients.csv: no space left on device"
     assert not (tmp_path / "new").exists()
     # a directory an earlier demo made: the marker stays, what this run made goes
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / MARKER).write_text("")
-    r = invoke(tmp_path, "demo", "--dir", "old", "--hospitals", "1", "--patients", "1")
+    r = invoke(tmp_path, "demo", "--dir", "old", "--hospitals", "1", "--patients", "1", "--no-space")
     assert r.exit_code == EXIT_USAGE
     assert listing(tmp_path / "old") == {MARKER}
 
@@ -422,6 +422,6 @@ def test_an_interrupted_demo_leaves_nothing(tmp_path: Path, monkeypatch: pytest.
         raise KeyboardInterrupt
 
     monkeypatch.setattr(demo_module, "generate_all", interrupted)
-    r = invoke(tmp_path, "demo", "--dir", "d", "--hospitals", "1", "--patients", "1")
+    r = invoke(tmp_path, "demo", "--dir", "d", "--hospitals", "1", "--patients", "1", "--no-space")
     assert r.exit_code == EXIT_INTERRUPTED and r.stderr.strip() == "interrupted"
     assert not (tmp_path / "d").exists()

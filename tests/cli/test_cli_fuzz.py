@@ -135,6 +135,8 @@ def argv(draw: st.DrawFn, path: tuple[str, ...]) -> list[str]:
             if forced or draw(st.integers(0, 9)) < (9 if p.required else 3):
                 for _ in range(draw(st.integers(1, 2)) if getattr(p, "multiple", False) else 1):
                     options += [draw(st.sampled_from(p.opts)), draw(values)]
+    if path == ("demo",):
+        options.append("--no-space")  # the data space's processes take seconds each: the fuzz tests the nodes part
     extra = draw(st.sampled_from([[], [], [], [], [], [], ["--no-such-option"], ["extra-argument"]]))
     return [*path, *options, *extra, *positional]
 

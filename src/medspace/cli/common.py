@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
+from medspace.client.hub import ClientError
 from medspace.compute.errors import ComputeError
 from medspace.connect.errors import ConnectError
 from medspace.deid.errors import DeidError
@@ -68,7 +69,7 @@ class Finding(Exception):
 
 
 ERRORS: tuple[type[Exception], ...] = (ConnectError, StoreError, ModelError, DeidError, LedgerError, PolicyError,
-                                       HubError, NodeError, ComputeError, InputError)
+                                       HubError, NodeError, ComputeError, ClientError, InputError)
 
 # typer's (click's) own signals pass through untouched: they carry usage errors (exit 2) and explicit exits.
 # typer >= 0.29 vendors click, older versions use it; BadParameter's ancestry names the right ClickException.

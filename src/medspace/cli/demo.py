@@ -52,9 +52,10 @@ def _study_drug_codes(truth: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def ingest_hospital(src_dir: str, sources: list[tuple[str, str]], store_path: str,
-                    drug_codes: list[tuple[str, str]]) -> dict[str, Any]:
+                    drug_codes: list[tuple[str, str]], linkage_key: bytes | None = None) -> dict[str, Any]:
     """Ingest one hospital's sources into its own store; return the batch report, node statistics and
-    the study drug's responders per age (counts only). Runs in a worker process."""
+    the study drug's responders per age (counts only). With the space's linkage key, also give the node its
+    keyring and build the research view its tasks run on. Runs in a worker process."""
     from medspace.connect.sources import SourceKind, detect, discover, ingest_file
     from medspace.store import Store, node_stats
 
@@ -76,6 +77,15 @@ def ingest_hospital(src_dir: str, sources: list[tuple[str, str]], store_path: st
             f"FROM medication m JOIN patient p ON p.id = m.patient_id WHERE {where} GROUP BY 1",
             params,
         ).fetchall()
+        if linkage_key is not None:
+            from medspace.deid.apply import apply_policy
+            from medspace.deid.keys import keyring_path, node_keyring
+            from medspace.deid.policy import load_policy
+
+            ring = node_keyring(st, keyring_path(Path(store_path)), create=True)
+            ring.linkage = linkage_key
+            ring.save()
+            apply_policy(st, load_policy("research"), ring)
     return {"report": batch.report.to_dict(), "stats": stats, "seconds": seconds,
             "study_by_age": [(int(a), int(n), int(r)) for a, n, r in by_age if a is not None]}
 
@@ -108,7 +118,7 @@ def demo_dir(workdir: Path) -> Iterator[None]:
         if entries and MARKER not in entries and not _was_demo(workdir, entries):
             raise InputError(f"{workdir} is not empty and was not made by `medspace demo`; "
                              "give --dir a new or empty directory")
-    parts = [workdir / "sources", workdir / "nodes"]
+    parts = [workdir / d for d in ("sources", "nodes", "space", "hub", "witnesses", "copies", "logs")]
     with writing(workdir, workdir / MARKER, verb="use"):
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / MARKER).write_text(_MARKER_TEXT, encoding="utf-8")
@@ -118,14 +128,18 @@ def demo_dir(workdir: Path) -> Iterator[None]:
             yield
 
 
-def run_demo(workdir: Path, hospitals: int, patients: int, seed: int, jobs: int, console: Console) -> None:
-    """The whole demo: generate, ingest, summarise, check against the ground truth."""
+def run_demo(workdir: Path, hospitals: int, patients: int, seed: int, jobs: int, console: Console, *,
+             space: bool = True) -> None:
+    """The whole demo: generate, ingest, summarise, check against the ground truth; then the data space."""
     with demo_dir(workdir):
-        _run_demo(workdir, hospitals, patients, seed, jobs, console)
+        _run_demo(workdir, hospitals, patients, seed, jobs, console, space)
 
 
-def _run_demo(workdir: Path, hospitals: int, patients: int, seed: int, jobs: int, console: Console) -> None:
+def _run_demo(workdir: Path, hospitals: int, patients: int, seed: int, jobs: int, console: Console,
+              space: bool) -> None:
     import orjson
+
+    from medspace.deid.keys import new_key
 
     t_start = time.perf_counter()
     src_root, node_root = workdir / "sources", workdir / "nodes"
@@ -136,6 +150,7 @@ def _run_demo(workdir: Path, hospitals: int, patients: int, seed: int, jobs: int
     truth = orjson.loads((src_root / manifest.ground_truth).read_bytes())
     truths = {h["id"]: h for h in truth["hospitals"]}
     drug_codes = _study_drug_codes(truth)
+    linkage_key = new_key() if space else None  # the space's linkage key: every node has it, the hub never
 
     results: dict[str, dict[str, Any]] = {}
     t_ingest = time.perf_counter()
@@ -143,7 +158,7 @@ def _run_demo(workdir: Path, hospitals: int, patients: int, seed: int, jobs: int
         task = bar.add_task("ingesting into node stores", total=hospitals)
         futures = {
             pool.submit(ingest_hospital, str(src_root / h.dir), [(s.path, s.kind) for s in h.sources],
-                        str(node_root / f"{h.id}.duckdb"), drug_codes): h.id
+                        str(node_root / f"{h.id}.duckdb"), drug_codes, linkage_key): h.id
             for h in manifest.hospitals
         }
         for fut in as_completed(futures):
@@ -197,3 +212,10 @@ def _run_demo(workdir: Path, hospitals: int, patients: int, seed: int, jobs: int
     first = node_root / f"{manifest.hospitals[0].id}.duckdb"
     console.print(f"generated in {t_gen:.1f} s, ingested in {t_ingest:.1f} s ({jobs} processes), "
                   f"total {total:.1f} s. Stores: {node_root}/  Try: medspace node stats --store {first}")
+    if space:
+        from medspace.cli.demo_space import DemoHospital, run_space_demo
+
+        t_space = time.perf_counter()
+        run_space_demo(workdir, [DemoHospital(h.id, h.flavour, h.name, node_root / f"{h.id}.duckdb")
+                                 for h in manifest.hospitals], console)
+        console.print(f"data space walk-through in {time.perf_counter() - t_space:.1f} s; every process stopped")

@@ -295,11 +295,15 @@ def demo(
     seed: Annotated[int, typer.Option(min=0, max=2**64 - 1, help="Seed of the synthetic population.")] = 7,
     jobs: Annotated[int, typer.Option(min=1, max=64, help="Hospitals processed in parallel.")] = min(
         2, os.cpu_count() or 1),
+    space: Annotated[bool, typer.Option("--space/--no-space", help="Then run the data space: hub, nodes and "
+                                                                   "witnesses as processes, a study end to end.")]
+    = True,
 ) -> None:
-    """Generate synthetic hospitals, ingest each into its own node store and summarise them."""
+    """Generate synthetic hospitals, ingest each into its own node store, summarise them; then start a hub, a node
+    per hospital and two witnesses, and walk a study through the space."""
     from medspace.cli.demo import run_demo
 
-    run_demo(workdir, hospitals, patients, seed, jobs, console)
+    run_demo(workdir, hospitals, patients, seed, jobs, console, space=space)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,14 @@ the rule that refused it.
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import httpx
+
+MAX_WAIT = 60.0  # the longest a single long-poll of the hub waits
 
 
 class ClientError(Exception):
@@ -135,7 +138,11 @@ class HubClient:
                  wait: float = 60, **kw: Any) -> dict[str, Any]:
         """Submit a task and wait for its end."""
         t = self.submit(contracts=contracts, params=params, **kw)
-        return self.task(t["id"], wait=wait)
+        end = time.monotonic() + wait
+        while True:
+            view = self.task(t["id"], wait=min(MAX_WAIT, max(0.0, end - time.monotonic())))
+            if view["status"] in ("done", "failed", "cancelled") or time.monotonic() >= end:
+                return view
 
     # --- consent ------------------------------------------------------------------------------------------
 
@@ -152,6 +159,10 @@ class HubClient:
     def put_consent(self, resource: Mapping[str, Any]) -> dict[str, Any]:
         """Record a FHIR R4 Consent resource."""
         return dict(self.request("PUT", "/v1/consents", json=dict(resource)))
+
+    def put_consents(self, resources: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Record many FHIR R4 Consent resources at once (all or none)."""
+        return list(self.request("POST", "/v1/consents/batch", json=[dict(r) for r in resources]))
 
     def set_defaults(self, hospital: str, defaults: Mapping[str, Any]) -> dict[str, Any]:
         """A hospital's consent defaults (its steward)."""

@@ -262,6 +262,11 @@ def create_app(hub: Hub) -> FastAPI:
         """Record a new version of a FHIR R4 Consent (the patient's own, or a steward's hospital's)."""
         return hub.put_consent(who, resource)
 
+    @app.post("/v1/consents/batch", tags=["consent"])
+    def put_consents(resources: list[dict[str, Any]], who: Person) -> list[dict[str, Any]]:
+        """Record many consents at once, all or none (a steward importing their hospital's signed forms)."""
+        return hub.put_consents(who, resources)
+
     @app.put("/v1/consents/mine/{hospital}", tags=["consent"])
     def my_consent(hospital: str, body: SimpleConsent, who: Person) -> dict[str, Any]:
         """A patient sets their consent at a hospital: permitted purposes, covered and excepted categories."""

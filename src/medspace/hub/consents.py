@@ -14,8 +14,9 @@ steward and sent to its node with the consents.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -25,9 +26,9 @@ from medspace.hub.accounts import Principal, UserRole
 from medspace.hub.core import HubCore
 from medspace.hub.db import Consent, Participant, dumps, utcnow
 from medspace.hub.errors import BadRequest, NotFound
-from medspace.ledger.entry import Action, Purpose, Role
+from medspace.ledger.entry import Action, AuditEvent, Purpose, Role
 from medspace.policy.consent import ConsentStatus, HospitalDefaults
-from medspace.policy.consent_fhir import build_consent, parse_consent
+from medspace.policy.consent_fhir import ConsentRecord, build_consent, parse_consent
 from medspace.policy.errors import ConsentError
 
 _LOCK_KEY = 0x6D656463  # "medc": the advisory lock that orders consent inserts on PostgreSQL
@@ -43,44 +44,65 @@ class ConsentOps(HubCore):
 
     def put_consent(self, who: Principal, resource: Mapping[str, Any]) -> dict[str, Any]:
         """Record a new version of a consent (a FHIR R4 Consent); the patient's own, or a steward's hospital's."""
-        res = orjson.loads(orjson.dumps(resource))
-        if not isinstance(res, dict):
-            raise BadRequest("Consent: a JSON object expected")
-        meta: dict[str, Any] = res["meta"] if isinstance(res.get("meta"), dict) else {}
-        res["meta"] = {**meta, "versionId": "1"}  # provisional, to read it; the registry numbers versions
-        try:
-            record = parse_consent(res)
-        except ConsentError as e:
-            raise BadRequest(str(e)) from None
-        self._may_consent(who, record.pseudonym, record.hospital)
-        with self.db.transaction("consents") as s:
-            if self.db.postgres:
-                s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-            if s.get(Participant, record.hospital) is None:
-                raise NotFound(f"no hospital {record.hospital} in this space")
-            prev = s.scalars(select(Consent).where(Consent.pseudonym == record.pseudonym,
-                                                   Consent.hospital == record.hospital)
-                             .order_by(Consent.version.desc()).limit(1)).first()
-            version = (prev.version if prev else 0) + 1
-            first_id = orjson.loads(prev.resource).get("id") if prev else None
-            res["id"] = first_id or res.get("id") or uuid.uuid4().hex
-            res["meta"] = {**meta, "versionId": str(version), "lastUpdated": _stamp()}
+        return self.put_consents(who, [resource])[0]
+
+    def put_consents(self, who: Principal, resources: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Record new versions of consents, all or none (a steward importing signed forms of their hospital)."""
+        if not resources:
+            return []
+        if len(resources) > MAX_BATCH:
+            raise BadRequest(f"at most {MAX_BATCH} consents per request")
+        staged: list[tuple[dict[str, Any], dict[str, Any], ConsentRecord]] = []
+        for i, resource in enumerate(resources):
+            res = orjson.loads(orjson.dumps(resource))
+            if not isinstance(res, dict):
+                raise BadRequest(f"consent {i + 1}: a JSON object expected")
+            meta: dict[str, Any] = res["meta"] if isinstance(res.get("meta"), dict) else {}
+            res["meta"] = {**meta, "versionId": "1"}  # provisional, to read it; the registry numbers versions
             try:
                 record = parse_consent(res)
             except ConsentError as e:
-                raise BadRequest(str(e)) from None
-            row = Consent(pseudonym=record.pseudonym, hospital=record.hospital, version=version, resource=dumps(res))
-            s.add(row)
-            s.flush()
-            seq = row.seq
-        if record.status is ConsentStatus.INACTIVE:
-            action = Action.CONSENT_REVOKE
-        else:
-            action = Action.CONSENT_GRANT if version == 1 else Action.CONSENT_UPDATE
-        actor = self.salts.commit(record.pseudonym) if who.role == UserRole.PATIENT else who.name
-        self.record(action, actor=actor, role=Role(who.role), purpose=Purpose.PATRQT,
-                    resource=f"consent:{record.hospital}", subject=record.pseudonym, inputs=[dumps(res).encode()])
-        return {"id": res["id"], "version": version, "seq": seq, "status": record.status.value}
+                raise BadRequest(f"consent {i + 1}: {e}" if len(resources) > 1 else str(e)) from None
+            self._may_consent(who, record.pseudonym, record.hospital)
+            staged.append((res, meta, record))
+        out: list[dict[str, Any]] = []
+        events: list[AuditEvent] = []
+        now = utcnow()
+        with self.db.transaction("consents") as s:
+            if self.db.postgres:
+                s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+            for hospital in {r.hospital for _, _, r in staged}:
+                if s.get(Participant, hospital) is None:
+                    raise NotFound(f"no hospital {hospital} in this space")
+            for res, meta, record in staged:
+                prev = s.scalars(select(Consent).where(Consent.pseudonym == record.pseudonym,
+                                                       Consent.hospital == record.hospital)
+                                 .order_by(Consent.version.desc()).limit(1)).first()
+                version = (prev.version if prev else 0) + 1
+                first_id = orjson.loads(prev.resource).get("id") if prev else None
+                res["id"] = first_id or res.get("id") or uuid.uuid4().hex
+                res["meta"] = {**meta, "versionId": str(version), "lastUpdated": _stamp()}
+                try:
+                    final = parse_consent(res, validate=False)  # only id and meta changed, in forms already valid
+                except ConsentError as e:
+                    raise BadRequest(str(e)) from None
+                row = Consent(pseudonym=final.pseudonym, hospital=final.hospital, version=version,
+                              resource=dumps(res))
+                s.add(row)
+                s.flush()
+                out.append({"id": res["id"], "version": version, "seq": row.seq, "status": final.status.value})
+                if final.status is ConsentStatus.INACTIVE:
+                    action = Action.CONSENT_REVOKE
+                else:
+                    action = Action.CONSENT_GRANT if version == 1 else Action.CONSENT_UPDATE
+                patient = who.role == UserRole.PATIENT
+                events.append(AuditEvent(
+                    actor=self.salts.commit(final.pseudonym) if patient else who.name, role=Role(who.role),
+                    action=action, purpose=Purpose.PATRQT, resource=f"consent:{final.hospital}", time=now,
+                    input_hashes=(hashlib.sha256(dumps(res).encode()).hexdigest(),),
+                    subject_commitment=self.salts.commit(final.pseudonym)))
+        self.record_all(events)
+        return out
 
     def consent_simple(self, who: Principal, hospital: str, *, permit: list[str], categories: list[str],
                        deny_categories: list[str]) -> dict[str, Any]:
