@@ -161,8 +161,8 @@ def space_processes(workdir: Path, hospitals: list[DemoHospital], console: Conso
     cfg.witnesses = [WitnessConfig(f"http://127.0.0.1:{port}", vkey) for _, vkey, port in witnesses.values()]
     cfg.quorum = 2
     write_config(hub_dir / "log", cfg)
-    for h in ids:
-        space.export(h, workdir / "copies" / h)
+    for hid in ids:
+        space.export(hid, workdir / "copies" / hid)
 
     with Processes(workdir / "logs") as procs:
         for w, (wdir, _vkey, port) in witnesses.items():
