@@ -258,3 +258,26 @@ def test_a_killed_node_fails_or_is_left_out_as_the_task_says_and_rejoins(world: 
     assert again["status"] == "done" and again["result"]["hospitals"] == ["h1", "h2", "h3"]
 
 
+
+
+def test_a_patient_revokes_everywhere_and_reads_only_their_own(world: dict[str, Any]) -> None:
+    w = world
+    contracts = approved(w)
+    before = total(w["r1"].run_task(contracts=contracts, params={})["result"])
+    node = w["nodes"]["h2"]
+    seq = node.stats.consent_seq
+    out = w["p2"].revoke_consent_everywhere()
+    assert len(out) == 3 and {o["status"] for o in out} == {"inactive"}
+    assert wait_until(lambda: node.stats.consent_seq > seq, 1.0)
+    mine = w["p2"].request("GET", "/v1/consents/mine")
+    assert {c["organization"][0]["identifier"]["value"] for c in mine if c["status"] == "inactive"} == \
+        {"h1", "h2", "h3"}
+    assert total(w["r1"].run_task(contracts=contracts, params={})["result"]) == (before or 0) - 1
+    # another party's records stay closed to a patient: a contract, a task, another patient's consent trail
+    t = w["r1"].submit(contracts=contracts, params={})
+    for path, rule in ((f"/v1/contracts/{contracts['h1']}", "contract.parties-only"),
+                       (f"/v1/tasks/{t['id']}", "task.requester-only")):
+        with pytest.raises(ClientError) as e:
+            w["p2"].request("GET", path)
+        assert e.value.status == 403 and e.value.rule == rule
+    assert all(e["subject_commitment"] for e in w["p2"].my_audit()["entries"])

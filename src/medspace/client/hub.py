@@ -156,6 +156,10 @@ class HubClient:
         """A patient revokes their consent at a hospital."""
         return dict(self.request("DELETE", f"/v1/consents/mine/{hospital}"))
 
+    def revoke_consent_everywhere(self) -> list[dict[str, Any]]:
+        """A patient revokes their consent at every hospital of the space."""
+        return list(self.request("DELETE", "/v1/consents/mine"))
+
     def put_consent(self, resource: Mapping[str, Any]) -> dict[str, Any]:
         """Record a FHIR R4 Consent resource."""
         return dict(self.request("PUT", "/v1/consents", json=dict(resource)))

@@ -278,6 +278,11 @@ def create_app(hub: Hub) -> FastAPI:
         """A patient revokes their consent at a hospital (a new, inactive version)."""
         return hub.revoke_consent(who, hospital)
 
+    @app.delete("/v1/consents/mine", tags=["consent"])
+    def revoke_all_mine(who: Person) -> list[dict[str, Any]]:
+        """A patient revokes their consent at every hospital of the space at once."""
+        return hub.revoke_everywhere(who)
+
     @app.get("/v1/consents/mine", tags=["consent"])
     def consents_mine(who: Person) -> list[dict[str, Any]]:
         """A patient's consents, every version."""

@@ -134,6 +134,29 @@ class ConsentOps(HubCore):
             res["status"] = ConsentStatus.INACTIVE.value
         return self.put_consent(who, res)
 
+    def revoke_everywhere(self, who: Principal) -> list[dict[str, Any]]:
+        """A patient revokes their consent at every hospital of the space at once (one new inactive version each;
+        the hub does not know where the patient has records, so every hospital gets one)."""
+        if who.role != UserRole.PATIENT or not who.pseudonym:
+            raise self.refuse(who, "consent.patient-own", "only a patient revokes their consent everywhere",
+                              resource="consent:all")
+        pseudonym = who.pseudonym
+        with self.db.sessions() as s:
+            hospitals = list(s.scalars(select(Participant.name).where(Participant.role == "node")
+                                       .order_by(Participant.name)))
+            latest = {c.hospital: c for c in s.scalars(select(Consent).where(Consent.pseudonym == pseudonym)
+                                                       .order_by(Consent.version))}
+        resources = []
+        for h in hospitals:
+            prev = latest.get(h)
+            if prev is None:
+                resources.append(build_consent(pseudonym, h, status=ConsentStatus.INACTIVE, version=None))
+            else:
+                res = orjson.loads(prev.resource)
+                res["status"] = ConsentStatus.INACTIVE.value
+                resources.append(res)
+        return self.put_consents(who, resources)
+
     def _may_consent(self, who: Principal, pseudonym: str, hospital: str) -> None:
         if who.role == UserRole.PATIENT:
             if who.pseudonym != pseudonym:
