@@ -129,3 +129,26 @@ def test_an_unwritable_path_is_one_line(tmp_path: Path, bad: str) -> None:
     line = one_line(invoke(tmp_path, "space", "enrol", "sp", "--csr", "h6/csr.pem", "--role", "node", "--name", "h6",
                            "--out", bad))
     assert bad in line and line.endswith("the certificate is also in sp/participants/h6/cert.pem"), line
+
+
+def test_enrolment_and_revocation_are_logged(tmp_path: Path) -> None:
+    from medspace.ledger.entry import Action, AuditEvent
+    from medspace.ledger.log import AuditLog, init_log
+
+    init_log(tmp_path / "log", "medspace.test/ca-log")
+    with AuditLog(tmp_path / "log", create=True):
+        pass
+    r = CliRunner().invoke(app, ["space", "init", str(tmp_path / "sp"), "--name", "s1", "--node", "h1"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["space", "csr", "--name", "h2", "--out", str(tmp_path / "h2")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["space", "enrol", str(tmp_path / "sp"), "--csr", str(tmp_path / "h2" / "csr.pem"),
+                                 "--role", "node", "--name", "h2", "--out", str(tmp_path / "h2" / "cert.pem"),
+                                 "--log", str(tmp_path / "log")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["space", "revoke", str(tmp_path / "sp"), "h2", "--log", str(tmp_path / "log")])
+    assert r.exit_code == 0, r.output
+    with AuditLog(tmp_path / "log") as log:
+        events = [AuditEvent.from_bytes(log.store.entry(i)) for i in range(log.store.size)]
+    assert [(e.action, e.resource) for e in events] == [(Action.PARTICIPANT_REGISTER, "participant:h2"),
+                                                        (Action.PARTICIPANT_REVOKE, "participant:h2")]

@@ -296,7 +296,7 @@ def test_events_and_audit_log(tmp_path: Path) -> None:
                     ("revoke", "h1", "node")]
     assert [(e.action, e.resource) for e in entries] == [
         (Action.PARTICIPANT_REGISTER, "participant:hub"), (Action.PARTICIPANT_REGISTER, "participant:h1"),
-        (Action.PARTICIPANT_REGISTER, "participant:h6"), (Action.KEY_ROTATE, "participant:h1")]
+        (Action.PARTICIPANT_REGISTER, "participant:h6"), (Action.PARTICIPANT_REVOKE, "participant:h1")]
     assert all(e.actor == "ca" and e.role is Role.ADMIN and e.purpose is Purpose.HSYSADMIN for e in entries)
     import hashlib
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -15,10 +15,27 @@ from rich.table import Table
 
 from medspace.cli.common import InputError, JsonOpt, clear_errors, console, writing
 
+if TYPE_CHECKING:
+    from medspace.ledger.log import AuditLog
+
 space_app = typer.Typer(help="The space's certificate authority: participants' certificates for mutual TLS.",
                         no_args_is_help=True)
 
 SpaceDir = Annotated[Path, typer.Argument(help="The space directory (ca/, participants/).")]
+LogOpt = Annotated[Path | None, typer.Option("--log", help="An audit log directory (e.g. the hub's log/) to record "
+                                                           "the step in.")]
+
+
+@contextmanager
+def _audit(log: Path | None) -> Iterator[AuditLog | None]:
+    """The audit log the CA records its steps in, if one is named."""
+    if log is None:
+        yield None
+        return
+    from medspace.ledger.log import AuditLog
+
+    with AuditLog(log) as audit:
+        yield audit
 
 
 @contextmanager
@@ -84,6 +101,7 @@ def space_enrol(
     host: Annotated[list[str] | None, typer.Option("--host", help="A server's extra DNS name or address; "
                                                                   "repeatable.")] = None,
     days: Annotated[int, typer.Option(min=1, max=3650, help="Validity of the certificate.")] = 365,
+    log: LogOpt = None,
 ) -> None:
     """Check a participant's CSR and issue its certificate (the CA also keeps a copy under participants/)."""
     from medspace.policy.pki import Space
@@ -94,8 +112,8 @@ def space_enrol(
         from medspace.cli.common import os_error_line
 
         raise InputError(os_error_line(e, "read", csr)) from None
-    with _pki_errors():
-        space = Space.open(directory)
+    with _pki_errors(), _audit(log) as audit:
+        space = Space.open(directory, audit=audit)
         cert = space.enrol(data, role, name, hosts=host or (), days=days)
     try:
         out.write_bytes(cert)
@@ -116,12 +134,13 @@ def space_revoke(
     reason: Annotated[str, typer.Option("--reason", help="An RFC 5280 reason: unspecified, key_compromise, "
                                                          "affiliation_changed, superseded, cessation_of_operation, "
                                                          "privilege_withdrawn.")] = "unspecified",
+    log: LogOpt = None,
 ) -> None:
     """Revoke a participant's certificate and re-sign the revocation list (servers refuse it once they reload)."""
     from medspace.policy.pki import Space
 
-    with _pki_errors():
-        rec = Space.open(directory).revoke(name, reason)
+    with _pki_errors(), _audit(log) as audit:
+        rec = Space.open(directory, audit=audit).revoke(name, reason)
     console.print(f"{escape(name)} revoked (serial {rec.serial}, reason {reason}); the new revocation list is "
                   f"{escape(str(directory / 'ca' / 'crl.pem'))}", highlight=False, soft_wrap=True)
 

@@ -610,16 +610,15 @@ class Space:
 
     def _log(self, action: str, name: str, cert: x509.Certificate) -> None:
         """One audit event: actor "ca", role admin, purpose HSYSADMIN, resource ``participant:<name>``; an issue or
-        enrolment is participant.register with the certificate's SHA-256 as output; a revocation is key.rotate (the
-        participant's key is retired; a new enrolment brings the next) with the certificate's SHA-256 as input and
-        the new CRL's as output."""
+        enrolment is participant.register with the certificate's SHA-256 as output; a revocation is participant.revoke
+        with the certificate's SHA-256 as input and the new CRL's as output."""
         from medspace.ledger.entry import Action, AuditEvent, Purpose, Role
 
         assert self.audit is not None
         digest = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
         if action == "revoke":
             crl = hashlib.sha256(self.crl().public_bytes(serialization.Encoding.DER)).hexdigest()
-            event = AuditEvent(actor="ca", role=Role.ADMIN, action=Action.KEY_ROTATE, purpose=Purpose.HSYSADMIN,
+            event = AuditEvent(actor="ca", role=Role.ADMIN, action=Action.PARTICIPANT_REVOKE, purpose=Purpose.HSYSADMIN,
                                resource=f"participant:{name}", time=_now(), input_hashes=(digest,),
                                output_hashes=(crl,))
         else:
