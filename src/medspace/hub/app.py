@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from medspace.hub.accounts import Principal, UserRole
 from medspace.hub.errors import AuthError, BadRequest, Conflict, Forbidden, HubError, NotFound
+from medspace.hub.node_api import PeerCache
 from medspace.hub.node_api import router as node_router
 from medspace.hub.service import Hub
 from medspace.ledger.api import create_app as ledger_app
@@ -129,6 +130,7 @@ def create_app(hub: Hub) -> FastAPI:
                   description="Coordinator of a trusted medical data space: accounts, applications and contracts, "
                               "consent, task dispatch and the audit log. Usable, not visible.")
     app.state.hub = hub
+    app.state.peers = PeerCache()
 
     @app.exception_handler(HubError)
     async def _hub_error(_req: Request, exc: HubError) -> JSONResponse:
