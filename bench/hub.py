@@ -67,7 +67,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import duckdb
-import httpx
 from rich.console import Console
 
 from medspace.client import HubClient
@@ -505,6 +504,56 @@ class LoadResult:
     error_kinds: dict[str, int]
 
 
+class MiniHttp:
+    """A minimal HTTP/1.1 keep-alive client over one TLS connection, for the load generator: it sends a request and
+    reads the whole answer (status line, headers, a Content-Length body), and nothing else. httpx costs the load
+    generator about as much CPU per request as the hub spends answering it, on the cores the hub needs."""
+
+    def __init__(self, url: str, ssl_ctx: Any, token: str) -> None:
+        m = re.fullmatch(r"https://([^:/]+):(\d+)", url)
+        if m is None:
+            raise ValueError(f"not an https://host:port URL: {url}")
+        self.host, self.port = m.group(1), int(m.group(2))
+        self.ssl_ctx = ssl_ctx
+        self.auth = f"Authorization: Bearer {token}\r\n"
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        """Send one request and read its whole answer; (status, body)."""
+        if self.writer is None or self.reader is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port, ssl=self.ssl_ctx,
+                                                                     server_hostname=self.host)
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{self.auth}"
+                f"Content-Length: {len(body)}\r\n" + ("Content-Type: application/json\r\n" if body else "") + "\r\n")
+        self.writer.write(head.encode() + body)
+        status_line = await self.reader.readline()
+        parts = status_line.split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
+            await self.close()
+            raise ConnectionError("no HTTP answer")
+        length = None
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        if length is None:
+            await self.close()
+            raise ConnectionError("an answer without Content-Length")
+        return int(parts[1]), await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        """Close the connection."""
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(Exception):
+                await self.writer.wait_closed()
+        self.reader = self.writer = None
+
+
 async def _client_loop(w: World, i: int, deadline: float, res: LoadResult, ssl_ctx: Any) -> None:
     rng = random.Random(i)
     researcher = i % 5 != 0
@@ -517,43 +566,45 @@ async def _client_loop(w: World, i: int, deadline: float, res: LoadResult, ssl_c
         ops = [("GET /v1/me", 5), ("GET /v1/consents/mine", 3), ("PUT /v1/consents/mine/{h}", 2)]
     names = [o for o, _ in ops]
     weights = [wt for _, wt in ops]
-    headers = {"Authorization": f"Bearer {w.tokens[user]}"}
     permit = False
-    async with httpx.AsyncClient(base_url=w.urls[i % len(w.urls)], verify=ssl_ctx, headers=headers,
-                                 timeout=30) as c:
+    c = MiniHttp(w.urls[i % len(w.urls)], ssl_ctx, w.tokens[user])
+    try:
         while time.perf_counter() < deadline:
             op = rng.choices(names, weights)[0]
             t0 = time.perf_counter()
             try:
                 if op == "GET /v1/me":
-                    r = await c.get("/v1/me")
+                    status, _ = await c.request("GET", "/v1/me")
                 elif op == "GET /v1/tasks/{id}":
-                    r = await c.get(f"/v1/tasks/{rng.choice(w.tasks[user])}")
+                    status, _ = await c.request("GET", f"/v1/tasks/{rng.choice(w.tasks[user])}")
                 elif op == "GET /v1/applications":
-                    r = await c.get("/v1/applications")
+                    status, _ = await c.request("GET", "/v1/applications")
                 elif op == "GET /v1/contracts/{uid}":
-                    r = await c.get(f"/v1/contracts/{rng.choice(list(w.contracts[user].values()))}")
+                    status, _ = await c.request("GET", f"/v1/contracts/{rng.choice(list(w.contracts[user].values()))}")
                 elif op == "GET /v1/consents/mine":
-                    r = await c.get("/v1/consents/mine")
+                    status, _ = await c.request("GET", "/v1/consents/mine")
                 else:
                     h = w.patients[user][0]
                     permit = not permit
                     if permit:
-                        r = await c.put(f"/v1/consents/mine/{h}", json={"permit": ["HRESCH"]})
+                        status, _ = await c.request("PUT", f"/v1/consents/mine/{h}", b'{"permit": ["HRESCH"]}')
                     else:
-                        r = await c.delete(f"/v1/consents/mine/{h}")
+                        status, _ = await c.request("DELETE", f"/v1/consents/mine/{h}")
                 dt = time.perf_counter() - t0
-                if r.status_code >= 300:
-                    res.errors += 1
-                    res.error_kinds[f"{op}: {r.status_code}"] = res.error_kinds.get(f"{op}: {r.status_code}", 0) + 1
-                    continue
-            except httpx.HTTPError as e:
+            except (OSError, asyncio.IncompleteReadError, ValueError) as e:
                 res.errors += 1
                 kind = f"{op}: {type(e).__name__}"
                 res.error_kinds[kind] = res.error_kinds.get(kind, 0) + 1
+                await c.close()
+                continue
+            if status >= 300:
+                res.errors += 1
+                res.error_kinds[f"{op}: {status}"] = res.error_kinds.get(f"{op}: {status}", 0) + 1
                 continue
             res.latencies.append(dt)
             res.by_op.setdefault(op, []).append(dt)
+    finally:
+        await c.close()
 
 
 async def _load(w: World, clients: int, seconds: float) -> LoadResult:
@@ -573,9 +624,15 @@ async def _load(w: World, clients: int, seconds: float) -> LoadResult:
 
 def load(w: World, clients: int, seconds: float, label: str) -> list[Figure]:
     """The API under ``clients`` concurrent clients for ``seconds``."""
+    hubs = [p.popen.pid for p in w.procs if p.name.startswith("hub")]
+    nodes = [p.popen.pid for p in w.procs if p.name.startswith("node")]
+    cpu0 = (cpu_seconds(hubs), cpu_seconds(nodes), time.process_time())
     res = asyncio.run(_load(w, clients, seconds))
+    cpu1 = (cpu_seconds(hubs), cpu_seconds(nodes), time.process_time())
     n = len(res.latencies)
-    note = f"{n / res.seconds:,.0f} requests/s"
+    note = (f"{n / res.seconds:,.0f} requests/s; CPU busy (of {os.cpu_count()} cores, warm-up included): "
+            f"hub {(cpu1[0] - cpu0[0]) / (res.seconds + 2):.2f}, nodes {(cpu1[1] - cpu0[1]) / (res.seconds + 2):.2f}, "
+            f"load generator {(cpu1[2] - cpu0[2]) / (res.seconds + 2):.2f}")
     if res.error_kinds:
         note += "; errors: " + ", ".join(f"{k} x{v}" for k, v in sorted(res.error_kinds.items()))
     rows = [Figure(f"3. load: {clients} clients x {seconds:g} s, {label}", res.latencies, p99_target=0.200,
@@ -651,7 +708,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, help="keep the node stores here and reuse them (default: a temp dir)")
     a = ap.parse_args(argv)
     if a.quick:
-        a.patients, a.tasks, a.warmup, a.consent_samples, a.seconds = 300, 20, 5, 4, 3.0
+        a.patients, a.tasks, a.warmup, a.consent_samples = 300, 20, 5, 4
+        a.seconds = min(a.seconds, 3.0)
     temp = None
     if a.workdir is None:
         temp = tempfile.mkdtemp(prefix="medspace-bench-hub-")

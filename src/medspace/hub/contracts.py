@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from medspace.hub.accounts import Principal, UserRole
@@ -52,6 +52,19 @@ def packs() -> dict[str, Pack]:
     if _PACKS is None:
         _PACKS = load_packs()
     return _PACKS
+
+
+# statements of the frequent reads, built once
+_APPLICATIONS = (select(ApplicationRow.id, ApplicationRow.applicant, ApplicationRow.body, ContractRow.hospital,
+                        ContractRow.uid, ContractRow.state)
+                 .select_from(ContractRow).join(ApplicationRow, ApplicationRow.id == ContractRow.application_id)
+                 .order_by(ApplicationRow.created_at))
+_APPLICATIONS_OF_HOSPITAL = _APPLICATIONS.where(ContractRow.hospital == bindparam("b_hospital"))
+_APPLICATIONS_OF_APPLICANT = _APPLICATIONS.where(ApplicationRow.applicant == bindparam("b_applicant"))
+_CONTRACT_VIEW = (select(ContractRow.uid, ContractRow.hospital, ContractRow.state, ContractRow.ended,
+                         ContractRow.odrl, ContractRow.negotiation, ApplicationRow.applicant)
+                  .join(ApplicationRow, ApplicationRow.id == ContractRow.application_id)
+                  .where(ContractRow.uid == bindparam("b_uid")))
 
 
 def _negotiation(row: ContractRow) -> Negotiation:
@@ -142,16 +155,15 @@ class ContractOps(HubCore):
 
     def applications_for(self, who: Principal) -> list[dict[str, Any]]:
         """Applications a person takes part in: a researcher's own, a steward's hospital's (with its state)."""
-        with self.db.sessions() as s:
-            q = select(ContractRow, ApplicationRow).join(ApplicationRow,
-                                                         ApplicationRow.id == ContractRow.application_id)
+        with self.db.engine.connect() as c:
             if who.role == UserRole.STEWARD:
-                q = q.where(ContractRow.hospital == who.hospital)
-            elif who.role not in (UserRole.ADMIN, UserRole.REGULATOR):
-                q = q.where(ApplicationRow.applicant == who.name)
-            rows = s.execute(q.order_by(ApplicationRow.created_at)).all()
-        return [{"application": a.id, "applicant": a.applicant, "hospital": c.hospital, "contract": c.uid,
-                 "state": c.state, "purpose": orjson.loads(a.body)["purpose"]} for c, a in rows]
+                rows = c.execute(_APPLICATIONS_OF_HOSPITAL, {"b_hospital": who.hospital}).all()
+            elif who.role in (UserRole.ADMIN, UserRole.REGULATOR):
+                rows = c.execute(_APPLICATIONS).all()
+            else:
+                rows = c.execute(_APPLICATIONS_OF_APPLICANT, {"b_applicant": who.name}).all()
+        return [{"application": r.id, "applicant": r.applicant, "hospital": r.hospital, "contract": r.uid,
+                 "state": r.state, "purpose": orjson.loads(r.body)["purpose"]} for r in rows]
 
     # --- stewards' decisions ------------------------------------------------------------------------------
 
@@ -262,11 +274,11 @@ class ContractOps(HubCore):
 
     def contract_view(self, who: Principal, uid: str) -> dict[str, Any]:
         """A contract (ODRL agreement), its negotiation and state: to its parties, its steward, admins, regulators."""
-        with self.db.sessions() as s:
-            crow = s.get(ContractRow, uid)
-            row = s.get(ApplicationRow, crow.application_id) if crow is not None else None
-        if crow is None or row is None:
+        with self.db.engine.connect() as c:
+            crow = c.execute(_CONTRACT_VIEW, {"b_uid": uid}).first()
+        if crow is None:
             raise NotFound(f"no contract {uid}")
+        row = crow
         if not (who.name == row.applicant or who.role in (UserRole.ADMIN, UserRole.REGULATOR)
                 or (who.role == UserRole.STEWARD and who.hospital == crow.hospital)):
             raise self.refuse(who, "contract.parties-only", "only a contract's parties read it",

@@ -10,11 +10,13 @@ Every refusal names its rule (``Forbidden.rule``) and is itself an audit entry (
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import threading
 import time
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import Any, Self
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from medspace.hub.accounts import (
@@ -135,6 +137,27 @@ def _load_task_key(space: Space, name: str) -> ec.EllipticCurvePrivateKey:
     return key
 
 
+_READING_INLINE: contextvars.ContextVar[bool] = contextvars.ContextVar("medspace_reading_inline", default=False)
+
+
+@contextlib.contextmanager
+def reading_inline() -> Iterator[None]:
+    """Mark a read run on the event loop: a refusal in it is raised as DeferredRefusal, not logged in place."""
+    token = _READING_INLINE.set(True)
+    try:
+        yield
+    finally:
+        _READING_INLINE.reset(token)
+
+
+class DeferredRefusal(Exception):
+    """A refusal met in a read on the event loop, to be logged (HubCore.refuse) on a worker thread and raised."""
+
+    def __init__(self, who: Principal, rule: str, message: str, resource: str, purpose: Purpose | str) -> None:
+        super().__init__(rule)
+        self.who, self.rule, self.message, self.resource, self.purpose = who, rule, message, resource, purpose
+
+
 class GroupCommit:
     """Appends to the audit log that callers on several threads make at once, written as one batch: one durable
     commit (an fsync) for all of them instead of one each, in the order they arrived.
@@ -194,6 +217,11 @@ class _Pending:
             raise self.error
         assert self.indices is not None
         return self.indices
+
+
+# the account a token speaks for, read on every request (a statement built once)
+_ACCOUNT = (select(User.username, User.role, User.hospital, User.pseudonym, User.disabled)
+            .where(User.username == bindparam("b_username")))
 
 
 def _audit_role(role: str) -> Role:
@@ -262,7 +290,11 @@ class HubCore:
 
     def refuse(self, who: Principal, rule: str, message: str, *, resource: str,
                purpose: Purpose | str = Purpose.HSYSADMIN) -> Forbidden:
-        """Log a refusal and return the exception to raise."""
+        """Log a refusal and return the exception to raise. In a read run on the event loop (:func:`~medspace.hub.
+        service.read`) it raises DeferredRefusal instead, and the read logs it on a worker thread (a durable append
+        must not stall the loop)."""
+        if _READING_INLINE.get():
+            raise DeferredRefusal(who, rule, message, resource, purpose)
         self.record(Action.ACCESS_REFUSE, actor=who.name if not who.pseudonym else self.salts.commit(who.pseudonym),
                     role=who.role, purpose=purpose, resource=resource)
         return Forbidden(rule, message)
@@ -292,8 +324,7 @@ class HubCore:
         """The person a token speaks for, as their account says now (disabled accounts are refused)."""
         claims = self._token_claims(token)
         with self.db.engine.connect() as c:
-            user = c.execute(select(User.username, User.role, User.hospital, User.pseudonym, User.disabled)
-                             .where(User.username == claims["sub"])).first()
+            user = c.execute(_ACCOUNT, {"b_username": claims["sub"]}).first()
         if user is None or user.disabled:
             raise AuthError("the access token is not valid")
         return Principal(name=user.username, role=user.role, hospital=user.hospital, pseudonym=user.pseudonym)

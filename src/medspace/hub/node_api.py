@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 
 from medspace.hub.accounts import Principal
 from medspace.hub.errors import AuthError, Forbidden
-from medspace.hub.service import Hub
+from medspace.hub.service import Hub, offload, read
 from medspace.policy.errors import CertificateRejected, PkiError
 from medspace.policy.pki import Identity, Space
 
@@ -124,7 +124,7 @@ def router() -> APIRouter:
         deadline = asyncio.get_running_loop().time() + wait
         while True:
             wake = hub.db.notifier.wakeup("assignments")
-            got = await run_in_threadpool(hub.claim_for_node, node.name)
+            got = await offload(hub.claim_for_node, node.name)
             left = deadline - asyncio.get_running_loop().time()
             if got["assignments"] or left <= 0:
                 return got
@@ -142,7 +142,7 @@ def router() -> APIRouter:
         """The node's answer to one of its claimed assignments (once), with its audit events; with ``wait``, then
         the node's next assignments as ``GET /assignments?wait=`` gives them (one round trip per task, not two)."""
         hub: Hub = request.app.state.hub
-        status = await run_in_threadpool(lambda: hub.answer_assignment(
+        status = await offload(lambda: hub.answer_assignment(
             node.name, assignment_id, result=body.result, error=body.error, rule=body.rule, events=body.events))
         if wait is None:
             return {"task_status": status}
@@ -158,8 +158,8 @@ def router() -> APIRouter:
         deadline = asyncio.get_running_loop().time() + wait
         while True:
             wake = hub.db.notifier.wakeup("consents")
-            seq, resources = await run_in_threadpool(hub.consents_since, node.name, since)
-            current = await run_in_threadpool(hub.consent_defaults, node.name)
+            seq, resources = await read(hub, hub.consents_since, node.name, since)
+            current = await read(hub, hub.consent_defaults, node.name)
             digest = hashlib.sha256(orjson.dumps(current, option=orjson.OPT_SORT_KEYS)).hexdigest()
             left = deadline - asyncio.get_running_loop().time()
             if resources or digest != defaults or left <= 0:

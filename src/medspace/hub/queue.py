@@ -22,10 +22,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import Integer, bindparam, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from medspace.hub.db import WRITE, Assignment, Task, dumps, is_postgres, make_engine, utcnow
+from medspace.hub.db import WRITE, Assignment, Task, UTCDateTime, dumps, is_postgres, make_engine, utcnow
 from medspace.hub.errors import Conflict, NotFound
 from medspace.hub.notify import Notifier, notify_sql
 
@@ -140,17 +140,36 @@ def enqueue(s: Session, task: Task, parts: Sequence[Part]) -> None:
                                       for p in parts])
 
 
+# Statements of the hot paths, built once (building and keying a statement costs as much as running it)
+_CLAIM = (
+    update(Assignment)
+    .where(Assignment.id.in_(
+        select(Assignment.id).where(Assignment.hospital == bindparam("b_hospital"), Assignment.status == "queued")
+        .order_by(Assignment.id).limit(bindparam("b_limit", type_=Integer)).with_for_update(skip_locked=True)))
+    .values(status="claimed", claimed_by=bindparam("b_claimer"), claimed_at=bindparam("b_now", type_=UTCDateTime()),
+            attempts=Assignment.attempts + 1)
+    .returning(Assignment.id, Assignment.task_id, Assignment.hospital, Assignment.contract_uid, Assignment.payload))
+_ANSWER = (
+    update(Assignment)
+    .where(Assignment.id == bindparam("b_aid"), Assignment.hospital == bindparam("b_hospital"),
+           Assignment.status == "claimed")
+    .values(status=bindparam("b_status"), result=bindparam("b_result"), error=bindparam("b_error"),
+            finished_at=bindparam("b_now", type_=UTCDateTime()))
+    .returning(Assignment.task_id))
+_TASK_FOR_UPDATE = select(*_TASK_COLUMNS).where(Task.id == bindparam("b_tid")).with_for_update()
+_PARTS = (select(Assignment.hospital, Assignment.status, Assignment.result, Assignment.error)
+          .where(Assignment.task_id == bindparam("b_tid")))
+_RUNNING = update(Task).where(Task.id == bindparam("b_tid")).values(status="running")
+_FINISH = (update(Task).where(Task.id == bindparam("b_tid"))
+           .values(status=bindparam("b_status"), result=bindparam("b_result"), error=bindparam("b_error"),
+                   finished_at=bindparam("b_now", type_=UTCDateTime())))
+
+
 def claim(s: Session, hospital: str, claimer: str, *, limit: int = 16, now: datetime | None = None
           ) -> list[Claimed]:
     """Claim up to ``limit`` queued assignments of one hospital, oldest first; each is handed out once."""
-    now = now or utcnow()
-    oldest = (select(Assignment.id).where(Assignment.hospital == hospital, Assignment.status == "queued")
-              .order_by(Assignment.id).limit(limit).with_for_update(skip_locked=True))
-    rows = s.connection().execute(
-        update(Assignment).where(Assignment.id.in_(oldest))
-        .values(status="claimed", claimed_by=claimer, claimed_at=now, attempts=Assignment.attempts + 1)
-        .returning(Assignment.id, Assignment.task_id, Assignment.hospital, Assignment.contract_uid,
-                   Assignment.payload)).all()
+    rows = s.connection().execute(_CLAIM, {"b_hospital": hospital, "b_limit": limit, "b_claimer": claimer,
+                                           "b_now": now or utcnow()}).all()
     return sorted((Claimed(*r) for r in rows), key=lambda a: a.id)
 
 
@@ -159,12 +178,9 @@ def finish_assignment(s: Session, assignment_id: int, hospital: str, *, result: 
     """Record a node's answer to its claimed assignment; the last answer finishes the task (exactly once)."""
     now = now or utcnow()
     conn = s.connection()
-    done = conn.execute(
-        update(Assignment).where(Assignment.id == assignment_id, Assignment.hospital == hospital,
-                                 Assignment.status == "claimed")
-        .values(status="failed" if error is not None else "done", result=dumps(result) if error is None else None,
-                error=error, finished_at=now)
-        .returning(Assignment.task_id)).first()
+    done = conn.execute(_ANSWER, {"b_aid": assignment_id, "b_hospital": hospital, "b_now": now, "b_error": error,
+                                  "b_status": "failed" if error is not None else "done",
+                                  "b_result": dumps(result) if error is None else None}).first()
     if done is None:  # why not: read it to say so
         a = conn.execute(select(Assignment.hospital, Assignment.status).where(Assignment.id == assignment_id)).first()
         if a is None or a.hospital != hospital:
@@ -176,21 +192,20 @@ def finish_assignment(s: Session, assignment_id: int, hospital: str, *, result: 
 def _maybe_finish(s: Session, task_id: str, finisher: Finisher, now: datetime) -> TaskState:
     # the task row's lock orders concurrent last answers: the second sees the first's commit
     conn = s.connection()
-    task = TaskState(*conn.execute(select(*_TASK_COLUMNS).where(Task.id == task_id).with_for_update()).one())
+    task = TaskState(*conn.execute(_TASK_FOR_UPDATE, {"b_tid": task_id}).one())
     if task.status not in ("queued", "running"):
         return task
-    parts = conn.execute(select(Assignment.hospital, Assignment.status, Assignment.result, Assignment.error)
-                         .where(Assignment.task_id == task_id)).all()
+    parts = conn.execute(_PARTS, {"b_tid": task_id}).all()
     if any(p.status in ("queued", "claimed") for p in parts):
         if task.status != "running":
-            conn.execute(update(Task).where(Task.id == task_id).values(status="running"))
+            conn.execute(_RUNNING, {"b_tid": task_id})
         return replace(task, status="running")
     results = {p.hospital: orjson.loads(p.result) for p in parts if p.status == "done" and p.result is not None}
     errors = {p.hospital: p.error or p.status for p in parts if p.status != "done"}
     status, result, error = finisher(task, results, errors)
     text_result = dumps(result) if result is not None else None
-    conn.execute(update(Task).where(Task.id == task_id).values(status=status, result=text_result, error=error,
-                                                               finished_at=now))
+    conn.execute(_FINISH, {"b_tid": task_id, "b_status": status, "b_result": text_result, "b_error": error,
+                          "b_now": now})
     return replace(task, status=status, result=text_result, error=error)
 
 

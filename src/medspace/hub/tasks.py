@@ -16,14 +16,14 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from medspace.compute.count import CountQuery, combine
 from medspace.compute.errors import QueryError
 from medspace.hub.accounts import Principal
 from medspace.hub.contracts import ContractOps, node_contract_view
 from medspace.hub.db import Contract as ContractRow
-from medspace.hub.db import Participant, Task, dumps, new_id, utcnow
+from medspace.hub.db import Participant, Task, UTCDateTime, dumps, new_id, utcnow
 from medspace.hub.errors import BadRequest, Conflict, NotFound
 from medspace.hub.queue import Part, TaskState, claim, enqueue, finish_assignment
 from medspace.ledger.entry import Action, AuditEvent, Purpose, Role
@@ -32,6 +32,19 @@ from medspace.policy.envelope import seal, stamp
 KINDS = ("count",)
 DEFAULT_DEADLINE = timedelta(seconds=60)
 CLAIM_LEASE_NAME_BYTES = 4
+
+
+# statements of the claim, built once
+_NODE_CONTRACTS = (select(ContractRow.uid, ContractRow.state, ContractRow.odrl, ContractRow.revoked_at,
+                          ContractRow.ended)
+                   .where(ContractRow.uid.in_(bindparam("b_uids", expanding=True)),
+                          ContractRow.hospital == bindparam("b_hospital")))
+_SEEN = (update(Participant).where(Participant.name == bindparam("b_hospital"))
+         .values(last_seen=bindparam("b_now", type_=UTCDateTime())))
+
+
+_TASK_VIEW = (select(Task.id, Task.kind, Task.status, Task.purpose, Task.requester, Task.created_at, Task.finished_at,
+                     Task.result, Task.error).where(Task.id == bindparam("b_id")))
 
 
 def parse_query(kind: str, params: Mapping[str, Any]) -> CountQuery:
@@ -121,11 +134,9 @@ class TaskOps(ContractOps):
             out = [{"id": a.id, "task": a.task_id, "envelope": orjson.loads(a.payload)} for a in rows]
             uids = sorted({a.contract_uid for a in rows if a.contract_uid})
             conn = s.connection()
-            crows = conn.execute(select(ContractRow.uid, ContractRow.state, ContractRow.odrl, ContractRow.revoked_at,
-                                        ContractRow.ended)
-                                 .where(ContractRow.uid.in_(uids), ContractRow.hospital == hospital)).all()
+            crows = conn.execute(_NODE_CONTRACTS, {"b_uids": uids, "b_hospital": hospital}).all()
             contracts = {c.uid: node_contract_view(c) for c in crows}
-            conn.execute(update(Participant).where(Participant.name == hospital).values(last_seen=utcnow()))
+            conn.execute(_SEEN, {"b_hospital": hospital, "b_now": utcnow()})
         return {"assignments": out, "contracts": contracts}
 
     def answer_assignment(self, hospital: str, assignment_id: int, *, result: Any, error: str | None,
@@ -150,8 +161,8 @@ class TaskOps(ContractOps):
 
     def task_view(self, who: Principal, task_id: str) -> dict[str, Any]:
         """A task's status and, once done, its combined result (to its requester, or a regulator)."""
-        with self.db.sessions() as s:
-            t = s.get(Task, task_id)
+        with self.db.engine.connect() as c:
+            t = c.execute(_TASK_VIEW, {"b_id": task_id}).first()
         if t is None:
             raise NotFound(f"no task {task_id}")
         if who.name != t.requester and who.role not in ("regulator", "admin"):

@@ -351,13 +351,8 @@ class NodeService:
 
         con = self._store.connection()
         try:
-            schema = "deid_" + query.view.replace("-", "_")
-            try:
-                ids = con.sql(f"SELECT linkage_id FROM {schema}.patient WHERE linkage_id IS NOT NULL").to_arrow_table()
-            except duckdb.CatalogException:
-                raise TaskError(f"the node has no de-identified view {query.view}") from None
-            excluded = self.registry.excluded(ids.column(0), self.config.name, purpose, categories, now,
-                                              self._defaults())
+            ids = self._store.pseudonyms(query.view)
+            excluded = self.registry.excluded(ids, self.config.name, purpose, categories, now, self._defaults())
             return run_count(con, query, excluded, rules=rules)
         except duckdb.Error as e:
             self._store.close()  # a broken connection is not reused: the next task opens the store again
@@ -399,6 +394,7 @@ class _Store:
         self.idle = idle
         self._con: Any = None
         self._used = 0.0
+        self._ids: dict[str, Any] = {}
 
     @property
     def is_open(self) -> bool:
@@ -417,6 +413,22 @@ class _Store:
                 raise TaskError(f"the node's store cannot be read now ({type(e).__name__})") from None
         return self._con
 
+    def pseudonyms(self, view: str) -> Any:
+        """The linkage pseudonyms of a de-identified view's patients (an Arrow array), read once per opening: the
+        store does not change while the node holds it open."""
+        import duckdb
+
+        ids = self._ids.get(view)
+        if ids is None:
+            schema = "deid_" + view.replace("-", "_")
+            try:
+                ids = self.connection().sql(f"SELECT linkage_id FROM {schema}.patient WHERE linkage_id IS NOT NULL"
+                                            ).to_arrow_table().column(0)
+            except duckdb.CatalogException:
+                raise TaskError(f"the node has no de-identified view {view}") from None
+            self._ids[view] = ids
+        return ids
+
     def close_if_idle(self) -> None:
         """Close the store when no task used it for ``idle`` seconds."""
         if self._con is not None and time.monotonic() - self._used >= self.idle:
@@ -425,6 +437,7 @@ class _Store:
     def close(self) -> None:
         """Close the connection (the next task opens it again)."""
         con, self._con = self._con, None
+        self._ids = {}
         if con is not None:
             with contextlib.suppress(Exception):
                 con.close()
