@@ -6,12 +6,20 @@ certificate; the hub's is checked against the space's CA):
 * **tasks** (``GET /v1/node/assignments?wait=…``): each claimed assignment is a task envelope the hub signed. The
   node checks the signature against the hub's certificate (fetched once and verified against the space CA), that
   the envelope is for this hospital, unexpired and never seen before (nonces are kept in the node's state file),
-  fetches the contract the task names and checks it permits this task now (purpose, requester, operation, fields,
-  period, region, not revoked), applies its patients' consent on the linkage pseudonym, runs the task on its
-  de-identified view, passes the result through disclosure control and answers. A task it refuses is answered
-  with the reason and the rule. Each step it takes is sent to the hub's audit log as the node's own entry.
+  and that the contract the task names permits this task now (purpose, requester, operation, fields, period,
+  region, not revoked). The contract comes with the claimed assignment, read by the hub in the claim's transaction
+  (as fresh as asking for it separately, without the extra round trip; asked for with ``GET
+  /v1/node/contracts/{uid}`` when it is missing), so a contract revoked before the claim is refused even if the
+  hub dispatched a task under it. The node applies its patients' consent on the linkage pseudonym, runs the task
+  on its de-identified view (the DuckDB store is held open read-only while tasks come, closed after
+  ``store_idle`` seconds without one), passes the result through disclosure control and answers; its audit event
+  about the step travels with the answer, and the answer also asks for the next assignments (``POST
+  /v1/node/assignments/{id}?wait=…``), so a task costs one round trip. A task it refuses is answered with the
+  reason and the rule.
 * **consent** (``GET /v1/node/consents?since=…&wait=…``): the node's replica of its hospital's consents, kept
-  current within one round trip of a change.
+  current within one round trip of a change. The sequence the replica has applied is written to the state file's
+  ``status`` table once it is applied (:func:`read_status`), so tools can tell, without asking the node, which
+  changes it enforces.
 
 When the hub cannot be reached the node retries with exponential backoff (0.2 s doubling to 30 s, with jitter)
 and goes on where it stopped: an assignment it had claimed but not answered is handed out again by the hub
@@ -41,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from medspace.compute.count import CountQuery, run_count
 from medspace.compute.errors import QueryError
 from medspace.ledger.entry import Action, AuditEvent, Purpose, Role
+from medspace.ledger.errors import EntryError
 from medspace.node.errors import ConnectionFailed, TaskError
 from medspace.policy.consent import ConsentRegistry, HospitalDefaults
 from medspace.policy.consent_fhir import TABLE_CATEGORY
@@ -370,10 +379,14 @@ class NodeService:
             p = Purpose(purpose)
         except ValueError:
             p = Purpose.HSYSADMIN
-        ev = AuditEvent(actor=f"node:{self.config.name}", role=Role.NODE, action=action, purpose=p,
-                        resource=resource, time=datetime.now(UTC), contract_id=contract or None,
-                        input_hashes=tuple(hashlib.sha256(b).hexdigest() for b in inputs),
-                        output_hashes=tuple(hashlib.sha256(b).hexdigest() for b in outputs))
+        fields: dict[str, Any] = {"actor": f"node:{self.config.name}", "role": Role.NODE, "action": action,
+                                  "purpose": p, "time": datetime.now(UTC),
+                                  "input_hashes": tuple(hashlib.sha256(b).hexdigest() for b in inputs),
+                                  "output_hashes": tuple(hashlib.sha256(b).hexdigest() for b in outputs)}
+        try:
+            ev = AuditEvent(**fields, resource=resource, contract_id=contract or None)
+        except EntryError:  # an id the log refuses (a hub's bug must not stop the node): the event says so
+            ev = AuditEvent(**fields, resource="task:malformed-id")
         return ev.to_dict()
 
 
