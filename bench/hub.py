@@ -10,18 +10,20 @@ stores with the research view (``node.prepare.prepare_node``), a space CA with t
 FILE --state FILE --region US``), each with its own copy of the space. This process plays the people: an admin
 registers the hospitals and accounts, the stewards set US-style defaults (research on L2 data unless the patient
 objects) and approve researchers' applications (count of patient.sex, patient.birth_date, condition.code), patients
-set and revoke their consent, researchers run tasks. Every request goes through ``medspace.client.HubClient`` or
-httpx over TLS, as any client of the hub would.
+set and revoke their consent, researchers run tasks. Every request goes over TLS to the hub's port, through
+``medspace.client.HubClient`` except the load generator's (below), as any client of the hub would send it.
 
 Figures (each with p50/p95/p99/max over n samples):
 
 1. **dispatch**: a trivial task, a count of all consenting patients without ``group_by`` under five contracts, timed
    at the researcher from ``POST /v1/tasks`` until ``GET /v1/tasks/{id}?wait=30`` returns it done with the five
-   hospitals' answers, one task at a time after a warm-up. Between the two, each node claims its signed envelope
-   (long-poll), checks the signature, the nonce, the contract and its patients' consent, counts on its DuckDB
-   research view, applies disclosure control and answers with its audit event; the hub combines and logs the
-   release. A count is the trivial task here rather than a special no-op kind, so the figure includes everything
-   a real task pays except the size of its scan.
+   hospitals' answers, one task at a time after a warm-up. Between the two, each node receives its signed envelope
+   with the contract (long-poll), checks the signature, the nonce, the contract and its patients' consent, counts
+   on its DuckDB research view, applies disclosure control and answers with its audit event; the hub combines and
+   logs the release. A count is the trivial task here rather than a special no-op kind, so the figure includes
+   everything a real task pays except the size of its scan. The note gives the CPU time each task costs the hub,
+   the five nodes and the researcher's client (Linux /proc): with two cores, half their sum bounds the latency from
+   below, whatever the scheduling.
 2. **consent**: each sample changes one patient's consent at each of the five hospitals at once (alternately a
    revocation, ``DELETE /v1/consents/mine/{h}``, and a permit, ``PUT``), from five threads, and times from the
    moment the requests start until every node's replica has applied its change. A node records the consent
@@ -30,16 +32,21 @@ Figures (each with p50/p95/p99/max over n samples):
    kept per hospital, so a change reaches only its hospital's node; "one node" is each change on its own, "every
    node" the last of the five. At the end a revocation at every hospital is checked to lower the federated count
    by exactly five: the replica is what the nodes enforce.
-3. **load**: ``--clients`` concurrent clients (asyncio, one httpx connection each, no pause between requests)
-   for ``--seconds``: 40 researchers' sessions reading ``GET /v1/me``, ``GET /v1/tasks/{id}``, ``GET
-   /v1/applications`` and ``GET /v1/contracts/{uid}``, 10 patients' sessions reading ``GET /v1/me`` and ``GET
-   /v1/consents/mine`` and changing their consent (``PUT``/``DELETE``, each an audit entry and a wake-up of their
-   node's long-poll); any non-2xx answer or transport error counts as an error. First one hub process on SQLite,
+3. **load**: ``--clients`` concurrent clients, each one keep-alive TLS connection sending its next request as soon
+   as the last is answered (no pause: the hub is saturated), for ``--seconds`` after 2 s of warm-up: four in five
+   are researchers' sessions (five researchers) reading ``GET /v1/me``, ``GET /v1/tasks/{id}``, ``GET
+   /v1/applications`` and ``GET /v1/contracts/{uid}``; one in five a patient's session standing in turn for five
+   patients (50 patients, 10 per hospital), reading ``GET /v1/me`` and ``GET /v1/consents/mine`` and changing the
+   consent (``PUT``/``DELETE``, each a durable audit entry with a salted subject commitment and a wake-up of the
+   hospital's node). Any non-2xx answer or transport error counts as an error. First one hub process on SQLite,
    then two hub processes sharing a fresh PostgreSQL database (clients split between them; nodes h1-h3 on the
-   first, h4-h5 on the second; created before and dropped after the run).
+   first, h4-h5 on the second; the database is created before and dropped after the run). The load generator is
+   asyncio with a minimal HTTP/1.1 client (:class:`MiniHttp`; httpx would cost it as much CPU per request as the hub
+   spends answering) in this process, on the same two cores as the hub, the nodes and PostgreSQL; the note gives
+   the share of a core each used.
 
-The load generator runs in this process on the same two cores as the hub and the nodes, so the load figures
-include the cost of generating the load. Samples are taken after a warm-up; nothing is discarded.
+Samples are taken after a warm-up; nothing is discarded. ``--quick`` is a smoke run (300 patients per hospital, 20
+tasks, 4 consent samples, 3 s of load).
 """
 
 from __future__ import annotations
@@ -83,7 +90,8 @@ HOSPITALS = 5
 PW = "bench-password-long-enough"
 FIELDS = ["patient.sex", "patient.birth_date", "condition.code"]
 RESEARCHERS = 5
-PATIENTS_PER_HOSPITAL = 2
+PATIENTS_PER_HOSPITAL = 10
+PATIENT_SESSIONS = 10  # of the load's clients, one in five is a patient's session (10 of 50)
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
@@ -507,22 +515,21 @@ class MiniHttp:
     reads the whole answer (status line, headers, a Content-Length body), and nothing else. httpx costs the load
     generator about as much CPU per request as the hub spends answering it, on the cores the hub needs."""
 
-    def __init__(self, url: str, ssl_ctx: Any, token: str) -> None:
+    def __init__(self, url: str, ssl_ctx: Any) -> None:
         m = re.fullmatch(r"https://([^:/]+):(\d+)", url)
         if m is None:
             raise ValueError(f"not an https://host:port URL: {url}")
         self.host, self.port = m.group(1), int(m.group(2))
         self.ssl_ctx = ssl_ctx
-        self.auth = f"Authorization: Bearer {token}\r\n"
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
-        """Send one request and read its whole answer; (status, body)."""
+    async def request(self, method: str, path: str, token: str, body: bytes = b"") -> tuple[int, bytes]:
+        """Send one request (with a bearer token) and read its whole answer; (status, body)."""
         if self.writer is None or self.reader is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port, ssl=self.ssl_ctx,
                                                                      server_hostname=self.host)
-        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{self.auth}"
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nAuthorization: Bearer {token}\r\n"
                 f"Content-Length: {len(body)}\r\n" + ("Content-Type: application/json\r\n" if body else "") + "\r\n")
         self.writer.write(head.encode() + body)
         status_line = await self.reader.readline()
@@ -556,38 +563,44 @@ async def _client_loop(w: World, i: int, deadline: float, res: LoadResult, ssl_c
     rng = random.Random(i)
     researcher = i % 5 != 0
     if researcher:
-        user = f"r{1 + i % RESEARCHERS}"
+        users = [f"r{1 + i % RESEARCHERS}"]
         ops = [("GET /v1/me", 2), ("GET /v1/tasks/{id}", 3), ("GET /v1/applications", 2),
                ("GET /v1/contracts/{uid}", 3)]
-    else:
-        user = sorted(w.patients)[(i // 5) % len(w.patients)]
+    else:  # a patient's session stands for several patients in turn: many patients, each changing now and then
+        everyone = sorted(w.patients)
+        users = everyone[(i // 5) % PATIENT_SESSIONS::PATIENT_SESSIONS]
         ops = [("GET /v1/me", 5), ("GET /v1/consents/mine", 3), ("PUT /v1/consents/mine/{h}", 2)]
     names = [o for o, _ in ops]
     weights = [wt for _, wt in ops]
     permit = False
-    c = MiniHttp(w.urls[i % len(w.urls)], ssl_ctx, w.tokens[user])
+    c = MiniHttp(w.urls[i % len(w.urls)], ssl_ctx)
+    turn = 0
     try:
         while time.perf_counter() < deadline:
             op = rng.choices(names, weights)[0]
+            user = users[turn % len(users)]
+            token = w.tokens[user]
+            turn += 1
             t0 = time.perf_counter()
             try:
                 if op == "GET /v1/me":
-                    status, _ = await c.request("GET", "/v1/me")
+                    status, _ = await c.request("GET", "/v1/me", token)
                 elif op == "GET /v1/tasks/{id}":
-                    status, _ = await c.request("GET", f"/v1/tasks/{rng.choice(w.tasks[user])}")
+                    status, _ = await c.request("GET", f"/v1/tasks/{rng.choice(w.tasks[user])}", token)
                 elif op == "GET /v1/applications":
-                    status, _ = await c.request("GET", "/v1/applications")
+                    status, _ = await c.request("GET", "/v1/applications", token)
                 elif op == "GET /v1/contracts/{uid}":
-                    status, _ = await c.request("GET", f"/v1/contracts/{rng.choice(list(w.contracts[user].values()))}")
+                    uid = rng.choice(list(w.contracts[user].values()))
+                    status, _ = await c.request("GET", f"/v1/contracts/{uid}", token)
                 elif op == "GET /v1/consents/mine":
-                    status, _ = await c.request("GET", "/v1/consents/mine")
+                    status, _ = await c.request("GET", "/v1/consents/mine", token)
                 else:
                     h = w.patients[user][0]
                     permit = not permit
                     if permit:
-                        status, _ = await c.request("PUT", f"/v1/consents/mine/{h}", b'{"permit": ["HRESCH"]}')
+                        status, _ = await c.request("PUT", f"/v1/consents/mine/{h}", token, b'{"permit": ["HRESCH"]}')
                     else:
-                        status, _ = await c.request("DELETE", f"/v1/consents/mine/{h}")
+                        status, _ = await c.request("DELETE", f"/v1/consents/mine/{h}", token)
                 dt = time.perf_counter() - t0
             except (OSError, asyncio.IncompleteReadError, ValueError) as e:
                 res.errors += 1
@@ -713,6 +726,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         temp = tempfile.mkdtemp(prefix="medspace-bench-hub-")
         a.workdir = Path(temp)
     started = time.perf_counter()
+    load_before = os.getloadavg()[0]
     rows: list[Figure] = []
     notes: list[str] = []
     try:
@@ -736,7 +750,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         held = sum(b.patients.values())
         notes += [f"data: {HOSPITALS} synthetic hospitals (synth.generate, seed 13), {a.patients:,} patients generated "
                   f"each, {held:,} in the research views",
-                  f"machine: {machine()}; hub, 5 nodes and the load generator share it",
+                  f"machine: {machine()}; hub, 5 nodes and the load generator share it (load average "
+                  f"{load_before:.1f} before the run, {os.getloadavg()[0]:.1f} after: other work on the machine "
+                  "shows here)",
                   f"wall time {time.perf_counter() - started:.0f} s"]
         render(rows, notes)
         return 0

@@ -264,7 +264,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE) else "BEGIN")
 
         return engine
-    return create_engine(sa_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # No ping before each checkout: it is a round trip more on every request. After a server restart the first
+    # statement on a stale connection fails, and SQLAlchemy then discards every connection of the pool at once.
+    return create_engine(sa_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
 
 
 def alembic_config(url: str) -> Any:
