@@ -13,18 +13,21 @@ a regulator verifies what the hub did with the same tools as any log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from medspace.hub.accounts import Principal, UserRole
 from medspace.hub.errors import AuthError, BadRequest, Conflict, Forbidden, HubError, NotFound
+from medspace.hub.node_api import PeerCache
 from medspace.hub.node_api import router as node_router
-from medspace.hub.service import Hub
+from medspace.hub.service import WORKER_THREADS, Hub, offload, read
 from medspace.ledger.api import create_app as ledger_app
 from medspace.ledger.entry import find
 
@@ -117,7 +120,7 @@ async def person(request: Request) -> Principal:
     if scheme.lower() != "bearer" or not token:
         raise AuthError("sign in first: send Authorization: Bearer <token> from POST /v1/auth/token")
     hub: Hub = request.app.state.hub
-    return await run_in_threadpool(hub.authenticate, token.strip())
+    return await read(hub, hub.authenticate, token.strip())
 
 
 Person = Annotated[Principal, Depends(person)]
@@ -125,10 +128,18 @@ Person = Annotated[Principal, Depends(person)]
 
 def create_app(hub: Hub) -> FastAPI:
     """The hub's API over one :class:`Hub`."""
-    app = FastAPI(title="medspace hub", version="1",
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Sync routes run on worker threads. The hub's work is short and CPU-bound under one GIL: a few threads
+        # keep the cores busy, while anyio's default of 40 makes them fight over the GIL and adds latency.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
+        yield
+
+    app = FastAPI(lifespan=lifespan, title="medspace hub", version="1",
                   description="Coordinator of a trusted medical data space: accounts, applications and contracts, "
                               "consent, task dispatch and the audit log. Usable, not visible.")
     app.state.hub = hub
+    app.state.peers = PeerCache()
 
     @app.exception_handler(HubError)
     async def _hub_error(_req: Request, exc: HubError) -> JSONResponse:
@@ -159,7 +170,7 @@ def create_app(hub: Hub) -> FastAPI:
         return TokenAnswer(access_token=tok, expires_at=exp.isoformat())
 
     @app.get("/v1/me", tags=["accounts"])
-    def me(who: Person) -> dict[str, Any]:
+    async def me(who: Person) -> dict[str, Any]:
         """The caller's account."""
         return {"username": who.name, "role": who.role, "hospital": who.hospital}
 
@@ -205,9 +216,9 @@ def create_app(hub: Hub) -> FastAPI:
         return hub.submit_application(who, body)
 
     @app.get("/v1/applications", tags=["applications"])
-    def applications(who: Person) -> list[dict[str, Any]]:
+    async def applications(who: Person) -> list[dict[str, Any]]:
         """Applications the caller takes part in, one row per hospital with its negotiation state."""
-        return hub.applications_for(who)
+        return await read(hub, hub.applications_for, who)
 
     @app.get("/v1/applications/{app_id}", tags=["applications"])
     def application(app_id: str, who: Person) -> dict[str, Any]:
@@ -221,9 +232,9 @@ def create_app(hub: Hub) -> FastAPI:
                                       restrictions=body.restrictions)
 
     @app.get("/v1/contracts/{uid}", tags=["contracts"])
-    def contract(uid: str, who: Person) -> dict[str, Any]:
+    async def contract(uid: str, who: Person) -> dict[str, Any]:
         """A contract: the ODRL agreement, its negotiation and state."""
-        return hub.contract_view(who, uid)
+        return await read(hub, hub.contract_view, who, uid)
 
     @app.post("/v1/contracts/{uid}/accept", tags=["contracts"])
     def accept(uid: str, who: Person) -> dict[str, Any]:
@@ -238,10 +249,11 @@ def create_app(hub: Hub) -> FastAPI:
     # --- tasks ----------------------------------------------------------------------------------------
 
     @app.post("/v1/tasks", status_code=202, tags=["tasks"])
-    def submit(body: NewTask, who: Person) -> dict[str, Any]:
+    async def submit(body: NewTask, who: Person) -> dict[str, Any]:
         """Submit a task under contracts; every hospital's part is checked, then dispatched to its node."""
-        return hub.submit_task(who, kind=body.kind, params=body.params, purpose=body.purpose,
-                               contracts=body.contracts, completion=body.completion, deadline_s=body.deadline_s)
+        return await offload(lambda: hub.submit_task(
+            who, kind=body.kind, params=body.params, purpose=body.purpose, contracts=body.contracts,
+            completion=body.completion, deadline_s=body.deadline_s))
 
     @app.get("/v1/tasks/{task_id}", tags=["tasks"])
     async def task(task_id: str, who: Person, wait: Annotated[float, Query(ge=0, le=60)] = 0) -> dict[str, Any]:
@@ -249,7 +261,7 @@ def create_app(hub: Hub) -> FastAPI:
         deadline = asyncio.get_running_loop().time() + wait
         while True:
             wake = hub.db.notifier.wakeup("tasks")
-            view = await run_in_threadpool(hub.task_view, who, task_id)
+            view = await read(hub, hub.task_view, who, task_id)
             left = deadline - asyncio.get_running_loop().time()
             if view["status"] in ("done", "failed", "cancelled") or left <= 0:
                 return view
@@ -258,25 +270,25 @@ def create_app(hub: Hub) -> FastAPI:
     # --- consent --------------------------------------------------------------------------------------
 
     @app.put("/v1/consents", tags=["consent"])
-    def put_consent(resource: dict[str, Any], who: Person) -> dict[str, Any]:
+    async def put_consent(resource: dict[str, Any], who: Person) -> dict[str, Any]:
         """Record a new version of a FHIR R4 Consent (the patient's own, or a steward's hospital's)."""
-        return hub.put_consent(who, resource)
+        return await offload(hub.put_consent, who, resource)
 
     @app.put("/v1/consents/mine/{hospital}", tags=["consent"])
-    def my_consent(hospital: str, body: SimpleConsent, who: Person) -> dict[str, Any]:
+    async def my_consent(hospital: str, body: SimpleConsent, who: Person) -> dict[str, Any]:
         """A patient sets their consent at a hospital: permitted purposes, covered and excepted categories."""
-        return hub.consent_simple(who, hospital, permit=body.permit, categories=body.categories,
-                                  deny_categories=body.deny_categories)
+        return await offload(lambda: hub.consent_simple(who, hospital, permit=body.permit, categories=body.categories,
+                                                        deny_categories=body.deny_categories))
 
     @app.delete("/v1/consents/mine/{hospital}", tags=["consent"])
-    def revoke_mine(hospital: str, who: Person) -> dict[str, Any]:
+    async def revoke_mine(hospital: str, who: Person) -> dict[str, Any]:
         """A patient revokes their consent at a hospital (a new, inactive version)."""
-        return hub.revoke_consent(who, hospital)
+        return await offload(hub.revoke_consent, who, hospital)
 
     @app.get("/v1/consents/mine", tags=["consent"])
-    def consents_mine(who: Person) -> list[dict[str, Any]]:
+    async def consents_mine(who: Person) -> list[dict[str, Any]]:
         """A patient's consents, every version."""
-        return hub.my_consents(who)
+        return await read(hub, hub.my_consents, who)
 
     @app.put("/v1/hospitals/{hospital}/consent-defaults", tags=["consent"])
     def defaults(hospital: str, body: dict[str, Any], who: Person) -> dict[str, Any]:

@@ -17,12 +17,13 @@ at any time; running tasks under it end at once and it permits nothing afterward
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from medspace.hub.accounts import Principal, UserRole
@@ -53,18 +54,51 @@ def packs() -> dict[str, Pack]:
     return _PACKS
 
 
+# statements of the frequent reads, built once
+_APPLICATIONS = (select(ApplicationRow.id, ApplicationRow.applicant, ApplicationRow.body, ContractRow.hospital,
+                        ContractRow.uid, ContractRow.state)
+                 .select_from(ContractRow).join(ApplicationRow, ApplicationRow.id == ContractRow.application_id)
+                 .order_by(ApplicationRow.created_at))
+_APPLICATIONS_OF_HOSPITAL = _APPLICATIONS.where(ContractRow.hospital == bindparam("b_hospital"))
+_APPLICATIONS_OF_APPLICANT = _APPLICATIONS.where(ApplicationRow.applicant == bindparam("b_applicant"))
+_CONTRACT_VIEW = (select(ContractRow.uid, ContractRow.hospital, ContractRow.state, ContractRow.ended,
+                         ContractRow.odrl, ContractRow.negotiation, ApplicationRow.applicant)
+                  .join(ApplicationRow, ApplicationRow.id == ContractRow.application_id)
+                  .where(ContractRow.uid == bindparam("b_uid")))
+
+
 def _negotiation(row: ContractRow) -> Negotiation:
     return Negotiation.from_dict(orjson.loads(row.negotiation))
 
 
+@functools.lru_cache(maxsize=4096)
+def parse_odrl(text: str) -> Contract:
+    """The contract of a stored ODRL agreement, parsed once per text (a revocation stores a new text, so it is
+    never served stale; Contract is immutable, so callers share it). Parsing is most of a task check's cost."""
+    return Contract.from_odrl(orjson.loads(text))
+
+
 def _contract(row: ContractRow) -> Contract | None:
-    return Contract.from_odrl(orjson.loads(row.odrl)) if row.odrl else None
+    return parse_odrl(row.odrl) if row.odrl else None
+
+
+def node_contract_view(crow: Any) -> dict[str, Any]:
+    """A contract (a row, or a Core row of uid, state, odrl, revoked_at, ended) as its hospital's node re-checks
+    it: the ODRL agreement, its state, revocation and end."""
+    return {"uid": crow.uid, "state": crow.state, "odrl": orjson.loads(crow.odrl) if crow.odrl else None,
+            "revoked_at": crow.revoked_at.isoformat() if crow.revoked_at else None, "ended": crow.ended}
 
 
 def defaults_of(p: Participant) -> HospitalDefaults:
     """A hospital's consent defaults (opt-in everywhere until its steward sets them)."""
-    data = orjson.loads(p.consent_defaults) if p.consent_defaults else {"fallback": "opt-in"}
-    return HospitalDefaults.from_dict({**data, "hospital": p.name})
+    return _defaults(p.name, p.consent_defaults or "")
+
+
+@functools.lru_cache(maxsize=1024)
+def _defaults(hospital: str, text: str) -> HospitalDefaults:
+    # parsed once per stored text (HospitalDefaults is immutable): checking them is a good part of a task's check
+    data = orjson.loads(text) if text else {"fallback": "opt-in"}
+    return HospitalDefaults.from_dict({**data, "hospital": hospital})
 
 
 class ContractOps(HubCore):
@@ -121,16 +155,15 @@ class ContractOps(HubCore):
 
     def applications_for(self, who: Principal) -> list[dict[str, Any]]:
         """Applications a person takes part in: a researcher's own, a steward's hospital's (with its state)."""
-        with self.db.sessions() as s:
-            q = select(ContractRow, ApplicationRow).join(ApplicationRow,
-                                                         ApplicationRow.id == ContractRow.application_id)
+        with self.db.engine.connect() as c:
             if who.role == UserRole.STEWARD:
-                q = q.where(ContractRow.hospital == who.hospital)
-            elif who.role not in (UserRole.ADMIN, UserRole.REGULATOR):
-                q = q.where(ApplicationRow.applicant == who.name)
-            rows = s.execute(q.order_by(ApplicationRow.created_at)).all()
-        return [{"application": a.id, "applicant": a.applicant, "hospital": c.hospital, "contract": c.uid,
-                 "state": c.state, "purpose": orjson.loads(a.body)["purpose"]} for c, a in rows]
+                rows = c.execute(_APPLICATIONS_OF_HOSPITAL, {"b_hospital": who.hospital}).all()
+            elif who.role in (UserRole.ADMIN, UserRole.REGULATOR):
+                rows = c.execute(_APPLICATIONS).all()
+            else:
+                rows = c.execute(_APPLICATIONS_OF_APPLICANT, {"b_applicant": who.name}).all()
+        return [{"application": r.id, "applicant": r.applicant, "hospital": r.hospital, "contract": r.uid,
+                 "state": r.state, "purpose": orjson.loads(r.body)["purpose"]} for r in rows]
 
     # --- stewards' decisions ------------------------------------------------------------------------------
 
@@ -241,11 +274,11 @@ class ContractOps(HubCore):
 
     def contract_view(self, who: Principal, uid: str) -> dict[str, Any]:
         """A contract (ODRL agreement), its negotiation and state: to its parties, its steward, admins, regulators."""
-        with self.db.sessions() as s:
-            crow = s.get(ContractRow, uid)
-            row = s.get(ApplicationRow, crow.application_id) if crow is not None else None
-        if crow is None or row is None:
+        with self.db.engine.connect() as c:
+            crow = c.execute(_CONTRACT_VIEW, {"b_uid": uid}).first()
+        if crow is None:
             raise NotFound(f"no contract {uid}")
+        row = crow
         if not (who.name == row.applicant or who.role in (UserRole.ADMIN, UserRole.REGULATOR)
                 or (who.role == UserRole.STEWARD and who.hospital == crow.hospital)):
             raise self.refuse(who, "contract.parties-only", "only a contract's parties read it",
@@ -259,8 +292,7 @@ class ContractOps(HubCore):
             crow = s.get(ContractRow, uid)
         if crow is None or crow.hospital != hospital:
             raise NotFound(f"no contract {uid} for this hospital")
-        return {"uid": uid, "state": crow.state, "odrl": orjson.loads(crow.odrl) if crow.odrl else None,
-                "revoked_at": crow.revoked_at.isoformat() if crow.revoked_at else None, "ended": crow.ended}
+        return node_contract_view(crow)
 
     def revoke_contract(self, who: Principal, uid: str, reason: str) -> dict[str, Any]:
         """Revoke a contract (its hospital's steward, or an admin): running and later tasks under it end."""
@@ -305,12 +337,15 @@ class ContractOps(HubCore):
     # --- the check of every task part ---------------------------------------------------------------------
 
     def authorise_task(self, who: Principal, *, hospital: str, contract_uid: str, purpose: Purpose, operation: str,
-                       fields: tuple[str, ...], task_id: str) -> None:
-        """Refuse (logged, naming the rule) a task part that its contract or the hospital's packs do not permit."""
+                       fields: tuple[str, ...], task_id: str,
+                       rows: tuple[ContractRow | None, Participant | None] | None = None) -> None:
+        """Refuse (logged, naming the rule) a task part that its contract or the hospital's packs do not permit;
+        ``rows``: the contract's and the hospital's rows when the caller read them already (see :meth:`task_rows`)."""
         now = utcnow()
-        with self.db.sessions() as s:
-            crow = s.get(ContractRow, contract_uid)
-            node = s.get(Participant, hospital)
+        if rows is None:
+            with self.db.sessions() as s:
+                rows = (s.get(ContractRow, contract_uid), s.get(Participant, hospital))
+        crow, node = rows
         resource = f"task:{task_id}/{hospital}"
 
         def refuse(rule: str, message: str) -> Exception:
@@ -353,6 +388,14 @@ class ContractOps(HubCore):
             raise refuse("decision.request", str(e)) from None
         if not decision.allowed:
             raise refuse(decision.refusals[0].rule_id if decision.refusals else "decision.no-rule", decision.reason)
+
+    def task_rows(self, contracts: Mapping[str, str]) -> dict[str, tuple[ContractRow | None, Participant | None]]:
+        """For a task's parts (hospital -> contract uid), the rows :meth:`authorise_task` checks, in two queries."""
+        with self.db.sessions() as s:
+            uids = set(contracts.values())
+            crows = {c.uid: c for c in s.scalars(select(ContractRow).where(ContractRow.uid.in_(uids)))}
+            nodes = {p.name: p for p in s.scalars(select(Participant).where(Participant.name.in_(set(contracts))))}
+        return {h: (crows.get(uid), nodes.get(h)) for h, uid in contracts.items()}
 
     def open_tasks_under(self, uid: str) -> list[str]:
         """Tasks still open under a contract."""

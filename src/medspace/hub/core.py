@@ -10,10 +10,13 @@ Every refusal names its rule (``Forbidden.rule``) and is itself an audit entry (
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import threading
+import time
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +24,7 @@ from typing import Any, Self
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from medspace.hub.accounts import (
@@ -45,6 +48,7 @@ from medspace.policy.pki import Space
 from medspace.private_files import PrivateFileError, read_private_file
 
 CONFIG = "hub.toml"
+TOKEN_CACHE = 10_000  # access tokens whose signature this process checked already (cleared when full)
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,93 @@ def _load_task_key(space: Space, name: str) -> ec.EllipticCurvePrivateKey:
     return key
 
 
+_READING_INLINE: contextvars.ContextVar[bool] = contextvars.ContextVar("medspace_reading_inline", default=False)
+
+
+@contextlib.contextmanager
+def reading_inline() -> Iterator[None]:
+    """Mark a read run on the event loop: a refusal in it is raised as DeferredRefusal, not logged in place."""
+    token = _READING_INLINE.set(True)
+    try:
+        yield
+    finally:
+        _READING_INLINE.reset(token)
+
+
+class DeferredRefusal(Exception):
+    """A refusal met in a read on the event loop, to be logged (HubCore.refuse) on a worker thread and raised."""
+
+    def __init__(self, who: Principal, rule: str, message: str, resource: str, purpose: Purpose | str) -> None:
+        super().__init__(rule)
+        self.who, self.rule, self.message, self.resource, self.purpose = who, rule, message, resource, purpose
+
+
+class GroupCommit:
+    """Appends to the audit log that callers on several threads make at once, written as one batch: one durable
+    commit (an fsync) for all of them instead of one each, in the order they arrived.
+
+    A caller queues its events; if no batch is being written it takes every queued event and writes them (the
+    leader), else it waits for the batch in flight and then for its own. Each caller gets its own indices, or the
+    error of the batch its events were in.
+    """
+
+    def __init__(self, write: Callable[[list[AuditEvent]], list[int]], lock: threading.Lock) -> None:
+        self._write = write
+        self._lock = lock  # held while writing (the checkpoint publisher takes it too)
+        self._cond = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._writing = False
+
+    def append(self, events: Sequence[AuditEvent]) -> list[int]:
+        """Append ``events`` (in one batch with whatever other threads append now); their indices."""
+        mine = _Pending(list(events))
+        with self._cond:
+            self._queue.append(mine)
+            while not mine.done and self._writing:
+                self._cond.wait()
+            if mine.done:
+                return mine.result()
+            batch, self._queue = self._queue, []
+            self._writing = True
+        try:
+            with self._lock:
+                indices = self._write([e for p in batch for e in p.events])
+            at = 0
+            for p in batch:
+                p.indices = indices[at:at + len(p.events)]
+                at += len(p.events)
+        except BaseException as e:
+            for p in batch:
+                p.error = e
+            raise
+        finally:
+            with self._cond:
+                for p in batch:
+                    p.done = True
+                self._writing = False
+                self._cond.notify_all()
+        return mine.result()
+
+
+@dataclass
+class _Pending:
+    events: list[AuditEvent]
+    indices: list[int] | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+    def result(self) -> list[int]:
+        if self.error is not None:
+            raise self.error
+        assert self.indices is not None
+        return self.indices
+
+
+# the account a token speaks for, read on every request (a statement built once)
+_ACCOUNT = (select(User.username, User.role, User.hospital, User.pseudonym, User.disabled)
+            .where(User.username == bindparam("b_username")))
+
+
 def _audit_role(role: str) -> Role:
     return Role(role)
 
@@ -157,6 +248,8 @@ class HubCore:
             self.space = Space.open(config.space)
             self.task_key = _load_task_key(self.space, config.name)
         self._log_lock = threading.Lock()
+        self._tokens: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._appender = GroupCommit(lambda evs: self.log.append(evs), self._log_lock)
 
     @classmethod
     def open(cls, directory: Path, **kw: Any) -> Self:
@@ -171,22 +264,37 @@ class HubCore:
 
     # --- audit ----------------------------------------------------------------------------------------------
 
+    def event(self, action: Action, *, actor: str, role: Role | str, purpose: Purpose | str, resource: str,
+              contract_id: str | None = None, subject: str | None = None, inputs: Sequence[bytes] = (),
+              outputs: Sequence[bytes] = ()) -> AuditEvent:
+        """An audit event to append (with :meth:`append`); ``subject`` (a linkage pseudonym) is kept only as a salted
+        commitment."""
+        commitment = self.salts.commit(subject) if subject is not None else None
+        return AuditEvent(actor=actor, role=Role(role), action=action, purpose=Purpose(purpose), resource=resource,
+                          time=utcnow(), contract_id=contract_id,
+                          input_hashes=tuple(hashlib.sha256(b).hexdigest() for b in inputs),
+                          output_hashes=tuple(hashlib.sha256(b).hexdigest() for b in outputs),
+                          subject_commitment=commitment)
+
+    def append(self, events: Sequence[AuditEvent]) -> list[int]:
+        """Append events durably, in order; their indices. Concurrent callers share one commit (group commit)."""
+        return self._appender.append(events) if events else []
+
     def record(self, action: Action, *, actor: str, role: Role | str, purpose: Purpose | str, resource: str,
                contract_id: str | None = None, subject: str | None = None, inputs: Sequence[bytes] = (),
                outputs: Sequence[bytes] = ()) -> int:
         """Append one audit event; ``subject`` (a linkage pseudonym) is stored only as a salted commitment."""
-        commitment = self.salts.commit(subject) if subject is not None else None
-        ev = AuditEvent(actor=actor, role=Role(role), action=action, purpose=Purpose(purpose), resource=resource,
-                        time=utcnow(), contract_id=contract_id,
-                        input_hashes=tuple(hashlib.sha256(b).hexdigest() for b in inputs),
-                        output_hashes=tuple(hashlib.sha256(b).hexdigest() for b in outputs),
-                        subject_commitment=commitment)
-        with self._log_lock:
-            return self.log.append([ev])[0]
+        ev = self.event(action, actor=actor, role=role, purpose=purpose, resource=resource, contract_id=contract_id,
+                        subject=subject, inputs=inputs, outputs=outputs)
+        return self.append([ev])[0]
 
     def refuse(self, who: Principal, rule: str, message: str, *, resource: str,
                purpose: Purpose | str = Purpose.HSYSADMIN) -> Forbidden:
-        """Log a refusal and return the exception to raise."""
+        """Log a refusal and return the exception to raise. In a read run on the event loop (:func:`~medspace.hub.
+        service.read`) it raises DeferredRefusal instead, and the read logs it on a worker thread (a durable append
+        must not stall the loop)."""
+        if _READING_INLINE.get():
+            raise DeferredRefusal(who, rule, message, resource, purpose)
         self.record(Action.ACCESS_REFUSE, actor=who.name if not who.pseudonym else self.salts.commit(who.pseudonym),
                     role=who.role, purpose=purpose, resource=resource)
         return Forbidden(rule, message)
@@ -214,12 +322,23 @@ class HubCore:
 
     def authenticate(self, token: str) -> Principal:
         """The person a token speaks for, as their account says now (disabled accounts are refused)."""
-        claims = self.signer.verify(token)
-        with self.db.sessions() as s:
-            user = s.scalars(select(User).where(User.username == claims["sub"])).first()
+        claims = self._token_claims(token)
+        with self.db.engine.connect() as c:
+            user = c.execute(_ACCOUNT, {"b_username": claims["sub"]}).first()
         if user is None or user.disabled:
             raise AuthError("the access token is not valid")
-        return self._principal(user)
+        return Principal(name=user.username, role=user.role, hospital=user.hospital, pseudonym=user.pseudonym)
+
+    def _token_claims(self, token: str) -> dict[str, Any]:
+        # a token's signature is checked once: it cannot change, and its expiry is checked again on every use
+        hit = self._tokens.get(token)
+        if hit is not None and time.time() < hit[0]:
+            return hit[1]
+        claims = self.signer.verify(token)
+        if len(self._tokens) >= TOKEN_CACHE:
+            self._tokens.clear()
+        self._tokens[token] = (float(claims["exp"]), claims)
+        return claims
 
     def create_user(self, who: Principal, *, username: str, role: str, password: str, hospital: str | None = None,
                     pseudonym: str | None = None) -> Principal:

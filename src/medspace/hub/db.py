@@ -34,7 +34,6 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.pool import NullPool
 
 from medspace.hub.errors import DatabaseError
 
@@ -234,17 +233,23 @@ def is_postgres(url: str) -> bool:
     return bool(_PG.match(url))
 
 
+WRITE = "medspace_write"  # execution option of the engine that write transactions use (SQLite: BEGIN IMMEDIATE)
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     """An engine for the hub database. SQLite runs in WAL mode with a busy timeout, so readers never wait for the
-    writer and a second writer waits instead of failing; PostgreSQL gets a connection pool."""
+    writer and a second writer waits instead of failing; PostgreSQL gets a connection pool. Write transactions use
+    ``engine.execution_options(medspace_write=True)`` (:data:`WRITE`)."""
     sa_url = database_url(url)
     if sa_url.startswith("sqlite"):
-        # one connection per checkout: SQLite connections are cheap and must not cross threads mid-transaction
-        engine = create_engine(sa_url, poolclass=NullPool, connect_args={"timeout": 30, "check_same_thread": False})
+        # a pool of connections (a checkout belongs to one thread until it is returned): opening one per session
+        # and setting its pragmas cost more than the queries of a typical request
+        engine = create_engine(sa_url, pool_size=pool_size, max_overflow=64,
+                               connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _rec: Any) -> None:
-            # pysqlite's own transaction handling would defer BEGIN; we issue BEGIN IMMEDIATE ourselves (below)
+            # pysqlite's own transaction handling would defer BEGIN; we issue BEGIN ourselves (below)
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
@@ -254,11 +259,14 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            # take the write lock at the start: a read-then-write transaction (claim a task) cannot be overtaken
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # a write transaction takes the write lock at the start: a read-then-write transaction (claim a task)
+            # cannot be overtaken; a read transaction is a snapshot that neither waits for nor blocks the writer
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE) else "BEGIN")
 
         return engine
-    return create_engine(sa_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # No ping before each checkout: it is a round trip more on every request. After a server restart the first
+    # statement on a stale connection fails, and SQLAlchemy then discards every connection of the pool at once.
+    return create_engine(sa_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
 
 
 def alembic_config(url: str) -> Any:

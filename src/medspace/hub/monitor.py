@@ -4,8 +4,9 @@ Every tick (default 0.5 s) each hub process's monitor:
 
 * ends contracts whose period is over (``contract.expire``) and cancels their open tasks (``task.end``);
 * fails tasks past their deadline, and queues again assignments whose node did not answer within the lease;
-* carries out the ``delete`` duty: a released result is erased from the hub once the shortest retention of the
-  contracts it was computed under has passed (``duty.perform``, with the hash of what was erased).
+* carries out the ``delete`` duty (every ``DUTY_EVERY`` s; retention is counted in days): a released result is
+  erased from the hub once the shortest retention of the contracts it was computed under has passed
+  (``duty.perform``, with the hash of what was erased).
 
 Revocations need no tick: :meth:`ContractOps.revoke_contract` ends running tasks in the same transaction. With
 several hub processes every step is idempotent and takes its rows with ``SKIP LOCKED`` or a conditional update,
@@ -15,24 +16,26 @@ so two monitors never log one step twice.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timedelta
 
-import orjson
 from sqlalchemy import select, update
 
-from medspace.hub.contracts import ContractOps
+from medspace.hub.contracts import ContractOps, parse_odrl
 from medspace.hub.db import Assignment, Task, utcnow
 from medspace.hub.db import Contract as ContractRow
 from medspace.hub.queue import expire_tasks, requeue_expired_leases
 from medspace.hub.tasks import finish
 from medspace.ledger.entry import Action, Purpose, Role
-from medspace.policy.contract import Contract
 
 TICK = 0.5
+# retention is counted in days: results due for deletion are looked for every half minute, not every tick
+DUTY_EVERY = 30.0
+MIN_RETENTION = timedelta(days=1)  # the shortest retention a contract may set (policy.contract checks it)
 
 
-def tick(hub: ContractOps, now: datetime | None = None) -> dict[str, int]:
-    """One round of the monitor; what it did, in counts."""
+def tick(hub: ContractOps, now: datetime | None = None, *, duties: bool = True) -> dict[str, int]:
+    """One round of the monitor (``duties``: also look for results whose retention has passed); what it did."""
     now = now or utcnow()
     done = {"expired": 0, "late": 0, "requeued": 0, "deleted": 0}
     with hub.db.sessions() as s:
@@ -41,30 +44,41 @@ def tick(hub: ContractOps, now: datetime | None = None) -> dict[str, int]:
     for uid in due:
         hub.end_contract(uid, "expired", "the contract's period ended")
         done["expired"] += 1
-    with hub.db.transaction("tasks") as s:
+    # channels are notified only when something changed: every wake-up costs each long-polling node a query
+    with hub.db.transaction() as s:
         done["late"] = len(expire_tasks(s, now=now, finisher=finish))
-    with hub.db.transaction("assignments") as s:
+        if done["late"]:
+            hub.db.changed(s, "tasks")
+    with hub.db.transaction() as s:
         done["requeued"] = requeue_expired_leases(s, now=now, finisher=finish)
-    done["deleted"] = _delete_duty(hub, now)
+        if done["requeued"]:
+            hub.db.changed(s, "assignments")
+            hub.db.changed(s, "tasks")  # a part failed after its last attempt may have finished its task
+    if duties:
+        done["deleted"] = _delete_duty(hub, now)
     return done
 
 
-def _retention(hub: ContractOps, task_id: str) -> timedelta | None:
-    with hub.db.sessions() as s:
-        odrls = list(s.scalars(select(ContractRow.odrl).join(Assignment, Assignment.contract_uid == ContractRow.uid)
-                               .where(Assignment.task_id == task_id)))
-    days = [Contract.from_odrl(orjson.loads(o)).delete_after_days for o in odrls if o]
-    return timedelta(days=min(days)) if days else None
-
-
 def _delete_duty(hub: ContractOps, now: datetime, limit: int = 100) -> int:
+    # No contract keeps results for less than MIN_RETENTION, so younger results are not even read; for the others
+    # one query gives each task's contracts, and a task is due once the shortest of their retentions has passed.
     with hub.db.sessions() as s:
-        rows = list(s.execute(select(Task.id, Task.finished_at, Task.purpose).where(
-            Task.result.is_not(None), Task.finished_at.is_not(None)).order_by(Task.finished_at).limit(limit)))
+        rows = list(s.execute(
+            select(Task.id, Task.finished_at, Task.purpose, ContractRow.odrl)
+            .join(Assignment, Assignment.task_id == Task.id)
+            .join(ContractRow, Assignment.contract_uid == ContractRow.uid)
+            .where(Task.result.is_not(None), Task.finished_at.is_not(None), Task.finished_at <= now - MIN_RETENTION)
+            .order_by(Task.finished_at)))
+    keep: dict[str, tuple[datetime, str, int]] = {}
+    for task_id, finished_at, purpose, odrl in rows:
+        if not odrl or finished_at is None:
+            continue
+        days = parse_odrl(odrl).delete_after_days
+        prev = keep.get(task_id)
+        keep[task_id] = (finished_at, purpose, min(days, prev[2]) if prev else days)
     n = 0
-    for task_id, finished_at, purpose in rows:
-        keep = _retention(hub, task_id)
-        if keep is None or finished_at is None or finished_at + keep > now:
+    for task_id, (finished_at, purpose, days) in keep.items():
+        if n >= limit or finished_at + timedelta(days=days) > now:
             continue
         with hub.db.transaction() as s:
             result = s.scalar(select(Task.result).where(Task.id == task_id).with_for_update())
@@ -80,17 +94,23 @@ def _delete_duty(hub: ContractOps, now: datetime, limit: int = 100) -> int:
 class Monitor(threading.Thread):
     """The monitor's thread in a hub process."""
 
-    def __init__(self, hub: ContractOps, interval: float = TICK) -> None:
+    def __init__(self, hub: ContractOps, interval: float = TICK, duty_interval: float = DUTY_EVERY) -> None:
         super().__init__(name="medspace-hub-monitor", daemon=True)
         self.hub = hub
         self.interval = interval
+        self.duty_interval = duty_interval
         self._halt = threading.Event()
         self.errors = 0
 
     def run(self) -> None:
+        last_duty = -self.duty_interval
         while not self._halt.wait(self.interval):
+            now = time.monotonic()
+            duties = now - last_duty >= self.duty_interval
             try:
-                tick(self.hub)
+                tick(self.hub, duties=duties)
+                if duties:
+                    last_duty = now
             except Exception:  # a database hiccup: count it, the next tick tries again (the thread must not die)
                 self.errors += 1
 

@@ -2,8 +2,11 @@
 
 A node opens every connection (hospitals accept no inbound traffic) and long-polls::
 
-    GET  /v1/node/assignments?wait=S   claim this node's queued assignments (signed task envelopes); waits up to S s
-    POST /v1/node/assignments/{id}     the node's answer: {"result": ...} or {"error": ..., "rule": ...}
+    GET  /v1/node/assignments?wait=S   claim this node's queued assignments (signed task envelopes) and the
+                                       contracts they name; waits up to S s
+    POST /v1/node/assignments/{id}?wait=S   the node's answer: {"result": ...} or {"error": ..., "rule": ...}, with
+                                       the node's audit events about it ("events", appended with the answer);
+                                       with wait, the answer also carries the node's next assignments
     GET  /v1/node/consents?since=N&wait=S   consent changes for this hospital after sequence N (FHIR Consent)
     GET  /v1/node/contracts/{uid}      a contract of this hospital (ODRL agreement, state, revocation)
     POST /v1/node/audit                audit events the node records about its own work (actor must be the node)
@@ -17,33 +20,77 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
+from cryptography import x509
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from medspace.hub.accounts import Principal
 from medspace.hub.errors import AuthError, Forbidden
-from medspace.hub.service import Hub
+from medspace.hub.service import Hub, offload, read
+from medspace.policy.errors import CertificateRejected, PkiError
+from medspace.policy.pki import Identity, Space
 
 MAX_WAIT = 30.0
+
+
+class PeerCache:
+    """Node certificates this hub process verified already, so a request on a known certificate skips what cannot
+    change (parsing, the CA's signature, the identity it names) and checks again only what can: its validity
+    period, the revocation list's expiry and the certificate's absence from it. On any doubt the full check runs,
+    and its refusal names the reason."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._seen: dict[bytes, tuple[Identity, int, datetime, datetime]] = {}
+
+    def known(self, space: Space, der: bytes) -> Identity | None:
+        """The identity of a certificate verified before and still good now, or None (verify it in full)."""
+        hit = self._seen.get(der)
+        if hit is None:
+            return None
+        ident, serial, not_before, not_after = hit
+        now = datetime.now(UTC)
+        try:
+            crl = space.crl()
+        except PkiError:
+            return None
+        next_update = crl.next_update_utc
+        if (not not_before <= now <= not_after or next_update is None or now > next_update
+                or crl.get_revoked_certificate_by_serial_number(serial) is not None):
+            self._seen.pop(der, None)
+            return None
+        return ident
+
+    def verify(self, space: Space, der: bytes) -> Identity:
+        """Verify a certificate in full (Space.verify_peer) and remember it."""
+        ident = space.verify_peer(der)
+        cert = x509.load_der_x509_certificate(der)
+        if len(self._seen) >= self.size:
+            self._seen.clear()
+        self._seen[der] = (ident, cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc)
+        return ident
 
 
 async def node_peer(request: Request) -> Principal:
     """The node calling, from its TLS client certificate; refused unless it is a node of this space."""
     from medspace.hub.tls import peer_der
-    from medspace.policy.errors import CertificateRejected
 
     hub: Hub = request.app.state.hub
     der = peer_der(request.scope)
     if der is None or hub.space is None:
         raise AuthError("node routes need the node's space certificate (mutual TLS)")
-    try:
-        ident = await run_in_threadpool(hub.space.verify_peer, der)
-    except CertificateRejected as e:
-        raise AuthError(f"certificate refused: {e}") from None
+    peers: PeerCache = request.app.state.peers
+    ident = peers.known(hub.space, der)
+    if ident is None:
+        try:
+            ident = await run_in_threadpool(peers.verify, hub.space, der)
+        except CertificateRejected as e:
+            raise AuthError(f"certificate refused: {e}") from None
     if ident.role != "node":
         raise Forbidden("service.node-only", f"a {ident.role} certificate cannot use node routes")
     return Principal(name=ident.name, role="node", hospital=ident.name, service=True)
@@ -58,6 +105,8 @@ class Answer(BaseModel):
     result: Any = None
     error: str | None = Field(default=None, max_length=1000)
     rule: str | None = Field(default=None, max_length=200)
+    events: list[dict[str, Any]] = Field(default_factory=list, max_length=100,
+                                         description="the node's audit events about this work (actor: the node)")
 
 
 class NodeEvents(BaseModel):
@@ -70,27 +119,34 @@ def router() -> APIRouter:
     """The node routes."""
     r = APIRouter(prefix="/v1/node", tags=["nodes"])
 
+    async def poll(hub: Hub, node: Principal, wait: float) -> dict[str, Any]:
+        """Claim this node's queued assignments, waiting up to ``wait`` seconds for one to arrive."""
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            wake = hub.db.notifier.wakeup("assignments")
+            got = await offload(hub.claim_for_node, node.name)
+            left = deadline - asyncio.get_running_loop().time()
+            if got["assignments"] or left <= 0:
+                return got
+            await wake.wait(left)
+
     @r.get("/assignments")
     async def assignments(request: Request, node: Node,
                           wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0) -> dict[str, Any]:
         """Claim this node's queued assignments, waiting up to ``wait`` seconds for one to arrive."""
-        hub: Hub = request.app.state.hub
-        deadline = asyncio.get_running_loop().time() + wait
-        while True:
-            wake = hub.db.notifier.wakeup("assignments")
-            got = await run_in_threadpool(hub.claim_for_node, node.name)
-            left = deadline - asyncio.get_running_loop().time()
-            if got or left <= 0:
-                return {"assignments": got}
-            await wake.wait(left)
+        return await poll(request.app.state.hub, node, wait)
 
     @r.post("/assignments/{assignment_id}")
-    def answer(request: Request, assignment_id: int, body: Answer, node: Node) -> dict[str, Any]:
-        """The node's answer to one of its claimed assignments (once)."""
+    async def answer(request: Request, assignment_id: int, body: Answer, node: Node,
+                     wait: Annotated[float | None, Query(ge=0, le=MAX_WAIT)] = None) -> dict[str, Any]:
+        """The node's answer to one of its claimed assignments (once), with its audit events; with ``wait``, then
+        the node's next assignments as ``GET /assignments?wait=`` gives them (one round trip per task, not two)."""
         hub: Hub = request.app.state.hub
-        status = hub.answer_assignment(node.name, assignment_id, result=body.result, error=body.error,
-                                       rule=body.rule)
-        return {"task_status": status}
+        status = await offload(lambda: hub.answer_assignment(
+            node.name, assignment_id, result=body.result, error=body.error, rule=body.rule, events=body.events))
+        if wait is None:
+            return {"task_status": status}
+        return {"task_status": status, **await poll(hub, node, wait)}
 
     @r.get("/consents")
     async def consents(request: Request, node: Node, since: Annotated[int, Query(ge=0)] = 0,
@@ -102,8 +158,8 @@ def router() -> APIRouter:
         deadline = asyncio.get_running_loop().time() + wait
         while True:
             wake = hub.db.notifier.wakeup("consents")
-            seq, resources = await run_in_threadpool(hub.consents_since, node.name, since)
-            current = await run_in_threadpool(hub.consent_defaults, node.name)
+            seq, resources = await read(hub, hub.consents_since, node.name, since)
+            current = await read(hub, hub.consent_defaults, node.name)
             digest = hashlib.sha256(orjson.dumps(current, option=orjson.OPT_SORT_KEYS)).hexdigest()
             left = deadline - asyncio.get_running_loop().time()
             if resources or digest != defaults or left <= 0:

@@ -11,26 +11,40 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 
 from medspace.compute.count import CountQuery, combine
 from medspace.compute.errors import QueryError
 from medspace.hub.accounts import Principal
-from medspace.hub.contracts import ContractOps
-from medspace.hub.db import Participant, Task, dumps, new_id, utcnow
+from medspace.hub.contracts import ContractOps, node_contract_view
+from medspace.hub.db import Contract as ContractRow
+from medspace.hub.db import Participant, Task, UTCDateTime, dumps, new_id, utcnow
 from medspace.hub.errors import BadRequest, Conflict, NotFound
-from medspace.hub.queue import Part, claim, enqueue, finish_assignment
-from medspace.ledger.entry import Action, Purpose, Role
+from medspace.hub.queue import Part, TaskState, claim, enqueue, finish_assignment
+from medspace.ledger.entry import Action, AuditEvent, Purpose, Role
 from medspace.policy.envelope import seal, stamp
 
 KINDS = ("count",)
 DEFAULT_DEADLINE = timedelta(seconds=60)
 CLAIM_LEASE_NAME_BYTES = 4
+
+
+# statements of the claim, built once
+_NODE_CONTRACTS = (select(ContractRow.uid, ContractRow.state, ContractRow.odrl, ContractRow.revoked_at,
+                          ContractRow.ended)
+                   .where(ContractRow.uid.in_(bindparam("b_uids", expanding=True)),
+                          ContractRow.hospital == bindparam("b_hospital")))
+_SEEN = (update(Participant).where(Participant.name == bindparam("b_hospital"))
+         .values(last_seen=bindparam("b_now", type_=UTCDateTime())))
+
+
+_TASK_VIEW = (select(Task.id, Task.kind, Task.status, Task.purpose, Task.requester, Task.created_at, Task.finished_at,
+                     Task.result, Task.error).where(Task.id == bindparam("b_id")))
 
 
 def parse_query(kind: str, params: Mapping[str, Any]) -> CountQuery:
@@ -43,7 +57,7 @@ def parse_query(kind: str, params: Mapping[str, Any]) -> CountQuery:
         raise BadRequest(str(e)) from None
 
 
-def finish(task: Task, results: dict[str, Any], errors: dict[str, str]) -> tuple[str, Any, str | None]:
+def finish(task: TaskState, results: dict[str, Any], errors: dict[str, str]) -> tuple[str, Any, str | None]:
     """Combine the nodes' answers as the task's completion rule says."""
     if errors and (task.completion == "all" or not results):
         return "failed", None, "; ".join(f"{h}: {e}" for h, e in sorted(errors.items()))
@@ -87,9 +101,10 @@ class TaskOps(ContractOps):
         except ValueError:
             raise BadRequest("purpose: an HL7 v3 PurposeOfUse code such as HRESCH") from None
         task_id = new_id("t")
+        rows = self.task_rows(contracts)
         for hospital, uid in sorted(contracts.items()):
             self.authorise_task(who, hospital=hospital, contract_uid=uid, purpose=p, operation=kind,
-                                fields=query.fields, task_id=task_id)
+                                fields=query.fields, task_id=task_id, rows=rows[hospital])
         now = utcnow()
         deadline = now + (timedelta(seconds=deadline_s) if deadline_s else DEFAULT_DEADLINE)
         params_json = query.to_params()
@@ -103,42 +118,51 @@ class TaskOps(ContractOps):
                     completion=completion, status="queued", deadline=deadline)
         with self.db.transaction("assignments") as s:
             enqueue(s, task, parts)
-        for hospital, uid in sorted(contracts.items()):
-            self.record(Action.TASK_DISPATCH, actor=who.name, role=Role(who.role), purpose=p,
-                        resource=f"task:{task_id}/{hospital}", contract_id=uid, inputs=[digest(params_json)])
+        inputs = [digest(params_json)]
+        self.append([self.event(Action.TASK_DISPATCH, actor=who.name, role=Role(who.role), purpose=p,
+                                resource=f"task:{task_id}/{hospital}", contract_id=uid, inputs=inputs)
+                     for hospital, uid in sorted(contracts.items())])
         return {"id": task_id, "status": "queued", "hospitals": sorted(contracts)}
 
-    def claim_for_node(self, hospital: str) -> list[dict[str, Any]]:
-        """Claim a node's queued assignments (each handed out once, across hub processes)."""
+    def claim_for_node(self, hospital: str) -> dict[str, Any]:
+        """Claim a node's queued assignments (each handed out once, across hub processes), with the contracts they
+        name as they are in the same transaction (the node re-checks each task against its contract)."""
         with self.db.transaction() as s:
             rows = claim(s, hospital, self.process_name)
+            if not rows:
+                return {"assignments": [], "contracts": {}}
             out = [{"id": a.id, "task": a.task_id, "envelope": orjson.loads(a.payload)} for a in rows]
-            if rows:
-                node = s.get(Participant, hospital)
-                if node is not None:
-                    node.last_seen = utcnow()
-        return out
+            uids = sorted({a.contract_uid for a in rows if a.contract_uid})
+            conn = s.connection()
+            crows = conn.execute(_NODE_CONTRACTS, {"b_uids": uids, "b_hospital": hospital}).all()
+            contracts = {c.uid: node_contract_view(c) for c in crows}
+            conn.execute(_SEEN, {"b_hospital": hospital, "b_now": utcnow()})
+        return {"assignments": out, "contracts": contracts}
 
     def answer_assignment(self, hospital: str, assignment_id: int, *, result: Any, error: str | None,
-                          rule: str | None = None) -> str:
-        """Record a node's answer; the last answer finishes the task. Returns the task's status."""
-        with self.db.transaction("tasks") as s:
+                          rule: str | None = None, events: Sequence[dict[str, Any]] = ()) -> str:
+        """Record a node's answer and its audit events about the work; the last answer finishes the task, and the
+        node's events and the task's release (or end) are appended together. Returns the task's status."""
+        parsed = self._node_events(hospital, events)
+        with self.db.transaction() as s:
             message = None if error is None else (f"{error} (rule {rule})" if rule else error)
             task = finish_assignment(s, assignment_id, hospital, result=result, error=message, finisher=finish)
-            status, task_id, requester = task.status, task.id, task.requester
+            status, task_id = task.status, task.id
             purpose, result_text = task.purpose, task.result
+            if status in ("done", "failed"):
+                self.db.changed(s, "tasks")  # wake those waiting for the task only when it ended
         if status in ("done", "failed"):
             action = Action.RESULT_RELEASE if status == "done" else Action.TASK_END
             outputs = [result_text.encode()] if result_text else []
-            self.record(action, actor="hub", role=Role.HUB, purpose=purpose, resource=f"task:{task_id}",
-                        outputs=outputs)
-            del requester
+            parsed.append(self.event(action, actor="hub", role=Role.HUB, purpose=purpose, resource=f"task:{task_id}",
+                                     outputs=outputs))
+        self.append(parsed)
         return status
 
     def task_view(self, who: Principal, task_id: str) -> dict[str, Any]:
         """A task's status and, once done, its combined result (to its requester, or a regulator)."""
-        with self.db.sessions() as s:
-            t = s.get(Task, task_id)
+        with self.db.engine.connect() as c:
+            t = c.execute(_TASK_VIEW, {"b_id": task_id}).first()
         if t is None:
             raise NotFound(f"no task {task_id}")
         if who.name != t.requester and who.role not in ("regulator", "admin"):
@@ -164,6 +188,10 @@ class TaskOps(ContractOps):
 
     def record_node_events(self, hospital: str, events: list[dict[str, Any]]) -> list[int]:
         """Append a node's audit events about its own work: every actor must be the node itself, all or none."""
+        return self.append(self._node_events(hospital, events))
+
+    def _node_events(self, hospital: str, events: Sequence[dict[str, Any]]) -> list[AuditEvent]:
+        """A node's events, parsed; refused (logged, naming the rule) if one names another actor than the node."""
         from medspace.ledger.api import event_from_json
         from medspace.ledger.errors import EntryError
 
@@ -180,5 +208,5 @@ class TaskOps(ContractOps):
                                   f"event {i} of {len(events)} names another actor than the node sending it",
                                   resource=f"participant:{hospital}")
             parsed.append(ev)
-        with self._log_lock:
-            return self.log.append(parsed) if parsed else []
+        return parsed
+

@@ -6,12 +6,20 @@ certificate; the hub's is checked against the space's CA):
 * **tasks** (``GET /v1/node/assignments?wait=…``): each claimed assignment is a task envelope the hub signed. The
   node checks the signature against the hub's certificate (fetched once and verified against the space CA), that
   the envelope is for this hospital, unexpired and never seen before (nonces are kept in the node's state file),
-  fetches the contract the task names and checks it permits this task now (purpose, requester, operation, fields,
-  period, region, not revoked), applies its patients' consent on the linkage pseudonym, runs the task on its
-  de-identified view, passes the result through disclosure control and answers. A task it refuses is answered
-  with the reason and the rule. Each step it takes is sent to the hub's audit log as the node's own entry.
+  and that the contract the task names permits this task now (purpose, requester, operation, fields, period,
+  region, not revoked). The contract comes with the claimed assignment, read by the hub in the claim's transaction
+  (as fresh as asking for it separately, without the extra round trip; asked for with ``GET
+  /v1/node/contracts/{uid}`` when it is missing), so a contract revoked before the claim is refused even if the
+  hub dispatched a task under it. The node applies its patients' consent on the linkage pseudonym, runs the task
+  on its de-identified view (the DuckDB store is held open read-only while tasks come, closed after
+  ``store_idle`` seconds without one), passes the result through disclosure control and answers; its audit event
+  about the step travels with the answer, and the answer also asks for the next assignments (``POST
+  /v1/node/assignments/{id}?wait=…``), so a task costs one round trip. A task it refuses is answered with the
+  reason and the rule.
 * **consent** (``GET /v1/node/consents?since=…&wait=…``): the node's replica of its hospital's consents, kept
-  current within one round trip of a change.
+  current within one round trip of a change. The sequence the replica has applied is written to the state file's
+  ``status`` table once it is applied (:func:`read_status`), so tools can tell, without asking the node, which
+  changes it enforces.
 
 When the hub cannot be reached the node retries with exponential backoff (0.2 s doubling to 30 s, with jitter)
 and goes on where it stopped: an assignment it had claimed but not answered is handed out again by the hub
@@ -20,6 +28,8 @@ after its lease.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import random
 import sqlite3
@@ -39,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from medspace.compute.count import CountQuery, run_count
 from medspace.compute.errors import QueryError
 from medspace.ledger.entry import Action, AuditEvent, Purpose, Role
+from medspace.ledger.errors import EntryError
 from medspace.node.errors import ConnectionFailed, TaskError
 from medspace.policy.consent import ConsentRegistry, HospitalDefaults
 from medspace.policy.consent_fhir import TABLE_CATEGORY
@@ -49,6 +60,7 @@ from medspace.policy.pki import Space, client_context
 from medspace.privacy.disclosure import DisclosureRules
 
 WAIT = 20.0
+STORE_IDLE = 10.0
 MAX_BACKOFF = 30.0
 
 
@@ -65,6 +77,7 @@ class NodeConfig:
     defaults: HospitalDefaults | None = None
     min_cell: int = 5
     wait: float = WAIT
+    store_idle: float = STORE_IDLE  # seconds without a task after which the store is closed
 
 
 @dataclass
@@ -78,12 +91,19 @@ class NodeStats:
     refusals: list[str] = field(default_factory=list)
 
 
-class _Nonces:
-    """Task nonces this node has accepted, kept until the envelopes expire (a replay is refused)."""
+class _State:
+    """The node's state file: task nonces it accepted, kept until the envelopes expire (a replay is refused), and
+    a small status table (the consent sequence its replica has applied) that tools read without asking the node.
+
+    WAL mode: a reader of the status (``medspace`` tools, the bench) never blocks the node's writes.
+    """
 
     def __init__(self, path: Path) -> None:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, expires REAL NOT NULL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS status (key TEXT PRIMARY KEY, value INTEGER NOT NULL, "
+                         "at REAL NOT NULL)")
         self._lock = threading.Lock()
 
     def first_use(self, nonce: str, expires: datetime) -> bool:
@@ -96,8 +116,30 @@ class _Nonces:
                 return False
             return True
 
+    def set_status(self, key: str, value: int) -> None:
+        """Record a status value (and when)."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO status VALUES (?, ?, ?)", (key, value, time.time()))
+
     def close(self) -> None:
         self._db.close()
+
+
+def read_status(state: Path) -> dict[str, int]:
+    """A node's status from its state file, read-only (e.g. ``consent_seq``: the consent sequence its replica has
+    applied); empty while the node has recorded none."""
+    from urllib.parse import quote
+
+    try:
+        db = sqlite3.connect(f"file:{quote(str(state.absolute()))}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return {}
+    try:
+        return {str(k): int(v) for k, v in db.execute("SELECT key, value FROM status")}
+    except sqlite3.Error:
+        return {}
+    finally:
+        db.close()
 
 
 class NodeService:
@@ -110,7 +152,8 @@ class NodeService:
         self.stats = NodeStats()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._nonces = _Nonces(config.state)
+        self._state = _State(config.state)
+        self._store = _Store(config.store, config.store_idle)
         self._hub_key: ec.EllipticCurvePublicKey | None = None
         self._tls = client_context(self.space, config.name)
         self.consent_changed = threading.Condition()
@@ -132,7 +175,8 @@ class NodeService:
         self._stop.set()
         for t in self._threads:
             t.join(self.config.wait + 5)
-        self._nonces.close()
+        self._state.close()
+        self._store.close()
 
     def run(self) -> None:
         """Run until stopped (what `medspace node serve` does)."""
@@ -175,6 +219,7 @@ class NodeService:
             if body["resources"]:
                 self.registry.apply_changes(body["resources"])
             if body["seq"] != self.stats.consent_seq:
+                self._state.set_status("consent_seq", int(body["seq"]))
                 with self.consent_changed:
                     self.stats.consent_seq = int(body["seq"])
                     self.consent_changed.notify_all()
@@ -197,69 +242,85 @@ class NodeService:
 
     def _task_loop(self, c: httpx.Client) -> None:
         hub_key = self._hub_public_key(c)
+        body: dict[str, Any] | None = None
         while not self._stop.is_set():
-            r = c.get("/v1/node/assignments", params={"wait": self.config.wait})
-            _check(r)
+            # while the store is held open, wake up in time to let it go when tasks stop coming
+            wait = min(self.config.wait, self.config.store_idle) if self._store.is_open else self.config.wait
+            if body is None:
+                r = c.get("/v1/node/assignments", params={"wait": wait})
+                _check(r)
+                body = r.json()
             self.connected.set()
-            for a in r.json()["assignments"]:
-                self._handle(c, hub_key, a)
+            items = body.get("assignments") or []
+            contracts = body.get("contracts") or {}
+            body = None
+            if not items:
+                self._store.close_if_idle()
+            for i, a in enumerate(items):
+                # the last answer of a batch also asks for the next assignments: one round trip per task
+                body = self._handle(c, hub_key, a, contracts, poll=wait if i == len(items) - 1 else None)
 
-    def _handle(self, c: httpx.Client, hub_key: ec.EllipticCurvePublicKey, assignment: dict[str, Any]) -> None:
+    def _handle(self, c: httpx.Client, hub_key: ec.EllipticCurvePublicKey, assignment: dict[str, Any],
+                contracts: dict[str, Any] | None = None, *, poll: float | None = None) -> dict[str, Any] | None:
+        """Check, run and answer one assignment; the node's audit event travels with the answer. With ``poll``, the
+        answer waits up to that long for the next assignments and returns them (None if the hub did not)."""
         aid = int(assignment["id"])
         envelope = assignment.get("envelope") or {}
         body = orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS)
+        params = {"wait": poll} if poll is not None else None
+        answer: dict[str, Any]
         try:
             payload = self._check_envelope(hub_key, envelope)
-            result, contract_uid = self._run(c, payload)
+            info = self._contract_info(c, payload, contracts or {})
+            result, contract_uid = self._run(payload, info)
         except _Refusal as e:
             self.stats.tasks_refused += 1
             self.stats.refusals.append(e.rule)
-            self._log(c, Action.TASK_REFUSE, e.purpose, f"task:{e.task}", e.contract, inputs=[body])
-            _check(c.post(f"/v1/node/assignments/{aid}", json={"error": e.message, "rule": e.rule}), conflict_ok=True)
-            return
-        out = orjson.dumps(result, option=orjson.OPT_SORT_KEYS)
-        self._log(c, Action.NODE_COMPUTE, payload["purpose"], f"task:{payload['task']}", contract_uid,
-                  inputs=[body], outputs=[out])
-        _check(c.post(f"/v1/node/assignments/{aid}", json={"result": result}), conflict_ok=True)
-        self.stats.tasks_done += 1
+            ev = self._event(Action.TASK_REFUSE, e.purpose, f"task:{e.task}", e.contract, inputs=[body])
+            answer = {"error": e.message, "rule": e.rule, "events": [ev]}
+        else:
+            out = orjson.dumps(result, option=orjson.OPT_SORT_KEYS)
+            ev = self._event(Action.NODE_COMPUTE, payload["purpose"], f"task:{payload['task']}", contract_uid,
+                             inputs=[body], outputs=[out])
+            answer = {"result": result, "events": [ev]}
+        r = c.post(f"/v1/node/assignments/{aid}", params=params, json=answer)
+        _check(r, conflict_ok=True)  # 409: the task ended meanwhile (cancelled, past its deadline)
+        if "result" in answer:
+            self.stats.tasks_done += 1
+        got = r.json() if r.status_code < 300 else {}
+        return got if "assignments" in got else None
 
     def _check_envelope(self, hub_key: ec.EllipticCurvePublicKey, envelope: dict[str, Any]) -> dict[str, Any]:
         try:
             payload = open_envelope(envelope, hub_key, hospital=self.config.name)
         except EnvelopeError as e:
             raise _Refusal("task.envelope", str(e)) from None
-        if not self._nonces.first_use(str(payload["nonce"]), datetime.fromisoformat(payload["expires_at"])):
+        if not self._state.first_use(str(payload["nonce"]), datetime.fromisoformat(payload["expires_at"])):
             raise _Refusal("task.replay", "task envelope: already received (replayed)", payload)
         return payload
 
-    def _run(self, c: httpx.Client, payload: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    def _contract_info(self, c: httpx.Client, payload: dict[str, Any], contracts: dict[str, Any]) -> dict[str, Any]:
+        """The contract a task names, as the hub holds it now: sent along with the claimed assignment (read in the
+        claim's transaction, so as fresh as a request of its own), else asked for."""
+        uid = str(payload.get("contract") or "")
+        info = contracts.get(uid)
+        if isinstance(info, dict):
+            return info
+        r = c.get(f"/v1/node/contracts/{uid}")
+        if r.status_code in (403, 404):
+            raise _Refusal("contract.unknown", f"contract {uid} is not one of this hospital's", payload)
+        _check(r)
+        return dict(r.json())
+
+    def _run(self, payload: dict[str, Any], info: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """Check the task against its contract (``info``: the hub's view of it) and run it; a _Refusal otherwise."""
         uid = str(payload.get("contract") or "")
         try:
             query = CountQuery.from_params(payload.get("params") or {})
         except QueryError as e:
             raise _Refusal("task.malformed", str(e), payload) from None
-        r = c.get(f"/v1/node/contracts/{uid}")
-        if r.status_code in (403, 404):
-            raise _Refusal("contract.unknown", f"contract {uid} is not one of this hospital's", payload)
-        _check(r)
-        info = r.json()
         now = datetime.now(UTC)
-        try:
-            contract = Contract.from_odrl(info["odrl"])
-            if contract.assigner != self.config.name:
-                raise _Refusal("contract.assigner", f"contract {uid} was not made by this hospital", payload)
-            if info.get("revoked_at"):
-                raise _Refusal("contract.revoked", f"contract {uid} was revoked", payload)
-            request = TaskRequest(contract=uid, requester=str(payload["requester"]),
-                                  purpose=Purpose(payload["purpose"]), operation=str(payload["kind"]),
-                                  fields=query.fields, hospital=self.config.name,
-                                  destination=contract.region)
-            decision = contract.permits(request, now)
-        except (ContractError, PolicyError, ValueError, KeyError) as e:
-            raise _Refusal("contract.invalid", f"contract {uid}: {e}", payload) from None
-        if not decision.allowed:
-            first = decision.refusals[0] if decision.refusals else None
-            raise _Refusal(first.rule_id if first else "contract.refused", decision.reason, payload)
+        contract = self.check_contract(payload, info, query, now)
         categories = ["patient", *(TABLE_CATEGORY.get(t, t) for t in query.tables)]
         rules = DisclosureRules(min_cell=max(self.config.min_cell, contract.min_cell_size or 0), nk=None)
         try:
@@ -268,42 +329,131 @@ class NodeService:
             raise _Refusal("task.cannot-run", str(e), payload) from None
         return result, uid
 
+    def check_contract(self, payload: dict[str, Any], info: dict[str, Any], query: CountQuery,
+                       now: datetime) -> Contract:
+        """The contract of a task if it permits the task now at this hospital; a refusal naming the rule if not (a
+        contract of another hospital, revoked or ended, or whose terms do not cover the task)."""
+        uid = str(payload.get("contract") or "")
+        if info.get("revoked_at") or info.get("ended") == "revoked":
+            raise _Refusal("contract.revoked", f"contract {uid} was revoked", payload)
+        try:
+            contract = _parse_contract(orjson.dumps(info["odrl"], option=orjson.OPT_SORT_KEYS))
+            if contract.uid != uid:
+                raise _Refusal("contract.unknown", f"the hub sent another contract than {uid}", payload)
+            if contract.assigner != self.config.name:
+                raise _Refusal("contract.assigner", f"contract {uid} was not made by this hospital", payload)
+            request = TaskRequest(contract=uid, requester=str(payload["requester"]),
+                                  purpose=Purpose(payload["purpose"]), operation=str(payload["kind"]),
+                                  fields=query.fields, hospital=self.config.name,
+                                  destination=contract.region)
+            decision = contract.permits(request, now)
+        except (ContractError, PolicyError, ValueError, KeyError, TypeError) as e:
+            raise _Refusal("contract.invalid", f"contract {uid}: {e}", payload) from None
+        if not decision.allowed:
+            first = decision.refusals[0] if decision.refusals else None
+            raise _Refusal(first.rule_id if first else "contract.refused", decision.reason, payload)
+        return contract
+
     def _count(self, query: CountQuery, purpose: str, categories: list[str], now: datetime,
                rules: DisclosureRules) -> dict[str, Any]:
         import duckdb
 
+        con = self._store.connection()
         try:
-            con = duckdb.connect(str(self.config.store), read_only=True)
-        except duckdb.Error as e:
-            raise TaskError(f"the node's store cannot be read now ({type(e).__name__})") from None
-        try:
-            schema = "deid_" + query.view.replace("-", "_")
-            try:
-                ids = con.sql(f"SELECT linkage_id FROM {schema}.patient WHERE linkage_id IS NOT NULL").to_arrow_table()
-            except duckdb.Error:
-                raise TaskError(f"the node has no de-identified view {query.view}") from None
-            excluded = self.registry.excluded(ids.column(0), self.config.name, purpose, categories, now,
-                                              self._defaults())
+            ids = self._store.pseudonyms(query.view)
+            excluded = self.registry.excluded(ids, self.config.name, purpose, categories, now, self._defaults())
             return run_count(con, query, excluded, rules=rules)
-        finally:
-            con.close()
+        except duckdb.Error as e:
+            self._store.close()  # a broken connection is not reused: the next task opens the store again
+            raise TaskError(f"the node's store cannot be read now ({type(e).__name__})") from None
 
     def _defaults(self) -> HospitalDefaults:
         if self.config.defaults is None:
             self.config.defaults = HospitalDefaults.from_dict({"hospital": self.config.name})
         return self.config.defaults
 
-    def _log(self, c: httpx.Client, action: Action, purpose: str, resource: str, contract: str | None, *,
-             inputs: Sequence[bytes] = (), outputs: Sequence[bytes] = ()) -> None:
+    def _event(self, action: Action, purpose: str, resource: str, contract: str | None, *,
+               inputs: Sequence[bytes] = (), outputs: Sequence[bytes] = ()) -> dict[str, Any]:
+        """An audit event of this node's own work (sent with its answer; the hub appends it to the log)."""
         try:
             p = Purpose(purpose)
         except ValueError:
             p = Purpose.HSYSADMIN
-        ev = AuditEvent(actor=f"node:{self.config.name}", role=Role.NODE, action=action, purpose=p,
-                        resource=resource, time=datetime.now(UTC), contract_id=contract or None,
-                        input_hashes=tuple(hashlib.sha256(b).hexdigest() for b in inputs),
-                        output_hashes=tuple(hashlib.sha256(b).hexdigest() for b in outputs))
-        _check(c.post("/v1/node/audit", json={"events": [ev.to_dict()]}))
+        fields: dict[str, Any] = {"actor": f"node:{self.config.name}", "role": Role.NODE, "action": action,
+                                  "purpose": p, "time": datetime.now(UTC),
+                                  "input_hashes": tuple(hashlib.sha256(b).hexdigest() for b in inputs),
+                                  "output_hashes": tuple(hashlib.sha256(b).hexdigest() for b in outputs)}
+        try:
+            ev = AuditEvent(**fields, resource=resource, contract_id=contract or None)
+        except EntryError:  # an id the log refuses (a hub's bug must not stop the node): the event says so
+            ev = AuditEvent(**fields, resource="task:malformed-id")
+        return ev.to_dict()
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_contract(odrl: bytes) -> Contract:
+    """A contract from its ODRL JSON (canonical bytes), parsed once per text: Contract is immutable, and a changed
+    contract (a revocation) is a new text."""
+    return Contract.from_odrl(orjson.loads(odrl))
+
+
+class _Store:
+    """The node's DuckDB store, opened read-only on the first task and kept open while tasks come (opening costs
+    more than a small count); closed after ``idle`` seconds without a task, so the hospital's own tools (ingest,
+    view builds), which need the file to themselves, run between bursts of tasks."""
+
+    def __init__(self, path: Path, idle: float) -> None:
+        self.path = path
+        self.idle = idle
+        self._con: Any = None
+        self._used = 0.0
+        self._ids: dict[str, Any] = {}
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the store is held open now."""
+        return self._con is not None
+
+    def connection(self) -> Any:
+        """The read-only connection (opened if needed); TaskError when the store cannot be opened."""
+        import duckdb
+
+        self._used = time.monotonic()
+        if self._con is None:
+            try:
+                self._con = duckdb.connect(str(self.path), read_only=True)
+            except duckdb.Error as e:
+                raise TaskError(f"the node's store cannot be read now ({type(e).__name__})") from None
+        return self._con
+
+    def pseudonyms(self, view: str) -> Any:
+        """The linkage pseudonyms of a de-identified view's patients (an Arrow array), read once per opening: the
+        store does not change while the node holds it open."""
+        import duckdb
+
+        ids = self._ids.get(view)
+        if ids is None:
+            schema = "deid_" + view.replace("-", "_")
+            try:
+                ids = self.connection().sql(f"SELECT linkage_id FROM {schema}.patient WHERE linkage_id IS NOT NULL"
+                                            ).to_arrow_table().column(0)
+            except duckdb.CatalogException:
+                raise TaskError(f"the node has no de-identified view {view}") from None
+            self._ids[view] = ids
+        return ids
+
+    def close_if_idle(self) -> None:
+        """Close the store when no task used it for ``idle`` seconds."""
+        if self._con is not None and time.monotonic() - self._used >= self.idle:
+            self.close()
+
+    def close(self) -> None:
+        """Close the connection (the next task opens it again)."""
+        con, self._con = self._con, None
+        self._ids = {}
+        if con is not None:
+            with contextlib.suppress(Exception):
+                con.close()
 
 
 class _Refusal(Exception):
