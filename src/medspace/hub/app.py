@@ -275,9 +275,9 @@ def create_app(hub: Hub) -> FastAPI:
         return await offload(hub.put_consent, who, resource)
 
     @app.post("/v1/consents/batch", tags=["consent"])
-    def put_consents(resources: list[dict[str, Any]], who: Person) -> list[dict[str, Any]]:
+    async def put_consents(resources: list[dict[str, Any]], who: Person) -> list[dict[str, Any]]:
         """Record many consents at once, all or none (a steward importing their hospital's signed forms)."""
-        return hub.put_consents(who, resources)
+        return await offload(hub.put_consents, who, resources)
 
     @app.put("/v1/consents/mine/{hospital}", tags=["consent"])
     async def my_consent(hospital: str, body: SimpleConsent, who: Person) -> dict[str, Any]:
@@ -291,9 +291,9 @@ def create_app(hub: Hub) -> FastAPI:
         return await offload(hub.revoke_consent, who, hospital)
 
     @app.delete("/v1/consents/mine", tags=["consent"])
-    def revoke_all_mine(who: Person) -> list[dict[str, Any]]:
+    async def revoke_all_mine(who: Person) -> list[dict[str, Any]]:
         """A patient revokes their consent at every hospital of the space at once."""
-        return hub.revoke_everywhere(who)
+        return await offload(hub.revoke_everywhere, who)
 
     @app.get("/v1/consents/mine", tags=["consent"])
     async def consents_mine(who: Person) -> list[dict[str, Any]]:

@@ -290,8 +290,7 @@ class HubCore:
 
     def record_all(self, events: Sequence[AuditEvent]) -> list[int]:
         """Append several audit events in one batch (all or none)."""
-        with self._log_lock:
-            return self.log.append(list(events)) if events else []
+        return self.append(list(events)) if events else []
 
     def refuse(self, who: Principal, rule: str, message: str, *, resource: str,
                purpose: Purpose | str = Purpose.HSYSADMIN) -> Forbidden:
