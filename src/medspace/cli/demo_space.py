@@ -210,6 +210,7 @@ def _walk(workdir: Path, hospitals: list[DemoHospital], console: Console) -> Non
 
         # each hospital's consent defaults; the Chinese hospitals import their patients' signed research consents
         consented = 0
+        applied: dict[str, int] = {}  # hospital -> the consent sequence its node must have applied
         for h in hospitals:
             defaults = EXAMPLE_CN_DEFAULTS if h.flavour == "cn" else EXAMPLE_US_DEFAULTS
             stewards[h.id].set_defaults(h.id, {k: v for k, v in defaults.items() if k != "hospital"})
@@ -217,10 +218,13 @@ def _walk(workdir: Path, hospitals: list[DemoHospital], console: Console) -> Non
                 ids = _linkage_ids(h.store)
                 chosen = ids[: int(len(ids) * CONSENTING)]
                 forms = [build_consent(p, h.id, permit_purposes=["HRESCH"], version=None) for p in chosen]
-                stewards[h.id].put_consents(forms)
+                out = stewards[h.id].put_consents(forms)
+                applied[h.id] = max(o["seq"] for o in out)
                 consented += len(forms)
         console.print(f"consent: US hospitals opt-out for research (HIPAA), Chinese hospitals opt-in (PIPL art. 29); "
                       f"{consented:,} signed research consents imported by the Chinese hospitals' stewards")
+
+        _wait_for_consents(hospitals, applied, procs)
 
         # the demo patient: a diabetic patient of the first hospital who consented
         first = hospitals[0]
@@ -277,8 +281,8 @@ def _walk(workdir: Path, hospitals: list[DemoHospital], console: Console) -> Non
 
         # the patient revokes consent: the count drops
         p = HubClient(sp["url"], verify=sp["ca"]).login("patient-demo", pw)
-        p.revoke_consent(first.id)
-        time.sleep(1.0)  # the change reaches the nodes within a second
+        change = p.revoke_consent(first.id)
+        _wait_for_consents([first], {first.id: change["seq"]}, procs)  # within a second of the change
         after = r.run_task(contracts=app["contracts"], params=params, wait=60)["result"]
         b, a = total(before), total(after)
         console.print(f"a patient of {first.id} revoked consent: total {b if b is not None else 'suppressed'} -> "
@@ -287,6 +291,25 @@ def _walk(workdir: Path, hospitals: list[DemoHospital], console: Console) -> Non
 
         # the log's witnessed checkpoint, verified here with the hub's and the witnesses' public keys
         _show_checkpoint(sp, console, procs)
+
+
+def _wait_for_consents(hospitals: list[DemoHospital], applied: dict[str, int], procs: Processes,
+                       timeout: float = 60) -> None:
+    """Wait until each node's replica has applied the consent changes up to its sequence (the node's own state
+    file says which it has applied), so that a count reads every consent recorded before it."""
+    from medspace.node.service import read_status
+
+    deadline = time.monotonic() + timeout
+    for h in hospitals:
+        want = applied.get(h.id)
+        if want is None:
+            continue
+        state = h.store.with_name(h.store.name + ".node.sqlite")
+        while read_status(state).get("consent_seq", 0) < want:
+            procs.check()
+            if time.monotonic() > deadline:
+                raise InputError(f"node {h.id} did not apply the consent changes in {timeout:.0f} s (see its log)")
+            time.sleep(0.02)
 
 
 def _show_checkpoint(sp: dict[str, Any], console: Console, procs: Processes) -> None:
