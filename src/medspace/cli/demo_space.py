@@ -78,6 +78,13 @@ class Processes:
                 p.kill()
                 p.wait(5)
 
+    def kill(self, name: str) -> None:
+        """Kill one process at once (SIGKILL: no clean-up, as a crash or a pulled plug would leave it)."""
+        p = self.procs.pop(name, None)
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait(5)
+
     def stop_all(self) -> None:
         """Stop every process, then close the log files."""
         for p in self.procs.values():

@@ -119,11 +119,16 @@ def router() -> APIRouter:
     """The node routes."""
     r = APIRouter(prefix="/v1/node", tags=["nodes"])
 
-    async def poll(hub: Hub, node: Principal, wait: float) -> dict[str, Any]:
+    async def poll(request: Request, hub: Hub, node: Principal, wait: float) -> dict[str, Any]:
         """Claim this node's queued assignments, waiting up to ``wait`` seconds for one to arrive."""
         deadline = asyncio.get_running_loop().time() + wait
+        first = True
         while True:
             wake = hub.db.notifier.wakeup("assignments")
+            # a node that went away while it waited must not claim: its assignments would wait out their lease
+            if not first and await request.is_disconnected():
+                return {"assignments": [], "contracts": {}}
+            first = False
             got = await offload(hub.claim_for_node, node.name)
             left = deadline - asyncio.get_running_loop().time()
             if got["assignments"] or left <= 0:
@@ -134,7 +139,7 @@ def router() -> APIRouter:
     async def assignments(request: Request, node: Node,
                           wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0) -> dict[str, Any]:
         """Claim this node's queued assignments, waiting up to ``wait`` seconds for one to arrive."""
-        return await poll(request.app.state.hub, node, wait)
+        return await poll(request, request.app.state.hub, node, wait)
 
     @r.post("/assignments/{assignment_id}")
     async def answer(request: Request, assignment_id: int, body: Answer, node: Node,
@@ -146,7 +151,7 @@ def router() -> APIRouter:
             node.name, assignment_id, result=body.result, error=body.error, rule=body.rule, events=body.events))
         if wait is None:
             return {"task_status": status}
-        return {"task_status": status, **await poll(hub, node, wait)}
+        return {"task_status": status, **await poll(request, hub, node, wait)}
 
     @r.get("/consents")
     async def consents(request: Request, node: Node, since: Annotated[int, Query(ge=0)] = 0,

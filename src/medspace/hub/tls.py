@@ -82,6 +82,8 @@ def mtls_server(app: ASGIApp, *, context: ssl.SSLContext, log_level: str = "warn
                 **config: Any) -> uvicorn.Server:
     """A uvicorn server (not started) for ``app`` over TLS with ``context`` (from pki.server_context), the peer
     certificate in each scope; ``config`` goes to uvicorn.Config (not ``http``, ``ws`` or ``ssl_*``)."""
+    # long-polls would hold a graceful shutdown for their whole wait; nodes reconnect, so cut them after 2 s
+    config.setdefault("timeout_graceful_shutdown", 2)
     cfg = uvicorn.Config(app, http=MtlsH11Protocol, ws="none", log_level=log_level, access_log=access_log, **config)
     cfg.load()
     cfg.ssl = context  # after load(), which would otherwise build its own context from ssl_* files

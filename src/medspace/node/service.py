@@ -243,13 +243,17 @@ class NodeService:
     def _task_loop(self, c: httpx.Client) -> None:
         hub_key = self._hub_public_key(c)
         body: dict[str, Any] | None = None
+        linked = False
         while not self._stop.is_set():
             # while the store is held open, wake up in time to let it go when tasks stop coming
             wait = min(self.config.wait, self.config.store_idle) if self._store.is_open else self.config.wait
-            if body is None:
-                r = c.get("/v1/node/assignments", params={"wait": wait})
+            if body is None:  # the first poll of a connection returns at once: the link is known to work
+                r = c.get("/v1/node/assignments", params={"wait": wait if linked else 0})
                 _check(r)
                 body = r.json()
+            if not linked:  # tools and tests read when the task link last (re)connected from the state file
+                self._state.set_status("tasks_connected_at", int(time.time()))
+                linked = True
             self.connected.set()
             items = body.get("assignments") or []
             contracts = body.get("contracts") or {}
