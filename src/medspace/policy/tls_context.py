@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from medspace.policy.errors import PkiError
+from medspace.policy.pki_identity import _check_private
 from medspace.private_files import os_reason
 
 if TYPE_CHECKING:
@@ -26,8 +27,6 @@ def _space(space: Space | Path | str) -> Space:
 
 
 def _context(purpose: int, space: Space | Path | str, name: str, minimum: ssl.TLSVersion) -> ssl.SSLContext:
-    from medspace.policy.pki import _check_private  # pki imports this module
-
     s = _space(space)
     p = s.participant(name)
     _check_private(p.key, "the key file")
