@@ -1,42 +1,10 @@
-"""Hub database fixtures: a fresh SQLite file, and a fresh PostgreSQL database at 127.0.0.1:5432 per test."""
+"""Hub database fixtures: a fresh SQLite file, or a fresh PostgreSQL database (tests/conftest.py's pg_url) per test."""
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def pg_available() -> bool:
-    """Whether the PostgreSQL server the suite uses is reachable."""
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN, connect_timeout=3):
-            return True
-    except Exception:
-        return False
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A new, empty PostgreSQL database, dropped afterwards."""
-    if not pg_available():
-        pytest.skip("PostgreSQL at 127.0.0.1:5432 is not reachable")
-    import psycopg
-
-    name = "medspace_hub_" + secrets.token_hex(6)
-    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -11,7 +11,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -334,44 +333,31 @@ def test_a_password_never_reaches_the_config_or_the_output(tmp_path: Path) -> No
         "postgresql://u@h/db?password=***&sslmode=require"
 
 
-@pytest.fixture
-def fresh_db() -> Iterator[str]:
-    """A new, empty PostgreSQL database (dropped afterwards): nothing another test made can be mistaken for ours."""
-    name = f"medspace_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG, autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG, autocommit=True) as c:
-            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
 @pg
-def test_postgres_log_status_masks_an_old_password_and_errors_name_the_server(tmp_path: Path, fresh_db: str) -> None:
-    init_log(tmp_path / "log", "t.example/log", store=fresh_db)
+def test_postgres_log_status_masks_an_old_password_and_errors_name_the_server(tmp_path: Path, pg_url: str) -> None:
+    init_log(tmp_path / "log", "t.example/log", store=pg_url)
     with AuditLog(tmp_path / "log", create=True) as log:
         log.store.append([b"x"])
     cfg = json.loads((tmp_path / "log" / "log.json").read_text())
-    cfg["store"] = fresh_db.replace("postgres@", "postgres:old-secret@")  # as an older version wrote it (trust auth)
+    cfg["store"] = pg_url.replace("postgres@", "postgres:old-secret@")  # as an older version wrote it (trust auth)
     (tmp_path / "log" / "log.json").write_text(json.dumps(cfg))
     r = ok(run("ledger", "status", "--dir", "log", cwd=tmp_path))
     assert "old-secret" not in r.stdout and "postgres:***@127.0.0.1" in r.stdout and '"size": 1' in r.stdout
-    cfg["store"] = fresh_db.replace("postgres@", "nobody-here@")
+    cfg["store"] = pg_url.replace("postgres@", "nobody-here@")
     (tmp_path / "log" / "log.json").write_text(json.dumps(cfg))
     r = run("audit", "check", "--dir", "log", cwd=tmp_path)
     assert r.returncode == 2 and "nobody-here@127.0.0.1:5432/" in r.stderr and "does not exist" in r.stderr, r.stderr
 
 
 @pg
-def test_checking_a_postgres_log_creates_nothing(tmp_path: Path, fresh_db: str) -> None:
-    init_log(tmp_path / "log", "t.example/log", store=fresh_db)  # a config, but its tables were never made
+def test_checking_a_postgres_log_creates_nothing(tmp_path: Path, pg_url: str) -> None:
+    init_log(tmp_path / "log", "t.example/log", store=pg_url)  # a config, but its tables were never made
     with pytest.raises(StorageError, match="do not hold a log"):
         AuditLog(tmp_path / "log", readonly=True)
     for args in (["audit", "check"], ["audit", "export", "0"], ["audit", "checkpoint"]):
         r = run(*args, "--dir", "log", cwd=tmp_path)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    with psycopg.connect(fresh_db) as c:
+    with psycopg.connect(pg_url) as c:
         tables = c.execute("SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', "
                            "'information_schema')").fetchone()
     assert tables == (0,)

@@ -22,7 +22,7 @@ law is data and this module holds no article numbers.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -351,6 +351,24 @@ def _names(xs: Any) -> str:
     return ", ".join(sorted(str(x) for x in xs))
 
 
+_HEALTH_DATA = frozenset({Level.L1, Level.L2})  # the levels of special-category (GDPR) / sensitive (PIPL) data
+
+
+def _contract_of(r: Request) -> Contract | None:
+    # The contract the contract rules check: None (they do not apply) without one or for an audit operation.
+    return r.contract if r.data_operation else None
+
+
+def _lacking(r: Request, keys: Sequence[str], accepted: Collection[str]) -> list[str]:
+    # The consent keys whose consent (as the caller found it; none if not given) is not among `accepted`.
+    return [k for k in keys if r.consent.get(k, "none") not in accepted]
+
+
+def _declared(r: Request, p: Mapping[str, Any]) -> list[str]:
+    # The safeguards of the rule's ``any`` that the request declares, sorted so reasons read the same every time.
+    return sorted(p["any"] & r.safeguards)
+
+
 @predicate("role_purpose", allowed=Param("role_purposes"))
 def _role_purpose(r: Request, p: Mapping[str, Any]) -> Verdict:
     """The actor's role may act with the request's purpose (``allowed``: role -> purposes)."""
@@ -382,13 +400,14 @@ def _contract_present(r: Request, p: Mapping[str, Any]) -> Verdict:
 @predicate("contract_permits")
 def _contract_permits(r: Request, p: Mapping[str, Any]) -> Verdict:
     """The request's contract permits it (purpose, parties, operation, fields, period, region, status)."""
-    if r.contract is None or not r.data_operation:
+    contract = _contract_of(r)
+    if contract is None:
         return None
     if r.operation not in OPERATIONS:
         return False, f"operation {r.operation} is not one a contract can permit"
-    d = r.contract.permits(r.task(), r.at)
+    d = contract.permits(r.task(), r.at)
     if d.allowed:
-        return True, f"contract {r.contract.uid} permits the task"
+        return True, f"contract {contract.uid} permits the task"
     return False, "; ".join(o.reason for o in d.refusals)
 
 
@@ -429,7 +448,7 @@ def _consent(r: Request, p: Mapping[str, Any]) -> Verdict:
     keys = r.consent_keys(p["levels"])
     if not keys:
         return None
-    missing = [k for k in keys if r.consent.get(k, "none") not in p["accepted"]]
+    missing = _lacking(r, keys, p["accepted"])
     if not missing:
         return True, "consent " + ", ".join(f"{k}: {r.consent[k]}" for k in keys)
     have = ", ".join(f"{k}: {r.consent.get(k, 'none')}" for k in missing)
@@ -470,23 +489,25 @@ def _de_identified(r: Request, p: Mapping[str, Any]) -> Verdict:
 @predicate("fields_within_contract")
 def _fields_within_contract(r: Request, p: Mapping[str, Any]) -> Verdict:
     """The request reads only fields and L1 categories its contract names."""
-    if r.contract is None or not r.data_operation:
+    contract = _contract_of(r)
+    if contract is None:
         return None
-    extra = [f for f in r.fields if f not in r.contract.fields]
-    extra += [c for c in r.categories if c not in r.contract.categories]
+    extra = [f for f in r.fields if f not in contract.fields]
+    extra += [c for c in r.categories if c not in contract.categories]
     if not extra:
-        return True, f"fields within contract {r.contract.uid}"
-    return False, f"reads {', '.join(extra)} beyond contract {r.contract.uid}"
+        return True, f"fields within contract {contract.uid}"
+    return False, f"reads {', '.join(extra)} beyond contract {contract.uid}"
 
 
 @predicate("purpose_matches_contract")
 def _purpose_matches_contract(r: Request, p: Mapping[str, Any]) -> Verdict:
     """The request's purpose is its contract's."""
-    if r.contract is None or not r.data_operation:
+    contract = _contract_of(r)
+    if contract is None:
         return None
-    if r.purpose is r.contract.purpose:
+    if r.purpose is contract.purpose:
         return True, f"purpose {r.purpose.value} as contracted"
-    return False, f"contract {r.contract.uid} was made for {r.contract.purpose.value}, not {r.purpose.value}"
+    return False, f"contract {contract.uid} was made for {contract.purpose.value}, not {r.purpose.value}"
 
 
 @predicate("safeguard_any", any=Param("strs"), unless_de_identified=Param("bool", False),
@@ -501,7 +522,7 @@ def _safeguard_any(r: Request, p: Mapping[str, Any]) -> Verdict:
         return None
     if p["unless_de_identified"] and r.de_identified:
         return True, "de-identified data"
-    have = sorted(p["any"] & r.safeguards)
+    have = _declared(r, p)
     if have:
         return True, f"{', '.join(have)} declared"
     return False, f"needs one of {_names(p['any'])}; none declared"
@@ -514,7 +535,7 @@ def _transfer(r: Request, p: Mapping[str, Any]) -> Verdict:
         return None
     if r.destination_region in p["adequate"]:
         return True, f"{r.destination_region} has an adequacy decision"
-    have = sorted(p["any"] & r.safeguards)
+    have = _declared(r, p)
     if have:
         return True, f"transfer to {r.destination_region} under {', '.join(have)}"
     return False, f"transfer to {r.destination_region} needs an adequacy decision or one of {_names(p['any'])}"
@@ -551,7 +572,7 @@ def _export_tier(r: Request, p: Mapping[str, Any]) -> Verdict:
         return None
     if tier == "exempt":
         return True, f"exempt: {why}"
-    have = sorted(p["any"] & r.safeguards)
+    have = _declared(r, p)
     if have:
         return True, f"{why}: {', '.join(have)} declared"
     return False, f"{why}: needs {' or '.join(sorted(p['any']))}"
@@ -563,7 +584,7 @@ def _export_tier(r: Request, p: Mapping[str, Any]) -> Verdict:
 def _special_categories(r: Request, p: Mapping[str, Any]) -> Verdict:
     """Health data is processed under an exception: care, vital interests, public health law, consent or research
     law with safeguards (GDPR Art. 9(2) shaped; the pack gives the purposes and safeguard names)."""
-    if not r.data_operation or not r.touches(frozenset({Level.L1, Level.L2})):
+    if not r.data_operation or not r.touches(_HEALTH_DATA):
         return None
     if r.purpose in p["care_purposes"]:
         return True, f"{r.purpose.value}: provision of health care"
@@ -574,8 +595,8 @@ def _special_categories(r: Request, p: Mapping[str, Any]) -> Verdict:
             return True, f"{r.purpose.value} under {p['public_health_law']}"
         return False, f"{r.purpose.value} needs {p['public_health_law']} declared"
     if r.purpose in p["research_purposes"]:
-        keys = r.consent_keys(frozenset({Level.L1, Level.L2}))
-        lacking = [k for k in keys if r.consent.get(k, "none") != "explicit"]
+        keys = r.consent_keys(_HEALTH_DATA)
+        lacking = _lacking(r, keys, ("explicit",))
         if not lacking:
             return True, f"explicit consent for {', '.join(keys)}"
         if p["research_law"] in r.safeguards and r.de_identified:
@@ -598,8 +619,8 @@ def _lawful_basis(r: Request, p: Mapping[str, Any]) -> Verdict:
     if r.purpose in p["consent_purposes"]:
         if p["unless_aggregate"] and r.aggregate_only:
             return True, "protected aggregates: anonymised results"
-        keys = r.consent_keys(frozenset({Level.L1, Level.L2}))
-        lacking = [k for k in keys if r.consent.get(k, "none") not in p["accepted"]]
+        keys = r.consent_keys(_HEALTH_DATA)
+        lacking = _lacking(r, keys, p["accepted"])
         if not lacking:
             return True, f"consent for {', '.join(keys) or 'the data'}"
         return False, f"{r.purpose.value} rests on consent; lacking for {', '.join(lacking)}"

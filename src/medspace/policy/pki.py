@@ -17,10 +17,8 @@ certificates (hub, witness) also name ``localhost`` and ``127.0.0.1`` (and any `
 A party that holds no CA key (a hospital's node) opens a copy of the space that has ``ca/ca.pem``, ``ca/crl.pem``
 and its own ``participants/<name>/`` (:meth:`Space.export` writes one).
 
-TLS: :func:`server_context` and :func:`client_context` trust only the space's CA and check the leaf certificate
-against the CRL at handshake (``VERIFY_CRL_CHECK_LEAF``). The CRL is read when a context is made: after a
-revocation, call :func:`reload_crl` on live contexts (or make new ones). TLS 1.3 is the default minimum and the
-server issues no session tickets, so no connection resumes a session that a revocation should have ended.
+TLS: the mutual-TLS contexts (:func:`server_context`, :func:`client_context`, :func:`reload_crl`) are in
+:mod:`medspace.policy.tls_context`, and importable from here.
 """
 
 from __future__ import annotations
@@ -32,9 +30,6 @@ import ipaddress
 import json
 import os
 import re
-import ssl
-import stat
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,26 +39,41 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from medspace.policy.errors import CertificateRejected, EnrolmentError, PkiError
+from medspace.policy.pki_identity import (
+    _NAME,
+    Identity,
+    _check_csr_key,
+    _check_private,
+    _key_pem,
+    _load_cert,
+    _new_key,
+    _read,
+    _write_file,
+    check_name,
+    check_role,
+    identity_of,
+)
+from medspace.policy.pki_identity import NAME_PATTERN as NAME_PATTERN
+from medspace.policy.pki_identity import ROLES as ROLES
+from medspace.policy.pki_identity import make_csr as make_csr
+from medspace.policy.pki_identity import write_csr as write_csr
+from medspace.policy.tls_context import client_context as client_context
+from medspace.policy.tls_context import reload_crl as reload_crl
+from medspace.policy.tls_context import server_context as server_context
 from medspace.private_files import (
     PrivateFileError,
-    loose_mode_message,
     os_reason,
     read_private_file,
-    shared_with_others,
 )
 
 if TYPE_CHECKING:
     from medspace.ledger.log import AuditLog
 
-ROLES = ("hub", "node", "witness")
 SERVER_ROLES = frozenset({"hub", "witness"})
-NAME_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}"
-_NAME = re.compile(NAME_PATTERN)
-_URI = re.compile(rf"urn:medspace:({NAME_PATTERN}):(hub|node|witness):({NAME_PATTERN})")
 DEFAULT_HOSTS = ("localhost", "127.0.0.1")
 CRL_DAYS = 7
 CA_DAYS = 3650
@@ -75,20 +85,6 @@ REASONS = ("unspecified", "key_compromise", "affiliation_changed", "superseded",
 _MAX_PEM = 64 * 1024
 
 EventHook = Callable[[str, str, str], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who a certificate names: the space, the role (hub, node, witness) and the participant's name."""
-
-    space: str
-    role: str
-    name: str
-
-    @property
-    def uri(self) -> str:
-        """The identity as the URI in the certificate's subjectAltName."""
-        return f"urn:medspace:{self.space}:{self.role}:{self.name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,133 +126,6 @@ def _iso(t: datetime) -> str:
 def _serial_hex(n: int) -> str:
     # 40 hex digits, zero-padded: one spelling per serial, and long enough that the audit log reads it as a hash
     return f"{n:040x}"
-
-
-def check_name(name: str, what: str = "name") -> str:
-    """A participant's or space's name, or EnrolmentError naming the syntax it must have."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise EnrolmentError(f"{what} must match {NAME_PATTERN} (lower-case letters, digits, '-')")
-    return name
-
-
-def check_role(role: str) -> str:
-    """A participant's role, or EnrolmentError listing the roles."""
-    if role not in ROLES:
-        raise EnrolmentError(f"role must be one of {', '.join(ROLES)}")
-    return role
-
-
-# --- files ----------------------------------------------------------------------------------------------------------
-
-
-def _write_file(path: Path, data: bytes, *, private: bool = False) -> None:
-    """Write a file atomically (a temporary file in the same directory, then rename); ``private``: mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600 if private else 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise PkiError(f"cannot read {what} {path}: {os_reason(e)}") from None
-
-
-def _check_private(path: Path, what: str) -> None:
-    """Refuse a key file group or others may access (as ssh does), or one that is missing."""
-    try:
-        mode = path.stat().st_mode
-    except OSError as e:
-        raise PkiError(f"cannot read {what} {path}: {os_reason(e)}") from None
-    if shared_with_others(mode) and stat.S_ISREG(mode):
-        raise PkiError(loose_mode_message(what, path))
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-
-
-def _new_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _load_cert(data: bytes, what: str) -> x509.Certificate:
-    try:
-        return x509.load_pem_x509_certificate(data)
-    except ValueError:
-        raise PkiError(f"{what} is not a PEM certificate") from None
-
-
-# --- identities -----------------------------------------------------------------------------------------------------
-
-
-def identity_of(cert: x509.Certificate) -> Identity:
-    """The medspace identity a certificate names (its ``urn:medspace:`` URI), or CertificateRejected."""
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        raise CertificateRejected.because("no medspace identity") from None
-    except ValueError:  # a malformed extension
-        raise CertificateRejected.because("no medspace identity") from None
-    found = {m.groups() for u in san.get_values_for_type(x509.UniformResourceIdentifier)
-             if (m := _URI.fullmatch(u)) is not None}
-    if not found:
-        raise CertificateRejected.because("no medspace identity")
-    if len(found) > 1:
-        raise CertificateRejected.because("more than one medspace identity")
-    space, role, name = found.pop()
-    return Identity(space, role, name)
-
-
-def make_csr(name: str) -> tuple[bytes, bytes]:
-    """A fresh P-256 key and a CSR for ``name`` (the hospital side of enrolment): (key PEM, CSR PEM)."""
-    check_name(name)
-    key = _new_key()
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-           .sign(key, hashes.SHA256()))
-    return _key_pem(key), csr.public_bytes(serialization.Encoding.PEM)
-
-
-def write_csr(directory: Path, name: str) -> tuple[Path, Path]:
-    """Make a key and CSR for ``name`` in ``directory`` (key.pem 0600, csr.pem); refuses to overwrite a key."""
-    key_pem, csr_pem = make_csr(name)
-    key_path, csr_path = directory / "key.pem", directory / "csr.pem"
-    if key_path.exists():
-        raise PkiError(f"{key_path} exists; a key is never overwritten")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        _write_file(key_path, key_pem, private=True)
-        _write_file(csr_path, csr_pem)
-    except OSError as e:
-        raise PkiError(f"cannot write {directory}: {os_reason(e)}") from None
-    return key_path, csr_path
-
-
-def _check_csr_key(csr: x509.CertificateSigningRequest) -> ec.EllipticCurvePublicKey:
-    try:
-        key = csr.public_key()
-    except (ValueError, TypeError):  # an algorithm cryptography does not know
-        raise EnrolmentError("the CSR's key is of an unsupported type; the key must be ECDSA P-256") from None
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        if not isinstance(key.curve, ec.SECP256R1):
-            raise EnrolmentError(f"the CSR's key is on curve {key.curve.name}; the key must be ECDSA P-256")
-        return key
-    kind = ("Ed25519" if isinstance(key, ed25519.Ed25519PublicKey) else "Ed448" if isinstance(
-        key, ed448.Ed448PublicKey) else "RSA" if isinstance(key, rsa.RSAPublicKey) else type(key).__name__)
-    raise EnrolmentError(f"{kind} keys are refused; the key must be ECDSA P-256")
 
 
 # --- the space ------------------------------------------------------------------------------------------------------
@@ -698,65 +567,6 @@ def init_space(directory: Path, space: str, *, hub: str = "hub", nodes: Sequence
     for w in witnesses:
         s.issue(w, "witness", hosts=hosts, days=days)
     return s
-
-
-# --- TLS ------------------------------------------------------------------------------------------------------------
-
-
-def _space(space: Space | Path | str) -> Space:
-    return space if isinstance(space, Space) else Space.open(Path(space))
-
-
-def _context(purpose: int, space: Space | Path | str, name: str, minimum: ssl.TLSVersion) -> ssl.SSLContext:
-    s = _space(space)
-    p = s.participant(name)
-    _check_private(p.key, "the key file")
-    if not p.cert.is_file():
-        raise PkiError(f"no certificate for {name} in {s.directory}")
-    ctx = ssl.SSLContext(purpose)
-    ctx.minimum_version = minimum
-    try:
-        ctx.load_cert_chain(p.cert, p.key)
-        ctx.load_verify_locations(cafile=s.ca_pem)  # only the space's CA: no system roots
-        s.crl()  # refuse a CRL the CA did not sign before OpenSSL silently skips it
-        ctx.load_verify_locations(cafile=s.crl_pem)
-    except ssl.SSLError as e:
-        raise PkiError(f"cannot load the TLS files of {name} from {s.directory} ({e.reason or 'ssl error'})") from None
-    except OSError as e:
-        raise PkiError(f"cannot load the TLS files of {name} from {s.directory}: {os_reason(e)}") from None
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF | ssl.VERIFY_X509_STRICT
-    ctx.options |= ssl.OP_NO_TICKET | ssl.OP_NO_RENEGOTIATION
-    return ctx
-
-
-def server_context(space: Space | Path | str, name: str, *,
-                   minimum_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3) -> ssl.SSLContext:
-    """A server's TLS context: its own certificate, client certificates required, only the space's CA trusted,
-    revoked clients refused at handshake (the CRL as of now: see reload_crl), no session resumption."""
-    ctx = _context(ssl.PROTOCOL_TLS_SERVER, space, name, minimum_version)
-    ctx.num_tickets = 0  # TLS 1.3: no tickets, so every connection makes a full handshake and sees the CRL
-    return ctx
-
-
-def client_context(space: Space | Path | str, name: str, *,
-                   minimum_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2) -> ssl.SSLContext:
-    """A client's TLS context: presents its certificate, trusts only the space's CA, checks the server's hostname
-    (server certificates name localhost and 127.0.0.1) and that the server's certificate is not revoked."""
-    ctx = _context(ssl.PROTOCOL_TLS_CLIENT, space, name, minimum_version)
-    ctx.check_hostname = True
-    return ctx
-
-
-def reload_crl(ctx: ssl.SSLContext, space: Space | Path | str) -> None:
-    """Load the space's current CRL into a live context: new handshakes are checked against it (OpenSSL uses the
-    most recent CRL of the CA it holds). Connections already open are not affected."""
-    s = _space(space)
-    s.crl()
-    try:
-        ctx.load_verify_locations(cafile=s.crl_pem)
-    except (ssl.SSLError, OSError) as e:
-        raise PkiError(f"cannot load the revocation list {s.crl_pem}: {e}") from None
 
 
 def describe(records: Sequence[IssuedCert]) -> list[dict[str, Any]]:
