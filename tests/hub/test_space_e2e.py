@@ -146,6 +146,23 @@ def test_refusals_name_their_rule_and_are_logged(world: dict[str, Any]) -> None:
     kinds = [e.action.value for e in w["sp"].log_events()]
     assert kinds.count("task.refuse") >= 3 and kinds.count("access.refuse") >= 2
 
+    # the decision engine's whole answer comes with a refusal: every applied rule, each with its citation
+    with pytest.raises(ClientError) as e:
+        w["r1"].submit(contracts=contracts, params={}, purpose="TREAT")
+    d = e.value.decision
+    assert d is not None and d["allowed"] is False and all(o["citation"] for o in d["outcomes"])
+    assert any(o["rule_id"] == e.value.rule and not o["satisfied"] for o in d["outcomes"])
+    # and a researcher may ask before submitting: per hospital, nothing dispatched and nothing logged
+    size = w["sp"].log_size()
+    ok = w["r1"].check_task(contracts=contracts, params={"group_by": ["sex"]})
+    assert ok["allowed"] and set(ok["hospitals"]) == set(contracts)
+    packs = {o["pack"] for h in ok["hospitals"].values() for o in h["outcomes"]}
+    assert {"contract", "hipaa"} <= packs
+    assert all(o["citation"] and o["satisfied"] for h in ok["hospitals"].values() for o in h["outcomes"])
+    no = w["r1"].check_task(contracts=contracts, params={"group_by": ["province"]})
+    assert not no["allowed"] and all(h["rule"].startswith("contract.field") for h in no["hospitals"].values())
+    assert w["sp"].log_size() == size
+
 
 def test_revoked_and_expired_contracts_end_their_tasks(world: dict[str, Any]) -> None:
     w = world

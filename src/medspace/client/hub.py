@@ -23,13 +23,16 @@ MAX_WAIT = 60.0  # the longest a single long-poll of the hub waits
 
 
 class ClientError(Exception):
-    """The hub refused or failed a request: ``status``, ``message`` and (403) the ``rule``."""
+    """The hub refused or failed a request: ``status``, ``message``, (403) the ``rule`` and, where the decision
+    engine decided, its ``decision`` (every applied rule with its citation)."""
 
-    def __init__(self, status: int, message: str, rule: str | None = None) -> None:
+    def __init__(self, status: int, message: str, rule: str | None = None,
+                 decision: dict[str, Any] | None = None) -> None:
         super().__init__(f"{status}: {message}" + (f" (rule {rule})" if rule and rule not in message else ""))
         self.status = status
         self.message = message
         self.rule = rule
+        self.decision = decision
 
 
 class HubClient:
@@ -63,9 +66,10 @@ class HubClient:
             try:
                 body = r.json()
                 message, rule = str(body.get("error", r.reason_phrase)), body.get("rule")
+                decision = body.get("decision")
             except ValueError:
-                message, rule = r.reason_phrase, None
-            raise ClientError(r.status_code, message, rule)
+                message, rule, decision = r.reason_phrase, None, None
+            raise ClientError(r.status_code, message, rule, decision)
         return r.json() if r.content else None
 
     # --- accounts -----------------------------------------------------------------------------------------
@@ -128,6 +132,12 @@ class HubClient:
         return dict(self.request("POST", "/v1/tasks", json={
             "kind": kind, "params": dict(params or {}), "purpose": purpose, "contracts": dict(contracts),
             "completion": completion, "deadline_s": deadline_s}))
+
+    def check_task(self, *, contracts: Mapping[str, str], params: Mapping[str, Any] | None = None,
+                   kind: str = "count", purpose: str = "HRESCH") -> dict[str, Any]:
+        """What submitting a task would meet, per hospital, without submitting it (nothing runs, nothing is logged)."""
+        return dict(self.request("POST", "/v1/tasks/check", json={
+            "kind": kind, "params": dict(params or {}), "purpose": purpose, "contracts": dict(contracts)}))
 
     def task(self, task_id: str, *, wait: float = 0) -> dict[str, Any]:
         """A task's status and result, waiting up to ``wait`` seconds for it to end."""

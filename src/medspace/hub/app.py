@@ -147,6 +147,8 @@ def create_app(hub: Hub) -> FastAPI:
         body: dict[str, Any] = {"error": str(exc)}
         if isinstance(exc, Forbidden):
             body["rule"] = exc.rule
+            if exc.decision is not None:
+                body["decision"] = exc.decision
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse(body, status_code=status, headers=headers)
 
@@ -254,6 +256,13 @@ def create_app(hub: Hub) -> FastAPI:
         return await offload(lambda: hub.submit_task(
             who, kind=body.kind, params=body.params, purpose=body.purpose, contracts=body.contracts,
             completion=body.completion, deadline_s=body.deadline_s))
+
+    @app.post("/v1/tasks/check", tags=["tasks"])
+    async def check(body: NewTask, who: Person) -> dict[str, Any]:
+        """What submitting this task would meet, without submitting it: per hospital allowed or refused, the rule
+        that refused it and every applied rule (contract constraints, compliance packs) with its citation."""
+        return await offload(lambda: hub.check_task(who, kind=body.kind, params=body.params, purpose=body.purpose,
+                                                    contracts=body.contracts))
 
     @app.get("/v1/tasks/{task_id}", tags=["tasks"])
     async def task(task_id: str, who: Person, wait: Annotated[float, Query(ge=0, le=60)] = 0) -> dict[str, Any]:

@@ -338,9 +338,12 @@ class ContractOps(HubCore):
 
     def authorise_task(self, who: Principal, *, hospital: str, contract_uid: str, purpose: Purpose, operation: str,
                        fields: tuple[str, ...], task_id: str,
-                       rows: tuple[ContractRow | None, Participant | None] | None = None) -> None:
+                       rows: tuple[ContractRow | None, Participant | None] | None = None,
+                       dry_run: bool = False) -> dict[str, Any]:
         """Refuse (logged, naming the rule) a task part that its contract or the hospital's packs do not permit;
-        ``rows``: the contract's and the hospital's rows when the caller read them already (see :meth:`task_rows`)."""
+        ``rows``: the contract's and the hospital's rows when the caller read them already (see :meth:`task_rows`).
+        Returns the decision (every applied rule with its citation); a refusal carries it too. ``dry_run``: a
+        question, not a request; nothing is logged."""
         now = utcnow()
         if rows is None:
             with self.db.sessions() as s:
@@ -348,12 +351,13 @@ class ContractOps(HubCore):
         crow, node = rows
         resource = f"task:{task_id}/{hospital}"
 
-        def refuse(rule: str, message: str) -> Exception:
-            self.record(Action.TASK_REFUSE, actor=who.name, role=Role(who.role), purpose=purpose, resource=resource,
-                        contract_id=contract_uid if crow is not None else None)
+        def refuse(rule: str, message: str, decision: dict[str, Any] | None = None) -> Exception:
+            if not dry_run:
+                self.record(Action.TASK_REFUSE, actor=who.name, role=Role(who.role), purpose=purpose,
+                            resource=resource, contract_id=contract_uid if crow is not None else None)
             from medspace.hub.errors import Forbidden
 
-            return Forbidden(rule, f"{hospital}: {message}")
+            return Forbidden(rule, f"{hospital}: {message}", decision)
 
         if node is None or node.role != "node":
             raise refuse("task.hospital-known", f"no hospital {hospital} in this space")
@@ -370,7 +374,7 @@ class ContractOps(HubCore):
             raise refuse("task.malformed", str(e)) from None
         d = contract.permits(request, now)
         if not d.allowed:
-            raise refuse(d.refusals[0].rule_id, d.reason)
+            raise refuse(d.refusals[0].rule_id, d.reason, d.to_dict())
         # Nodes count only patients whose consent (or the hospital's default) permits the purpose; for the
         # decision that is explicit consent where the default is opt-in, the default where it is opt-out.
         try:
@@ -386,8 +390,11 @@ class ContractOps(HubCore):
             decision = decide(req, packs())
         except (PolicyError, ConsentError) as e:
             raise refuse("decision.request", str(e)) from None
+        both = {"allowed": decision.allowed, "outcomes": d.to_dict()["outcomes"] + decision.to_dict()["outcomes"]}
         if not decision.allowed:
-            raise refuse(decision.refusals[0].rule_id if decision.refusals else "decision.no-rule", decision.reason)
+            raise refuse(decision.refusals[0].rule_id if decision.refusals else "decision.no-rule", decision.reason,
+                         both)
+        return both
 
     def task_rows(self, contracts: Mapping[str, str]) -> dict[str, tuple[ContractRow | None, Participant | None]]:
         """For a task's parts (hospital -> contract uid), the rows :meth:`authorise_task` checks, in two queries."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class HubError(Exception):
     """Base of the hub service's errors."""
@@ -18,9 +20,10 @@ class AuthError(HubError):
 class Forbidden(HubError):
     """An authenticated caller may not do this; ``rule`` names the rule that refused it."""
 
-    def __init__(self, rule: str, message: str) -> None:
+    def __init__(self, rule: str, message: str, decision: dict[str, Any] | None = None) -> None:
         super().__init__(f"{message} (rule {rule})")
         self.rule = rule
+        self.decision = decision  # the decision engine's answer: every applied rule, its citation, met or not
 
 
 class NotFound(HubError):

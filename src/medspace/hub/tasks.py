@@ -24,7 +24,7 @@ from medspace.hub.accounts import Principal
 from medspace.hub.contracts import ContractOps, node_contract_view
 from medspace.hub.db import Contract as ContractRow
 from medspace.hub.db import Participant, Task, UTCDateTime, dumps, new_id, utcnow
-from medspace.hub.errors import BadRequest, Conflict, NotFound
+from medspace.hub.errors import BadRequest, Conflict, Forbidden, NotFound
 from medspace.hub.queue import Part, TaskState, claim, enqueue, finish_assignment
 from medspace.ledger.entry import Action, AuditEvent, Purpose, Role
 from medspace.policy.envelope import seal, stamp
@@ -84,6 +84,29 @@ class TaskOps(ContractOps):
     """Task submission, dispatch, answers and results."""
 
     process_name = "hub-" + secrets.token_hex(CLAIM_LEASE_NAME_BYTES)
+
+    def check_task(self, who: Principal, *, kind: str, params: Mapping[str, Any], purpose: str,
+                   contracts: Mapping[str, str]) -> dict[str, Any]:
+        """What the hub would decide for each part of a task, without dispatching or logging it: per hospital,
+        allowed or not, the rule that refused it and every applied rule with its citation."""
+        query = parse_query(kind, params)
+        if not contracts:
+            raise BadRequest("contracts: name one contract per hospital")
+        try:
+            p = Purpose(purpose)
+        except ValueError:
+            raise BadRequest("purpose: an HL7 v3 PurposeOfUse code such as HRESCH") from None
+        rows = self.task_rows(contracts)
+        out: dict[str, Any] = {}
+        for hospital, uid in sorted(contracts.items()):
+            try:
+                d = self.authorise_task(who, hospital=hospital, contract_uid=uid, purpose=p, operation=kind,
+                                        fields=query.fields, task_id="check", rows=rows[hospital], dry_run=True)
+                out[hospital] = {"allowed": True, "rule": None, "message": None, "outcomes": d["outcomes"]}
+            except Forbidden as e:
+                out[hospital] = {"allowed": False, "rule": e.rule, "message": str(e),
+                                 "outcomes": (e.decision or {}).get("outcomes", [])}
+        return {"allowed": all(v["allowed"] for v in out.values()), "hospitals": out}
 
     def submit_task(self, who: Principal, *, kind: str, params: Mapping[str, Any], purpose: str,
                     contracts: Mapping[str, str], completion: str = "all",
