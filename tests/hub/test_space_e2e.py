@@ -300,6 +300,10 @@ def test_a_patient_revokes_everywhere_and_reads_only_their_own(world: dict[str, 
     mine = w["p2"].request("GET", "/v1/consents/mine")
     assert {c["organization"][0]["identifier"]["value"] for c in mine if c["status"] == "inactive"} == \
         {"h1", "h2", "h3"}
+    now = w["p2"].my_consents(current=True)  # the version in force at each hospital, one each
+    assert len(now) == 3 and {c["status"] for c in now} == {"inactive"}
+    pages = [w["p2"].my_consents(limit=1, offset=i) for i in range(len(mine) + 1)]
+    assert [p[0] for p in pages[:-1]] == mine and pages[-1] == []
     assert total(w["r1"].run_task(contracts=contracts, params={})["result"]) == (before or 0) - 1
     # another party's records stay closed to a patient: a contract, a task, another patient's consent trail
     t = w["r1"].submit(contracts=contracts, params={})

@@ -166,6 +166,11 @@ class HubClient:
         """A patient revokes their consent at a hospital."""
         return dict(self.request("DELETE", f"/v1/consents/mine/{hospital}"))
 
+    def my_consents(self, *, current: bool = False, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        """A patient's consents (FHIR Consent), newest version first per hospital; ``current``: only those in force."""
+        return list(self.request("GET", "/v1/consents/mine", params={"current": current, "limit": limit,
+                                                                      "offset": offset}))
+
     def revoke_consent_everywhere(self) -> list[dict[str, Any]]:
         """A patient revokes their consent at every hospital of the space."""
         return list(self.request("DELETE", "/v1/consents/mine"))

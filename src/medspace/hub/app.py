@@ -305,9 +305,12 @@ def create_app(hub: Hub) -> FastAPI:
         return await offload(hub.revoke_everywhere, who)
 
     @app.get("/v1/consents/mine", tags=["consent"])
-    async def consents_mine(who: Person) -> list[dict[str, Any]]:
-        """A patient's consents, every version."""
-        return await read(hub, hub.my_consents, who)
+    async def consents_mine(who: Person, current: bool = False,
+                            limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                            offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
+        """A patient's consents, every version newest first per hospital (``current``: only the version in force at
+        each hospital), a page of at most ``limit`` from ``offset``."""
+        return await read(hub, lambda: hub.my_consents(who, current=current, limit=limit, offset=offset))
 
     @app.put("/v1/hospitals/{hospital}/consent-defaults", tags=["consent"])
     def defaults(hospital: str, body: dict[str, Any], who: Person) -> dict[str, Any]:

@@ -170,15 +170,21 @@ class ConsentOps(HubCore):
             raise self.refuse(who, "consent.patient-or-steward", "only the patient or their hospital's steward "
                               "records a consent", resource=f"consent:{hospital}", purpose=Purpose.PATRQT)
 
-    def my_consents(self, who: Principal) -> list[dict[str, Any]]:
-        """A patient's consents, every version, newest first."""
+    def my_consents(self, who: Principal, *, current: bool = False, limit: int = 100,
+                    offset: int = 0) -> list[dict[str, Any]]:
+        """A patient's consents, newest version first per hospital (``current``: only the latest at each), a page
+        of ``limit`` from ``offset``."""
         if who.role != UserRole.PATIENT or not who.pseudonym:
             raise self.refuse(who, "consent.patient-own", "only a patient lists their consents",
                               resource="consent:mine")
+        q = select(Consent.resource).where(Consent.pseudonym == who.pseudonym)
+        if current:
+            latest = (select(Consent.hospital, func.max(Consent.version).label("v"))
+                      .where(Consent.pseudonym == who.pseudonym).group_by(Consent.hospital).subquery())
+            q = q.join(latest, (Consent.hospital == latest.c.hospital) & (Consent.version == latest.c.v))
+        q = q.order_by(Consent.hospital, Consent.version.desc()).limit(limit).offset(offset)
         with self.db.sessions() as s:
-            rows = s.scalars(select(Consent).where(Consent.pseudonym == who.pseudonym)
-                             .order_by(Consent.hospital, Consent.version.desc()))
-            return [orjson.loads(r.resource) for r in rows]
+            return [orjson.loads(r) for r in s.scalars(q)]
 
     def consents_since(self, hospital: str, since: int) -> tuple[int, list[dict[str, Any]]]:
         """A hospital's consent versions after sequence ``since`` (at most MAX_BATCH), and the sequence reached."""
