@@ -41,7 +41,7 @@ from medspace.hub.accounts import (
 from medspace.hub.db import Participant, User, is_postgres, migrate, utcnow
 from medspace.hub.errors import AuthError, BadRequest, ConfigError, Conflict, Forbidden, NotFound
 from medspace.hub.queue import HubDB
-from medspace.ledger.entry import Action, AuditEvent, Purpose, Role, SaltStore
+from medspace.ledger.entry import Action, AuditEvent, Purpose, Role, Salts, SaltStore
 from medspace.ledger.errors import LedgerError
 from medspace.ledger.log import AuditLog, init_log
 from medspace.policy.pki import Space
@@ -228,6 +228,23 @@ def _audit_role(role: str) -> Role:
     return Role(role)
 
 
+def _upgrade(db: HubDB, url: str) -> None:
+    """Bring a hub database made by an older medspace up to this one's migrations (upgrades only add)."""
+    from medspace.hub.db import current_revision, head_revision
+
+    try:
+        behind = current_revision(db.engine) != head_revision()
+    except Exception as e:  # the drivers raise many types; the CLI needs one line
+        db.close()
+        raise ConfigError(f"cannot read the hub database's revision: {type(e).__name__}") from None
+    if behind:
+        try:
+            migrate(url)
+        except Exception:
+            db.close()
+            raise
+
+
 class HubCore:
     """One hub process's view of the space: database, token signer, audit log, the space's CA (for node
     certificates and the hub's signing key)."""
@@ -236,12 +253,20 @@ class HubCore:
         self.config = config
         self.signer = TokenSigner.from_file(config.directory / "token.key", timedelta(minutes=config.token_minutes))
         self.db = HubDB(config.database, pool_size=pool_size)
+        if not create:
+            _upgrade(self.db, config.database)
         try:
             self.log = AuditLog(config.log_dir, create=create)
         except LedgerError as e:
             self.db.close()
             raise ConfigError(f"cannot open the hub's audit log: {e}") from None
-        self.salts = SaltStore(config.directory / "salts.sqlite")
+        self.salts: Salts
+        if self.db.postgres:  # hub processes on several machines find every patient's entries
+            from medspace.hub.salts import DbSaltStore
+
+            self.salts = DbSaltStore(self.db)
+        else:
+            self.salts = SaltStore(config.directory / "salts.sqlite")
         self.space: Space | None = None
         self.task_key: ec.EllipticCurvePrivateKey | None = None
         if config.space is not None:

@@ -27,6 +27,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     TypeDecorator,
     UniqueConstraint,
@@ -34,6 +35,7 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import NullPool
 
 from medspace.hub.errors import DatabaseError
 
@@ -216,6 +218,15 @@ class Setting(Base):
     value: Mapped[Any] = mapped_column(JSON)
 
 
+class Salt(Base):
+    """The salt of a subject commitment in the audit log (on PostgreSQL; an SQLite hub keeps them in a file of
+    their own, ``salts.sqlite``, whose deleted pages are overwritten). Destroying it makes the entries unlinkable."""
+
+    __tablename__ = "salts"
+    commitment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    salt: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 _PG = re.compile(r"^postgres(?:ql)?(?:\+psycopg)?://")
 
 
@@ -280,12 +291,37 @@ def alembic_config(url: str) -> Any:
     return cfg
 
 
+MIGRATION_LOCK = 0x6D656473  # PostgreSQL advisory lock key: hub processes starting together migrate one at a time
+
+
+def head_revision() -> str:
+    """The newest migration shipped with this package."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
 def migrate(url: str, revision: str = "head") -> None:
-    """Create or upgrade the hub database at ``url`` to ``revision`` (all or nothing per migration)."""
+    """Create or upgrade the hub database at ``url`` to ``revision`` (all or nothing per migration); on PostgreSQL
+    under an advisory lock, so that hub processes starting at once do not race."""
     from alembic import command
 
     try:
-        command.upgrade(alembic_config(url), revision)
+        if is_postgres(url):
+            engine = create_engine(database_url(url), poolclass=NullPool)
+            try:
+                with engine.connect() as conn:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
+                    try:
+                        command.upgrade(alembic_config(url), revision)
+                    finally:
+                        conn.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
+            finally:
+                engine.dispose()
+        else:
+            command.upgrade(alembic_config(url), revision)
     except Exception as e:  # Alembic and the drivers raise many types; the CLI needs one line
         raise DatabaseError(f"cannot migrate the hub database: {type(e).__name__}: {_first_line(e)}") from e
 

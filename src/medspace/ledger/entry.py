@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -263,7 +263,8 @@ _KEYS = {f.name for f in fields(AuditEvent)} | {"v"}
 # --- subject commitments ------------------------------------------------------------------------------------------
 
 
-def _subject_bytes(value: str | bytes) -> bytes:
+def subject_bytes(value: str | bytes) -> bytes:
+    """The bytes a subject commitment's HMAC covers (context, then the NFC-normalised value)."""
     if isinstance(value, str):
         # One patient, one spelling: NFC and trimmed, so a lookup by the same identifier finds the commitment.
         value = unicodedata.normalize("NFC", value.strip()).encode()
@@ -278,7 +279,7 @@ def commit_subject(value: str | bytes, salt: bytes | None = None) -> tuple[str, 
         salt = secrets.token_bytes(SALT_SIZE)
     elif len(salt) != SALT_SIZE:
         raise EntryError(f"a salt is {SALT_SIZE} bytes")
-    return hmac.digest(salt, _subject_bytes(value), "sha256").hex(), salt
+    return hmac.digest(salt, subject_bytes(value), "sha256").hex(), salt
 
 
 @contextmanager
@@ -287,6 +288,26 @@ def _sql_errors(what: str) -> Iterator[None]:
         yield
     except sqlite3.Error as exc:
         raise StorageError(f"{what}: {exc}") from exc
+
+
+class Salts(Protocol):
+    """Where the salts of subject commitments are kept (a file, :class:`SaltStore`, or a hub's database)."""
+
+    def commit(self, value: str | bytes) -> str:
+        """Commit to a subject with a fresh salt, keep the salt, return the commitment."""
+        ...
+
+    def find(self, value: str | bytes) -> list[str]:
+        """Commitments to ``value`` under the salts still kept."""
+        ...
+
+    def destroy_salt(self, commitment: str) -> bool:
+        """Delete a salt; True if there was one."""
+        ...
+
+    def close(self) -> None:
+        """Release the store."""
+        ...
 
 
 class SaltStore:
@@ -327,7 +348,7 @@ class SaltStore:
 
     def find(self, value: str | bytes) -> list[str]:
         """Commitments to ``value``: its HMAC recomputed under every stored salt."""
-        msg = _subject_bytes(value)
+        msg = subject_bytes(value)
         with _sql_errors("cannot read the salts"):
             rows = self._conn.execute("SELECT commitment, salt FROM salts").fetchall()
         digest = hmac.digest
@@ -363,12 +384,12 @@ class SaltStore:
         self.close()
 
 
-def destroy_salt(salts: SaltStore, commitment: str) -> bool:
+def destroy_salt(salts: Salts, commitment: str) -> bool:
     """Destroy the salt of one commitment (the operator's erasure step); True if there was one."""
     return salts.destroy_salt(commitment)
 
 
-def find(value: str | bytes, salts: SaltStore, log: LogStore, *, chunk: int = 65536) -> list[int]:
+def find(value: str | bytes, salts: Salts, log: LogStore, *, chunk: int = 65536) -> list[int]:
     """Indices of the log entries whose subject commitment is one of ``value``'s (via the salts still kept)."""
     wanted = {c.encode() for c in salts.find(value)}
     if not wanted:
