@@ -201,12 +201,18 @@ def test_group_commit_appends_concurrent_batches_once_each_in_order(tmp_path: Pa
                         time=datetime.now(UTC))])
 
 
+def enrolled(w: dict[str, Any], name: str) -> tuple[Space, Path]:
+    """A new node certificate of the space, exported: the space and the node's copy."""
+    sp = Space.open(w["space"].space)
+    sp.issue(name, "node")
+    copy = w["space"].root / "copies" / name
+    sp.export(name, copy)
+    return sp, copy
+
+
 def test_a_node_certificate_revoked_after_it_was_accepted_is_refused(world: dict[str, Any]) -> None:
     w = world
-    sp = Space.open(w["space"].space)
-    sp.issue("h8", "node")
-    copy = w["space"].root / "copies" / "h8"
-    sp.export("h8", copy)
+    sp, copy = enrolled(w, "h8")
     with httpx.Client(base_url=w["hub"].url, verify=client_context(copy, "h8")) as c:
         assert c.get("/v1/node/assignments").status_code == 200  # verified in full, then remembered
         assert c.get("/v1/node/assignments").status_code == 200  # remembered
@@ -258,10 +264,7 @@ def test_the_delete_duty_erases_results_whose_retention_passed(world: dict[str, 
 
 def test_a_node_gone_while_it_waited_claims_nothing(world: dict[str, Any]) -> None:
     w = world
-    sp = Space.open(w["space"].space)
-    sp.issue("hx", "node")
-    copy = w["space"].root / "copies" / "hx"
-    sp.export("hx", copy)
+    _, copy = enrolled(w, "hx")
     url = httpx.URL(w["hub"].url)
     raw = socket.create_connection((url.host, url.port))
     tls = client_context(copy, "hx").wrap_socket(raw, server_hostname=url.host)

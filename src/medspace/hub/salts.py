@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from medspace.hub.db import Salt
 from medspace.hub.queue import HubDB
-from medspace.ledger.entry import SALT_SIZE, commit_subject, subject_bytes
+from medspace.ledger.entry import SALT_SIZE, commit_subject, destroy_subject, subject_bytes
 from medspace.ledger.errors import EntryError
 
 
@@ -59,10 +59,7 @@ class DbSaltStore:
 
     def destroy_subject(self, value: str | bytes) -> int:
         """Delete every salt of a subject: none of their log entries can be linked to them again."""
-        found = self.find(value)
-        for c in found:
-            self.destroy_salt(c)
-        return len(found)
+        return destroy_subject(self, value)
 
     def __len__(self) -> int:
         with self.db.engine.connect() as c:

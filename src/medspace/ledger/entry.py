@@ -362,10 +362,7 @@ class SaltStore:
 
     def destroy_subject(self, value: str | bytes) -> int:
         """Delete every salt of a subject: none of their log entries can be linked to them again."""
-        found = self.find(value)
-        for c in found:
-            self.destroy_salt(c)
-        return len(found)
+        return destroy_subject(self, value)
 
     def __len__(self) -> int:
         with _sql_errors("cannot count the salts"):
@@ -382,6 +379,14 @@ class SaltStore:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def destroy_subject(salts: Salts, value: str | bytes) -> int:
+    """Delete every salt of a subject from ``salts``: none of their log entries can be linked to them again."""
+    found = salts.find(value)
+    for c in found:
+        salts.destroy_salt(c)
+    return len(found)
 
 
 def destroy_salt(salts: Salts, commitment: str) -> bool:
