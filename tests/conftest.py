@@ -26,6 +26,17 @@ def pg_available() -> bool:
 def pg_url() -> Iterator[str]:
     """A new, empty PostgreSQL database, dropped afterwards: nothing another test made can be mistaken for ours.
     Skips the test when the server is not reachable."""
+    yield from fresh_pg_database()
+
+
+@pytest.fixture(scope="module")
+def pg_module_url() -> Iterator[str]:
+    """As ``pg_url``, one database for a whole test module (a space of processes set up once)."""
+    yield from fresh_pg_database()
+
+
+def fresh_pg_database() -> Iterator[str]:
+    """Create a new PostgreSQL database, yield its URL, drop it; skip when the server is not reachable."""
     if not pg_available():
         pytest.skip("PostgreSQL at 127.0.0.1:5432 is not reachable")
     import psycopg

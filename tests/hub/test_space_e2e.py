@@ -6,7 +6,6 @@ a node killed and rejoining, and the log's checkpoint cosigned by both witnesses
 from __future__ import annotations
 
 import base64
-import sqlite3
 import ssl
 import time
 from collections.abc import Iterator
@@ -19,9 +18,12 @@ import orjson
 import pytest
 from space_builder import ADMIN_PW, SpaceFiles, build_space
 from space_procs import space_processes
+from sqlalchemy import text
 
 from medspace.client import ClientError, HubClient
 from medspace.compute.count import total
+from medspace.hub.core import read_config
+from medspace.hub.db import make_engine
 from medspace.ledger.checkpoint import Checkpoint, load_verifier, verify_signatures
 from medspace.ledger.log import AuditLog
 from medspace.node.service import wait_until
@@ -31,9 +33,10 @@ PW = "a-password-long-enough"
 FIELDS = ["patient.sex", "patient.birth_date", "condition.code"]
 
 
-@pytest.fixture(scope="module")
-def space(tmp_path_factory: pytest.TempPathFactory) -> SpaceFiles:
-    return build_space(tmp_path_factory.mktemp("space"), hospitals=3, patients=300)
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def space(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SpaceFiles:
+    database = request.getfixturevalue("pg_module_url") if request.param == "postgres" else None
+    return build_space(tmp_path_factory.mktemp("space"), hospitals=3, patients=300, database=database)
 
 
 @pytest.fixture(scope="module")
@@ -190,8 +193,9 @@ def test_replayed_altered_and_forged_messages_are_refused(world: dict[str, Any])
     assert t["status"] == "done"
     # someone with write access to the hub's database queues tasks for h1 while its node is away: one carries
     # the envelope h1 already ran (a replay), one that envelope with its parameters changed (an altered task)
-    db = sqlite3.connect(sp.files.hub_dir / "hub.sqlite", timeout=30)
-    (sent,) = db.execute("SELECT payload FROM assignments WHERE task_id = ?", (t["id"],)).fetchone()
+    db = make_engine(read_config(sp.files.hub_dir).database)
+    with db.connect() as c:
+        sent = c.execute(text("SELECT payload FROM assignments WHERE task_id = :t"), {"t": t["id"]}).scalar_one()
     envelope = orjson.loads(sent)
     body = orjson.loads(base64.b64decode(envelope["payload"]))
     body["params"] = {"group_by": ["sex"]}
@@ -201,10 +205,10 @@ def test_replayed_altered_and_forged_messages_are_refused(world: dict[str, Any])
     forged = {}
     for payload, rule in ((sent, "task.replay"), (orjson.dumps(altered).decode(), "task.envelope")):
         task = w["r1"].submit(contracts=contracts, params={}, deadline_s=60)
-        with db:
-            db.execute("UPDATE assignments SET payload = ? WHERE task_id = ?", (payload, task["id"]))
+        with db.begin() as c:
+            c.execute(text("UPDATE assignments SET payload = :p WHERE task_id = :t"), {"p": payload, "t": task["id"]})
         forged[task["id"]] = rule
-    db.close()
+    db.dispose()
     sp.start_nodes("h1")  # its state file kept the nonces it saw before it stopped
     for task_id, rule in forged.items():
         view = w["r1"].task(task_id, wait=30)
