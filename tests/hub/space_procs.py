@@ -81,14 +81,16 @@ def space_processes(ts: SpaceFiles, witnesses: int = 2) -> Iterator[SpaceProcs]:
         vkey = generate_key_files(f"medspace.test/w{i}", wdir / "witness.key", wdir / "witness.vkey", cosigner=True)
         wit.append((wdir, vkey, free_port()))
     cfg = read_config(log_dir)
-    cfg.witnesses = [WitnessConfig(f"http://127.0.0.1:{port}", vkey) for _, vkey, port in wit]
+    cfg.witnesses = [WitnessConfig(f"https://127.0.0.1:{port}", vkey) for _, vkey, port in wit]
     cfg.quorum = len(wit)
     write_config(log_dir, cfg)
     with Processes(ts.root / "logs") as procs:
         for i, (wdir, _vkey, port) in enumerate(wit, 1):
+            copy = ts.root / "copies" / f"w{i}"  # the witness's certificate of the space: it serves HTTPS
+            Space.open(ts.space).export(f"w{i}", copy)
             procs.start(f"w{i}", ["witness", "serve", "--state", str(wdir / "state.sqlite"), "--key",
                                   str(wdir / "witness.key"), "--log-key", str(log_dir / "log.vkey"),
-                                  "--port", str(port), "--no-access-log"])
+                                  "--port", str(port), "--no-access-log", "--space", str(copy), "--name", f"w{i}"])
         hub = procs.start("hub", ["hub", "serve", str(ts.hub_dir), "--port", "0"])
         url = wait_for_line(procs.logs / "hub.log", "hub listening on", hub).split()[-1]
         sp = SpaceProcs(ts, procs, url, str(ts.space / "ca" / "ca.pem"), [v for _, v, _ in wit])

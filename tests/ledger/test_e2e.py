@@ -168,3 +168,41 @@ def test_http_api_serves_checkpoint_and_proofs(space: dict[str, object]) -> None
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_witnesses_of_a_data_space_serve_https_with_their_certificates(tmp_path: Path) -> None:
+    from medspace.policy.pki import Space, init_space
+
+    init_space(tmp_path / "space", "test-space", witnesses=["w1"])
+    Space.open(tmp_path / "space").export("w1", tmp_path / "w1-space")
+    ca = str(tmp_path / "space" / "ca" / "ca.pem")
+    assert run("ledger", "init", "--origin", "hub.medspace.test/audit", "--dir", "log", cwd=tmp_path).returncode == 0
+    log_vkey = (tmp_path / "log" / "log.vkey").read_text().strip()
+    assert run("witness", "keygen", "w1.medspace.test/witness", "--out", "w1", cwd=tmp_path).returncode == 0
+    proc, url = start(["witness", "serve", "--state", "w1/state.sqlite", "--key", "w1/witness.key", "--log-key",
+                       log_vkey, "--port", "0", "--space", "w1-space", "--name", "w1"], tmp_path)
+    try:
+        assert url.startswith("https://")
+        # without the space's CA the witness's certificate is not trusted: no cosignature, and publish says so
+        r = run("ledger", "add-witness", url, "w1/witness.vkey", "--quorum", "1", "--dir", "log", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert run("ledger", "append", "-", "--dir", "log", cwd=tmp_path, stdin=json.dumps(EVENTS)).returncode == 0
+        r = run("ledger", "publish", "--dir", "log", "--json", cwd=tmp_path)
+        assert r.returncode != 0 and "certificate" in (r.stdout + r.stderr).lower(), r.stdout + r.stderr
+        # with it, the witness cosigns over TLS, and a regulator reads its checkpoint the same way
+        r = run("ledger", "add-witness", url, "w1/witness.vkey", "--ca", ca, "--dir", "log", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        r = run("ledger", "publish", "--dir", "log", "--json", cwd=tmp_path)
+        assert r.returncode == 0 and json.loads(r.stdout)["witness_errors"] == {}, r.stdout + r.stderr
+        assert run("audit", "keys", "keys.json", "--dir", "log", cwd=tmp_path).returncode == 0
+        r = run("audit", "check", "--dir", "log", "--witness", url, "--keys", "keys.json", "--ca", ca, cwd=tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        r = run("audit", "check", "--dir", "log", "--witness", url, "--keys", "keys.json", cwd=tmp_path)
+        assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        # --space needs --name
+        r = run("witness", "serve", "--state", "x.sqlite", "--key", "w1/witness.key", "--log-key", log_vkey,
+                "--space", "w1-space", cwd=tmp_path)
+        assert r.returncode == 2 and "--name" in r.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

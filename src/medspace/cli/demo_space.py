@@ -165,17 +165,18 @@ def space_processes(workdir: Path, hospitals: list[DemoHospital], console: Conso
         vkey = generate_key_files(f"medspace.demo/{w}", wdir / "witness.key", wdir / "witness.vkey", cosigner=True)
         witnesses[w] = (wdir, vkey, free_port())
     cfg = read_config(hub_dir / "log")
-    cfg.witnesses = [WitnessConfig(f"http://127.0.0.1:{port}", vkey) for _, vkey, port in witnesses.values()]
+    cfg.witnesses = [WitnessConfig(f"https://127.0.0.1:{port}", vkey) for _, vkey, port in witnesses.values()]
     cfg.quorum = 2
     write_config(hub_dir / "log", cfg)
-    for hid in ids:
+    for hid in [*ids, *witnesses]:
         space.export(hid, workdir / "copies" / hid)
 
     with Processes(workdir / "logs") as procs:
         for w, (wdir, _vkey, port) in witnesses.items():
             procs.start(w, ["witness", "serve", "--state", str(wdir / "state.sqlite"), "--key",
                             str(wdir / "witness.key"), "--log-key", str(hub_dir / "log" / "log.vkey"),
-                            "--port", str(port), "--no-access-log"])
+                            "--port", str(port), "--no-access-log", "--space", str(workdir / "copies" / w),
+                            "--name", w])
         hub = procs.start("hub", ["hub", "serve", str(hub_dir), "--port", "0"])
         url = wait_for_line(procs.logs / "hub.log", "hub listening on", hub).split()[-1]
         for h in hospitals:

@@ -93,6 +93,8 @@ def ledger_add_witness(
     directory: DirOpt = DEFAULT_DIR,
     quorum: Annotated[int | None, typer.Option(min=0, help="Cosignatures a checkpoint needs to be published "
                                                            "(default: unchanged).")] = None,
+    ca: Annotated[Path | None, typer.Option(help="CA file that HTTPS witnesses' certificates must chain to (e.g. a "
+                                                 "data space's ca/ca.pem); default: unchanged.")] = None,
 ) -> None:
     """Ask a witness to cosign this log's checkpoints."""
     from medspace.ledger.checkpoint import load_verifier
@@ -103,6 +105,10 @@ def ledger_add_witness(
     cfg.witnesses = [w for w in cfg.witnesses if w.vkey != key] + [WitnessConfig(url, key)]
     if quorum is not None:
         cfg.quorum = quorum
+    if ca is not None:
+        if not ca.is_file():
+            raise InputError(f"no CA file at {ca}")
+        cfg.witness_ca = str(ca.resolve())
     with writing(directory / CONFIG):
         write_config(directory, cfg)
     console.print(f"{len(cfg.witnesses)} witness(es), quorum {cfg.quorum}")
@@ -256,12 +262,33 @@ def witness_serve(
     access_log: Annotated[
         bool, typer.Option("--access-log/--no-access-log", help="One line per request on stderr.")
     ] = True,
+    space: Annotated[Path | None, typer.Option(help="The witness's copy of a data space (`medspace space export`): "
+                                                    "serve HTTPS with its certificate.")] = None,
+    name: Annotated[str | None, typer.Option(help="The witness's name in the space (with --space).")] = None,
 ) -> None:
     """Run a witness (C2SP tlog-witness: POST /add-checkpoint, GET /<sha256(origin)>/checkpoint) with its own key
-    and store."""
+    and store; over HTTPS with its space certificate when --space is given."""
+    import ssl
+
     from medspace.ledger.witness import serve
 
-    serve(state, key, log_key, host=host, port=port, access_log=access_log)
+    tls = None
+    if space is not None:
+        from medspace.policy.errors import PkiError
+        from medspace.policy.pki import server_context
+
+        if not name:
+            raise InputError("--space needs --name: the witness's name in the space")
+        try:
+            tls = server_context(space, name)
+        except PkiError as e:
+            raise InputError(str(e)) from None
+        # the log's signature authenticates what a witness cosigns, and regulators read its checkpoints without a
+        # space certificate: client certificates are checked when presented, not required
+        tls.verify_mode = ssl.CERT_OPTIONAL
+    elif name:
+        raise InputError("--name goes with --space")
+    serve(state, key, log_key, host=host, port=port, access_log=access_log, tls=tls)
 
 
 @audit_app.command("export")
@@ -344,7 +371,7 @@ def audit_verify(
 
 
 def _external_checkpoint(
-    against: Path | None, witness: str | None, keys: Path | None, origin: str
+    against: Path | None, witness: str | None, keys: Path | None, origin: str, ca: Path | None = None
 ) -> tuple[Checkpoint, str]:
     """The checkpoint held elsewhere (a file or a witness), verified under the trusted keys: (Checkpoint, source)."""
     from medspace.ledger.bundle import read_keys, verify_external
@@ -369,11 +396,18 @@ def _external_checkpoint(
                 raise InputError(f"{against} is neither a checkpoint note nor a proof bundle") from None
         min_cosigners = trusted.quorum
     else:
-        from medspace.ledger.witness import fetch_checkpoint
+        import ssl
+
+        from medspace.ledger.witness import fetch_checkpoint, new_client
 
         assert witness is not None
         source = f"witness {witness}"
-        text = fetch_checkpoint(witness, origin)
+        try:
+            verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca)) if ca is not None else True
+        except (OSError, ssl.SSLError) as e:
+            raise InputError(f"the CA file {ca} cannot be used: {e}") from None
+        with new_client(verify=verify) as http:
+            text = fetch_checkpoint(witness, origin, client=http)
         min_cosigners = 1 if trusted.witnesses else 0  # a witness holds its own cosignature only
     try:
         cp = verify_external(text, trusted, min_cosigners, origin)
@@ -413,6 +447,7 @@ def audit_check(
                                                      "cosigned for this log.")] = None,
     keys: Annotated[Path | None, typer.Option(help="Trusted keys file (from `audit keys`) for --against and "
                                                    "--witness.")] = None,
+    ca: Annotated[Path | None, typer.Option(help="CA file an HTTPS witness's certificate must chain to.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Re-derive the whole log from its entries and verify every stored checkpoint's signatures; any edited,
@@ -427,7 +462,7 @@ def audit_check(
     with AuditLog(directory, readonly=True) as log:
         external = None
         if against is not None or witness is not None:
-            external = _external_checkpoint(against, witness, keys, log.config.origin)
+            external = _external_checkpoint(against, witness, keys, log.config.origin, ca)
         try:
             stored = log.stored_checkpoints()
             report = check(log.store, [(c.size, c.checkpoint.root_hash) for c in stored])

@@ -44,6 +44,8 @@ from medspace.hub.queue import HubDB
 from medspace.ledger.entry import Action, AuditEvent, Purpose, Role, Salts, SaltStore
 from medspace.ledger.errors import LedgerError
 from medspace.ledger.log import AuditLog, init_log
+from medspace.ledger.log import read_config as read_log_config
+from medspace.ledger.log import write_config as write_log_config
 from medspace.policy.pki import Space
 from medspace.private_files import PrivateFileError, read_private_file
 
@@ -106,6 +108,10 @@ def init_hub(directory: Path, *, origin: str, admin: str, password: str, databas
     try:
         # on PostgreSQL the log lives in the hub's database too, so every hub process appends to one log
         init_log(directory / "log", origin, store=database if database and is_postgres(database) else None)
+        if space is not None:  # the space's witnesses serve HTTPS with certificates of the space's CA
+            log_cfg = read_log_config(directory / "log")
+            log_cfg.witness_ca = str((space / "ca" / "ca.pem").resolve())
+            write_log_config(directory / "log", log_cfg)
     except LedgerError as e:
         raise ConfigError(f"cannot create the hub's audit log: {e}") from None
     (directory / CONFIG).write_text("\n".join(lines) + "\n")

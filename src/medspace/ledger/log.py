@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import ssl
 import threading
 import time
 from collections.abc import Sequence
@@ -42,7 +43,7 @@ from medspace.ledger.checkpoint import (
 from medspace.ledger.entry import AuditEvent
 from medspace.ledger.errors import CheckpointError, LedgerError, StorageError, TamperError
 from medspace.ledger.store import LogStore, open_store
-from medspace.ledger.witness import WitnessEndpoint, collect_cosignatures
+from medspace.ledger.witness import WitnessEndpoint, collect_cosignatures, new_client
 
 CONFIG = "log.json"
 PATHS_RELATIVE = "relative-to-log-directory"
@@ -86,19 +87,31 @@ class LogConfig:
     witnesses: list[WitnessConfig] = field(default_factory=list)
     quorum: int = 0
     relative: bool = True  # False for a config written before paths were relative to the log directory
+    witness_ca: str | None = None  # CA file that HTTPS witnesses' certificates must chain to (relative: to the dir)
 
     def to_json(self) -> str:
         """The file's text (always in the current form: paths relative to the log directory)."""
-        return json.dumps(
-            {
-                "origin": self.origin,
-                "store": self.store,
-                "paths": PATHS_RELATIVE,
-                "quorum": self.quorum,
-                "witnesses": [w.__dict__ for w in self.witnesses],
-            },
-            indent=1,
-        )
+        doc: dict[str, object] = {
+            "origin": self.origin,
+            "store": self.store,
+            "paths": PATHS_RELATIVE,
+            "quorum": self.quorum,
+            "witnesses": [w.__dict__ for w in self.witnesses],
+        }
+        if self.witness_ca:
+            doc["witness_ca"] = self.witness_ca
+        return json.dumps(doc, indent=1)
+
+    def witness_tls(self, directory: Path) -> ssl.SSLContext | bool:
+        """How HTTPS witnesses are authenticated: only by ``witness_ca`` when set, else by the system's roots."""
+        if not self.witness_ca:
+            return True
+        path = Path(self.witness_ca)
+        path = path if path.is_absolute() else directory / path
+        try:
+            return ssl.create_default_context(cafile=str(path))
+        except (OSError, ssl.SSLError) as e:
+            raise LedgerError(f"the witnesses' CA file {path} cannot be used: {e}") from None
 
     def store_location(self, directory: Path) -> str:
         """The store to open: a PostgreSQL URL as written, or the absolute path of the SQLite file."""
@@ -116,9 +129,10 @@ class LogConfig:
     def migrated(self, directory: Path) -> LogConfig:
         """This config in the current form (a SQLite store inside the directory named relative to it)."""
         if self.relative or is_postgres(self.store):
-            return LogConfig(self.origin, self.store, list(self.witnesses), self.quorum)
+            return LogConfig(self.origin, self.store, list(self.witnesses), self.quorum, witness_ca=self.witness_ca)
         store = Path(self.store_location(directory))
-        return LogConfig(self.origin, _relative_store(directory, store), list(self.witnesses), self.quorum)
+        return LogConfig(self.origin, _relative_store(directory, store), list(self.witnesses), self.quorum,
+                         witness_ca=self.witness_ca)
 
 
 def _relative_store(directory: Path, store: Path) -> str:
@@ -168,6 +182,7 @@ def read_config(directory: Path) -> LogConfig:
             [WitnessConfig(str(w["url"]), str(w["vkey"])) for w in doc.get("witnesses", [])],
             int(doc.get("quorum", 0)),
             relative=doc.get("paths") == PATHS_RELATIVE,
+            witness_ca=str(doc["witness_ca"]) if doc.get("witness_ca") else None,
         )
     except NotADirectoryError:
         raise LedgerError(f"{directory} is a file, not a log directory") from None
@@ -337,9 +352,13 @@ class AuditLog:
         if endpoints:
             with self._db_lock:
                 old = dict(self.db.execute("SELECT name, size FROM witness_size").fetchall())
-            result = collect_cosignatures(
-                endpoints, note, lambda s: self.store.consistency_proof(s, size), old_sizes=old
-            )
+            http = new_client(verify=self.config.witness_tls(self.directory))
+            try:
+                result = collect_cosignatures(
+                    endpoints, note, lambda s: self.store.consistency_proof(s, size), old_sizes=old, client=http
+                )
+            finally:
+                http.close()
             note, errors, cosigned, sizes = result.note, dict(result.errors), list(result.cosigned), result.sizes
         with self._db_lock:
             return self._store_publication(size, root, note, cosigned, errors, sizes)

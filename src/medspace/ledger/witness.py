@@ -40,6 +40,7 @@ import os
 import re
 import socket
 import sqlite3
+import ssl
 import sys
 import threading
 import time
@@ -581,8 +582,10 @@ def serve(
     port: int = DEFAULT_PORT,
     announce: Callable[[str], None] | None = None,
     access_log: bool = True,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
-    """Run a witness over HTTP until interrupted (what ``medspace witness serve`` calls).
+    """Run a witness over HTTP, or HTTPS with ``tls`` (a server context), until interrupted (what ``medspace
+    witness serve`` calls).
 
     ``state`` is the SQLite file (created if missing), ``key`` the witness's private key file (0600, a
     cosignature/v1 or Ed25519 skey), ``log_keys`` the vkeys (strings or files) of the logs it follows; the origin
@@ -608,8 +611,12 @@ def serve(
         raise WitnessError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.listen(1024)
     bound = sock.getsockname()[1]
-    url = f"http://[{host}]:{bound}" if family == socket.AF_INET6 else f"http://{host}:{bound}"
+    scheme = "https" if tls is not None else "http"
+    url = f"{scheme}://[{host}]:{bound}" if family == socket.AF_INET6 else f"{scheme}://{host}:{bound}"
     config = uvicorn.Config(create_app(witness), log_level="warning", access_log=False, lifespan="on")
+    if tls is not None:
+        config.load()
+        config.ssl = tls  # after load(), which would otherwise build its own context from ssl_* files
     server = uvicorn.Server(config)
     (announce or (lambda u: print(f"witness listening on {u}", flush=True)))(url)
     try:
@@ -639,12 +646,15 @@ def _timeouts(read: float, connect: float) -> httpx.Timeout:
     return httpx.Timeout(read, connect=min(connect, read), pool=read)
 
 
-def new_client(timeout: float = READ_TIMEOUT, *, connect_timeout: float = CONNECT_TIMEOUT) -> httpx.Client:
+def new_client(timeout: float = READ_TIMEOUT, *, connect_timeout: float = CONNECT_TIMEOUT,
+               verify: ssl.SSLContext | bool = True) -> httpx.Client:
     """An HTTP client for witnesses: keep-alive, short timeouts (seconds to connect, and that a witness may stay
-    silent while answering), and TCP_NODELAY so a request is not held back by Nagle."""
+    silent while answering), and TCP_NODELAY so a request is not held back by Nagle. ``verify``: how an HTTPS
+    witness is authenticated (e.g. a context trusting only the space's CA)."""
     nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
     return httpx.Client(
-        timeout=_timeouts(timeout, connect_timeout), transport=httpx.HTTPTransport(socket_options=nodelay)
+        timeout=_timeouts(timeout, connect_timeout),
+        transport=httpx.HTTPTransport(socket_options=nodelay, verify=verify),
     )
 
 
@@ -677,6 +687,12 @@ def _exchange(
     except httpx.TimeoutException:
         raise WitnessError(f"witness at {shown}: no answer within {limit:g} s") from None
     except httpx.HTTPError as exc:
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+            cause = cause.__cause__ or cause.__context__
+        if isinstance(cause, ssl.SSLCertVerificationError):  # say why: the fix is a CA file, not the network
+            raise WitnessError(f"witness at {shown}: its TLS certificate is not trusted ({cause.verify_message}); "
+                               "give the CA it chains to (ledger add-witness --ca)") from None
         raise WitnessError(f"witness at {shown} unreachable: {type(exc).__name__}") from None
 
 
