@@ -24,8 +24,8 @@ from sqlalchemy import select, update
 from medspace.hub.contracts import ContractOps, parse_odrl
 from medspace.hub.db import Assignment, Task, utcnow
 from medspace.hub.db import Contract as ContractRow
-from medspace.hub.queue import expire_tasks, requeue_expired_leases
-from medspace.hub.tasks import finish
+from medspace.hub.queue import TaskState, expire_tasks, requeue_expired_leases
+from medspace.hub.tasks import TaskOps, finish
 from medspace.ledger.entry import Action, Purpose, Role
 
 TICK = 0.5
@@ -34,7 +34,7 @@ DUTY_EVERY = 30.0
 MIN_RETENTION = timedelta(days=1)  # the shortest retention a contract may set (policy.contract checks it)
 
 
-def tick(hub: ContractOps, now: datetime | None = None, *, duties: bool = True) -> dict[str, int]:
+def tick(hub: TaskOps, now: datetime | None = None, *, duties: bool = True) -> dict[str, int]:
     """One round of the monitor (``duties``: also look for results whose retention has passed); what it did."""
     now = now or utcnow()
     done = {"expired": 0, "late": 0, "requeued": 0, "deleted": 0}
@@ -45,12 +45,17 @@ def tick(hub: ContractOps, now: datetime | None = None, *, duties: bool = True) 
         hub.end_contract(uid, "expired", "the contract's period ended")
         done["expired"] += 1
     # channels are notified only when something changed: every wake-up costs each long-polling node a query
+    # a task finished here has its release (or end) logged before the transaction that finishes it commits
     with hub.db.transaction() as s:
-        done["late"] = len(expire_tasks(s, now=now, finisher=finish))
+        ended: list[TaskState] = []
+        done["late"] = len(expire_tasks(s, now=now, finisher=finish, ended=ended))
+        hub.append(hub.end_events(ended))
         if done["late"]:
             hub.db.changed(s, "tasks")
     with hub.db.transaction() as s:
-        done["requeued"] = requeue_expired_leases(s, now=now, finisher=finish)
+        ended = []
+        done["requeued"] = requeue_expired_leases(s, now=now, finisher=finish, ended=ended)
+        hub.append(hub.end_events(ended))
         if done["requeued"]:
             hub.db.changed(s, "assignments")
             hub.db.changed(s, "tasks")  # a part failed after its last attempt may have finished its task
@@ -94,7 +99,7 @@ def _delete_duty(hub: ContractOps, now: datetime, limit: int = 100) -> int:
 class Monitor(threading.Thread):
     """The monitor's thread in a hub process."""
 
-    def __init__(self, hub: ContractOps, interval: float = TICK, duty_interval: float = DUTY_EVERY) -> None:
+    def __init__(self, hub: TaskOps, interval: float = TICK, duty_interval: float = DUTY_EVERY) -> None:
         super().__init__(name="medspace-hub-monitor", daemon=True)
         self.hub = hub
         self.interval = interval

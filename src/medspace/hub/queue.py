@@ -210,9 +210,10 @@ def _maybe_finish(s: Session, task_id: str, finisher: Finisher, now: datetime) -
 
 
 def requeue_expired_leases(s: Session, *, lease: timedelta = LEASE, max_attempts: int = MAX_ATTEMPTS,
-                           now: datetime | None = None, finisher: Finisher) -> int:
+                           now: datetime | None = None, finisher: Finisher,
+                           ended: list[TaskState] | None = None) -> int:
     """Queue again the claimed assignments whose node did not answer within the lease (or fail them after
-    ``max_attempts``); the number changed."""
+    ``max_attempts``); the number changed. Tasks this finished are added to ``ended``."""
     now = now or utcnow()
     stale = list(s.scalars(select(Assignment).where(Assignment.status == "claimed",
                                                     Assignment.claimed_at < now - lease)
@@ -226,20 +227,26 @@ def requeue_expired_leases(s: Session, *, lease: timedelta = LEASE, max_attempts
             a.status = "queued"
             a.claimed_by = None
     s.flush()
-    for tid in {a.task_id for a in stale if a.status == "failed"}:
-        _maybe_finish(s, tid, finisher, now)
+    for tid in sorted({a.task_id for a in stale if a.status == "failed"}):
+        state = _maybe_finish(s, tid, finisher, now)
+        if ended is not None and state.status in ("done", "failed"):
+            ended.append(state)
     return len(stale)
 
 
-def expire_tasks(s: Session, *, now: datetime | None = None, finisher: Finisher) -> list[str]:
-    """Fail the open assignments of tasks past their deadline and finish those tasks; their ids."""
+def expire_tasks(s: Session, *, now: datetime | None = None, finisher: Finisher,
+                 ended: list[TaskState] | None = None) -> list[str]:
+    """Fail the open assignments of tasks past their deadline and finish those tasks; their ids. Their final
+    states are added to ``ended``."""
     now = now or utcnow()
     late = list(s.scalars(select(Task).where(Task.status.in_(("queued", "running")), Task.deadline < now)
                           .with_for_update(skip_locked=True)))
     for t in late:
         s.execute(update(Assignment).where(Assignment.task_id == t.id, Assignment.status.in_(("queued", "claimed")))
                   .values(status="failed", error="no answer before the task's deadline", finished_at=now))
-        _maybe_finish(s, t.id, finisher, now)
+        state = _maybe_finish(s, t.id, finisher, now)
+        if ended is not None and state.status in ("done", "failed"):
+            ended.append(state)
     return [t.id for t in late]
 
 

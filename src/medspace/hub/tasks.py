@@ -139,12 +139,17 @@ class TaskOps(ContractOps):
             parts.append(Part(hospital, uid, seal(payload, self.task_key)))
         task = Task(id=task_id, kind=kind, requester=who.name, purpose=p.value, params=dumps(params_json),
                     completion=completion, status="queued", deadline=deadline)
-        with self.db.transaction("assignments") as s:
-            enqueue(s, task, parts)
+        # logged before any node can see it: a node's computation never precedes its dispatch in the log
         inputs = [digest(params_json)]
         self.append([self.event(Action.TASK_DISPATCH, actor=who.name, role=Role(who.role), purpose=p,
                                 resource=f"task:{task_id}/{hospital}", contract_id=uid, inputs=inputs)
                      for hospital, uid in sorted(contracts.items())])
+        try:
+            with self.db.transaction("assignments") as s:
+                enqueue(s, task, parts)
+        except Exception:
+            self.record(Action.TASK_END, actor="hub", role=Role.HUB, purpose=p, resource=f"task:{task_id}")
+            raise
         return {"id": task_id, "status": "queued", "hospitals": sorted(contracts)}
 
     def claim_for_node(self, hospital: str) -> dict[str, Any]:
@@ -164,23 +169,32 @@ class TaskOps(ContractOps):
 
     def answer_assignment(self, hospital: str, assignment_id: int, *, result: Any, error: str | None,
                           rule: str | None = None, events: Sequence[dict[str, Any]] = ()) -> str:
-        """Record a node's answer and its audit events about the work; the last answer finishes the task, and the
-        node's events and the task's release (or end) are appended together. Returns the task's status."""
-        parsed = self._node_events(hospital, events)
+        """Record a node's answer and its audit events about the work; the last answer finishes the task. Returns
+        the task's status.
+
+        The node's events are in the log before its answer is recorded, and the task's release (or end) before
+        the transaction that finishes the task commits: nobody reads a result whose release is not logged. (A
+        crash in between leaves an entry for a release that did not happen, never the reverse.)"""
+        self.append(self._node_events(hospital, events))
         with self.db.transaction() as s:
             message = None if error is None else (f"{error} (rule {rule})" if rule else error)
             task = finish_assignment(s, assignment_id, hospital, result=result, error=message, finisher=finish)
-            status, task_id = task.status, task.id
-            purpose, result_text = task.purpose, task.result
-            if status in ("done", "failed"):
+            if task.status in ("done", "failed"):
+                self.append(self.end_events([task]))
                 self.db.changed(s, "tasks")  # wake those waiting for the task only when it ended
-        if status in ("done", "failed"):
-            action = Action.RESULT_RELEASE if status == "done" else Action.TASK_END
-            outputs = [result_text.encode()] if result_text else []
-            parsed.append(self.event(action, actor="hub", role=Role.HUB, purpose=purpose, resource=f"task:{task_id}",
-                                     outputs=outputs))
-        self.append(parsed)
-        return status
+        return task.status
+
+    def end_events(self, tasks: Sequence[TaskState]) -> list[AuditEvent]:
+        """The audit events of tasks that just ended: the release of a result, or the end of a failed task."""
+        out = []
+        for t in tasks:
+            if t.status not in ("done", "failed"):
+                continue
+            action = Action.RESULT_RELEASE if t.status == "done" else Action.TASK_END
+            outputs = [t.result.encode()] if t.result else []
+            out.append(self.event(action, actor="hub", role=Role.HUB, purpose=t.purpose, resource=f"task:{t.id}",
+                                  outputs=outputs))
+        return out
 
     def task_view(self, who: Principal, task_id: str) -> dict[str, Any]:
         """A task's status and, once done, its combined result (to its requester, or a regulator)."""
