@@ -25,6 +25,10 @@ Kind = Literal["float", "int"]
 U64Array = npt.NDArray[np.uint64]
 
 
+def _show(bound: float) -> str:
+    return str(int(bound)) if bound.is_integer() else repr(bound)
+
+
 @dataclass(frozen=True, slots=True)
 class Encoding:
     """How a vector is put into the ring: floats with ``frac_bits`` fractional bits, or integers; every value
@@ -45,7 +49,7 @@ class Encoding:
         if not (math.isfinite(self.bound) and self.bound > 0):
             raise ConfigError("an encoding's bound must be a positive finite number")
         if self.max_code >= _SIGNED_LIMIT:
-            raise BoundError(f"the bound {self.bound:g} with {self.frac_bits} fractional bits does not fit in the "
+            raise BoundError(f"the bound {_show(self.bound)} with {self.frac_bits} fractional bits does not fit in the "
                              "ring even for one contribution")
 
     @classmethod
@@ -77,7 +81,7 @@ class Encoding:
         """BoundError unless the sum of ``n`` contributions within the bound stays inside the signed ring."""
         if n * self.max_code >= _SIGNED_LIMIT:
             most = (_SIGNED_LIMIT - 1) // (n * (1 << self.frac_bits))
-            raise BoundError(f"the bound {self.bound:g} with {self.frac_bits} fractional bits lets the sum of {n} "
+            raise BoundError(f"the bound {_show(self.bound)} with {self.frac_bits} fractional bits lets the sum of {n} "
                              f"contributions overflow the 64-bit ring (n * bound * 2^frac_bits must stay below 2^63; "
                              f"the bound can be at most {most} here)")
 
@@ -91,11 +95,12 @@ class Encoding:
             raise BoundError("a contribution must be a 1-d vector")
         bad = int(np.count_nonzero(~np.isfinite(x)))
         if bad:
-            raise BoundError(f"{bad} values are not finite; a contribution must be finite and within ±{self.bound:g}")
+            raise BoundError(f"{bad} values are not finite; a contribution must be finite and within "
+                             f"±{_show(self.bound)}")
         over = np.abs(x) > self.bound
         if over.any():
             if not self.clip:
-                raise BoundError(f"{int(np.count_nonzero(over))} values exceed the bound ±{self.bound:g}")
+                raise BoundError(f"{int(np.count_nonzero(over))} values exceed the bound ±{_show(self.bound)}")
             x = np.clip(x, -self.bound, self.bound)
         # scaling by a power of two is exact; the clip above keeps rint's result within int64
         codes = np.rint(x * self.scale).astype(np.int64)
