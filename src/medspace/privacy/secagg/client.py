@@ -37,9 +37,9 @@ from medspace.privacy.secagg.messages import (
 from medspace.privacy.secagg.prg import (
     PAIRWISE,
     SHARE_ENCRYPTION,
+    MaskStream,
     add_pairwise_masks,
     agree,
-    expand,
     new_seed,
     new_x25519,
     seed_commitment,
@@ -154,11 +154,12 @@ class SecAggClient:
         u2 = frozenset(held) | {self.name}
         if len(u2) < cfg.threshold:
             raise DropoutError("shares", len(u2), cfg.n, cfg.threshold)
-        y = codes.copy()
-        y += expand(self._seed, cfg.vector_length)
+        y = codes  # a fresh array: encode never returns its input
+        stream = MaskStream(cfg.vector_length)
+        y += stream.keystream(self._seed)
         pair_keys = {p: agree(self._mask_private, self._peers[p].mask_key, PAIRWISE, cfg.round_id, self.name, p)
                      for p in sorted(u2) if p != self.name}
-        add_pairwise_masks(y, self.name, pair_keys)
+        add_pairwise_masks(y, self.name, pair_keys, stream)
         signature = self._key.sign(MaskedInput.signed_payload(cfg.round_id, self.name, vector_digest(y)))
         self._held.update(held)
         self._u2 = u2

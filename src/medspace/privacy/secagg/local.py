@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TypeVar
 
 import numpy as np
@@ -49,52 +50,48 @@ def _wire(message: _M, report: RoundReport, up: bool, parse: Callable[[bytes], _
 def run_round(server: SecAggServer, clients: Mapping[str, SecAggClient], inputs: Mapping[str, npt.ArrayLike], *,
               drop_before_input: Collection[str] = (), drop_before_reveal: Collection[str] = ()) -> RoundReport:
     """Run one round: every client advertises and shares; those in ``drop_before_input`` then vanish, those in
-    ``drop_before_reveal`` send their input but no reveal. Errors of either side propagate."""
+    ``drop_before_reveal`` send their input but no reveal. Errors of either side propagate. ``seconds`` has one
+    entry per step, "node ..." (added up over the nodes) and "server ...", and "wire" for (de)serialising."""
     report = RoundReport(np.zeros(0), ())
     clock: dict[str, float] = {}
 
-    def timed(phase: str, start: float) -> None:
-        clock[phase] = clock.get(phase, 0.0) + time.perf_counter() - start
+    def timed(label: str, step: Callable[[], _M]) -> _M:
+        t0 = time.perf_counter()
+        out = step()
+        clock[label] = clock.get(label, 0.0) + time.perf_counter() - t0
+        return out
+
+    def wire(message: _M, up: bool, parse: Callable[[bytes], _M]) -> _M:
+        return timed("wire", partial(_wire, message, report, up, parse))
 
     names = sorted(clients)
     for n in names:
-        t0 = time.perf_counter()
-        advert = clients[n].advertise()
-        timed("advertise", t0)
-        server.receive_advert(_wire(advert, report, True, KeyAdvert.from_bytes))
-    adverts = server.close_adverts()
+        advert = timed("node advertise", clients[n].advertise)
+        timed("server adverts", partial(server.receive_advert, wire(advert, True, KeyAdvert.from_bytes)))
+    adverts = timed("server adverts", server.close_adverts)
     batches: dict[str, list[EncryptedShare]] = {}
     for n in names:
-        got = [_wire(a, report, False, KeyAdvert.from_bytes) for a in adverts]
-        t0 = time.perf_counter()
-        batches[n] = clients[n].share(got)
-        timed("share", t0)
+        got = [wire(a, False, KeyAdvert.from_bytes) for a in adverts]
+        batches[n] = timed("node share", partial(clients[n].share, got))
     for n in names:
-        server.receive_shares([_wire(s, report, True, EncryptedShare.from_bytes) for s in batches[n]])
-    routed = server.route_shares()
+        batch = [wire(s, True, EncryptedShare.from_bytes) for s in batches[n]]
+        timed("server shares", partial(server.receive_shares, batch))
+    routed = timed("server shares", server.route_shares)
     for n in names:
-        mine = [_wire(s, report, False, EncryptedShare.from_bytes) for s in routed.get(n, [])]
+        mine = [wire(s, False, EncryptedShare.from_bytes) for s in routed.get(n, [])]
         if n in drop_before_input:
             continue
-        t0 = time.perf_counter()
-        masked = clients[n].masked_input(inputs[n], mine)
-        timed("mask (nodes)", t0)
-        received = _wire(masked, report, True, MaskedInput.from_bytes)
-        t0 = time.perf_counter()
-        server.receive_input(received)
-        timed("sum (server)", t0)
-    request = server.unmask_request()
+        masked = timed("node mask", partial(clients[n].masked_input, inputs[n], mine))
+        received = wire(masked, True, MaskedInput.from_bytes)
+        timed("server sum", partial(server.receive_input, received))
+    request = timed("server sum", server.unmask_request)
     for n in request.survivors:
-        got_request = _wire(request, report, False, UnmaskRequest.from_bytes)
+        got_request = wire(request, False, UnmaskRequest.from_bytes)
         if n in drop_before_reveal:
             continue
-        t0 = time.perf_counter()
-        reveal = clients[n].reveal(got_request)
-        timed("reveal", t0)
-        server.receive_reveal(_wire(reveal, report, True, Reveal.from_bytes))
-    t0 = time.perf_counter()
-    report.total = server.finish()
-    timed("unmask (server)", t0)
+        reveal = timed("node reveal", partial(clients[n].reveal, got_request))
+        timed("server unmask", partial(server.receive_reveal, wire(reveal, True, Reveal.from_bytes)))
+    report.total = timed("server unmask", server.finish)
     report.survivors = server.survivors
     report.seconds = clock
     return report

@@ -10,7 +10,6 @@ its ``verify_peer``).
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -110,13 +109,14 @@ def check_signature(key: ec.EllipticCurvePublicKey, signature: bytes, payload: b
 # --- the wire form ----------------------------------------------------------------------------------------------------
 
 
-def _pack(kind: bytes, *fields: bytes) -> bytes:
+def _pack(kind: bytes, *fields: bytes | memoryview) -> bytes:
     return MAGIC + kind + lp(*fields)
 
 
-def _unlp(data: bytes | memoryview, what: str) -> list[bytes]:
-    view = memoryview(data)
-    out: list[bytes] = []
+def _unlp(data: bytes | memoryview, what: str) -> list[memoryview]:
+    """The fields of a length-prefixed tuple, as views into ``data`` (a masked vector is not copied)."""
+    view = memoryview(data).cast("B")
+    out: list[memoryview] = []
     pos = 0
     while pos < len(view):
         if pos + 4 > len(view):
@@ -125,13 +125,13 @@ def _unlp(data: bytes | memoryview, what: str) -> list[bytes]:
         pos += 4
         if pos + n > len(view):
             raise MessageError(f"{what} is truncated")
-        out.append(bytes(view[pos:pos + n]))
+        out.append(view[pos:pos + n])
         pos += n
     return out
 
 
-def _unpack(data: bytes, kind: bytes, count: int, what: str) -> list[bytes]:
-    if data[:4] != MAGIC or data[4:5] != kind:
+def _unpack(data: bytes, kind: bytes, count: int, what: str) -> list[memoryview]:
+    if bytes(data[:4]) != MAGIC or bytes(data[4:5]) != kind:
         raise MessageError(f"not {what} (bad magic or kind)")
     fields = _unlp(memoryview(data)[5:], what)
     if len(fields) != count:
@@ -139,21 +139,21 @@ def _unpack(data: bytes, kind: bytes, count: int, what: str) -> list[bytes]:
     return fields
 
 
-def _text(b: bytes, what: str) -> str:
+def _text(b: memoryview, what: str) -> str:
     try:
-        return b.decode("utf-8")
+        return bytes(b).decode("utf-8")
     except UnicodeDecodeError:
         raise MessageError(f"{what} is not UTF-8") from None
 
 
-def _names(b: bytes, what: str) -> tuple[str, ...]:
+def _names(b: memoryview, what: str) -> tuple[str, ...]:
     return tuple(_text(x, what) for x in _unlp(b, what))
 
 
-def _sized(b: bytes, size: int, what: str) -> bytes:
+def _sized(b: memoryview, size: int, what: str) -> bytes:
     if len(b) != size:
         raise MessageError(f"{what} must be {size} bytes")
-    return b
+    return bytes(b)
 
 
 # --- messages -----------------------------------------------------------------------------------------------------
@@ -187,7 +187,8 @@ class KeyAdvert:
         """Parse the wire form (the signature is checked by whoever receives it)."""
         f = _unpack(data, _ADVERT, 7, "a key advert")
         return cls(_text(f[0], "round id"), _text(f[1], "name"), _sized(f[2], KEY_BYTES, "a mask key"),
-                   _sized(f[3], KEY_BYTES, "a share key"), _sized(f[4], 32, "a seed commitment"), f[5], f[6])
+                   _sized(f[3], KEY_BYTES, "a share key"), _sized(f[4], 32, "a seed commitment"), bytes(f[5]),
+                   bytes(f[6]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,12 +214,18 @@ class EncryptedShare:
     def from_bytes(cls, data: bytes) -> EncryptedShare:
         """Parse the wire form."""
         f = _unpack(data, _SHARES, 4, "an encrypted share")
-        return cls(_text(f[0], "round id"), _text(f[1], "sender"), _text(f[2], "recipient"), f[3])
+        return cls(_text(f[0], "round id"), _text(f[1], "sender"), _text(f[2], "recipient"), bytes(f[3]))
+
+
+def _vector_bytes(vector: U64Array) -> memoryview:
+    return np.ascontiguousarray(vector, dtype="<u8").data.cast("B")
 
 
 def vector_digest(vector: U64Array) -> bytes:
-    """SHA-256 of a ring vector's little-endian bytes."""
-    return hashlib.sha256(np.ascontiguousarray(vector, dtype="<u8").data).digest()
+    """SHA-256 of a ring vector's little-endian bytes (pyca's, which uses the CPU's SHA extensions)."""
+    h = hashes.Hash(hashes.SHA256())
+    h.update(_vector_bytes(vector))
+    return h.finalize()
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,8 +248,7 @@ class MaskedInput:
 
     def to_bytes(self) -> bytes:
         """The wire form (the vector as little-endian uint64)."""
-        return _pack(_INPUT, self.round_id.encode(), self.name.encode(),
-                     np.ascontiguousarray(self.vector, dtype="<u8").tobytes(), self.signature)
+        return _pack(_INPUT, self.round_id.encode(), self.name.encode(), _vector_bytes(self.vector), self.signature)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> MaskedInput:
@@ -250,7 +256,7 @@ class MaskedInput:
         f = _unpack(data, _INPUT, 4, "a masked input")
         if len(f[2]) % 8:
             raise MessageError("a masked vector's length must be a multiple of 8 bytes")
-        return cls(_text(f[0], "round id"), _text(f[1], "name"), np.frombuffer(f[2], dtype="<u8"), f[3])
+        return cls(_text(f[0], "round id"), _text(f[1], "name"), np.frombuffer(f[2], dtype="<u8"), bytes(f[3]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +284,7 @@ def _share_map(entries: Mapping[str, bytes]) -> bytes:
     return lp(*(p for k in sorted(entries) for p in (k.encode(), entries[k])))
 
 
-def _read_share_map(b: bytes, what: str) -> dict[str, bytes]:
+def _read_share_map(b: memoryview, what: str) -> dict[str, bytes]:
     parts = _unlp(b, what)
     if len(parts) % 2:
         raise MessageError(f"{what} is malformed")
@@ -317,4 +323,4 @@ class Reveal:
         """Parse the wire form."""
         f = _unpack(data, _REVEAL, 5, "a reveal")
         return cls(_text(f[0], "round id"), _text(f[1], "name"), _read_share_map(f[2], "seed shares"),
-                   _read_share_map(f[3], "key shares"), f[4])
+                   _read_share_map(f[3], "key shares"), bytes(f[4]))

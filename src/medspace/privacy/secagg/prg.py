@@ -30,10 +30,14 @@ PAIRWISE = b"pairwise-mask"
 SHARE_ENCRYPTION = b"share-encryption"
 
 
-def lp(*parts: bytes) -> bytes:
+def lp(*parts: bytes | memoryview) -> bytes:
     """Length-prefixed concatenation (4-byte big-endian lengths): an unambiguous encoding of a tuple of byte
-    strings, used for HKDF info, AEAD associated data and signed payloads."""
-    return b"".join(struct.pack(">I", len(p)) + p for p in parts)
+    strings, used for HKDF info, AEAD associated data, signed payloads and the wire form (one copy of each part)."""
+    pieces: list[bytes | memoryview] = []
+    for p in parts:
+        pieces.append(struct.pack(">I", len(p) if isinstance(p, bytes) else p.nbytes))
+        pieces.append(p)
+    return b"".join(pieces)
 
 
 def new_seed() -> bytes:
@@ -41,14 +45,29 @@ def new_seed() -> bytes:
     return secrets.token_bytes(KEY_BYTES)
 
 
+class MaskStream:
+    """AES-256-CTR keystreams of one length, generated into one buffer reused from mask to mask (allocating and
+    zeroing 8 MB per mask costs more than the AES itself). A keystream is valid until the next one."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        self._zeros = bytes(8 * length)  # calloc'd: the zero pages cost little until read
+        self._buffer = np.empty(8 * length + 15, dtype=np.uint8)  # update_into wants a block's room more
+        self._view: U64Array = self._buffer[: 8 * length].view("<u8")
+
+    def keystream(self, key: bytes) -> U64Array:
+        """``length`` pseudo-random ring elements: the keystream of ``key`` as little-endian uint64."""
+        if len(key) != KEY_BYTES:
+            raise MessageError(f"a mask key must be {KEY_BYTES} bytes")
+        encryptor = Cipher(algorithms.AES(key), modes.CTR(_ZERO_NONCE)).encryptor()
+        encryptor.update_into(self._zeros, self._buffer.data)
+        encryptor.finalize()  # CTR has no tail: finalize only closes the context
+        return self._view
+
+
 def expand(key: bytes, length: int) -> U64Array:
-    """``length`` pseudo-random ring elements: the AES-256-CTR keystream of ``key`` read as little-endian uint64."""
-    if len(key) != KEY_BYTES:
-        raise MessageError(f"a mask key must be {KEY_BYTES} bytes")
-    encryptor = Cipher(algorithms.AES(key), modes.CTR(_ZERO_NONCE)).encryptor()
-    stream = encryptor.update(bytes(8 * length))
-    encryptor.finalize()  # CTR has no tail: finalize only closes the context
-    return np.frombuffer(stream, dtype="<u8")
+    """``length`` pseudo-random ring elements from ``key`` (a fresh array)."""
+    return MaskStream(length).keystream(key)
 
 
 def derive_key(shared_secret: bytes, purpose: bytes, round_id: str, a: str, b: str) -> bytes:
@@ -69,11 +88,12 @@ def agree(private: X25519PrivateKey, peer_public: bytes, purpose: bytes, round_i
     return derive_key(shared, purpose, round_id, me, peer)
 
 
-def add_pairwise_masks(y: U64Array, me: str, peer_keys: dict[str, bytes]) -> None:
+def add_pairwise_masks(y: U64Array, me: str, peer_keys: dict[str, bytes], stream: MaskStream | None = None) -> None:
     """Add to ``y`` (in place) +PRG(k) for every peer named after ``me`` and -PRG(k) for every peer before it, so
     that the pairwise masks of a set of nodes cancel in their sum."""
+    stream = stream if stream is not None and stream.length == y.shape[0] else MaskStream(y.shape[0])
     for peer, key in peer_keys.items():
-        mask = expand(key, y.shape[0])
+        mask = stream.keystream(key)
         if peer > me:
             y += mask
         else:

@@ -93,18 +93,19 @@ class Encoding:
         x = np.asarray(values, dtype=np.float64)
         if x.ndim != 1:
             raise BoundError("a contribution must be a 1-d vector")
-        bad = int(np.count_nonzero(~np.isfinite(x)))
-        if bad:
-            raise BoundError(f"{bad} values are not finite; a contribution must be finite and within "
-                             f"±{_show(self.bound)}")
-        over = np.abs(x) > self.bound
-        if over.any():
+        within = np.abs(x) <= self.bound  # False for NaN too: one test for both rules on the common path
+        if not within.all():
+            bad = int(np.count_nonzero(~np.isfinite(x)))
+            if bad:
+                raise BoundError(f"{bad} values are not finite; a contribution must be finite and within "
+                                 f"±{_show(self.bound)}")
             if not self.clip:
-                raise BoundError(f"{int(np.count_nonzero(over))} values exceed the bound ±{_show(self.bound)}")
+                raise BoundError(f"{int(np.count_nonzero(~within))} values exceed the bound ±{_show(self.bound)}")
             x = np.clip(x, -self.bound, self.bound)
-        # scaling by a power of two is exact; the clip above keeps rint's result within int64
-        codes = np.rint(x * self.scale).astype(np.int64)
-        np.clip(codes, -self.max_code, self.max_code, out=codes)
+        scaled = x * self.scale  # exact: a power of two
+        np.rint(scaled, out=scaled)
+        # |scaled| <= max_code < 2^63 (round half to even never passes floor(bound * 2^f + 0.5)), so the cast is exact
+        codes = scaled.astype(np.int64)
         return codes.view(np.uint64)
 
     def _encode_int(self, values: npt.ArrayLike) -> U64Array:
@@ -128,7 +129,9 @@ class Encoding:
         signed = np.asarray(codes, dtype=np.uint64).view(np.int64)
         if self.kind == "int":
             return signed.copy()
-        return signed.astype(np.float64) / self.scale
+        out = signed.astype(np.float64)
+        out *= self.precision  # a power of two: exact
+        return out
 
 
 def ring_sum(vectors: list[U64Array]) -> U64Array:

@@ -35,7 +35,7 @@ from medspace.privacy.secagg.messages import (
     UnmaskRequest,
     check_signature,
 )
-from medspace.privacy.secagg.prg import PAIRWISE, agree, expand, seed_commitment
+from medspace.privacy.secagg.prg import PAIRWISE, MaskStream, agree, seed_commitment
 from medspace.privacy.secagg.ring import U64Array
 from medspace.privacy.secagg.shamir import Share, combine
 
@@ -177,18 +177,19 @@ class SecAggServer:
         cfg = self.config
         reveals = [self._reveals[k] for k in sorted(self._reveals)]
         total = self._sum.copy()
+        stream = MaskStream(cfg.vector_length)
         for s in self._survivors:
             seed = combine([Share(cfg.index(r.name), r.seed_shares[s]) for r in reveals], cfg.threshold)
             if not hmac.compare_digest(seed_commitment(cfg.round_id, s, seed), self._adverts[s].seed_commitment):
                 raise SecAggError(f"the revealed shares of {s}'s self-mask seed do not give the seed it committed to")
-            total -= expand(seed, cfg.vector_length)
+            total -= stream.keystream(seed)
         for d in self._dropped:
             raw = combine([Share(cfg.index(r.name), r.key_shares[d]) for r in reveals], cfg.threshold)
             key = X25519PrivateKey.from_private_bytes(raw)
             if not hmac.compare_digest(key.public_key().public_bytes_raw(), self._adverts[d].mask_key):
                 raise SecAggError(f"the revealed shares of {d}'s mask key do not give the key it advertised")
             for s in self._survivors:
-                mask = expand(agree(key, self._adverts[s].mask_key, PAIRWISE, cfg.round_id, d, s), cfg.vector_length)
+                mask = stream.keystream(agree(key, self._adverts[s].mask_key, PAIRWISE, cfg.round_id, d, s))
                 # s added +mask for a peer named after it and -mask for one before it; undo that for d
                 if d > s:
                     total -= mask
