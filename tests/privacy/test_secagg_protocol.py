@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import stats
 from secagg_space import NODES, Spaces
 
-from medspace.privacy.errors import ConfigError, DropoutError, PhaseError
+from medspace.privacy.errors import ConfigError, DropoutError, MessageError, PhaseError, SecAggError
 from medspace.privacy.secagg import (
     Encoding,
     EncryptedShare,
     KeyAdvert,
     MaskedInput,
+    NodeKey,
     Reveal,
     RoundConfig,
     UnmaskRequest,
@@ -190,3 +193,30 @@ def test_steps_run_once_and_in_order(spaces: Spaces) -> None:
         clients["h1"].advertise()
     with pytest.raises(PhaseError, match="during the key adverts phase"):
         server.route_shares()
+
+
+def test_malformed_wire_forms_are_refused(spaces: Spaces) -> None:
+    config = RoundConfig("wire-2", NODES[:3], 5)
+    _, clients = spaces.round(config)
+    data = clients["h1"].advertise().to_bytes()
+    with pytest.raises(MessageError, match="truncated"):
+        KeyAdvert.from_bytes(data[:-3])
+    with pytest.raises(MessageError, match="bad magic or kind"):
+        MaskedInput.from_bytes(data)
+    with pytest.raises(MessageError, match="bad magic or kind"):
+        KeyAdvert.from_bytes(b"XXXX" + data[4:])
+    odd = MaskedInput("wire-2", "h1", np.arange(2, dtype=np.uint64), b"s").to_bytes()
+    with pytest.raises(MessageError):
+        MaskedInput.from_bytes(odd[:-1])
+    with pytest.raises(MessageError, match="a mask key must be 32 bytes"):
+        KeyAdvert.from_bytes(KeyAdvert("wire-2", "h1", b"k", b"k" * 32, b"c" * 32, b"", b"").to_bytes())
+
+
+def test_a_node_key_readable_by_others_is_refused(spaces: Spaces, tmp_path: Path) -> None:
+    participant = spaces.space.participant("h1")
+    loose = tmp_path / "key.pem"
+    loose.write_bytes(participant.key.read_bytes())
+    loose.chmod(0o644)
+    with pytest.raises(SecAggError):
+        NodeKey.load(loose, participant.cert)
+    assert "PRIVATE" not in repr(NodeKey.load(participant.key, participant.cert))
