@@ -20,6 +20,7 @@ from medspace.privacy.secagg import (
     RoundConfig,
     UnmaskRequest,
     default_threshold,
+    new_round_id,
 )
 from medspace.privacy.secagg.local import run_round
 from medspace.privacy.secagg.prg import PAIRWISE, add_pairwise_masks, agree, expand, new_x25519
@@ -220,3 +221,9 @@ def test_a_node_key_readable_by_others_is_refused(spaces: Spaces, tmp_path: Path
     with pytest.raises(SecAggError):
         NodeKey.load(loose, participant.cert)
     assert "PRIVATE" not in repr(NodeKey.load(participant.key, participant.cert))
+
+
+def test_round_ids_are_fresh() -> None:
+    ids = {new_round_id() for _ in range(100)}
+    assert len(ids) == 100
+    assert RoundConfig(ids.pop(), NODES, 3).threshold == 5

@@ -2,7 +2,8 @@
 the nodes' vectors and learns only their sum. Transport-agnostic: every message is a dataclass with ``to_bytes`` /
 ``from_bytes``; the hub relays them.
 
-A round, for a :class:`RoundConfig` (round id, participants, vector length, threshold t, :class:`Encoding`)::
+A round, for a :class:`RoundConfig` (round id, never reused: :func:`new_round_id`; participants, vector length,
+threshold t, :class:`Encoding`)::
 
     client = SecAggClient(config, name, NodeKey.load(key_pem, cert_pem), space)   # one per node
     server = SecAggServer(config, space)                                           # the hub
@@ -28,11 +29,12 @@ third may drop after masking). Safety rests on t > n/2 and on each honest node r
 its self-mask seed's share (survivor) or its mask key's share (dropped), never both, once per round: a relay would
 need t of each from distinct honest nodes, 2t > n of them. Not covered: a malicious node sending inconsistent
 shares is detected (the reconstructed secret must match its signed advert), not corrected; a relay that lies about
-who survived can make a round fail, not learn an input.
+who survived can make a round fail, not learn an input. "The relay cannot substitute a node" holds while the relay
+cannot issue certificates: the space's CA key (ca/ca.key) must not be on the hub's machine.
 """
 
 from medspace.privacy.secagg.client import SecAggClient
-from medspace.privacy.secagg.config import RoundConfig, default_threshold
+from medspace.privacy.secagg.config import RoundConfig, default_threshold, new_round_id
 from medspace.privacy.secagg.messages import (
     EncryptedShare,
     KeyAdvert,
@@ -58,4 +60,5 @@ __all__ = [
     "SecAggServer",
     "UnmaskRequest",
     "default_threshold",
+    "new_round_id",
 ]

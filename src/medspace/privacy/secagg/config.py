@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -15,6 +16,11 @@ from medspace.privacy.secagg.shamir import MAX_SHARES
 
 _ROUND_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 MAX_VECTOR = 1 << 28  # 2 GiB of ring elements: far beyond any model update we send, and it keeps lengths in 4 bytes
+
+
+def new_round_id() -> str:
+    """A fresh round id (128 random bits): ids must never repeat, or an old signed input could be replayed."""
+    return f"secagg-{secrets.token_hex(16)}"
 
 
 def default_threshold(n: int) -> int:
@@ -72,6 +78,7 @@ class RoundConfig:
 
     def check(self, round_id: str, name: str, what: str) -> None:
         """ReplayError if a message is for another round, ParticipantError if its node is not in this one."""
+        name = name[:64]  # a message's claimed name is untrusted: keep errors short
         if round_id != self.round_id:
             raise ReplayError(f"{what} from {name} is for round {round_id[:128]!r}, not for this round {self.round_id}")
         if name not in self.participants:
