@@ -1,1 +1,1 @@
-"""Privacy engine: disclosure control (and, later, differential privacy and secure aggregation)."""
+"""Privacy engine: disclosure control, secure aggregation (medspace.privacy.secagg) and, later, differential privacy."""

@@ -21,3 +21,56 @@ class InputError(DisclosureError):
 
 class ProtectionError(DisclosureError):
     """A sensitive cell cannot be protected by complementary suppression; the message names its position."""
+
+
+# --- secure aggregation (medspace.privacy.secagg) -------------------------------------------------------------------
+
+
+class SecAggError(PrivacyError):
+    """A secure-aggregation round cannot go ahead; the message names the rule, the phase or the node, never a key,
+    a share or a vector's value."""
+
+
+class ConfigError(SecAggError):
+    """A round's configuration is invalid (threshold, participants, vector length, encoding); the message names it."""
+
+
+class BoundError(SecAggError):
+    """A contribution is outside the encoding's bound, or the bound lets the sum of n contributions overflow the
+    ring; the message names the bound."""
+
+
+class PhaseError(SecAggError):
+    """A step was called out of order or twice (each party runs advertise, share, mask, reveal once, in order)."""
+
+
+class DropoutError(SecAggError):
+    """Fewer than the threshold of nodes took part in a phase: "k of n contributions arrived, t needed"."""
+
+    def __init__(self, phase: str, arrived: int, total: int, needed: int) -> None:
+        super().__init__(f"{phase}: {arrived} of {total} contributions arrived, {needed} needed")
+        self.phase = phase
+        self.arrived = arrived
+        self.total = total
+        self.needed = needed
+
+
+class ParticipantError(SecAggError):
+    """A message comes from, or is addressed to, a node that is not a participant of the round."""
+
+
+class ReplayError(SecAggError):
+    """A message is replayed: a second one from the same node in a phase, or one made for another round."""
+
+
+class SignatureError(SecAggError):
+    """A signature does not verify, or the signer's certificate is not this space's or names another node."""
+
+
+class RevealRefused(SecAggError):
+    """An unmask request asks for what would expose a node's input (both its self-mask and its mask key, a node
+    outside the round, too few survivors, or a second reveal); the message names the rule."""
+
+
+class MessageError(SecAggError):
+    """A message's bytes are malformed (bad magic, truncated, wrong sizes); the message names the field."""
