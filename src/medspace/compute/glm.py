@@ -41,6 +41,7 @@ from scipy.special import expit, gammaln, xlogy
 from medspace.compute.errors import (
     ConvergenceError,
     MessageLayoutError,
+    ModelError,
     NoEventsError,
     PerfectSeparationError,
     QueryError,
@@ -239,7 +240,7 @@ class GLMCoordinator:
     def _step(self, score: np.ndarray, info: np.ndarray, extras: np.ndarray) -> bool:
         deviance, _, n, sum_y, n_perfect = extras
         if n <= self.p:
-            raise MessageLayoutError(f"{int(n)} rows for {self.p} coefficients: nothing left to estimate from")
+            raise ModelError(f"{int(n)} rows for {self.p} coefficients: nothing left to estimate the model from")
         if self.family == "binomial":
             if sum_y <= 0 or sum_y >= n:
                 raise NoEventsError("binomial outcome is " + ("0" if sum_y <= 0 else "1") + " in every row of "
