@@ -28,6 +28,7 @@ rather than reported as included.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -127,6 +128,84 @@ def _message(time: np.ndarray, event: np.ndarray, X: np.ndarray, beta: np.ndarra
     return pack(score, info, [loglik, float(X.shape[0]), float(np.sum(event))])
 
 
+# Rows per block of the concordance sweep: pairs inside a block are compared directly (≤ BLOCK² booleans).
+BLOCK = 1024
+
+
+def _concordance_counts(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> np.ndarray:
+    """[concordant, tied, comparable] pairs of one stratum (Harrell): a failure i and a row j still at risk after it.
+
+    j is comparable with failure i when T_j > T_i, or T_j = T_i and j is censored (it was at risk at T_i);
+    concordant when i's risk is higher, tied when equal. O(n log n) plus BLOCK-sized direct comparisons.
+    """
+    n = time.shape[0]
+    _, rank = np.unique(risk, return_inverse=True)  # equal risks share a rank
+    order = np.lexsort((rank, time))
+    t, e, k = time[order], event[order] > 0, rank[order].astype(np.int64)
+    starts = np.flatnonzero(np.r_[True, t[1:] != t[:-1]])
+    ends = np.r_[starts[1:], n]
+    group = np.repeat(np.arange(starts.shape[0]), ends - starts)
+    comparable = float(np.sum((n - ends[group])[e]))
+    concordant = tied = 0.0
+    # Strictly later rows: sweep blocks of whole tie groups from the last time back; `later` holds the sorted risk
+    # ranks of every row after the current block.
+    later = np.empty(0, dtype=np.int64)
+    block_end = n
+    g = starts.shape[0] - 1
+    while g >= 0:
+        block_start = starts[g]
+        while g > 0 and block_end - starts[g - 1] <= BLOCK:
+            g -= 1
+            block_start = starts[g]
+        g -= 1
+        rows = slice(block_start, block_end)
+        ev = np.flatnonzero(e[rows]) + block_start
+        if ev.size:
+            lo, hi = np.searchsorted(later, k[ev], "left"), np.searchsorted(later, k[ev], "right")
+            concordant += float(lo.sum())
+            tied += float((hi - lo).sum())
+            if group[block_start] != group[block_end - 1]:
+                after = t[None, rows] > t[ev, None]
+                concordant += float(np.sum(after & (k[None, rows] < k[ev, None])))
+                tied += float(np.sum(after & (k[None, rows] == k[ev, None])))
+        block = np.sort(k[rows])
+        later = np.insert(later, np.searchsorted(later, block), block)  # a merge: O(n), no re-sort
+        block_end = block_start
+    # Same time: failures against the censored rows of their own tie group (keys sort by group, then risk rank).
+    width = int(k.max()) + 2
+    key = group.astype(np.int64) * width + k
+    censored_keys = key[~e]  # increasing: rows are sorted by time, then rank
+    base = group[e].astype(np.int64) * width
+    lo = np.searchsorted(censored_keys, key[e], "left")
+    concordant += float(np.sum(lo - np.searchsorted(censored_keys, base, "left")))
+    tied += float(np.sum(np.searchsorted(censored_keys, key[e], "right") - lo))
+    comparable += float(np.sum(np.searchsorted(censored_keys, base + width, "left")
+                               - np.searchsorted(censored_keys, base, "left")))
+    return np.array([concordant, tied, comparable])
+
+
+def concordance_message(time: np.ndarray, event: np.ndarray, X: np.ndarray, beta: np.ndarray,
+                        strata: np.ndarray | None = None) -> np.ndarray:
+    """A site's [concordant, tied, comparable] pair counts at ``beta``, within its strata (sums across sites)."""
+    t, e, x = (np.asarray(a, dtype=np.float64) for a in (time, event, X))
+    s = None if strata is None else np.asarray(strata)
+    _check_site_data(t, e, x, s)
+    risk = x @ np.asarray(beta, dtype=np.float64)
+    total = np.zeros(3)
+    groups = [np.arange(x.shape[0])] if s is None else [np.flatnonzero(s == label) for label in np.unique(s)]
+    for rows in groups:
+        total += _concordance_counts(t[rows], e[rows], risk[rows])
+    return total
+
+
+def concordance(total: np.ndarray) -> float:
+    """Harrell's C from summed [concordant, tied, comparable] counts: (concordant + tied / 2) / comparable."""
+    concordant, tied, comparable = np.asarray(total, dtype=np.float64)
+    if comparable <= 0:
+        raise NoEventsError("no comparable pair of rows: concordance is undefined")
+    return float((concordant + tied / 2.0) / comparable)
+
+
 @dataclass
 class CoxSite:
     """One site's survival data, validated once; calling it with β gives the site's message for that round."""
@@ -152,6 +231,10 @@ class CoxSite:
         """The site's message at ``beta``."""
         return _message(self.time, self.event, self.X, np.asarray(beta, dtype=np.float64), self.strata)
 
+    def concordance(self, beta: np.ndarray) -> np.ndarray:
+        """The site's [concordant, tied, comparable] pair counts at ``beta`` (a second kind of message)."""
+        return concordance_message(self.time, self.event, self.X, beta, self.strata)
+
 
 @dataclass(frozen=True)
 class CoxResult:
@@ -163,6 +246,7 @@ class CoxResult:
     n_events: int
     rounds: int
     loglik_history: tuple[float, ...]
+    concordance: float | None = None  # Harrell's C within strata, when asked for (one more round)
 
     @property
     def params(self) -> np.ndarray:
@@ -242,9 +326,13 @@ class CoxCoordinator:
 
 
 def fit_cox(sites: Sequence[SiteFn], covariates: Sequence[str] | int, *, aggregate: Aggregate = plain_sum,
-            tol: float = 1e-8, max_rounds: int = 50, alpha: float = 0.05,
-            start: np.ndarray | None = None) -> CoxResult:
-    """Fit a site-stratified Cox model (Breslow ties) over in-process sites by federated Newton–Raphson."""
+            tol: float = 1e-8, max_rounds: int = 50, alpha: float = 0.05, start: np.ndarray | None = None,
+            concordance_sites: Sequence[SiteFn] | None = None) -> CoxResult:
+    """Fit a site-stratified Cox model (Breslow ties) over in-process sites by federated Newton–Raphson.
+
+    With ``concordance_sites`` (β → [concordant, tied, comparable], e.g. ``CoxSite.concordance``), one more
+    aggregated round at the estimates gives Harrell's C within strata (lifelines' ``concordance_index_``).
+    """
     names = column_names(None, covariates) if isinstance(covariates, int) else tuple(covariates)
     coordinator = CoxCoordinator(names, tol=tol, max_rounds=max_rounds, alpha=alpha, start=start)
     if not sites:
@@ -252,4 +340,8 @@ def fit_cox(sites: Sequence[SiteFn], covariates: Sequence[str] | int, *, aggrega
     while True:
         total = aggregate([np.asarray(site(coordinator.beta), dtype=np.float64) for site in sites])
         if coordinator.update(total):
-            return coordinator.result()
+            result = coordinator.result()
+            if concordance_sites is None:
+                return result
+            counts = aggregate([np.asarray(site(result.params), dtype=np.float64) for site in concordance_sites])
+            return dataclasses.replace(result, concordance=concordance(counts))
