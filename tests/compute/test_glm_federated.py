@@ -90,6 +90,19 @@ def test_logistic_converges_in_at_most_ten_rounds() -> None:
         assert list(fed.deviance_history) == sorted(fed.deviance_history, reverse=True)
 
 
+@pytest.mark.parametrize("scale", [1e-6, 1e6])
+def test_convergence_does_not_depend_on_covariate_units(scale: float) -> None:
+    # a covariate in tiny or huge units (grams vs tonnes) makes its coefficient huge or tiny: the stopping rule
+    # measures the Newton step in standard errors, so the estimate is as exact either way
+    data = [(X * np.r_[1.0, scale, 1.0, 1.0, 1.0], y) for X, y in simulate("binomial", seed=14)]
+    fed = fit_glm([GLMSite(X, y, "binomial") for X, y in data], "binomial", NAMES)
+    X, y = pooled(data)
+    ref = sm.GLM(y, X, family=sm.families.Binomial()).fit(tol=1e-14, maxiter=200)
+    np.testing.assert_array_less(np.abs(fed.params - ref.params), 1e-6 * ref.bse)
+    np.testing.assert_allclose(fed.bse, ref.bse, rtol=1e-6)
+    assert fed.rounds <= 10
+
+
 def test_gaussian_is_exact_after_one_step() -> None:
     data = simulate("gaussian", seed=5)
     fed = fit_glm([GLMSite(X, y, "gaussian") for X, y in data], "gaussian", NAMES)

@@ -97,12 +97,13 @@ def check_information(info: np.ndarray, names: Sequence[str]) -> None:
 class NewtonCoordinator:
     """Newton–Raphson with step halving, driven by summed (score, information, objective) of each round.
 
-    ``objective`` is minimised (a deviance: −2 × log-likelihood up to a constant). Convergence: the Newton step's
-    largest absolute component is below ``tol``; Newton converges quadratically, so the coefficients returned
-    (β + that last step) are then accurate far below ``tol``. A round whose objective is worse than the last
+    ``objective`` is minimised (a deviance: −2 × log-likelihood up to a constant). Convergence: every component of
+    the Newton step is below ``tol`` standard errors of its coefficient (so the test does not depend on the units of
+    a covariate); Newton converges quadratically, so the coefficients returned (β + that last step) are then
+    accurate far below ``tol`` standard errors. A round whose objective is worse than the last
     accepted one (or not finite) halves the previous step instead. The standard errors use the information of that
-    last round, computed at β, within ``tol`` of the coefficients returned: their relative error is of order ``tol``
-    (about 1e-9 in practice), far inside the 1e-6 the pooled fit is matched to, and it saves a round.
+    last round, computed at β, less than ``tol`` standard errors from the coefficients returned: their relative error
+    is of that order or below, far inside the 1e-6 the pooled fit is matched to, and it saves a round.
     """
 
     p: int
@@ -111,17 +112,17 @@ class NewtonCoordinator:
     max_rounds: int = 50
     max_halvings: int = 30
     beta: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    rounds: int = 0
-    converged: bool = False
-    history: list[float] = field(default_factory=list)
-    _accepted: tuple[np.ndarray, float] | None = None
-    _last_step: np.ndarray | None = None
-    _halvings: int = 0
-    information: np.ndarray | None = None
-    score: np.ndarray | None = None
-    extras: np.ndarray | None = None
-    objective: float = float("nan")
-    last_step_size: float = float("inf")
+    rounds: int = field(default=0, init=False)
+    converged: bool = field(default=False, init=False)
+    history: list[float] = field(default_factory=list, init=False)  # every round's objective, rejected ones too
+    information: np.ndarray | None = field(default=None, init=False)
+    score: np.ndarray | None = field(default=None, init=False)
+    extras: np.ndarray | None = field(default=None, init=False)
+    objective: float = field(default=float("nan"), init=False)
+    last_step_size: float = field(default=float("inf"), init=False)  # in standard errors
+    _accepted: tuple[np.ndarray, float] | None = field(default=None, init=False, repr=False)
+    _last_step: np.ndarray | None = field(default=None, init=False, repr=False)
+    _halvings: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.beta.size == 0:
@@ -161,7 +162,8 @@ class NewtonCoordinator:
         self._accepted = (self.beta.copy(), float(objective))
         self.information, self.score, self.objective = information, score, float(objective)
         self.extras = None if extras is None else np.asarray(extras, dtype=np.float64).copy()
-        self.last_step_size = float(np.max(np.abs(step))) if step.size else 0.0
+        unit_se = np.sqrt(np.diag(np.linalg.inv(information)))
+        self.last_step_size = float(np.max(np.abs(step) / unit_se)) if step.size else 0.0
         self._last_step = step
         self.beta = self.beta + step
         if self.last_step_size < self.tol:
@@ -173,7 +175,7 @@ class NewtonCoordinator:
     def _check_rounds(self) -> None:
         if self.rounds >= self.max_rounds:
             raise ConvergenceError(f"not converged after {self.max_rounds} rounds "
-                                   f"(last step {self.last_step_size:.1e}, tolerance {self.tol:.0e})")
+                                   f"(last step {self.last_step_size:.1e} standard errors, tolerance {self.tol:.0e})")
 
 
 @dataclass(frozen=True)
