@@ -284,7 +284,6 @@ def fit_glm(sites: Sequence[SiteFn], family: Family, covariates: Sequence[str] |
     names = column_names(None, covariates) if isinstance(covariates, int) else tuple(covariates)
     coordinator = GLMCoordinator(family, names, tol=tol, max_rounds=max_rounds, alpha=alpha, use_t=use_t,
                                  start=start)
-
     if not sites:
         raise MessageLayoutError("no site to fit on")
     while True:
