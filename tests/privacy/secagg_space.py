@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medspace.policy.pki import Space, init_space
-from medspace.privacy.secagg import NodeKey, RoundConfig, SecAggClient, SecAggServer
+from medspace.privacy.secagg import EncryptedShare, NodeKey, RoundConfig, SecAggClient, SecAggServer
 
 NODES = tuple(f"h{i}" for i in range(1, 8))
 
@@ -25,6 +25,16 @@ class Spaces:
         """A server and a client per participant for ``config``."""
         clients = {n: SecAggClient(config, n, self.keys[n], self.space) for n in config.participants}
         return SecAggServer(config, self.space), clients
+
+
+def exchange_keys(server: SecAggServer, clients: dict[str, SecAggClient]) -> dict[str, list[EncryptedShare]]:
+    """The round's first two steps for every client: adverts in, shares out; each client's routed shares."""
+    for c in clients.values():
+        server.receive_advert(c.advertise())
+    adverts = server.close_adverts()
+    for c in clients.values():
+        server.receive_shares(c.share(adverts))
+    return server.route_shares()
 
 
 def _keys(space: Space, names: tuple[str, ...]) -> dict[str, NodeKey]:

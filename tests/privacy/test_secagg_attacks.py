@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from secagg_space import NODES, Spaces
+from secagg_space import NODES, Spaces, exchange_keys
 
 from medspace.policy.pki import init_space
 from medspace.privacy.errors import (
@@ -43,12 +43,7 @@ def _config(round_id: str) -> RoundConfig:
 def _until_masking(spaces: Spaces, config: RoundConfig) -> tuple[SecAggServer, dict[str, SecAggClient],
                                                                    dict[str, list[EncryptedShare]]]:
     server, clients = spaces.round(config)
-    for n in NODES:
-        server.receive_advert(clients[n].advertise())
-    adverts = server.close_adverts()
-    for n in NODES:
-        server.receive_shares(clients[n].share(adverts))
-    return server, clients, server.route_shares()
+    return server, clients, exchange_keys(server, clients)
 
 
 def _x(i: int) -> np.ndarray:

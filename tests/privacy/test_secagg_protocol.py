@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import stats
-from secagg_space import NODES, Spaces
+from secagg_space import NODES, Spaces, exchange_keys
 
 from medspace.privacy.errors import ConfigError, DropoutError, MessageError, PhaseError, SecAggError
 from medspace.privacy.secagg import (
@@ -75,12 +75,7 @@ def test_masked_inputs_add_up_to_the_sum_once_the_self_masks_are_off(spaces: Spa
     server, clients = spaces.round(config)
     rng = np.random.default_rng(3)
     xs = {n: rng.integers(-1000, 1000, LENGTH) for n in NODES}
-    for n in NODES:
-        server.receive_advert(clients[n].advertise())
-    adverts = server.close_adverts()
-    for n in NODES:
-        server.receive_shares(clients[n].share(adverts))
-    routed = server.route_shares()
+    routed = exchange_keys(server, clients)
     masked = [clients[n].masked_input(xs[n], routed[n]) for n in NODES]
     # white-box: the self masks come from each client's seed; pairwise masks must cancel in the sum
     self_masks = ring_sum([expand(clients[n]._seed, LENGTH) for n in NODES])
@@ -92,12 +87,7 @@ def test_one_masked_contribution_looks_uniform_on_the_ring(spaces: Spaces) -> No
     length = 1 << 16
     config = RoundConfig("uniform-1", NODES, length, encoding=Encoding.floats(frac_bits=16, bound=10.0))
     server, clients = spaces.round(config)
-    for n in NODES:
-        server.receive_advert(clients[n].advertise())
-    adverts = server.close_adverts()
-    for n in NODES:
-        server.receive_shares(clients[n].share(adverts))
-    routed = server.route_shares()
+    routed = exchange_keys(server, clients)
     inputs = {"h1": np.zeros(length), "h2": np.full(length, 7.5)}  # a constant: the worst case for a weak mask
     plain_codes = config.encoding.encode(inputs["h2"])
     for n, x in inputs.items():

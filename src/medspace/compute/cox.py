@@ -39,6 +39,7 @@ from medspace.compute.newton import (
     Aggregate,
     Coefficients,
     NewtonCoordinator,
+    NewtonModel,
     SiteFn,
     column_names,
     infer,
@@ -275,7 +276,7 @@ class CoxResult:
 
 
 @dataclass
-class CoxCoordinator:
+class CoxCoordinator(NewtonModel):
     """The coordinator's side of a federated Cox model, transport-agnostic (same loop as the GLM's)."""
 
     names: Sequence[str]
@@ -286,25 +287,7 @@ class CoxCoordinator:
     _newton: NewtonCoordinator = field(init=False)
 
     def __post_init__(self) -> None:
-        self.names = tuple(self.names)
-        start = np.zeros(len(self.names)) if self.start is None else np.asarray(self.start, dtype=np.float64)
-        self._newton = NewtonCoordinator(len(self.names), self.names, tol=self.tol, max_rounds=self.max_rounds,
-                                         beta=start)
-
-    @property
-    def p(self) -> int:
-        """Number of coefficients."""
-        return len(self.names)
-
-    @property
-    def beta(self) -> np.ndarray:
-        """The coefficients at which the sites compute the next round's message."""
-        return self._newton.beta.copy()
-
-    @property
-    def rounds(self) -> int:
-        """Rounds taken so far."""
-        return self._newton.rounds
+        self._start_newton()
 
     def update(self, total: np.ndarray) -> bool:
         """Take the summed messages of the sites at :attr:`beta`; return True once the fit has converged."""

@@ -51,6 +51,7 @@ from medspace.compute.newton import (
     Aggregate,
     Coefficients,
     NewtonCoordinator,
+    NewtonModel,
     SiteFn,
     column_names,
     infer,
@@ -194,7 +195,7 @@ class GLMResult:
 
 
 @dataclass
-class GLMCoordinator:
+class GLMCoordinator(NewtonModel):
     """The coordinator's side of a federated GLM, transport-agnostic.
 
     Loop: send ``beta`` to every site, sum their messages (securely), pass the sum to :meth:`update`; stop when
@@ -212,25 +213,7 @@ class GLMCoordinator:
 
     def __post_init__(self) -> None:
         _check_family(self.family)
-        self.names = tuple(self.names)
-        start = np.zeros(len(self.names)) if self.start is None else np.asarray(self.start, dtype=np.float64)
-        self._newton = NewtonCoordinator(len(self.names), self.names, tol=self.tol, max_rounds=self.max_rounds,
-                                         beta=start)
-
-    @property
-    def p(self) -> int:
-        """Number of coefficients."""
-        return len(self.names)
-
-    @property
-    def beta(self) -> np.ndarray:
-        """The coefficients at which the sites compute the next round's message."""
-        return self._newton.beta.copy()
-
-    @property
-    def rounds(self) -> int:
-        """Rounds taken so far."""
-        return self._newton.rounds
+        self._start_newton()
 
     def update(self, total: np.ndarray) -> bool:
         """Take the summed messages of the sites at :attr:`beta`; return True once the fit has converged."""

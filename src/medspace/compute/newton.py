@@ -178,6 +178,38 @@ class NewtonCoordinator:
                                    f"(last step {self.last_step_size:.1e} standard errors, tolerance {self.tol:.0e})")
 
 
+class NewtonModel:
+    """What a model's coordinator shares: its coefficient names and the Newton iteration it drives (subclasses
+    are dataclasses with ``names``, ``tol``, ``max_rounds`` and ``start``, and call :meth:`_start_newton`)."""
+
+    names: Sequence[str]
+    tol: float
+    max_rounds: int
+    start: np.ndarray | None
+    _newton: NewtonCoordinator
+
+    def _start_newton(self) -> None:
+        self.names = tuple(self.names)
+        start = np.zeros(len(self.names)) if self.start is None else np.asarray(self.start, dtype=np.float64)
+        self._newton = NewtonCoordinator(len(self.names), self.names, tol=self.tol, max_rounds=self.max_rounds,
+                                         beta=start)
+
+    @property
+    def p(self) -> int:
+        """Number of coefficients."""
+        return len(self.names)
+
+    @property
+    def beta(self) -> np.ndarray:
+        """The coefficients at which the sites compute the next round's message."""
+        return self._newton.beta.copy()
+
+    @property
+    def rounds(self) -> int:
+        """Rounds taken so far."""
+        return self._newton.rounds
+
+
 @dataclass(frozen=True)
 class Coefficients:
     """Estimates with their standard errors, test statistics, p-values and confidence intervals."""
