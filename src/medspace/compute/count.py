@@ -145,13 +145,19 @@ def _sql(q: CountQuery) -> tuple[str, list[Any]]:
     return select, params
 
 
-def run_count(con: Any, q: CountQuery, excluded: Iterable[str], *, rules: DisclosureRules | None = None
-              ) -> dict[str, Any]:
-    """Run a count on a DuckDB connection to the node's store and protect it; the releasable result (JSON-able)."""
+def view_tables(con: Any, view: str) -> frozenset[str]:
+    """The tables of a de-identified view in a DuckDB store (empty when the store has no such view)."""
+    schema = "deid_" + view.replace("-", "_")
+    return frozenset(r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [schema]).fetchall())
+
+
+def run_count(con: Any, q: CountQuery, excluded: Iterable[str], *, rules: DisclosureRules | None = None,
+              tables: frozenset[str] | None = None) -> dict[str, Any]:
+    """Run a count on a DuckDB connection to the node's store and protect it; the releasable result (JSON-able).
+    ``tables``: the view's tables (:func:`view_tables`) when the caller knows them already (read per call if not)."""
     rules = rules or DisclosureRules(nk=None)
-    schema = "deid_" + q.view.replace("-", "_")
-    have = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = ?",
-                                      [schema]).fetchall()}
+    have = tables if tables is not None else view_tables(con, q.view)
     missing = [t for t in ("patient", *q.tables) if t not in have]
     if missing:
         raise QueryError(f"the node has no de-identified view {q.view} with table {missing[0]}; "

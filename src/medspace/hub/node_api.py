@@ -124,7 +124,13 @@ def router() -> APIRouter:
         deadline = asyncio.get_running_loop().time() + wait
         while True:
             wake = hub.db.notifier.wakeup("assignments")
-            got = await offload(hub.claim_for_node, node.name)
+            # on SQLite a read in the event loop tells whether there is anything to claim, so a poll that finds
+            # nothing costs no write transaction and no worker thread (after an answer, or a wake-up for another
+            # node's task); on PostgreSQL both are a round trip, and the claim alone is one
+            if hub.db.postgres or await read(hub, hub.has_queued, node.name):
+                got = await offload(hub.claim_for_node, node.name)
+            else:
+                got = {"assignments": [], "contracts": {}}
             left = deadline - asyncio.get_running_loop().time()
             if got["assignments"] or left <= 0:
                 return got

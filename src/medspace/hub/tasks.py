@@ -22,8 +22,8 @@ from medspace.compute.count import CountQuery, combine
 from medspace.compute.errors import QueryError
 from medspace.hub.accounts import Principal
 from medspace.hub.contracts import ContractOps, node_contract_view
+from medspace.hub.db import Assignment, Participant, Task, UTCDateTime, dumps, new_id, utcnow
 from medspace.hub.db import Contract as ContractRow
-from medspace.hub.db import Participant, Task, UTCDateTime, dumps, new_id, utcnow
 from medspace.hub.errors import BadRequest, Conflict, NotFound
 from medspace.hub.queue import Part, TaskState, claim, enqueue, finish_assignment
 from medspace.ledger.entry import Action, AuditEvent, Purpose, Role
@@ -43,6 +43,8 @@ _SEEN = (update(Participant).where(Participant.name == bindparam("b_hospital"))
          .values(last_seen=bindparam("b_now", type_=UTCDateTime())))
 
 
+_QUEUED = (select(Assignment.id).where(Assignment.hospital == bindparam("b_hospital"), Assignment.status == "queued")
+           .limit(1))
 _TASK_VIEW = (select(Task.id, Task.kind, Task.status, Task.purpose, Task.requester, Task.created_at, Task.finished_at,
                      Task.result, Task.error).where(Task.id == bindparam("b_id")))
 
@@ -123,6 +125,11 @@ class TaskOps(ContractOps):
                                 resource=f"task:{task_id}/{hospital}", contract_id=uid, inputs=inputs)
                      for hospital, uid in sorted(contracts.items())])
         return {"id": task_id, "status": "queued", "hospitals": sorted(contracts)}
+
+    def has_queued(self, hospital: str) -> bool:
+        """Whether a node has queued assignments now (a read: most polls find none, and a claim is a write)."""
+        with self.db.engine.connect() as c:
+            return c.execute(_QUEUED, {"b_hospital": hospital}).first() is not None
 
     def claim_for_node(self, hospital: str) -> dict[str, Any]:
         """Claim a node's queued assignments (each handed out once, across hub processes), with the contracts they

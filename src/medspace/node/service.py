@@ -46,7 +46,7 @@ import orjson
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from medspace.compute.count import CountQuery, run_count
+from medspace.compute.count import CountQuery, run_count, view_tables
 from medspace.compute.errors import QueryError
 from medspace.ledger.entry import Action, AuditEvent, Purpose, Role
 from medspace.ledger.errors import EntryError
@@ -62,6 +62,7 @@ from medspace.privacy.disclosure import DisclosureRules
 WAIT = 20.0
 STORE_IDLE = 10.0
 MAX_BACKOFF = 30.0
+NONCE_PURGE_EVERY = 10.0  # seconds between deletions of expired nonces from the state file
 
 
 @dataclass
@@ -78,6 +79,7 @@ class NodeConfig:
     min_cell: int = 5
     wait: float = WAIT
     store_idle: float = STORE_IDLE  # seconds without a task after which the store is closed
+    store_threads: int | None = 1  # DuckDB threads of the store's connection (None: DuckDB's default, one per core)
 
 
 @dataclass
@@ -105,11 +107,15 @@ class _State:
         self._db.execute("CREATE TABLE IF NOT EXISTS status (key TEXT PRIMARY KEY, value INTEGER NOT NULL, "
                          "at REAL NOT NULL)")
         self._lock = threading.Lock()
+        self._next_purge = 0.0
 
     def first_use(self, nonce: str, expires: datetime) -> bool:
         """Record a nonce; False if it was seen before."""
         with self._lock:
-            self._db.execute("DELETE FROM nonces WHERE expires < ?", (time.time(),))
+            now = time.time()
+            if now >= self._next_purge:  # expired nonces are refused by the envelope's expiry: drop them now and then
+                self._db.execute("DELETE FROM nonces WHERE expires < ?", (now,))
+                self._next_purge = now + NONCE_PURGE_EVERY
             try:
                 self._db.execute("INSERT INTO nonces VALUES (?, ?)", (nonce, expires.timestamp()))
             except sqlite3.IntegrityError:
@@ -153,7 +159,7 @@ class NodeService:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._state = _State(config.state)
-        self._store = _Store(config.store, config.store_idle)
+        self._store = _Store(config.store, config.store_idle, config.store_threads)
         self._hub_key: ec.EllipticCurvePublicKey | None = None
         self._tls = client_context(self.space, config.name)
         self.consent_changed = threading.Condition()
@@ -362,7 +368,7 @@ class NodeService:
         try:
             ids = self._store.pseudonyms(query.view)
             excluded = self.registry.excluded(ids, self.config.name, purpose, categories, now, self._defaults())
-            return run_count(con, query, excluded, rules=rules)
+            return run_count(con, query, excluded, rules=rules, tables=self._store.tables(query.view))
         except duckdb.Error as e:
             self._store.close()  # a broken connection is not reused: the next task opens the store again
             raise TaskError(f"the node's store cannot be read now ({type(e).__name__})") from None
@@ -402,12 +408,16 @@ class _Store:
     more than a small count); closed after ``idle`` seconds without a task, so the hospital's own tools (ingest,
     view builds), which need the file to themselves, run between bursts of tasks."""
 
-    def __init__(self, path: Path, idle: float) -> None:
+    def __init__(self, path: Path, idle: float, threads: int | None = None) -> None:
         self.path = path
         self.idle = idle
+        # DuckDB's default is a thread per core; a node's counts are small and one at a time, where waking a thread
+        # pool costs more CPU (and time) than it saves
+        self.threads = threads
         self._con: Any = None
         self._used = 0.0
         self._ids: dict[str, Any] = {}
+        self._tables: dict[str, frozenset[str]] = {}
 
     @property
     def is_open(self) -> bool:
@@ -421,10 +431,22 @@ class _Store:
         self._used = time.monotonic()
         if self._con is None:
             try:
-                self._con = duckdb.connect(str(self.path), read_only=True)
+                con = duckdb.connect(str(self.path), read_only=True)
+                if self.threads:
+                    # a setting, not a connect option: DuckDB refuses a second connection to one file in one process
+                    # with other options (tests run several nodes' stores in one process)
+                    con.execute(f"SET threads TO {int(self.threads)}")
+                self._con = con
             except duckdb.Error as e:
                 raise TaskError(f"the node's store cannot be read now ({type(e).__name__})") from None
         return self._con
+
+    def tables(self, view: str) -> frozenset[str]:
+        """The tables of a de-identified view, read once per opening (the store does not change while held open)."""
+        have = self._tables.get(view)
+        if have is None:
+            have = self._tables[view] = view_tables(self.connection(), view)
+        return have
 
     def pseudonyms(self, view: str) -> Any:
         """The linkage pseudonyms of a de-identified view's patients (an Arrow array), read once per opening: the
@@ -451,6 +473,7 @@ class _Store:
         """Close the connection (the next task opens it again)."""
         con, self._con = self._con, None
         self._ids = {}
+        self._tables = {}
         if con is not None:
             with contextlib.suppress(Exception):
                 con.close()
