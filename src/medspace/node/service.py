@@ -41,7 +41,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -51,6 +50,7 @@ from medspace.compute.errors import QueryError
 from medspace.ledger.entry import Action, AuditEvent, Purpose, Role
 from medspace.ledger.errors import EntryError
 from medspace.node.errors import ConnectionFailed, TaskError
+from medspace.node.http import HubHttp, Reply
 from medspace.policy.consent import ConsentRegistry, HospitalDefaults
 from medspace.policy.consent_fhir import TABLE_CATEGORY
 from medspace.policy.contract import Contract, TaskRequest
@@ -193,18 +193,17 @@ class NodeService:
         finally:
             self.stop()
 
-    def _client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.config.hub_url, verify=self._tls,
-                            timeout=httpx.Timeout(self.config.wait + 10, connect=5))
+    def _client(self) -> HubHttp:
+        return HubHttp(self.config.hub_url, self._tls, timeout=self.config.wait + 10)
 
-    def _forever(self, loop: Callable[[httpx.Client], None]) -> None:
+    def _forever(self, loop: Callable[[HubHttp], None]) -> None:
         backoff = 0.2
         while not self._stop.is_set():
             try:
                 with self._client() as c:
                     loop(c)
                     backoff = 0.2
-            except (httpx.TransportError, ConnectionFailed):
+            except ConnectionFailed:
                 self.connected.clear()
                 self.stats.reconnects += 1
                 self._stop.wait(backoff * (0.5 + random.random()))  # jitter: nodes do not return in lockstep
@@ -212,7 +211,7 @@ class NodeService:
 
     # --- consent ------------------------------------------------------------------------------------------
 
-    def _consent_loop(self, c: httpx.Client) -> None:
+    def _consent_loop(self, c: HubHttp) -> None:
         while not self._stop.is_set():
             r = c.get("/v1/node/consents", params={"since": self.stats.consent_seq, "wait": self.config.wait,
                                                    "defaults": self._defaults_digest})
@@ -232,7 +231,7 @@ class NodeService:
 
     # --- tasks --------------------------------------------------------------------------------------------
 
-    def _hub_public_key(self, c: httpx.Client) -> ec.EllipticCurvePublicKey:
+    def _hub_public_key(self, c: HubHttp) -> ec.EllipticCurvePublicKey:
         if self._hub_key is None:
             r = c.get("/v1/node/hub-certificate")
             _check(r)
@@ -246,7 +245,7 @@ class NodeService:
             self._hub_key = key
         return self._hub_key
 
-    def _task_loop(self, c: httpx.Client) -> None:
+    def _task_loop(self, c: HubHttp) -> None:
         hub_key = self._hub_public_key(c)
         body: dict[str, Any] | None = None
         while not self._stop.is_set():
@@ -266,7 +265,7 @@ class NodeService:
                 # the last answer of a batch also asks for the next assignments: one round trip per task
                 body = self._handle(c, hub_key, a, contracts, poll=wait if i == len(items) - 1 else None)
 
-    def _handle(self, c: httpx.Client, hub_key: ec.EllipticCurvePublicKey, assignment: dict[str, Any],
+    def _handle(self, c: HubHttp, hub_key: ec.EllipticCurvePublicKey, assignment: dict[str, Any],
                 contracts: dict[str, Any] | None = None, *, poll: float | None = None) -> dict[str, Any] | None:
         """Check, run and answer one assignment; the node's audit event travels with the answer. With ``poll``, the
         answer waits up to that long for the next assignments and returns them (None if the hub did not)."""
@@ -305,7 +304,7 @@ class NodeService:
             raise _Refusal("task.replay", "task envelope: already received (replayed)", payload)
         return payload
 
-    def _contract_info(self, c: httpx.Client, payload: dict[str, Any], contracts: dict[str, Any]) -> dict[str, Any]:
+    def _contract_info(self, c: HubHttp, payload: dict[str, Any], contracts: dict[str, Any]) -> dict[str, Any]:
         """The contract a task names, as the hub holds it now: sent along with the claimed assignment (read in the
         claim's transaction, so as fresh as a request of its own), else asked for."""
         uid = str(payload.get("contract") or "")
@@ -490,7 +489,7 @@ class _Refusal(Exception):
         self.purpose = str(payload.get("purpose") or "HSYSADMIN")
 
 
-def _check(r: httpx.Response, *, conflict_ok: bool = False) -> None:
+def _check(r: Reply, *, conflict_ok: bool = False) -> None:
     if r.status_code < 300 or (conflict_ok and r.status_code == 409):
         return
     try:
