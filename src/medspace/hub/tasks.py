@@ -118,8 +118,8 @@ class TaskOps(ContractOps):
             parts.append(Part(hospital, uid, seal(payload, self.task_key)))
         task = Task(id=task_id, kind=kind, requester=who.name, purpose=p.value, params=dumps(params_json),
                     completion=completion, status="queued", deadline=deadline)
-        with self.db.transaction("assignments") as s:
-            enqueue(s, task, parts)
+        with self.db.write("assignments") as c:
+            enqueue(c, task, parts)
         inputs = [digest(params_json)]
         self.append([self.event(Action.TASK_DISPATCH, actor=who.name, role=Role(who.role), purpose=p,
                                 resource=f"task:{task_id}/{hospital}", contract_id=uid, inputs=inputs)
@@ -134,13 +134,12 @@ class TaskOps(ContractOps):
     def claim_for_node(self, hospital: str) -> dict[str, Any]:
         """Claim a node's queued assignments (each handed out once, across hub processes), with the contracts they
         name as they are in the same transaction (the node re-checks each task against its contract)."""
-        with self.db.transaction() as s:
-            rows = claim(s, hospital, self.process_name)
+        with self.db.write() as conn:
+            rows = claim(conn, hospital, self.process_name)
             if not rows:
                 return {"assignments": [], "contracts": {}}
             out = [{"id": a.id, "task": a.task_id, "envelope": orjson.loads(a.payload)} for a in rows]
             uids = sorted({a.contract_uid for a in rows if a.contract_uid})
-            conn = s.connection()
             crows = conn.execute(_NODE_CONTRACTS, {"b_uids": uids, "b_hospital": hospital}).all()
             contracts = {c.uid: node_contract_view(c) for c in crows}
             conn.execute(_SEEN, {"b_hospital": hospital, "b_now": utcnow()})
@@ -151,13 +150,13 @@ class TaskOps(ContractOps):
         """Record a node's answer and its audit events about the work; the last answer finishes the task, and the
         node's events and the task's release (or end) are appended together. Returns the task's status."""
         parsed = self._node_events(hospital, events)
-        with self.db.transaction() as s:
+        with self.db.write() as c:
             message = None if error is None else (f"{error} (rule {rule})" if rule else error)
-            task = finish_assignment(s, assignment_id, hospital, result=result, error=message, finisher=finish)
+            task = finish_assignment(c, assignment_id, hospital, result=result, error=message, finisher=finish)
             status, task_id = task.status, task.id
             purpose, result_text = task.purpose, task.result
             if status in ("done", "failed"):
-                self.db.changed(s, "tasks")  # wake those waiting for the task only when it ended
+                self.db.changed(c, "tasks")  # wake those waiting for the task only when it ended
         if status in ("done", "failed"):
             action = Action.RESULT_RELEASE if status == "done" else Action.TASK_END
             outputs = [result_text.encode()] if result_text else []
