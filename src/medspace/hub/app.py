@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from medspace.hub.accounts import Principal, UserRole
 from medspace.hub.errors import AuthError, BadRequest, Conflict, Forbidden, HubError, NotFound
-from medspace.hub.node_api import PeerCache
+from medspace.hub.node_api import JSONBytes, PeerCache
 from medspace.hub.node_api import router as node_router
 from medspace.hub.service import WORKER_THREADS, Hub, offload, read
 from medspace.ledger.api import create_app as ledger_app
@@ -295,10 +295,10 @@ def create_app(hub: Hub) -> FastAPI:
         """A patient revokes their consent at every hospital of the space at once."""
         return await offload(hub.revoke_everywhere, who)
 
-    @app.get("/v1/consents/mine", tags=["consent"])
-    async def consents_mine(who: Person) -> list[dict[str, Any]]:
-        """A patient's consents, every version."""
-        return await read(hub, hub.my_consents, who)
+    @app.get("/v1/consents/mine", tags=["consent"], response_class=JSONBytes)
+    async def consents_mine(who: Person) -> JSONBytes:
+        """A patient's consents (FHIR R4 Consent), every version, newest first per hospital."""
+        return JSONBytes(await read(hub, hub.my_consents, who))
 
     @app.put("/v1/hospitals/{hospital}/consent-defaults", tags=["consent"])
     def defaults(hospital: str, body: dict[str, Any], who: Person) -> dict[str, Any]:

@@ -180,10 +180,10 @@ def router() -> APIRouter:
             return JSONBytes({"task_status": status})
         return JSONBytes({"task_status": status, **await poll(hub, node, wait)})
 
-    @r.get("/consents")
+    @r.get("/consents", response_class=JSONBytes)
     async def consents(request: Request, node: Node, since: Annotated[int, Query(ge=0)] = 0,
                        defaults: Annotated[str, Query(max_length=64)] = "",
-                       wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0) -> dict[str, Any]:
+                       wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0) -> JSONBytes:
         """Consent changes for this hospital after sequence ``since`` and its defaults (when their digest is not
         ``defaults``), waiting up to ``wait`` s for either to change."""
         hub: Hub = request.app.state.hub
@@ -195,7 +195,7 @@ def router() -> APIRouter:
             digest = hashlib.sha256(orjson.dumps(current, option=orjson.OPT_SORT_KEYS)).hexdigest()
             left = deadline - asyncio.get_running_loop().time()
             if resources or digest != defaults or left <= 0:
-                return {"seq": seq, "resources": resources, "defaults": current, "defaults_digest": digest}
+                return JSONBytes({"seq": seq, "resources": resources, "defaults": current, "defaults_digest": digest})
             await wake.wait(left)
 
     @r.get("/hub-certificate")
