@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from medspace.hub.accounts import Principal, UserRole
 from medspace.hub.errors import AuthError, BadRequest, Conflict, Forbidden, HubError, NotFound
-from medspace.hub.node_api import PeerCache
+from medspace.hub.node_api import JSONBytes, PeerCache
 from medspace.hub.node_api import router as node_router
 from medspace.hub.service import WORKER_THREADS, Hub, offload, read
 from medspace.ledger.api import create_app as ledger_app
@@ -304,13 +304,13 @@ def create_app(hub: Hub) -> FastAPI:
         """A patient revokes their consent at every hospital of the space at once."""
         return await offload(hub.revoke_everywhere, who)
 
-    @app.get("/v1/consents/mine", tags=["consent"])
+    @app.get("/v1/consents/mine", tags=["consent"], response_class=JSONBytes)
     async def consents_mine(who: Person, current: bool = False,
                             limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                            offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
-        """A patient's consents, every version newest first per hospital (``current``: only the version in force at
-        each hospital), a page of at most ``limit`` from ``offset``."""
-        return await read(hub, lambda: hub.my_consents(who, current=current, limit=limit, offset=offset))
+                            offset: Annotated[int, Query(ge=0)] = 0) -> JSONBytes:
+        """A patient's consents (FHIR R4 Consent), every version newest first per hospital (``current``: only the
+        version in force at each hospital), a page of at most ``limit`` from ``offset``."""
+        return JSONBytes(await read(hub, lambda: hub.my_consents(who, current=current, limit=limit, offset=offset)))
 
     @app.put("/v1/hospitals/{hospital}/consent-defaults", tags=["consent"])
     def defaults(hospital: str, body: dict[str, Any], who: Person) -> dict[str, Any]:

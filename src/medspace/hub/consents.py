@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, select, text
 
 from medspace.hub.accounts import Principal, UserRole
 from medspace.hub.core import HubCore
@@ -33,6 +33,12 @@ from medspace.policy.errors import ConsentError
 
 _LOCK_KEY = 0x6D656463  # "medc": the advisory lock that orders consent inserts on PostgreSQL
 MAX_BATCH = 5000
+# the frequent reads, Core statements of the columns they need, built once (a patient's list grows with every
+# change, and on SQLite it is read in the event loop)
+_SINCE = (select(Consent.seq, Consent.resource)
+          .where(Consent.hospital == bindparam("b_hospital"), Consent.seq > bindparam("b_since"))
+          .order_by(Consent.seq).limit(MAX_BATCH))
+_TOP = select(func.max(Consent.seq))
 
 
 def _stamp() -> str:
@@ -183,17 +189,16 @@ class ConsentOps(HubCore):
                       .where(Consent.pseudonym == who.pseudonym).group_by(Consent.hospital).subquery())
             q = q.join(latest, (Consent.hospital == latest.c.hospital) & (Consent.version == latest.c.v))
         q = q.order_by(Consent.hospital, Consent.version.desc()).limit(limit).offset(offset)
-        with self.db.sessions() as s:
-            return [orjson.loads(r) for r in s.scalars(q)]
+        with self.db.engine.connect() as c:
+            return [orjson.loads(r) for r in c.scalars(q)]
 
     def consents_since(self, hospital: str, since: int) -> tuple[int, list[dict[str, Any]]]:
         """A hospital's consent versions after sequence ``since`` (at most MAX_BATCH), and the sequence reached."""
-        with self.db.sessions() as s:
-            rows = list(s.scalars(select(Consent).where(Consent.hospital == hospital, Consent.seq > since)
-                                  .order_by(Consent.seq).limit(MAX_BATCH)))
+        with self.db.engine.connect() as c:
+            rows = c.execute(_SINCE, {"b_hospital": hospital, "b_since": since}).all()
             if rows:
-                return rows[-1].seq, [orjson.loads(r.resource) for r in rows]
-            top = s.scalar(select(func.max(Consent.seq))) or 0
+                return int(rows[-1].seq), [orjson.loads(r.resource) for r in rows]
+            top = c.scalar(_TOP) or 0
             return max(since, int(top)), []
 
     # --- hospital defaults --------------------------------------------------------------------------------

@@ -67,6 +67,14 @@ _CONTRACT_VIEW = (select(ContractRow.uid, ContractRow.hospital, ContractRow.stat
                   .where(ContractRow.uid == bindparam("b_uid")))
 
 
+# what authorise_task reads of a task's contracts and hospitals (statements built once)
+_TASK_CONTRACTS = (select(ContractRow.uid, ContractRow.hospital, ContractRow.state, ContractRow.odrl)
+                   .where(ContractRow.uid.in_(bindparam("b_uids", expanding=True))))
+_TASK_NODES = (select(Participant.name, Participant.role, Participant.region, Participant.packs, Participant.safeguards,
+                      Participant.consent_defaults)
+               .where(Participant.name.in_(bindparam("b_names", expanding=True))))
+
+
 def _negotiation(row: ContractRow) -> Negotiation:
     return Negotiation.from_dict(orjson.loads(row.negotiation))
 
@@ -78,7 +86,7 @@ def parse_odrl(text: str) -> Contract:
     return Contract.from_odrl(orjson.loads(text))
 
 
-def _contract(row: ContractRow) -> Contract | None:
+def _contract(row: ContractRow | Any) -> Contract | None:
     return parse_odrl(row.odrl) if row.odrl else None
 
 
@@ -89,7 +97,7 @@ def node_contract_view(crow: Any) -> dict[str, Any]:
             "revoked_at": crow.revoked_at.isoformat() if crow.revoked_at else None, "ended": crow.ended}
 
 
-def defaults_of(p: Participant) -> HospitalDefaults:
+def defaults_of(p: Participant | Any) -> HospitalDefaults:
     """A hospital's consent defaults (opt-in everywhere until its steward sets them)."""
     return _defaults(p.name, p.consent_defaults or "")
 
@@ -338,8 +346,7 @@ class ContractOps(HubCore):
 
     def authorise_task(self, who: Principal, *, hospital: str, contract_uid: str, purpose: Purpose, operation: str,
                        fields: tuple[str, ...], task_id: str,
-                       rows: tuple[ContractRow | None, Participant | None] | None = None,
-                       dry_run: bool = False) -> dict[str, Any]:
+                       rows: tuple[Any, Any] | None = None, dry_run: bool = False) -> dict[str, Any]:
         """Refuse (logged, naming the rule) a task part that its contract or the hospital's packs do not permit;
         ``rows``: the contract's and the hospital's rows when the caller read them already (see :meth:`task_rows`).
         Returns the decision (every applied rule with its citation); a refusal carries it too. ``dry_run``: a
@@ -396,12 +403,12 @@ class ContractOps(HubCore):
                          both)
         return both
 
-    def task_rows(self, contracts: Mapping[str, str]) -> dict[str, tuple[ContractRow | None, Participant | None]]:
-        """For a task's parts (hospital -> contract uid), the rows :meth:`authorise_task` checks, in two queries."""
-        with self.db.sessions() as s:
-            uids = set(contracts.values())
-            crows = {c.uid: c for c in s.scalars(select(ContractRow).where(ContractRow.uid.in_(uids)))}
-            nodes = {p.name: p for p in s.scalars(select(Participant).where(Participant.name.in_(set(contracts))))}
+    def task_rows(self, contracts: Mapping[str, str]) -> dict[str, tuple[Any, Any]]:
+        """For a task's parts (hospital -> contract uid), the rows :meth:`authorise_task` checks (the columns it
+        reads), in two queries on one connection."""
+        with self.db.engine.connect() as c:
+            crows = {r.uid: r for r in c.execute(_TASK_CONTRACTS, {"b_uids": sorted(set(contracts.values()))})}
+            nodes = {r.name: r for r in c.execute(_TASK_NODES, {"b_names": sorted(contracts)})}
         return {h: (crows.get(uid), nodes.get(h)) for h, uid in contracts.items()}
 
     def open_tasks_under(self, uid: str) -> list[str]:
@@ -411,6 +418,6 @@ class ContractOps(HubCore):
                                   .where(Assignment.contract_uid == uid, Task.status.in_(("queued", "running")))))
 
 
-def node_safeguards(node: Participant) -> list[str]:
+def node_safeguards(node: Participant | Any) -> list[str]:
     """The transfer and research safeguards a hospital declared (e.g. a signed standard contract)."""
     return [x for x in (node.safeguards or "").split(",") if x]

@@ -19,12 +19,12 @@ import threading
 import time
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from medspace.hub.contracts import ContractOps, parse_odrl
-from medspace.hub.db import Assignment, Task, utcnow
+from medspace.hub.db import Assignment, Task, UTCDateTime, utcnow
 from medspace.hub.db import Contract as ContractRow
-from medspace.hub.queue import TaskState, expire_tasks, requeue_expired_leases
+from medspace.hub.queue import LEASE, TaskState, expire_tasks, requeue_expired_leases
 from medspace.hub.tasks import TaskOps, finish
 from medspace.ledger.entry import Action, Purpose, Role
 
@@ -32,6 +32,12 @@ TICK = 0.5
 # retention is counted in days: results due for deletion are looked for every half minute, not every tick
 DUTY_EVERY = 30.0
 MIN_RETENTION = timedelta(days=1)  # the shortest retention a contract may set (policy.contract checks it)
+
+
+_ANY_LATE = (select(Task.id).where(Task.status.in_(("queued", "running")),
+                                   Task.deadline < bindparam("b_now", type_=UTCDateTime())).limit(1))
+_ANY_STALE = (select(Assignment.id).where(Assignment.status == "claimed",
+                                          Assignment.claimed_at < bindparam("b_before", type_=UTCDateTime())).limit(1))
 
 
 def tick(hub: TaskOps, now: datetime | None = None, *, duties: bool = True) -> dict[str, int]:
@@ -44,21 +50,27 @@ def tick(hub: TaskOps, now: datetime | None = None, *, duties: bool = True) -> d
     for uid in due:
         hub.end_contract(uid, "expired", "the contract's period ended")
         done["expired"] += 1
+    # a read first: most ticks find nothing to do, and a write transaction holds the database's write lock
+    with hub.db.engine.connect() as c:
+        late = c.execute(_ANY_LATE, {"b_now": now}).first() is not None
+        stale = c.execute(_ANY_STALE, {"b_before": now - LEASE}).first() is not None
     # channels are notified only when something changed: every wake-up costs each long-polling node a query
     # a task finished here has its release (or end) logged before the transaction that finishes it commits
-    with hub.db.transaction() as s:
-        ended: list[TaskState] = []
-        done["late"] = len(expire_tasks(s, now=now, finisher=finish, ended=ended))
-        hub.append(hub.end_events(ended))
-        if done["late"]:
-            hub.db.changed(s, "tasks")
-    with hub.db.transaction() as s:
-        ended = []
-        done["requeued"] = requeue_expired_leases(s, now=now, finisher=finish, ended=ended)
-        hub.append(hub.end_events(ended))
-        if done["requeued"]:
-            hub.db.changed(s, "assignments")
-            hub.db.changed(s, "tasks")  # a part failed after its last attempt may have finished its task
+    if late:
+        with hub.db.transaction() as s:
+            ended: list[TaskState] = []
+            done["late"] = len(expire_tasks(s, now=now, finisher=finish, ended=ended))
+            hub.append(hub.end_events(ended))
+            if done["late"]:
+                hub.db.changed(s, "tasks")
+    if stale:
+        with hub.db.transaction() as s:
+            ended = []
+            done["requeued"] = requeue_expired_leases(s, now=now, finisher=finish, ended=ended)
+            hub.append(hub.end_events(ended))
+            if done["requeued"]:
+                hub.db.changed(s, "assignments")
+                hub.db.changed(s, "tasks")  # a part failed after its last attempt may have finished its task
     if duties:
         done["deleted"] = _delete_duty(hub, now)
     return done

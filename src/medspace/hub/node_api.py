@@ -27,10 +27,10 @@ import orjson
 from cryptography import x509
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from medspace.hub.accounts import Principal
-from medspace.hub.errors import AuthError, Forbidden
+from medspace.hub.errors import AuthError, BadRequest, Forbidden
 from medspace.hub.service import Hub, offload, read
 from medspace.policy.errors import CertificateRejected, PkiError
 from medspace.policy.pki import Identity, Space
@@ -109,6 +109,28 @@ class Answer(BaseModel):
                                          description="the node's audit events about this work (actor: the node)")
 
 
+class JSONBytes(Response):
+    """A JSON answer serialised by orjson in one call: the node routes' answers (signed envelopes, ODRL agreements)
+    are nested, and FastAPI's own encoding of a returned dict walks them in Python."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        """orjson's bytes of ``content``."""
+        return orjson.dumps(content)
+
+
+def _answer(raw: bytes) -> Answer:
+    """A node's answer parsed and checked in one pass (pydantic's JSON parser); BadRequest names the field."""
+    try:
+        return Answer.model_validate_json(raw or b"null")
+    except ValidationError as e:
+        errs = e.errors()
+        where = ".".join(str(x) for x in errs[0].get("loc", ())) if errs else ""
+        raise BadRequest(f"body{'.' + where if where else ''}: {errs[0].get('msg', 'invalid') if errs else 'invalid'}"
+                         ) from None
+
+
 class NodeEvents(BaseModel):
     """Audit events a node records (the ledger's JSON form of AuditEvent)."""
 
@@ -129,34 +151,44 @@ def router() -> APIRouter:
             if not first and await request.is_disconnected():
                 return {"assignments": [], "contracts": {}}
             first = False
-            got = await offload(hub.claim_for_node, node.name)
+            # on SQLite a read in the event loop tells whether there is anything to claim, so a poll that finds
+            # nothing costs no write transaction and no worker thread (after an answer, or a wake-up for another
+            # node's task); on PostgreSQL both are a round trip, and the claim alone is one
+            if hub.db.postgres or await read(hub, hub.has_queued, node.name):
+                got = await offload(hub.claim_for_node, node.name)
+            else:
+                got = {"assignments": [], "contracts": {}}
             left = deadline - asyncio.get_running_loop().time()
             if got["assignments"] or left <= 0:
                 return got
             await wake.wait(left)
 
-    @r.get("/assignments")
+    @r.get("/assignments", response_class=JSONBytes)
     async def assignments(request: Request, node: Node,
-                          wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0) -> dict[str, Any]:
+                          wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0) -> JSONBytes:
         """Claim this node's queued assignments, waiting up to ``wait`` seconds for one to arrive."""
-        return await poll(request, request.app.state.hub, node, wait)
+        return JSONBytes(await poll(request, request.app.state.hub, node, wait))
 
-    @r.post("/assignments/{assignment_id}")
-    async def answer(request: Request, assignment_id: int, body: Answer, node: Node,
-                     wait: Annotated[float | None, Query(ge=0, le=MAX_WAIT)] = None) -> dict[str, Any]:
-        """The node's answer to one of its claimed assignments (once), with its audit events; with ``wait``, then
-        the node's next assignments as ``GET /assignments?wait=`` gives them (one round trip per task, not two)."""
+    @r.post("/assignments/{assignment_id}", response_class=JSONBytes,
+            openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                "schema": Answer.model_json_schema()}}}})
+    async def answer(request: Request, assignment_id: int, node: Node,
+                     wait: Annotated[float | None, Query(ge=0, le=MAX_WAIT)] = None) -> JSONBytes:
+        """The node's answer to one of its claimed assignments (once), with its audit events (body: Answer); with
+        ``wait``, then the node's next assignments as ``GET /assignments?wait=`` gives them (one round trip per
+        task, not two)."""
         hub: Hub = request.app.state.hub
+        body = _answer(await request.body())
         status = await offload(lambda: hub.answer_assignment(
             node.name, assignment_id, result=body.result, error=body.error, rule=body.rule, events=body.events))
         if wait is None:
-            return {"task_status": status}
-        return {"task_status": status, **await poll(request, hub, node, wait)}
+            return JSONBytes({"task_status": status})
+        return JSONBytes({"task_status": status, **await poll(request, hub, node, wait)})
 
-    @r.get("/consents")
+    @r.get("/consents", response_class=JSONBytes)
     async def consents(request: Request, node: Node, since: Annotated[int, Query(ge=0)] = 0,
                        defaults: Annotated[str, Query(max_length=64)] = "",
-                       wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0) -> dict[str, Any]:
+                       wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0) -> JSONBytes:
         """Consent changes for this hospital after sequence ``since`` and its defaults (when their digest is not
         ``defaults``), waiting up to ``wait`` s for either to change."""
         hub: Hub = request.app.state.hub
@@ -168,7 +200,7 @@ def router() -> APIRouter:
             digest = hashlib.sha256(orjson.dumps(current, option=orjson.OPT_SORT_KEYS)).hexdigest()
             left = deadline - asyncio.get_running_loop().time()
             if resources or digest != defaults or left <= 0:
-                return {"seq": seq, "resources": resources, "defaults": current, "defaults_digest": digest}
+                return JSONBytes({"seq": seq, "resources": resources, "defaults": current, "defaults_digest": digest})
             await wake.wait(left)
 
     @r.get("/hub-certificate")

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Integer, bindparam, insert, select, text, update
+from sqlalchemy import Connection, Integer, bindparam, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from medspace.hub.db import WRITE, Assignment, Task, UTCDateTime, dumps, is_postgres, make_engine, utcnow
@@ -45,7 +45,8 @@ class HubDB:
         self.postgres = is_postgres(url)
         self.engine = make_engine(url, pool_size=pool_size)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._writes = sessionmaker(self.engine.execution_options(**{WRITE: True}), expire_on_commit=False)
+        self._write_engine = self.engine.execution_options(**{WRITE: True})
+        self._writes = sessionmaker(self._write_engine, expire_on_commit=False)
         # SQLite has one writer at a time; threads of this process queue here, handed over at once, rather than in
         # SQLite's busy handler, which sleeps in steps of up to 100 ms (PostgreSQL locks rows, not the database)
         self._write_lock: threading.RLock | contextlib.nullcontext[None] = (
@@ -69,7 +70,24 @@ class HubDB:
         for c in sorted(fire):
             self.notifier.fire(c)
 
-    def changed(self, s: Session, channel: str) -> None:
+    @contextmanager
+    def write(self, *channels: str) -> Iterator[Connection]:
+        """As :meth:`transaction`, a Core connection rather than an ORM session (the queue's hot paths: a session's
+        unit of work costs more than their statements)."""
+        with self._write_lock, self._write_engine.connect() as conn:
+            conn.info.pop(_FIRE, None)  # the info dict outlives this checkout: start and end with no channels
+            try:
+                with conn.begin():
+                    yield conn
+                    for c in channels:
+                        self.changed(conn, c)
+                fire = set(conn.info.get(_FIRE, ()))
+            finally:
+                conn.info.pop(_FIRE, None)
+        for c in sorted(fire):
+            self.notifier.fire(c)
+
+    def changed(self, s: Session | Connection, channel: str) -> None:
         """Notify ``channel`` when the transaction of ``s`` commits (for changes found only inside it)."""
         fire: set[str] = s.info.setdefault(_FIRE, set())
         if channel in fire:
@@ -126,11 +144,15 @@ _TASK_COLUMNS = (Task.id, Task.kind, Task.requester, Task.purpose, Task.completi
 # unit of work costs more than the statements themselves, several times per task and hospital.
 
 
-def enqueue(s: Session, task: Task, parts: Sequence[Part]) -> None:
+def _conn(s: Session | Connection) -> Connection:
+    return s.connection() if isinstance(s, Session) else s
+
+
+def enqueue(s: Session | Connection, task: Task, parts: Sequence[Part]) -> None:
     """Add a task and its assignments (in the caller's transaction; notify ``assignments`` on commit)."""
     if not parts:
         raise Conflict("a task needs at least one hospital")
-    conn = s.connection()
+    conn = _conn(s)
     conn.execute(insert(Task).values(id=task.id, kind=task.kind, requester=task.requester, purpose=task.purpose,
                                      params=task.params, completion=task.completion or "all", status=task.status,
                                      result=task.result, error=task.error, deadline=task.deadline,
@@ -165,19 +187,19 @@ _FINISH = (update(Task).where(Task.id == bindparam("b_tid"))
                    finished_at=bindparam("b_now", type_=UTCDateTime())))
 
 
-def claim(s: Session, hospital: str, claimer: str, *, limit: int = 16, now: datetime | None = None
+def claim(s: Session | Connection, hospital: str, claimer: str, *, limit: int = 16, now: datetime | None = None
           ) -> list[Claimed]:
     """Claim up to ``limit`` queued assignments of one hospital, oldest first; each is handed out once."""
-    rows = s.connection().execute(_CLAIM, {"b_hospital": hospital, "b_limit": limit, "b_claimer": claimer,
+    rows = _conn(s).execute(_CLAIM, {"b_hospital": hospital, "b_limit": limit, "b_claimer": claimer,
                                            "b_now": now or utcnow()}).all()
     return sorted((Claimed(*r) for r in rows), key=lambda a: a.id)
 
 
-def finish_assignment(s: Session, assignment_id: int, hospital: str, *, result: Any = None, error: str | None = None,
-                      finisher: Finisher, now: datetime | None = None) -> TaskState:
+def finish_assignment(s: Session | Connection, assignment_id: int, hospital: str, *, result: Any = None,
+                      error: str | None = None, finisher: Finisher, now: datetime | None = None) -> TaskState:
     """Record a node's answer to its claimed assignment; the last answer finishes the task (exactly once)."""
     now = now or utcnow()
-    conn = s.connection()
+    conn = _conn(s)
     done = conn.execute(_ANSWER, {"b_aid": assignment_id, "b_hospital": hospital, "b_now": now, "b_error": error,
                                   "b_status": "failed" if error is not None else "done",
                                   "b_result": dumps(result) if error is None else None}).first()
@@ -189,9 +211,9 @@ def finish_assignment(s: Session, assignment_id: int, hospital: str, *, result: 
     return _maybe_finish(s, done.task_id, finisher, now)
 
 
-def _maybe_finish(s: Session, task_id: str, finisher: Finisher, now: datetime) -> TaskState:
+def _maybe_finish(s: Session | Connection, task_id: str, finisher: Finisher, now: datetime) -> TaskState:
     # the task row's lock orders concurrent last answers: the second sees the first's commit
-    conn = s.connection()
+    conn = _conn(s)
     task = TaskState(*conn.execute(_TASK_FOR_UPDATE, {"b_tid": task_id}).one())
     if task.status not in ("queued", "running"):
         return task

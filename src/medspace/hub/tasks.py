@@ -22,8 +22,8 @@ from medspace.compute.count import CountQuery, combine
 from medspace.compute.errors import QueryError
 from medspace.hub.accounts import Principal
 from medspace.hub.contracts import ContractOps, node_contract_view
+from medspace.hub.db import Assignment, Participant, Task, UTCDateTime, dumps, new_id, utcnow
 from medspace.hub.db import Contract as ContractRow
-from medspace.hub.db import Participant, Task, UTCDateTime, dumps, new_id, utcnow
 from medspace.hub.errors import BadRequest, Conflict, Forbidden, NotFound
 from medspace.hub.queue import Part, TaskState, claim, enqueue, finish_assignment
 from medspace.ledger.entry import Action, AuditEvent, Purpose, Role
@@ -43,6 +43,8 @@ _SEEN = (update(Participant).where(Participant.name == bindparam("b_hospital"))
          .values(last_seen=bindparam("b_now", type_=UTCDateTime())))
 
 
+_QUEUED = (select(Assignment.id).where(Assignment.hospital == bindparam("b_hospital"), Assignment.status == "queued")
+           .limit(1))
 _TASK_VIEW = (select(Task.id, Task.kind, Task.status, Task.purpose, Task.requester, Task.created_at, Task.finished_at,
                      Task.result, Task.error).where(Task.id == bindparam("b_id")))
 
@@ -145,23 +147,27 @@ class TaskOps(ContractOps):
                                 resource=f"task:{task_id}/{hospital}", contract_id=uid, inputs=inputs)
                      for hospital, uid in sorted(contracts.items())])
         try:
-            with self.db.transaction("assignments") as s:
-                enqueue(s, task, parts)
+            with self.db.write("assignments") as c:
+                enqueue(c, task, parts)
         except Exception:
             self.record(Action.TASK_END, actor="hub", role=Role.HUB, purpose=p, resource=f"task:{task_id}")
             raise
         return {"id": task_id, "status": "queued", "hospitals": sorted(contracts)}
 
+    def has_queued(self, hospital: str) -> bool:
+        """Whether a node has queued assignments now (a read: most polls find none, and a claim is a write)."""
+        with self.db.engine.connect() as c:
+            return c.execute(_QUEUED, {"b_hospital": hospital}).first() is not None
+
     def claim_for_node(self, hospital: str) -> dict[str, Any]:
         """Claim a node's queued assignments (each handed out once, across hub processes), with the contracts they
         name as they are in the same transaction (the node re-checks each task against its contract)."""
-        with self.db.transaction() as s:
-            rows = claim(s, hospital, self.process_name)
+        with self.db.write() as conn:
+            rows = claim(conn, hospital, self.process_name)
             if not rows:
                 return {"assignments": [], "contracts": {}}
             out = [{"id": a.id, "task": a.task_id, "envelope": orjson.loads(a.payload)} for a in rows]
             uids = sorted({a.contract_uid for a in rows if a.contract_uid})
-            conn = s.connection()
             crows = conn.execute(_NODE_CONTRACTS, {"b_uids": uids, "b_hospital": hospital}).all()
             contracts = {c.uid: node_contract_view(c) for c in crows}
             conn.execute(_SEEN, {"b_hospital": hospital, "b_now": utcnow()})
@@ -176,12 +182,12 @@ class TaskOps(ContractOps):
         the transaction that finishes the task commits: nobody reads a result whose release is not logged. (A
         crash in between leaves an entry for a release that did not happen, never the reverse.)"""
         self.append(self._node_events(hospital, events))
-        with self.db.transaction() as s:
+        with self.db.write() as c:
             message = None if error is None else (f"{error} (rule {rule})" if rule else error)
-            task = finish_assignment(s, assignment_id, hospital, result=result, error=message, finisher=finish)
+            task = finish_assignment(c, assignment_id, hospital, result=result, error=message, finisher=finish)
             if task.status in ("done", "failed"):
                 self.append(self.end_events([task]))
-                self.db.changed(s, "tasks")  # wake those waiting for the task only when it ended
+                self.db.changed(c, "tasks")  # wake those waiting for the task only when it ended
         return task.status
 
     def end_events(self, tasks: Sequence[TaskState]) -> list[AuditEvent]:

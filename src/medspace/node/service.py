@@ -41,16 +41,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from medspace.compute.count import CountQuery, run_count
+from medspace.compute.count import CountQuery, run_count, view_tables
 from medspace.compute.errors import QueryError
 from medspace.ledger.entry import Action, AuditEvent, Purpose, Role
 from medspace.ledger.errors import EntryError
 from medspace.node.errors import ConnectionFailed, TaskError
+from medspace.node.http import HubHttp, Reply
 from medspace.policy.consent import ConsentRegistry, HospitalDefaults
 from medspace.policy.consent_fhir import TABLE_CATEGORY
 from medspace.policy.contract import Contract, TaskRequest
@@ -62,6 +62,7 @@ from medspace.privacy.disclosure import DisclosureRules
 WAIT = 20.0
 STORE_IDLE = 10.0
 MAX_BACKOFF = 30.0
+NONCE_PURGE_EVERY = 10.0  # seconds between deletions of expired nonces from the state file
 
 
 @dataclass
@@ -78,6 +79,7 @@ class NodeConfig:
     min_cell: int = 5
     wait: float = WAIT
     store_idle: float = STORE_IDLE  # seconds without a task after which the store is closed
+    store_threads: int | None = 1  # DuckDB threads of the store's connection (None: DuckDB's default, one per core)
 
 
 @dataclass
@@ -105,11 +107,15 @@ class _State:
         self._db.execute("CREATE TABLE IF NOT EXISTS status (key TEXT PRIMARY KEY, value INTEGER NOT NULL, "
                          "at REAL NOT NULL)")
         self._lock = threading.Lock()
+        self._next_purge = 0.0
 
     def first_use(self, nonce: str, expires: datetime) -> bool:
         """Record a nonce; False if it was seen before."""
         with self._lock:
-            self._db.execute("DELETE FROM nonces WHERE expires < ?", (time.time(),))
+            now = time.time()
+            if now >= self._next_purge:  # expired nonces are refused by the envelope's expiry: drop them now and then
+                self._db.execute("DELETE FROM nonces WHERE expires < ?", (now,))
+                self._next_purge = now + NONCE_PURGE_EVERY
             try:
                 self._db.execute("INSERT INTO nonces VALUES (?, ?)", (nonce, expires.timestamp()))
             except sqlite3.IntegrityError:
@@ -153,7 +159,7 @@ class NodeService:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._state = _State(config.state)
-        self._store = _Store(config.store, config.store_idle)
+        self._store = _Store(config.store, config.store_idle, config.store_threads)
         self._hub_key: ec.EllipticCurvePublicKey | None = None
         self._tls = client_context(self.space, config.name)
         self.consent_changed = threading.Condition()
@@ -187,18 +193,17 @@ class NodeService:
         finally:
             self.stop()
 
-    def _client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.config.hub_url, verify=self._tls,
-                            timeout=httpx.Timeout(self.config.wait + 10, connect=5))
+    def _client(self) -> HubHttp:
+        return HubHttp(self.config.hub_url, self._tls, timeout=self.config.wait + 10)
 
-    def _forever(self, loop: Callable[[httpx.Client], None]) -> None:
+    def _forever(self, loop: Callable[[HubHttp], None]) -> None:
         backoff = 0.2
         while not self._stop.is_set():
             try:
                 with self._client() as c:
                     loop(c)
                     backoff = 0.2
-            except (httpx.TransportError, ConnectionFailed):
+            except ConnectionFailed:
                 self.connected.clear()
                 self.stats.reconnects += 1
                 self._stop.wait(backoff * (0.5 + random.random()))  # jitter: nodes do not return in lockstep
@@ -206,7 +211,7 @@ class NodeService:
 
     # --- consent ------------------------------------------------------------------------------------------
 
-    def _consent_loop(self, c: httpx.Client) -> None:
+    def _consent_loop(self, c: HubHttp) -> None:
         while not self._stop.is_set():
             r = c.get("/v1/node/consents", params={"since": self.stats.consent_seq, "wait": self.config.wait,
                                                    "defaults": self._defaults_digest})
@@ -226,7 +231,7 @@ class NodeService:
 
     # --- tasks --------------------------------------------------------------------------------------------
 
-    def _hub_public_key(self, c: httpx.Client) -> ec.EllipticCurvePublicKey:
+    def _hub_public_key(self, c: HubHttp) -> ec.EllipticCurvePublicKey:
         if self._hub_key is None:
             r = c.get("/v1/node/hub-certificate")
             _check(r)
@@ -240,7 +245,7 @@ class NodeService:
             self._hub_key = key
         return self._hub_key
 
-    def _task_loop(self, c: httpx.Client) -> None:
+    def _task_loop(self, c: HubHttp) -> None:
         hub_key = self._hub_public_key(c)
         body: dict[str, Any] | None = None
         linked = False
@@ -264,7 +269,7 @@ class NodeService:
                 # the last answer of a batch also asks for the next assignments: one round trip per task
                 body = self._handle(c, hub_key, a, contracts, poll=wait if i == len(items) - 1 else None)
 
-    def _handle(self, c: httpx.Client, hub_key: ec.EllipticCurvePublicKey, assignment: dict[str, Any],
+    def _handle(self, c: HubHttp, hub_key: ec.EllipticCurvePublicKey, assignment: dict[str, Any],
                 contracts: dict[str, Any] | None = None, *, poll: float | None = None) -> dict[str, Any] | None:
         """Check, run and answer one assignment; the node's audit event travels with the answer. With ``poll``, the
         answer waits up to that long for the next assignments and returns them (None if the hub did not)."""
@@ -303,7 +308,7 @@ class NodeService:
             raise _Refusal("task.replay", "task envelope: already received (replayed)", payload)
         return payload
 
-    def _contract_info(self, c: httpx.Client, payload: dict[str, Any], contracts: dict[str, Any]) -> dict[str, Any]:
+    def _contract_info(self, c: HubHttp, payload: dict[str, Any], contracts: dict[str, Any]) -> dict[str, Any]:
         """The contract a task names, as the hub holds it now: sent along with the claimed assignment (read in the
         claim's transaction, so as fresh as a request of its own), else asked for."""
         uid = str(payload.get("contract") or "")
@@ -366,7 +371,7 @@ class NodeService:
         try:
             ids = self._store.pseudonyms(query.view)
             excluded = self.registry.excluded(ids, self.config.name, purpose, categories, now, self._defaults())
-            return run_count(con, query, excluded, rules=rules)
+            return run_count(con, query, excluded, rules=rules, tables=self._store.tables(query.view))
         except duckdb.Error as e:
             self._store.close()  # a broken connection is not reused: the next task opens the store again
             raise TaskError(f"the node's store cannot be read now ({type(e).__name__})") from None
@@ -406,12 +411,16 @@ class _Store:
     more than a small count); closed after ``idle`` seconds without a task, so the hospital's own tools (ingest,
     view builds), which need the file to themselves, run between bursts of tasks."""
 
-    def __init__(self, path: Path, idle: float) -> None:
+    def __init__(self, path: Path, idle: float, threads: int | None = None) -> None:
         self.path = path
         self.idle = idle
+        # DuckDB's default is a thread per core; a node's counts are small and one at a time, where waking a thread
+        # pool costs more CPU (and time) than it saves
+        self.threads = threads
         self._con: Any = None
         self._used = 0.0
         self._ids: dict[str, Any] = {}
+        self._tables: dict[str, frozenset[str]] = {}
 
     @property
     def is_open(self) -> bool:
@@ -425,10 +434,22 @@ class _Store:
         self._used = time.monotonic()
         if self._con is None:
             try:
-                self._con = duckdb.connect(str(self.path), read_only=True)
+                con = duckdb.connect(str(self.path), read_only=True)
+                if self.threads:
+                    # a setting, not a connect option: DuckDB refuses a second connection to one file in one process
+                    # with other options (tests run several nodes' stores in one process)
+                    con.execute(f"SET threads TO {int(self.threads)}")
+                self._con = con
             except duckdb.Error as e:
                 raise TaskError(f"the node's store cannot be read now ({type(e).__name__})") from None
         return self._con
+
+    def tables(self, view: str) -> frozenset[str]:
+        """The tables of a de-identified view, read once per opening (the store does not change while held open)."""
+        have = self._tables.get(view)
+        if have is None:
+            have = self._tables[view] = view_tables(self.connection(), view)
+        return have
 
     def pseudonyms(self, view: str) -> Any:
         """The linkage pseudonyms of a de-identified view's patients (an Arrow array), read once per opening: the
@@ -455,6 +476,7 @@ class _Store:
         """Close the connection (the next task opens it again)."""
         con, self._con = self._con, None
         self._ids = {}
+        self._tables = {}
         if con is not None:
             with contextlib.suppress(Exception):
                 con.close()
@@ -471,7 +493,7 @@ class _Refusal(Exception):
         self.purpose = str(payload.get("purpose") or "HSYSADMIN")
 
 
-def _check(r: httpx.Response, *, conflict_ok: bool = False) -> None:
+def _check(r: Reply, *, conflict_ok: bool = False) -> None:
     if r.status_code < 300 or (conflict_ok and r.status_code == 409):
         return
     try:
