@@ -22,7 +22,7 @@ def test_salts_kept_by_one_hub_process_are_found_by_another(pg_url: str) -> None
         a, b = DbSaltStore(a_db), DbSaltStore(b_db)
         c1 = a.commit("patient-7")
         c2 = b.commit("patient-7")
-        other = a.commit("patient-8")
+        other, = a.commit_many(["patient-8"])
         assert sorted(b.find("patient-7")) == sorted([c1, c2]) and a.find(" patient-7 ") == b.find("patient-7")
         salt = b.salt(c1)
         assert salt is not None and commit_subject("patient-7", salt)[0] == c1
@@ -44,6 +44,8 @@ def test_a_hub_on_postgresql_keeps_salts_in_the_database(tmp_path: Path, pg_url:
         assert isinstance(hub.salts, DbSaltStore)
         c = hub.salts.commit("patient-1")
         assert DbSaltStore(hub.db).find("patient-1") == [c]
+        many = hub.salts.commit_many(["patient-2", "patient-2", "patient-3"])
+        assert len(set(many)) == 3 and sorted(hub.salts.find("patient-2")) == sorted(many[:2])
         assert not (tmp_path / "hub" / "salts.sqlite").exists()
     finally:
         hub.close()

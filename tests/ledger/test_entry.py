@@ -228,3 +228,11 @@ def test_find_and_destroy(tmp_path: Path) -> None:
     raw = (tmp_path / "salts.db").read_bytes()
     assert first_salt not in raw and first.encode() not in raw
     assert not (tmp_path / "salts.db-journal").exists()
+
+
+def test_salts_kept_together_are_each_fresh_and_found(tmp_path: Path) -> None:
+    with SaltStore(tmp_path / "salts.sqlite") as salts:
+        many = salts.commit_many(["patient-1", "patient-1", "patient-2"])
+        assert len(set(many)) == 3 and len(salts) == 3
+        assert sorted(salts.find("patient-1")) == sorted(many[:2]) and salts.find("patient-2") == [many[2]]
+        assert salts.commit_many([]) == []

@@ -74,6 +74,10 @@ class ConsentOps(HubCore):
         out: list[dict[str, Any]] = []
         events: list[AuditEvent] = []
         now = utcnow()
+        patient = who.role == UserRole.PATIENT
+        # salted commitments for the events (the patient as actor, and as subject), kept in one write up front
+        keep = [r.pseudonym for _, _, r in staged for _ in range(2 if patient else 1)]
+        commitments = iter(self.salts.commit_many(keep))
         with self.db.transaction("consents") as s:
             if self.db.postgres:
                 s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
@@ -101,13 +105,13 @@ class ConsentOps(HubCore):
                     action = Action.CONSENT_REVOKE
                 else:
                     action = Action.CONSENT_GRANT if version == 1 else Action.CONSENT_UPDATE
-                patient = who.role == UserRole.PATIENT
                 events.append(AuditEvent(
-                    actor=self.salts.commit(final.pseudonym) if patient else who.name, role=Role(who.role),
+                    actor=next(commitments) if patient else who.name, role=Role(who.role),
                     action=action, purpose=Purpose.PATRQT, resource=f"consent:{final.hospital}", time=now,
                     input_hashes=(hashlib.sha256(dumps(res).encode()).hexdigest(),),
-                    subject_commitment=self.salts.commit(final.pseudonym)))
-        self.record_all(events)
+                    subject_commitment=next(commitments)))
+            # in the log before the change commits: nodes apply no consent change that is not logged
+            self.record_all(events)
         return out
 
     def consent_simple(self, who: Principal, hospital: str, *, permit: list[str], categories: list[str],

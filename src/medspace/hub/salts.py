@@ -9,6 +9,7 @@ Same interface as that class; destroying a salt deletes its row (PostgreSQL recl
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -30,6 +31,14 @@ class DbSaltStore:
         commitment, salt = commit_subject(value)
         self.put(commitment, salt)
         return commitment
+
+    def commit_many(self, values: Sequence[str | bytes]) -> list[str]:
+        """Commit to each value with a fresh salt, keeping the salts in one transaction."""
+        pairs = [commit_subject(v) for v in values]
+        if pairs:
+            with self.db.engine.begin() as c:
+                c.execute(insert(Salt), [{"commitment": cm, "salt": s} for cm, s in pairs])
+        return [cm for cm, _ in pairs]
 
     def put(self, commitment: str, salt: bytes) -> None:
         """Keep the salt of a commitment."""

@@ -297,6 +297,10 @@ class Salts(Protocol):
         """Commit to a subject with a fresh salt, keep the salt, return the commitment."""
         ...
 
+    def commit_many(self, values: Sequence[str | bytes]) -> list[str]:
+        """Commit to each value with a fresh salt, keeping the salts in one durable write."""
+        ...
+
     def find(self, value: str | bytes) -> list[str]:
         """Commitments to ``value`` under the salts still kept."""
         ...
@@ -332,6 +336,19 @@ class SaltStore:
         commitment, salt = commit_subject(value)
         self.put(commitment, salt)
         return commitment
+
+    def commit_many(self, values: Sequence[str | bytes]) -> list[str]:
+        """Commit to each value with a fresh salt, keeping the salts in one durable write (one sync, not one each)."""
+        pairs = [commit_subject(v) for v in values]
+        with _sql_errors("cannot store the salts"):
+            self._conn.execute("BEGIN")
+            try:
+                self._conn.executemany("INSERT OR REPLACE INTO salts VALUES (?, ?)", pairs)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        return [c for c, _ in pairs]
 
     def put(self, commitment: str, salt: bytes) -> None:
         """Keep the salt of a commitment."""
