@@ -41,6 +41,18 @@ _SINCE = (select(Consent.seq, Consent.resource)
 _TOP = select(func.max(Consent.seq))
 
 
+def defaults_view(hospital: str, raw: str | None) -> dict[str, Any]:
+    """A hospital's consent defaults as data from their stored JSON (opt-in everywhere until set)."""
+    if not raw:
+        return HospitalDefaults.from_dict({"hospital": hospital, "fallback": "opt-in"}).to_dict()
+    return dict(orjson.loads(raw))
+
+
+def defaults_digest(view: Mapping[str, Any]) -> str:
+    """The digest by which a node knows which defaults it holds."""
+    return hashlib.sha256(orjson.dumps(view, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
 def _stamp() -> str:
     return utcnow().isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -231,6 +243,4 @@ class ConsentOps(HubCore):
             p = s.get(Participant, hospital)
         if p is None:
             raise NotFound(f"no hospital {hospital} in this space")
-        if not p.consent_defaults:
-            return HospitalDefaults.from_dict({"hospital": hospital, "fallback": "opt-in"}).to_dict()
-        return dict(orjson.loads(p.consent_defaults))
+        return defaults_view(hospital, p.consent_defaults)

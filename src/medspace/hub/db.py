@@ -160,7 +160,8 @@ class Consent(Base):
     """One version of a patient's FHIR Consent at one hospital; ``seq`` orders every change for node replicas."""
 
     __tablename__ = "consents"
-    __table_args__ = (UniqueConstraint("pseudonym", "hospital", "version"),)
+    __table_args__ = (UniqueConstraint("pseudonym", "hospital", "version"),
+                      Index("ix_consents_hospital_seq", "hospital", "seq"))
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     pseudonym: Mapped[str] = mapped_column(String(128), index=True)
     hospital: Mapped[str] = mapped_column(String(64))

@@ -19,7 +19,6 @@ refused at the TLS handshake; a certificate of another role (a witness) is refus
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -30,6 +29,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, ValidationError
 
 from medspace.hub.accounts import Principal
+from medspace.hub.consents import defaults_digest
 from medspace.hub.errors import AuthError, BadRequest, Forbidden
 from medspace.hub.service import Hub, offload, read
 from medspace.policy.errors import CertificateRejected, PkiError
@@ -197,7 +197,7 @@ def router() -> APIRouter:
             wake = hub.db.notifier.wakeup("consents")
             seq, resources = await read(hub, hub.consents_since, node.name, since)
             current = await read(hub, hub.consent_defaults, node.name)
-            digest = hashlib.sha256(orjson.dumps(current, option=orjson.OPT_SORT_KEYS)).hexdigest()
+            digest = defaults_digest(current)
             left = deadline - asyncio.get_running_loop().time()
             if resources or digest != defaults or left <= 0:
                 return JSONBytes({"seq": seq, "resources": resources, "defaults": current, "defaults_digest": digest})

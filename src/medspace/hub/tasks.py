@@ -16,13 +16,14 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from medspace.compute.count import CountQuery, combine
 from medspace.compute.errors import QueryError
 from medspace.hub.accounts import Principal
+from medspace.hub.consents import defaults_digest, defaults_view
 from medspace.hub.contracts import ContractOps, node_contract_view
-from medspace.hub.db import Assignment, Participant, Task, UTCDateTime, dumps, new_id, utcnow
+from medspace.hub.db import Assignment, Consent, Participant, Task, UTCDateTime, dumps, new_id, utcnow
 from medspace.hub.db import Contract as ContractRow
 from medspace.hub.errors import BadRequest, Conflict, Forbidden, NotFound
 from medspace.hub.queue import Part, TaskState, claim, enqueue, finish_assignment
@@ -39,6 +40,8 @@ _NODE_CONTRACTS = (select(ContractRow.uid, ContractRow.state, ContractRow.odrl, 
                           ContractRow.ended)
                    .where(ContractRow.uid.in_(bindparam("b_uids", expanding=True)),
                           ContractRow.hospital == bindparam("b_hospital")))
+_DEFAULTS = select(Participant.consent_defaults).where(Participant.name == bindparam("b_hospital"))
+_CONSENT_TOP = select(func.max(Consent.seq)).where(Consent.hospital == bindparam("b_hospital"))
 _SEEN = (update(Participant).where(Participant.name == bindparam("b_hospital"))
          .values(last_seen=bindparam("b_now", type_=UTCDateTime())))
 
@@ -171,7 +174,12 @@ class TaskOps(ContractOps):
             crows = conn.execute(_NODE_CONTRACTS, {"b_uids": uids, "b_hospital": hospital}).all()
             contracts = {c.uid: node_contract_view(c) for c in crows}
             conn.execute(_SEEN, {"b_hospital": hospital, "b_now": utcnow()})
-        return {"assignments": out, "contracts": contracts}
+            # the consent state these tasks were dispatched under: the node runs them only once its replica holds
+            # at least this (a change made before a task is enforced by the task)
+            raw = conn.execute(_DEFAULTS, {"b_hospital": hospital}).scalar()
+            top = conn.execute(_CONSENT_TOP, {"b_hospital": hospital}).scalar() or 0
+        return {"assignments": out, "contracts": contracts, "consent_seq": int(top),
+                "defaults_digest": defaults_digest(defaults_view(hospital, raw))}
 
     def answer_assignment(self, hospital: str, assignment_id: int, *, result: Any, error: str | None,
                           rule: str | None = None, events: Sequence[dict[str, Any]] = ()) -> str:

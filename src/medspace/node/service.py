@@ -61,6 +61,7 @@ from medspace.privacy.disclosure import DisclosureRules
 
 WAIT = 20.0
 STORE_IDLE = 10.0
+REPLICA_WAIT = 10.0  # seconds a task waits for the consent replica to catch up with the hub before it is refused
 MAX_BACKOFF = 30.0
 NONCE_PURGE_EVERY = 10.0  # seconds between deletions of expired nonces from the state file
 
@@ -218,16 +219,29 @@ class NodeService:
             _check(r)
             self.connected.set()
             body = r.json()
+            changed = False
             if body.get("defaults_digest") != self._defaults_digest:
                 self.config.defaults = HospitalDefaults.from_dict({**body["defaults"], "hospital": self.config.name})
                 self._defaults_digest = str(body["defaults_digest"])
+                changed = True
             if body["resources"]:
                 self.registry.apply_changes(body["resources"])
             if body["seq"] != self.stats.consent_seq:
                 self._state.set_status("consent_seq", int(body["seq"]))
+                changed = True
+            if changed:
                 with self.consent_changed:
                     self.stats.consent_seq = int(body["seq"])
                     self.consent_changed.notify_all()
+
+    def _replica_at(self, seq: int, digest: str | None, timeout: float = REPLICA_WAIT) -> bool:
+        """Wait until this node's consent replica holds the hub's state at dispatch (sequence ``seq``, defaults
+        ``digest``); False if it does not within ``timeout`` seconds."""
+        def caught_up() -> bool:
+            return self.stats.consent_seq >= seq and (digest is None or self._defaults_digest == digest)
+
+        with self.consent_changed:
+            return self.consent_changed.wait_for(caught_up, timeout)
 
     # --- tasks --------------------------------------------------------------------------------------------
 
@@ -262,15 +276,20 @@ class NodeService:
             self.connected.set()
             items = body.get("assignments") or []
             contracts = body.get("contracts") or {}
+            # consent changes made before these tasks were dispatched must be in force when they run
+            behind = bool(items) and not self._replica_at(int(body.get("consent_seq") or 0),
+                                                           body.get("defaults_digest"))
             body = None
             if not items:
                 self._store.close_if_idle()
             for i, a in enumerate(items):
                 # the last answer of a batch also asks for the next assignments: one round trip per task
-                body = self._handle(c, hub_key, a, contracts, poll=wait if i == len(items) - 1 else None)
+                body = self._handle(c, hub_key, a, contracts, poll=wait if i == len(items) - 1 else None,
+                                    behind=behind)
 
     def _handle(self, c: HubHttp, hub_key: ec.EllipticCurvePublicKey, assignment: dict[str, Any],
-                contracts: dict[str, Any] | None = None, *, poll: float | None = None) -> dict[str, Any] | None:
+                contracts: dict[str, Any] | None = None, *, poll: float | None = None,
+                behind: bool = False) -> dict[str, Any] | None:
         """Check, run and answer one assignment; the node's audit event travels with the answer. With ``poll``, the
         answer waits up to that long for the next assignments and returns them (None if the hub did not)."""
         aid = int(assignment["id"])
@@ -280,6 +299,9 @@ class NodeService:
         answer: dict[str, Any]
         try:
             payload = self._check_envelope(hub_key, envelope)
+            if behind:
+                raise _Refusal("consent.replica-current", "this node's consent replica has not caught up with the "
+                               f"consent changes made before the task (within {REPLICA_WAIT:g} s)", payload)
             info = self._contract_info(c, payload, contracts or {})
             result, contract_uid = self._run(payload, info)
         except _Refusal as e:

@@ -1,4 +1,5 @@
-"""Salts of subject commitments in the hub database (hubs on several machines share them on PostgreSQL).
+"""Salts of subject commitments in the hub database (hubs on several machines share them on PostgreSQL); an
+index of each hospital's consent changes in order (a node's replica and the consent state a task runs under).
 
 Revision ID: 0002
 Revises: 0001
@@ -22,8 +23,10 @@ def upgrade() -> None:
     sa.Column('salt', sa.LargeBinary(), nullable=False),
     sa.PrimaryKeyConstraint('commitment')
     )
+    op.create_index('ix_consents_hospital_seq', 'consents', ['hospital', 'seq'], unique=False)
 
 
 def downgrade() -> None:
     """Revert this migration."""
+    op.drop_index('ix_consents_hospital_seq', table_name='consents')
     op.drop_table('salts')
