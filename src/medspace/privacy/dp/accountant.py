@@ -165,15 +165,17 @@ class Accountant:
     # --- calibration -------------------------------------------------------------------------------------------
 
     def rho_for(self, *, epsilon: float | None = None, fraction: float | None = None) -> float:
-        """A query's rho from its share of the budget: ``fraction`` of the contract's rho budget, or the rho whose
-        (epsilon, contract delta) conversion is ``epsilon`` on its own. DPError if not exactly one is given."""
+        """A query's rho from its share of the budget: ``fraction`` of the contract's rho budget (rounded down), or
+        the rho whose (epsilon, contract delta) conversion is ``epsilon`` on its own. DPError unless exactly one is
+        given."""
         if fraction is not None:
             if epsilon is not None:
                 raise DPError("give exactly one of epsilon or fraction")
             f = float(fraction)
             if not (math.isfinite(f) and 0.0 < f <= 1.0):
                 raise DPError("fraction must be in (0, 1]")
-            return self.rho_budget * f
+            # 0.1 read as 1/10, and the share rounded down: k shares of 1/k always fit in the budget together
+            return _down(Fraction(self.rho_budget) * Fraction(f).limit_denominator(10**9))
         if epsilon is None:
             raise DPError("give exactly one of epsilon or fraction")
         return rho_for_epsilon(float(epsilon), self.delta)

@@ -82,7 +82,7 @@ def node_sigma(sigma: float, min_nodes: int) -> float:
         var = discrete_gaussian_variance(s)
         if var >= target:
             return s
-        s *= math.sqrt(target / var) * (1.0 + 1e-12)
+        s *= math.sqrt(target / var) * (1.0 + 1e-15)  # a few ulps past float rounding
     raise DPError("no node sigma reaches the target variance")  # unreachable: the deficit shrinks geometrically
 
 
