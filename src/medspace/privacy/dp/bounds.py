@@ -235,5 +235,7 @@ def clip_l2(vectors: npt.ArrayLike, clip_norm: float) -> FloatArray:
     if not np.all(np.isfinite(x)):
         raise BoundsError(f"{int(np.count_nonzero(~np.isfinite(x)))} values are not finite")
     norms = np.linalg.norm(x, axis=1)
-    factor = np.minimum(1.0, c / np.maximum(norms, np.finfo(np.float64).tiny))
+    factor = np.ones_like(norms)
+    long = norms > c
+    factor[long] = c / norms[long]
     return x * factor[:, None]
