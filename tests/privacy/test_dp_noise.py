@@ -113,7 +113,9 @@ def test_threads_split_the_vector_and_keep_the_scale() -> None:
         assert np.count_nonzero(part) > 0.9 * part.size
 
 
-@pytest.mark.parametrize("bad", [np.zeros(3), np.zeros((2, 2), dtype=np.int64), np.array(["a"])])
+@pytest.mark.parametrize("bad", [np.zeros(3), np.zeros((2, 2), dtype=np.int64), np.array(["a"]),
+                                 np.array([2**62], dtype=np.int64), np.array([-(2**62)], dtype=np.int64),
+                                 np.array([2**63], dtype=np.uint64)])
 def test_non_integer_or_non_vector_contributions_are_refused(bad: np.ndarray) -> None:
     with pytest.raises(DPError):
         add_noise_share(bad, NoisePlan(2.0, 2, 1))

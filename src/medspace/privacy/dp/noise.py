@@ -14,6 +14,8 @@ for fixed-point values, codes: value * 2^frac_bits). Secure aggregation complete
 each node draws X_i ~ N_Z(0, s^2), the discrete Gaussian of parameter s = sigma / sqrt(t) (:func:`node_sigma`
 raises s a hair when the discrete Gaussian's variance, slightly below s^2 for small s, would fall short, and never
 goes below 1/2). The sum of any t shares then has variance >= sigma^2; more survivors only add independent noise.
+Choose t as the round's secure-aggregation threshold minus the number of nodes that may collude with the hub (they
+know their own noise and can subtract it): the noise of the honest survivors alone must suffice.
 
 Privacy of the sum (what is charged). A sum of independent discrete Gaussians is not a discrete Gaussian, so the
 central bound rho = Delta_2^2 / (2 sigma^2) does not apply as it is. Kairouz, Liu, Steinke 2021, "The Distributed
@@ -49,6 +51,7 @@ from medspace.privacy.dp.opendp_bridge import check_scale, discrete_gaussian
 from medspace.privacy.errors import DPError
 
 MIN_NODE_SIGMA = 0.5  # the DDG bound's condition s >= 1/2
+_VALUE_LIMIT = 1 << 62
 _EXACT_VARIANCE_ABOVE = 4.0  # beyond this, s^2 - Var N_Z(0, s^2) < s^2 * e^-300: the variance is s^2 in float64
 
 
@@ -193,8 +196,9 @@ def add_noise_share(values: npt.ArrayLike, plan: NoisePlan, *, workers: int = 1)
         x = x.astype(np.int64)
     if x.dtype.kind not in "iu":
         raise DPError("noise shares are added to integer vectors; encode fixed-point values first")
-    if x.dtype.kind == "u" and x.size and int(x.max()) >= 1 << 62:
-        raise DPError("a contribution is too large for int64 with noise")
+    if x.size and (int(x.max()) >= _VALUE_LIMIT or int(x.min()) <= -_VALUE_LIMIT):
+        # OpenDP saturates at the i64 limits; far below them the noisy sum stays exact
+        raise DPError("a contribution's entries must stay within ±2^62 to take noise")
     x = x.astype(np.int64, copy=False)
     s = plan.node_sigma
     if workers <= 1 or x.size < 2 * workers:

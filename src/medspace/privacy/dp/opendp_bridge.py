@@ -52,7 +52,10 @@ def discrete_gaussian(values: npt.NDArray[np.int64], scale: float) -> npt.NDArra
         raise DPError("noise is added to a 1-d int64 vector")
     if x.size == 0:
         return x.copy()
-    out = _vector_gaussian(scale)(x.tolist())
+    try:
+        out = _vector_gaussian(scale)(x.tolist())
+    except dp.OpenDPException as e:  # e.g. a value so close to the i64 limit that the noise overflows it
+        raise DPError(f"OpenDP's discrete Gaussian failed: {e.variant}") from e
     return np.asarray(out, dtype=np.int64)
 
 
