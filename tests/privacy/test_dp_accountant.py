@@ -88,6 +88,8 @@ def test_budget_exhaustion_refuses_and_records_nothing() -> None:
     assert acc.spent().epsilon <= 0.5
     with pytest.raises(BudgetExceeded):
         acc.charge("q4", 1e-300)
+    with pytest.raises(BudgetExceeded):
+        acc.calibrate(l2=1.0)  # all that remains: nothing
 
 
 def test_a_query_id_is_charged_once_and_bad_charges_are_refused() -> None:

@@ -53,3 +53,36 @@ def test_the_mean_is_post_processed_from_noisy_sum_and_count() -> None:
 
 def test_fixed_point_codes_decode() -> None:
     assert from_codes(np.array([256, -128, 3]), 8).tolist() == [1.0, -0.5, 3 / 256]
+
+
+def test_the_documented_flow_releases_a_protected_noisy_histogram() -> None:
+    """The package docstring's path: policy, accountant, calibration, charge, node shares, sum, release."""
+    from medspace.privacy.dp import (
+        Accountant,
+        DPPolicy,
+        NoisePlan,
+        add_noise_share,
+        histogram_sensitivity,
+        one_bin_per_patient,
+    )
+
+    policy = DPPolicy.from_terms("c-flow", {"dp_epsilon": 1.0, "dp_delta": 1e-6})
+    acc: Accountant = policy.accountant()
+    bins, n, t = 4, 5, 4
+    sens = histogram_sensitivity(bins)
+    cal = acc.calibrate(l2=sens.l2, l1=sens.l1, dim=sens.dim, min_nodes=t, fraction=0.25)
+    acc.charge("hist-1", cal.rho)
+    plan = NoisePlan(cal.sigma, n_nodes=n, min_nodes=t)
+    rng = np.random.default_rng(11)  # test data only
+    shares, truth = [], np.zeros(bins, dtype=np.int64)
+    for node in range(n):
+        patients = np.arange(200) + 1000 * node
+        counts = one_bin_per_patient(np.repeat(patients, 2), rng.integers(0, bins, 400), bins)
+        truth += counts
+        shares.append(add_noise_share(counts, plan))
+    total = np.sum(shares, axis=0)
+    assert truth.sum() == 5 * 200  # each patient in one bin, though each has two records
+    assert np.all(np.abs(total - truth) <= n * plan.noise_bound(bins))
+    table = protect_noisy_counts(total, axes=[Axis("band", tuple(range(bins)))])
+    assert table.published().min() >= 0
+    assert acc.remaining().rho == pytest.approx(acc.rho_budget * 0.75, rel=1e-12)

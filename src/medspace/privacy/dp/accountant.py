@@ -190,6 +190,8 @@ class Accountant:
         if rho is None:
             rho = self.remaining().rho if epsilon is None and fraction is None else self.rho_for(
                 epsilon=epsilon, fraction=fraction)
+        if rho == 0.0:  # nothing remains
+            raise BudgetExceeded(self.contract_id, query_id, 0.0, 0.0, self.epsilon, self.delta)
         rho = _rho(rho)
         if not self._fits(rho):
             raise BudgetExceeded(self.contract_id, query_id, rho, self.remaining().rho, self.epsilon, self.delta)
