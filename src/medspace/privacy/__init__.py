@@ -1,1 +1,2 @@
-"""Privacy engine: disclosure control, secure aggregation (medspace.privacy.secagg) and, later, differential privacy."""
+"""Privacy engine: disclosure control, secure aggregation (medspace.privacy.secagg) and differential privacy
+(medspace.privacy.dp)."""

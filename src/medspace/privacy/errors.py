@@ -74,3 +74,35 @@ class RevealRefused(SecAggError):
 
 class MessageError(SecAggError):
     """A message's bytes are malformed (bad magic, truncated, wrong sizes); the message names the field."""
+
+
+# --- differential privacy (medspace.privacy.dp) ---------------------------------------------------------------------
+
+
+class DPError(PrivacyError):
+    """Differential privacy cannot go ahead: a bad parameter (scale, budget, node count) or a bad accountant state;
+    the message names the parameter, never a value of the data."""
+
+
+class BoundsError(DPError):
+    """A contribution bound is invalid (lo > hi, not finite) or an input does not fit it (a cell index out of
+    range, a vector of the wrong shape); the message names the bound or the input, never a record's value."""
+
+
+class BudgetExceeded(DPError):
+    """A query's privacy cost does not fit in its contract's remaining budget; nothing was charged and nothing ran.
+    The message names the contract, the query, the rho asked and the rho that remains (privacy parameters, not
+    data)."""
+
+    def __init__(self, contract_id: str, query_id: str, asked_rho: float, remaining_rho: float,
+                 epsilon: float, delta: float) -> None:
+        super().__init__(f"contract {contract_id}: query {query_id} asks rho={asked_rho:.6g} (zCDP) but only "
+                         f"rho={remaining_rho:.6g} remains of the budget epsilon={epsilon:g}, delta={delta:g}")
+        self.contract_id = contract_id
+        self.query_id = query_id
+        self.asked_rho = asked_rho
+        self.remaining_rho = remaining_rho
+
+
+class PolicyError(DPError):
+    """A DP policy cannot be built as asked: DP can be switched off only by an explicit contract term."""
