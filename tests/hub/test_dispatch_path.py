@@ -18,7 +18,7 @@ from space_builder import ADMIN_PW, SpaceFiles, build_space
 from sqlalchemy import select
 
 from medspace.client import HubClient
-from medspace.compute.count import CountQuery
+from medspace.compute.count import CountQuery, total
 from medspace.hub.core import GroupCommit
 from medspace.hub.db import Assignment, Task, new_id, utcnow
 from medspace.hub.errors import Forbidden
@@ -277,3 +277,20 @@ def test_a_node_gone_while_it_waited_claims_nothing(world: dict[str, Any]) -> No
     with w["hub"].hub.db.sessions() as s:
         status = s.scalar(select(Assignment.status).where(Assignment.task_id == tid))
     assert status == "queued"
+
+
+def test_a_task_runs_under_the_consent_state_it_was_dispatched_in(world: dict[str, Any]) -> None:
+    w = world
+    uid = approved(w)
+    us = {"fallback": "opt-in", "modes": {"HRESCH": {"L2": "opt-out", "L3": "opt-out"}}}
+    before = total(w["r1"].run_task(contracts={"h1": uid}, params={})["result"])
+    assert before is not None and before > 0
+    # research now needs each patient's explicit consent, which nobody gave: the very next task counts nobody
+    w["steward"].set_defaults("h1", {"fallback": "opt-in"})
+    assert total(w["r1"].run_task(contracts={"h1": uid}, params={})["result"]) in (0, None)
+    w["steward"].set_defaults("h1", us)
+    assert total(w["r1"].run_task(contracts={"h1": uid}, params={})["result"]) == before
+    # a replica that cannot catch up within the wait is not used
+    node = w["node"]
+    assert not node._replica_at(node.stats.consent_seq + 1000, None, timeout=0.1)
+    assert node._replica_at(node.stats.consent_seq, None, timeout=0.1)
