@@ -250,21 +250,6 @@ class CoxResult:
     concordance: float | None = None  # Harrell's C within strata, when asked for (one more round)
 
     @property
-    def params(self) -> np.ndarray:
-        """The log hazard ratios."""
-        return self.coefficients.coef
-
-    @property
-    def bse(self) -> np.ndarray:
-        """The standard errors of the log hazard ratios."""
-        return self.coefficients.se
-
-    @property
-    def pvalues(self) -> np.ndarray:
-        """The two-sided Wald p-values."""
-        return self.coefficients.pvalue
-
-    @property
     def hazard_ratios(self) -> np.ndarray:
         """exp(coefficients)."""
         return np.exp(self.coefficients.coef)

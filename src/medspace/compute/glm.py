@@ -178,21 +178,6 @@ class GLMResult:
     rounds: int
     deviance_history: tuple[float, ...]
 
-    @property
-    def params(self) -> np.ndarray:
-        """The coefficient estimates."""
-        return self.coefficients.coef
-
-    @property
-    def bse(self) -> np.ndarray:
-        """The standard errors."""
-        return self.coefficients.se
-
-    @property
-    def pvalues(self) -> np.ndarray:
-        """The two-sided p-values."""
-        return self.coefficients.pvalue
-
 
 @dataclass
 class GLMCoordinator(NewtonModel):

@@ -210,6 +210,27 @@ class NewtonModel:
         return self._newton.rounds
 
 
+class FitResult:
+    """The estimates every fitted model reports, in statsmodels' names (subclasses hold ``coefficients``)."""
+
+    coefficients: Coefficients
+
+    @property
+    def params(self) -> np.ndarray:
+        """The coefficient estimates (log hazard ratios for Cox)."""
+        return self.coefficients.coef
+
+    @property
+    def bse(self) -> np.ndarray:
+        """The standard errors."""
+        return self.coefficients.se
+
+    @property
+    def pvalues(self) -> np.ndarray:
+        """The two-sided Wald p-values."""
+        return self.coefficients.pvalue
+
+
 @dataclass(frozen=True)
 class Coefficients:
     """Estimates with their standard errors, test statistics, p-values and confidence intervals."""

@@ -28,9 +28,7 @@ class DbSaltStore:
 
     def commit(self, value: str | bytes) -> str:
         """Commit to a subject with a fresh salt, keep the salt, return the commitment for the audit event."""
-        commitment, salt = commit_subject(value)
-        self.put(commitment, salt)
-        return commitment
+        return self.commit_many([value])[0]
 
     def commit_many(self, values: Sequence[str | bytes]) -> list[str]:
         """Commit to each value with a fresh salt, keeping the salts in one transaction."""
