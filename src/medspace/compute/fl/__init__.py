@@ -1,0 +1,55 @@
+"""Iterative federated training (FedAvg, FedProx, FedAvgM, FedAdam) of numpy, PyTorch or scikit-learn models.
+
+Transport-agnostic: a strategy turns the SUM of the clients' flat messages into the next global parameters
+(:mod:`.strategies`, :mod:`.federated`), so secure aggregation can stand in for the sum; optional DP-SGD-style
+clipping and noise (:mod:`.dp`); evaluation of local-only, federated and pooled training per site (:mod:`.evaluate`).
+"""
+
+from medspace.compute.fl.dp import DPConfig, NoiseFn, clip_update, opendp_gaussian
+from medspace.compute.fl.federated import (
+    FL_EXTRAS,
+    FLCoordinator,
+    FLResult,
+    client_update,
+    message_length,
+    pack_update,
+    train_federated,
+    unpack_update,
+)
+from medspace.compute.fl.models import MLP, LogisticRegression, Model, NumpyModel, SoftmaxRegression
+from medspace.compute.fl.strategies import (
+    ClientInstructions,
+    FedAdam,
+    FedAvg,
+    FedAvgM,
+    FedProx,
+    ServerState,
+    Strategy,
+)
+
+__all__ = [
+    "FL_EXTRAS",
+    "MLP",
+    "ClientInstructions",
+    "DPConfig",
+    "FLCoordinator",
+    "FLResult",
+    "FedAdam",
+    "FedAvg",
+    "FedAvgM",
+    "FedProx",
+    "LogisticRegression",
+    "Model",
+    "NoiseFn",
+    "NumpyModel",
+    "ServerState",
+    "SoftmaxRegression",
+    "Strategy",
+    "client_update",
+    "clip_update",
+    "message_length",
+    "opendp_gaussian",
+    "pack_update",
+    "train_federated",
+    "unpack_update",
+]
