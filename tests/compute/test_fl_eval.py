@@ -139,3 +139,32 @@ def test_evaluation_refuses_ambiguous_names() -> None:
         evaluate_federated(model, splits, {POOLED: FedAvg()}, rounds=1)
     with pytest.raises(QueryError):
         evaluate_federated(model, splits, [], rounds=1)
+
+
+def test_local_steps_budget_matches_local_and_pooled_training_to_the_federated_one() -> None:
+    """With S local steps per round: a local-only model takes R·S steps, the pooled one K·R·S (all clients' steps);
+    checked by replaying both with full batches (deterministic gradient descent)."""
+    splits = simulate_hospitals(3, sizes=(60, 90, 120), n_features=4, seed=6)
+    model = LogisticRegression(4)
+    report = evaluate_federated(model, splits, [FedAvg(local_steps=2, local_lr=0.1, batch_size=None)], rounds=3)
+    X = np.vstack([s.X_train for s in splits])
+    y = np.concatenate([s.y_train for s in splits])
+    w = np.zeros(model.n_params)
+    for _ in range(3 * 2 * 3):
+        w = w - 0.1 * model.loss_grad(w, X, y)[1]
+    np.testing.assert_allclose(report.params[POOLED], w, rtol=0, atol=1e-12)
+    X0, y0 = splits[0].train
+    w0 = np.zeros(model.n_params)
+    for _ in range(3 * 2):
+        w0 = w0 - 0.1 * model.loss_grad(w0, X0, y0)[1]
+    np.testing.assert_allclose(report.local_params[splits[0].name], w0, rtol=0, atol=1e-12)
+
+
+def test_auc_average_skips_sites_with_one_class() -> None:
+    """A site whose test labels are all one class has NaN AUC; the averages use the other sites."""
+    splits = simulate_hospitals(2, sizes=(80, 80), n_features=4, seed=8)
+    one_class = SiteSplit("H9", splits[0].X_train, splits[0].y_train, splits[0].X_test,
+                          np.zeros_like(splits[0].y_test))
+    report = evaluate_federated(LogisticRegression(4), [one_class, splits[1]], [FedAvg()], rounds=2)
+    assert math.isnan(report.value("FedAvg", "H9", "auc"))
+    assert report.average("FedAvg", "auc") == pytest.approx(report.value("FedAvg", "H2", "auc"))

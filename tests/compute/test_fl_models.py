@@ -196,3 +196,30 @@ def test_torch_adapter_matches_the_numpy_softmax_model() -> None:
     flat = tm.get_params()
     tm.set_params(flat + 1.0)
     np.testing.assert_allclose(tm.get_params(), flat + 1.0)
+
+
+def test_fixed_local_steps_take_that_many_minibatches_from_shuffled_passes() -> None:
+    """local_steps: exactly that many batches of the batch size, each pass a permutation; epochs: whole passes."""
+    from medspace.compute.fl.models import minibatches
+
+    rng = np.random.default_rng(0)
+    batches = list(minibatches(50, ClientInstructions(batch_size=16, local_steps=7), rng))
+    assert len(batches) == 7 and all(b is not None and b.size == 16 for b in batches)
+    first_pass = np.concatenate([b for b in batches[:3] if b is not None])
+    assert np.unique(first_pass).size == 48  # 3 batches of one pass: no row twice
+    epochs = list(minibatches(50, ClientInstructions(batch_size=16, epochs=2), rng))
+    assert [b.size for b in epochs if b is not None] == [16, 16, 16, 2] * 2
+    assert list(minibatches(50, ClientInstructions(batch_size=None, local_steps=3), rng)) == [None] * 3
+    with pytest.raises(FederatedLearningError):
+        ClientInstructions(local_steps=0)
+
+
+def test_fedavg_with_full_batch_local_steps_is_gradient_descent_for_one_client() -> None:
+    """Full-batch local steps are gradient steps: R rounds of S steps at one client are R·S steps of GD."""
+    X, y = data(c=3)
+    model = SoftmaxRegression(4, 3, l2=0.01)
+    fed = train_federated(model, [(X, y)], FedAvg(local_steps=4, local_lr=0.2, batch_size=None), rounds=5)
+    w = np.zeros(model.n_params)
+    for _ in range(20):
+        w = w - 0.2 * model.loss_grad(w, X, y)[1]
+    np.testing.assert_allclose(fed.params, w, rtol=0, atol=1e-12)

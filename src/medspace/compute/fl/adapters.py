@@ -14,7 +14,7 @@ import numpy as np
 
 from medspace.compute.errors import FederatedLearningError, MessageLayoutError, OptionalDependencyError
 from medspace.compute.fl.metrics import log_loss
-from medspace.compute.fl.models import check_xy
+from medspace.compute.fl.models import check_xy, minibatches
 from medspace.compute.fl.strategies import ClientInstructions
 
 
@@ -80,21 +80,16 @@ class TorchModel:
         xt, yt = self._tensors(X, y)
         anchor = [p.detach().clone() for p in self.module.parameters()]
         optimiser = t.optim.SGD(self.module.parameters(), lr=instructions.lr)
-        n = X.shape[0]
-        batch = n if instructions.batch_size is None else min(instructions.batch_size, n)
-        rng = np.random.default_rng(seed)
         self.module.train()
-        for _ in range(instructions.epochs):
-            order = np.arange(n) if batch == n else rng.permutation(n)
-            for start in range(0, n, batch):
-                idx = t.as_tensor(order[start:start + batch], device=xt.device)
-                optimiser.zero_grad()
-                loss = t.nn.functional.cross_entropy(self.module(xt[idx]), yt[idx])
-                if instructions.proximal_mu > 0.0:
-                    prox = sum(((p - a) ** 2).sum() for p, a in zip(self.module.parameters(), anchor, strict=True))
-                    loss = loss + 0.5 * instructions.proximal_mu * prox
-                loss.backward()
-                optimiser.step()
+        for batch in minibatches(X.shape[0], instructions, np.random.default_rng(seed)):
+            idx = slice(None) if batch is None else t.as_tensor(batch, device=xt.device)
+            optimiser.zero_grad()
+            loss = t.nn.functional.cross_entropy(self.module(xt[idx]), yt[idx])
+            if instructions.proximal_mu > 0.0:
+                prox = sum(((p - a) ** 2).sum() for p, a in zip(self.module.parameters(), anchor, strict=True))
+                loss = loss + 0.5 * instructions.proximal_mu * prox
+            loss.backward()
+            optimiser.step()
         if not np.all(np.isfinite(self.get_params())):
             raise FederatedLearningError("local training diverged (parameters not finite): lower the learning rate")
 
@@ -174,6 +169,8 @@ class SklearnModel:
         """``epochs`` passes of ``partial_fit`` at constant learning rate ``lr``, shuffled by ``seed``."""
         if instructions.proximal_mu > 0.0:
             raise FederatedLearningError("SGDClassifier has no proximal term: use FedAvg or FedAdam with it")
+        if instructions.local_steps is not None:
+            raise FederatedLearningError("SGDClassifier trains by whole passes: use local_epochs, not local_steps")
         X, y = check_xy(X, y, self.n_features, self.n_classes)
         self.estimator.set_params(learning_rate="constant", eta0=instructions.lr, random_state=seed % (2**32))
         for _ in range(instructions.epochs):

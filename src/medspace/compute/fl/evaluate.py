@@ -8,9 +8,12 @@ On K hospitals, each with its own train and test split, :func:`evaluate_federate
   :func:`~medspace.compute.fl.federated.train_federated`;
 - **pooled**: one model on all sites' training rows stacked (the centralised reference),
 
-all from the same initial parameters with the same number of passes over a site's data (rounds × local epochs)
-and the same local learning rate and batch size, and reports per-site test accuracy, AUC and log-loss side by
-side, with the unweighted average over sites (FLamby's summary) and the average weighted by test size.
+all from the same initial parameters with the same local learning rate and batch size and the same amount of
+training: with whole local epochs, rounds × epochs passes over the data for every method; with a fixed number of
+local steps per round (FLamby's setting), rounds × steps for a local-only model and K × rounds × steps for the
+pooled one (the number of gradient steps all the federated clients take together). It reports per-site test
+accuracy, AUC and log-loss side by side, with the unweighted average over sites (FLamby's summary) and the average
+weighted by test size; a site whose test set has one class only has no AUC (NaN) and is left out of AUC averages.
 """
 
 from __future__ import annotations
@@ -72,12 +75,15 @@ class EvaluationReport:
         return self.metrics[method][site].get(metric)
 
     def average(self, method: str, metric: str = "accuracy", weighted: bool = False) -> float:
-        """Mean of ``metric`` over the sites (FLamby's average), or weighted by test-set size."""
+        """Mean of ``metric`` over the sites where it is defined (FLamby's average), or weighted by test size."""
         values = np.array([self.value(method, s, metric) for s in self.sites])
+        n = np.array([self.metrics[method][s].n for s in self.sites], dtype=np.float64)
+        ok = ~np.isnan(values)
+        if not ok.any():
+            return math.nan
         if weighted:
-            n = np.array([self.metrics[method][s].n for s in self.sites], dtype=np.float64)
-            return float(np.sum(values * n) / n.sum())
-        return float(np.mean(values))
+            return float(np.sum(values[ok] * n[ok]) / n[ok].sum())
+        return float(np.mean(values[ok]))
 
     def table(self, metric: str = "accuracy") -> list[dict[str, float | str]]:
         """Rows: one per site, then "average" and "weighted average"; columns: "site" and one per method."""
@@ -118,13 +124,14 @@ def _strategy_names(strategies: Mapping[str, Strategy] | Sequence[Strategy]) -> 
 
 def evaluate_federated(model: Model, splits: Sequence[SiteSplit],
                        strategies: Mapping[str, Strategy] | Sequence[Strategy], rounds: int, *,
-                       centralised: ClientInstructions | None = None, aggregate: Aggregate = plain_sum,
+                       local: ClientInstructions | None = None, pooled: ClientInstructions | None = None,
+                       aggregate: Aggregate = plain_sum,
                        dp: DPConfig | None = None, seed: int = 0) -> EvaluationReport:
     """Train local-only, federated (one model per strategy) and pooled models from ``model``'s current parameters
     and report each one's metrics on every site's test set.
 
-    ``centralised`` sets the local-only and pooled training; by default the first strategy's local learning rate
-    and batch size for rounds × its local epochs, the same passes over the data the federated clients make.
+    ``local`` and ``pooled`` set the local-only and pooled training; by default the first strategy's learning rate
+    and batch size for the amount of training described in the module's documentation.
     """
     if len(splits) < 1:
         raise QueryError("no site to evaluate")
@@ -135,9 +142,8 @@ def evaluate_federated(model: Model, splits: Sequence[SiteSplit],
     if rounds < 1:
         raise FederatedLearningError("federated training needs at least one round")
     first = next(iter(named.values()))
-    if centralised is None:
-        centralised = ClientInstructions(epochs=rounds * first.local_epochs, lr=first.local_lr,
-                                         batch_size=first.batch_size)
+    local = local or _budget(first, rounds, 1)
+    pooled = pooled or _budget(first, rounds, len(splits))
     start = model.get_params()
     work = model.clone()
     metrics: dict[str, dict[str, Metrics]] = {}
@@ -151,7 +157,7 @@ def evaluate_federated(model: Model, splits: Sequence[SiteSplit],
     t0 = time.perf_counter()
     for k, s in enumerate(splits):
         work.set_params(start)
-        work.fit_local(s.X_train, s.y_train, centralised, seed=_seed(seed, 1, k))
+        work.fit_local(s.X_train, s.y_train, local, seed=_seed(seed, 1, k))
         local_params[s.name] = work.get_params()
         local_cross[s.name] = _test(work, local_params[s.name], splits)
     seconds[LOCAL] = time.perf_counter() - t0
@@ -170,7 +176,7 @@ def evaluate_federated(model: Model, splits: Sequence[SiteSplit],
     X = np.vstack([s.X_train for s in splits])
     y = np.concatenate([s.y_train for s in splits])
     work.set_params(start)
-    work.fit_local(X, y, centralised, seed=_seed(seed, 2, 0))
+    work.fit_local(X, y, pooled, seed=_seed(seed, 2, 0))
     params[POOLED] = work.get_params()
     seconds[POOLED] = time.perf_counter() - t0
     metrics[POOLED] = _test(work, params[POOLED], splits)
@@ -178,6 +184,15 @@ def evaluate_federated(model: Model, splits: Sequence[SiteSplit],
     methods = (LOCAL, *named, POOLED)
     return EvaluationReport(tuple(names), methods, metrics, local_cross, params, local_params, rounds, seconds,
                             history)
+
+
+def _budget(strategy: Strategy, rounds: int, sites: int) -> ClientInstructions:
+    """Centralised training matching ``rounds`` of ``strategy`` over ``sites`` clients (see the module docstring)."""
+    if strategy.local_steps is None:
+        return ClientInstructions(epochs=rounds * strategy.local_epochs, lr=strategy.local_lr,
+                                  batch_size=strategy.batch_size)
+    return ClientInstructions(lr=strategy.local_lr, batch_size=strategy.batch_size,
+                              local_steps=rounds * strategy.local_steps * sites)
 
 
 def _seed(seed: int, kind: int, k: int) -> int:

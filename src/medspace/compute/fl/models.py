@@ -18,6 +18,7 @@ the MLP's initial weights): optimisation randomness, never privacy noise (see :m
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -92,25 +93,46 @@ def check_xy(X: np.ndarray, y: np.ndarray, n_features: int, n_classes: int) -> t
     return X, labels
 
 
+def minibatches(n: int, instructions: ClientInstructions, rng: np.random.Generator) -> Iterator[np.ndarray | None]:
+    """Row indices of each local step (None: the whole site, full batch), as the instructions ask.
+
+    ``local_steps`` set: exactly that many batches, drawn from successive shuffled passes (a pass's remainder
+    shorter than a batch is dropped); otherwise ``epochs`` shuffled passes, the last batch of a pass possibly short.
+    """
+    batch = n if instructions.batch_size is None else min(instructions.batch_size, n)
+    if instructions.local_steps is not None:
+        order, pos = rng.permutation(n), 0
+        for _ in range(instructions.local_steps):
+            if batch == n:
+                yield None
+                continue
+            if pos + batch > n:
+                order, pos = rng.permutation(n), 0
+            yield order[pos:pos + batch]
+            pos += batch
+        return
+    for _ in range(instructions.epochs):
+        if batch == n:
+            yield None
+            continue
+        order = rng.permutation(n)
+        for start in range(0, n, batch):
+            yield order[start:start + batch]
+
+
 def sgd(loss_grad: LossGrad, params: np.ndarray, X: np.ndarray, y: np.ndarray, instructions: ClientInstructions,
         seed: int) -> np.ndarray:
     """Minibatch SGD on the mean loss plus μ/2 ‖θ − θ₀‖² from θ₀ = ``params``; returns the trained parameters."""
     anchor = params
     w = params.copy()
-    n = X.shape[0]
-    batch = n if instructions.batch_size is None else min(instructions.batch_size, n)
-    rng = np.random.default_rng(seed)
     mu, lr = instructions.proximal_mu, instructions.lr
-    for _ in range(instructions.epochs):
-        order = np.arange(n) if batch == n else rng.permutation(n)
-        for start in range(0, n, batch):
-            idx = order[start:start + batch]
-            _, g = loss_grad(w, X[idx], y[idx]) if batch < n else loss_grad(w, X, y)
-            if mu > 0.0:
-                g = g + mu * (w - anchor)
-            w -= lr * g
-        if not np.all(np.isfinite(w)):
-            raise FederatedLearningError("local training diverged (parameters not finite): lower the learning rate")
+    for idx in minibatches(X.shape[0], instructions, np.random.default_rng(seed)):
+        _, g = loss_grad(w, X, y) if idx is None else loss_grad(w, X[idx], y[idx])
+        if mu > 0.0:
+            g = g + mu * (w - anchor)
+        w -= lr * g
+    if not np.all(np.isfinite(w)):
+        raise FederatedLearningError("local training diverged (parameters not finite): lower the learning rate")
     return w
 
 

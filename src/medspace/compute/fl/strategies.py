@@ -42,6 +42,10 @@ class ClientInstructions:
     batch_size: int | None = None  # None: full-batch gradient descent (one step per epoch)
     proximal_mu: float = 0.0  # FedProx: weight of μ/2 ‖v − w_global‖² in the local objective
     round: int = 0
+    # When set, every client takes exactly this many minibatch steps (reshuffling after each pass) instead of
+    # ``epochs`` passes: FLamby's choice. With epochs, a large site takes more steps and pulls the average towards
+    # its own optimum (the objective inconsistency of Wang et al. 2020, "FedNova"); equal steps avoid that.
+    local_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -52,6 +56,8 @@ class ClientInstructions:
             raise FederatedLearningError("batch size must be at least 1 (or None for full batch)")
         if not (self.proximal_mu >= 0 and math.isfinite(self.proximal_mu)):
             raise FederatedLearningError("proximal mu must be non-negative and finite")
+        if self.local_steps is not None and self.local_steps < 1:
+            raise FederatedLearningError("local steps must be at least 1 (or None for whole epochs)")
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,7 @@ class Strategy(ABC):
     local_epochs: int = 1
     local_lr: float = 0.1
     batch_size: int | None = 32
+    local_steps: int | None = None  # a fixed number of minibatch steps per round instead of local_epochs passes
 
     def initialize(self, params: np.ndarray) -> ServerState:
         """The state before the first round, at the given initial parameters (a flat float64 vector)."""
@@ -93,7 +100,7 @@ class Strategy(ABC):
     def configure_fit(self, state: ServerState) -> ClientInstructions:
         """The instructions every client trains with in the coming round."""
         return ClientInstructions(self.local_epochs, self.local_lr, self.batch_size, self.proximal_mu(),
-                                  state.round + 1)
+                                  state.round + 1, self.local_steps)
 
     def aggregate_fit(self, state: ServerState, summed_update: np.ndarray, total_weight: float) -> ServerState:
         """The next state from Σ n_k (w_k − w) and Σ n_k over the clients of this round."""
