@@ -168,3 +168,22 @@ def test_auc_average_skips_sites_with_one_class() -> None:
     report = evaluate_federated(LogisticRegression(4), [one_class, splits[1]], [FedAvg()], rounds=2)
     assert math.isnan(report.value("FedAvg", "H9", "auc"))
     assert report.average("FedAvg", "auc") == pytest.approx(report.value("FedAvg", "H2", "auc"))
+
+
+def test_simulated_hospitals_are_non_iid_and_reproducible() -> None:
+    """Sites differ in feature means and class balance; ``n_test`` adds that many test rows; same seed, same data."""
+    a = simulate_hospitals(4, sizes=(300, 500, 400, 600), n_features=5, shift=1.5, n_test=250, seed=3)
+    b = simulate_hospitals(4, sizes=(300, 500, 400, 600), n_features=5, shift=1.5, n_test=250, seed=3)
+    assert [s.y_train.size for s in a] == [300, 500, 400, 600]
+    assert all(s.y_test.size == 250 for s in a)
+    for s, t in zip(a, b, strict=True):
+        np.testing.assert_array_equal(s.X_train, t.X_train)
+        np.testing.assert_array_equal(s.y_test, t.y_test)
+    means = np.array([s.X_train.mean(axis=0) for s in a])
+    assert float(np.ptp(means, axis=0).max()) > 0.5  # covariate shift
+    rates = [float(s.y_train.mean()) for s in a]
+    assert max(rates) - min(rates) > 0.1  # class balance differs
+    three = simulate_hospitals(2, sizes=(200, 200), n_features=4, n_classes=3, prior_skew=1.0, seed=1)
+    assert set(np.concatenate([s.y_train for s in three]).tolist()) == {0, 1, 2}
+    with pytest.raises(QueryError):
+        simulate_hospitals(2, sizes=(10,))

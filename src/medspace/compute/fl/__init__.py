@@ -6,6 +6,7 @@ clipping and noise (:mod:`.dp`); evaluation of local-only, federated and pooled 
 """
 
 from medspace.compute.fl.dp import DPConfig, NoiseFn, clip_update, opendp_gaussian
+from medspace.compute.fl.evaluate import EvaluationReport, SiteSplit, evaluate_federated, format_table
 from medspace.compute.fl.federated import (
     FL_EXTRAS,
     FLCoordinator,
@@ -16,6 +17,7 @@ from medspace.compute.fl.federated import (
     train_federated,
     unpack_update,
 )
+from medspace.compute.fl.metrics import Metrics, classification_metrics
 from medspace.compute.fl.models import MLP, LogisticRegression, Model, NumpyModel, SoftmaxRegression
 from medspace.compute.fl.strategies import (
     ClientInstructions,
@@ -32,6 +34,7 @@ __all__ = [
     "MLP",
     "ClientInstructions",
     "DPConfig",
+    "EvaluationReport",
     "FLCoordinator",
     "FLResult",
     "FedAdam",
@@ -39,14 +42,19 @@ __all__ = [
     "FedAvgM",
     "FedProx",
     "LogisticRegression",
+    "Metrics",
     "Model",
     "NoiseFn",
     "NumpyModel",
     "ServerState",
+    "SiteSplit",
     "SoftmaxRegression",
     "Strategy",
+    "classification_metrics",
     "client_update",
     "clip_update",
+    "evaluate_federated",
+    "format_table",
     "message_length",
     "opendp_gaussian",
     "pack_update",

@@ -27,10 +27,18 @@ def _scores(X: np.ndarray, B: np.ndarray, nonlinear: bool) -> np.ndarray:
 
 def simulate_hospitals(n_sites: int = 5, sizes: tuple[int, ...] | None = None, n_features: int = 6,
                        n_classes: int = 2, *, shift: float = 1.0, nonlinear: bool = False, prior_skew: float = 0.0,
-                       signal: float = 2.0, test_fraction: float = 0.3, seed: int = 0) -> list[SiteSplit]:
-    """``n_sites`` hospitals ("H1", …) with covariate shift of strength ``shift`` and a train/test split each."""
+                       signal: float = 2.0, test_fraction: float = 0.3, n_test: int | None = None,
+                       seed: int = 0) -> list[SiteSplit]:
+    """``n_sites`` hospitals ("H1", …) with covariate shift of strength ``shift`` and a train/test split each.
+
+    ``sizes`` are the sites' numbers of patients, ``test_fraction`` of them held out for testing; or, with
+    ``n_test``, ``sizes`` rows for training and ``n_test`` more from the same site for testing (large test sets
+    make per-site comparisons of two models precise without more training data).
+    """
     if n_sites < 1 or n_features < 3 or n_classes < 2:
         raise QueryError("need at least one site, three features and two classes")
+    if n_test is not None and n_test < 1:
+        raise QueryError("n_test must be at least 1")
     if not 0.0 < test_fraction < 1.0:
         raise QueryError("test fraction must lie strictly between 0 and 1")
     rng = np.random.default_rng(seed)
@@ -41,7 +49,8 @@ def simulate_hospitals(n_sites: int = 5, sizes: tuple[int, ...] | None = None, n
     B = rng.normal(0.0, 1.0, (n_features, n_classes))
     B *= signal / np.linalg.norm(B, axis=0, keepdims=True).mean()
     splits = []
-    for k, n in enumerate(sizes):
+    for k, n_train in enumerate(sizes):
+        n = n_train if n_test is None else n_train + n_test
         mean = shift * rng.normal(0.0, 0.6, n_features)
         spread = rng.uniform(0.7, 1.4, n_features)
         # per-site class preferences for prior skew; keep class c with probability keep[c]
@@ -60,8 +69,8 @@ def simulate_hospitals(n_sites: int = 5, sizes: tuple[int, ...] | None = None, n
             total += int(kept.sum())
         X = np.vstack(X_parts)[:n]
         y = np.concatenate(y_parts)[:n].astype(np.int64)
-        n_test = max(1, round(test_fraction * n))
-        splits.append(SiteSplit(f"H{k + 1}", X[n_test:], y[n_test:], X[:n_test], y[:n_test]))
+        held = max(1, round(test_fraction * n)) if n_test is None else n_test
+        splits.append(SiteSplit(f"H{k + 1}", X[held:], y[held:], X[:held], y[:held]))
     return splits
 
 
