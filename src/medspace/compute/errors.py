@@ -33,3 +33,15 @@ class NoEventsError(ModelError):
 
 class ConvergenceError(ModelError):
     """Newton–Raphson did not converge within its round or step-halving limit."""
+
+
+class FederatedLearningError(ModelError):
+    """Iterative federated training (FedAvg and kin) cannot proceed; the message names the strategy, model or step."""
+
+
+class PrivacyConfigError(FederatedLearningError):
+    """DP-SGD-style protection of updates is misconfigured (clip norm, noise multiplier, missing noise sampler)."""
+
+
+class OptionalDependencyError(ComputeError):
+    """An optional extra (PyTorch, scikit-learn, OpenDP) a model or sampler needs is not installed."""
