@@ -38,6 +38,7 @@ from medspace.compute.errors import ConvergenceError, MessageLayoutError, NoEven
 from medspace.compute.newton import (
     Aggregate,
     Coefficients,
+    FitResult,
     NewtonCoordinator,
     NewtonModel,
     SiteFn,
@@ -238,7 +239,7 @@ class CoxSite:
 
 
 @dataclass(frozen=True)
-class CoxResult:
+class CoxResult(FitResult):
     """A fitted site-stratified Cox model: coefficients (log hazard ratios) with inference, and the fit."""
 
     coefficients: Coefficients

@@ -50,6 +50,7 @@ from medspace.compute.errors import (
 from medspace.compute.newton import (
     Aggregate,
     Coefficients,
+    FitResult,
     NewtonCoordinator,
     NewtonModel,
     SiteFn,
@@ -165,7 +166,7 @@ class GLMSite:
 
 
 @dataclass(frozen=True)
-class GLMResult:
+class GLMResult(FitResult):
     """A fitted GLM: coefficients with inference, fit statistics and how the fit went."""
 
     family: str
