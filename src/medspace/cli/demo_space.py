@@ -223,7 +223,10 @@ def _walk(workdir: Path, hospitals: list[DemoHospital], console: Console) -> Non
             defaults = EXAMPLE_CN_DEFAULTS if h.flavour == "cn" else EXAMPLE_US_DEFAULTS
             stewards[h.id].set_defaults(h.id, {k: v for k, v in defaults.items() if k != "hospital"})
             if h.flavour == "cn":
-                ids = _linkage_ids(h.store)
+                # which patients signed is the story's choice: the diabetic ones first, so that the study's counts
+                # do not depend on the run's fresh linkage key (the subset is otherwise drawn by its order)
+                diabetic = set(_linkage_ids(h.store, diabetes_only=True))
+                ids = sorted(_linkage_ids(h.store), key=lambda p: p not in diabetic)
                 chosen = ids[: int(len(ids) * CONSENTING)]
                 forms = [build_consent(p, h.id, permit_purposes=["HRESCH"], version=None) for p in chosen]
                 out = stewards[h.id].put_consents(forms)
@@ -237,7 +240,7 @@ def _walk(workdir: Path, hospitals: list[DemoHospital], console: Console) -> Non
         # the demo patient: a diabetic patient of the first hospital who consented
         first = hospitals[0]
         diabetic = set(_linkage_ids(first.store, diabetes_only=True))
-        pool = _linkage_ids(first.store)
+        pool = sorted(_linkage_ids(first.store), key=lambda p: p not in diabetic)
         if first.flavour == "cn":
             pool = pool[: int(len(pool) * CONSENTING)]
         patient = next((p for p in pool if p in diabetic), pool[0])
