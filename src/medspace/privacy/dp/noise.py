@@ -49,6 +49,7 @@ import numpy.typing as npt
 
 from medspace.privacy.dp.opendp_bridge import check_scale, discrete_gaussian
 from medspace.privacy.errors import DPError
+from medspace.privacy.vectors import integer_vector
 
 MIN_NODE_SIGMA = 0.5  # the DDG bound's condition s >= 1/2
 _VALUE_LIMIT = 1 << 62
@@ -189,21 +190,15 @@ def add_noise_share(values: npt.ArrayLike, plan: NoisePlan, *, workers: int = 1)
     """One node's contribution plus its share of the noise: int64 in (counts or fixed-point codes), int64 out,
     each entry plus an independent N_Z(0, s^2) sample from OpenDP, s = ``plan.node_sigma``. ``workers`` > 1 splits
     the vector over threads (OpenDP's sampler runs outside the GIL)."""
-    x = np.asarray(values)
-    if x.ndim != 1:
-        raise DPError("a contribution must be a 1-d vector")
-    if x.dtype.kind == "b":
-        x = x.astype(np.int64)
-    if x.dtype.kind not in "iu":
-        raise DPError("noise shares are added to integer vectors; encode fixed-point values first")
+    x = integer_vector(values, DPError, "noise shares are added to integer vectors; encode fixed-point values first")
     if x.size and (int(x.max()) >= _VALUE_LIMIT or int(x.min()) <= -_VALUE_LIMIT):
         # OpenDP saturates at the i64 limits; far below them the noisy sum stays exact
         raise DPError("a contribution's entries must stay within ±2^62 to take noise")
-    x = x.astype(np.int64, copy=False)
+    x64: npt.NDArray[np.int64] = x.astype(np.int64, copy=False)
     s = plan.node_sigma
-    if workers <= 1 or x.size < 2 * workers:
-        return discrete_gaussian(x, s)
-    parts = np.array_split(x, workers)
+    if workers <= 1 or x64.size < 2 * workers:
+        return discrete_gaussian(x64, s)
+    parts = np.array_split(x64, workers)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         noisy = list(pool.map(lambda part: discrete_gaussian(part, s), parts))
     return np.concatenate(noisy)

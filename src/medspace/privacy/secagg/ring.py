@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from medspace.privacy.errors import BoundError, ConfigError
+from medspace.privacy.vectors import integer_vector
 
 RING_BITS = 64
 _SIGNED_LIMIT = 1 << 63  # sums are read as int64: |sum of codes| must stay below this
@@ -109,13 +110,7 @@ class Encoding:
         return codes.view(np.uint64)
 
     def _encode_int(self, values: npt.ArrayLike) -> U64Array:
-        x = np.asarray(values)
-        if x.ndim != 1:
-            raise BoundError("a contribution must be a 1-d vector")
-        if x.dtype.kind == "b":
-            x = x.astype(np.int64)
-        if x.dtype.kind not in "iu":
-            raise BoundError("an integer encoding takes an integer vector")
+        x = integer_vector(values, BoundError, "an integer encoding takes an integer vector")
         bound = int(self.bound)
         over = x > np.uint64(bound) if x.dtype.kind == "u" else (x > bound) | (x < -bound)
         if over.any():
